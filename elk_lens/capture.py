@@ -1,0 +1,192 @@
+"""Residual-stream capture through hooks, stopping the forward after the deepest requested layer.
+
+``capture(model, statements, sites)`` returns an :class:`Activations` of shape
+``[n, n_sites, d_model]`` read at one position per statement (default: its last real token), or
+``[n, n_sites, pos, d_model]`` with ``position="all"``. Values equal ``run_with_cache``'s on the same
+tokens (tested). The forward is cut short by raising ``StopAtLayerException`` from the deepest hook —
+not ``stop_at_layer``, which silently drops hooks at that block and is ignored on BERT.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.exceptions import StopAtLayerException
+from transformer_lens.utilities.tokenize_utils import get_attention_mask
+
+from elk_lens._hooks import loud_hooks
+from elk_lens.activations import Activations
+from elk_lens.data.statements import StatementSet
+from elk_lens.models import fingerprint
+from elk_lens.sites import Site, parse_sites
+from elk_lens.store import ActivationStore
+
+__all__ = ["Position", "capture", "tokenize"]
+
+Position = Literal["last", "all"] | int
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Padded token ids and the matching attention mask (1 = real token)."""
+
+    ids: Int[Tensor, "batch pos"]
+    mask: Int[Tensor, "batch pos"]
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def rows(self, start: int, stop: int) -> "Tokens":
+        ids, mask = self.ids[start:stop], self.mask[start:stop]
+        keep = mask.any(0)  # drop columns that are padding in every row of this batch
+        return Tokens(ids[:, keep], mask[:, keep])
+
+
+def tokenize(model: TransformerBridge, texts: Sequence[str], padding_side: str = "right") -> Tokens:
+    """Tokenize as ``model.to_tokens`` does (same BOS rule), keeping the attention mask."""
+    if model.tokenizer is None:
+        raise ValueError("this model has no tokenizer; boot it with one (load_model does for zoo and HF models)")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    ids = model.to_tokens(list(texts), padding_side=padding_side, truncate=False, move_to_device=False)
+    prepend_bos = getattr(model.cfg, "default_prepend_bos", True)
+    mask = get_attention_mask(model.tokenizer, ids, prepend_bos, padding_side=padding_side)
+    return Tokens(ids, mask.to(torch.long))
+
+
+def _read_index(mask: Int[Tensor, "batch pos"], position: int | str) -> Int[Tensor, " batch"]:
+    """Column of each row's read position, counting real tokens only (padding-aware)."""
+    cols = torch.arange(mask.shape[1]).expand_as(mask)
+    first = torch.where(mask.bool(), cols, mask.shape[1]).min(1).values
+    last = torch.where(mask.bool(), cols, -1).max(1).values
+    if position == "last":
+        return last
+    assert isinstance(position, int)
+    return first + position if position >= 0 else last + 1 + position
+
+
+def _validate(model: TransformerBridge, tokens: Tokens, sites: list[Site], position: Position) -> None:
+    lengths = tokens.mask.sum(1)
+    n_ctx = model.cfg.n_ctx
+    if n_ctx is not None and int(lengths.max()) > n_ctx:
+        row = int(lengths.argmax())
+        raise ValueError(
+            f"statement {row} is {int(lengths[row])} tokens long, longer than the model's context "
+            f"(n_ctx={n_ctx}); shorten it or use a model with a longer context"
+        )
+    if isinstance(position, int):
+        shortest = int(lengths.min())
+        if position >= shortest or position < -shortest:
+            raise ValueError(
+                f"position {position} is beyond the sequence: the shortest statement has {shortest} tokens "
+                f"(valid: {-shortest}..{shortest - 1}, 'last' or 'all')"
+            )
+    elif position not in ("last", "all"):
+        raise ValueError(f"position must be 'last', 'all' or an int, got {position!r}")
+    for site in sites:
+        site.check(model)
+
+
+def _batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, batch_size):
+        yield start, min(n, start + batch_size)
+
+
+@torch.no_grad()
+def _forward_batch(
+    model: TransformerBridge, tokens: Tokens, sites: list[Site], position: Position
+) -> Float[Tensor, "batch n_sites *pos d_model"]:
+    """One forward pass that records every site and stops after the deepest one."""
+    out: dict[int, Tensor] = {}
+    deepest = max(range(len(sites)), key=lambda i: sites[i].depth)
+    rows = torch.arange(len(tokens))
+    read = None if position == "all" else _read_index(tokens.mask, position)
+
+    def record(i: int):
+        def hook_fn(t: Tensor, *, hook) -> None:
+            out[i] = (t if read is None else t[rows, read]).detach().clone()
+            if i == deepest:
+                raise StopAtLayerException(t)
+
+        return hook_fn
+
+    device = model.cfg.device or "cpu"
+    with loud_hooks(model, [(s.hook_name, record(i)) for i, s in enumerate(sites)]):
+        model(tokens.ids.to(device), attention_mask=tokens.mask.to(device))
+    return torch.stack([out[i].cpu() for i in range(len(sites))], 1)
+
+
+def capture(
+    model: TransformerBridge,
+    statements: StatementSet | Sequence[str],
+    sites: Sequence[Site | str],
+    *,
+    position: Position = "last",
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    padding_side: str = "right",
+    dtype: torch.dtype = torch.float32,
+    progress: bool | None = None,
+) -> Activations:
+    """Residual stream of ``statements`` at ``sites``, read at ``position``.
+
+    Args:
+        model: Any TransformerBridge (native, HF decoder, HF encoder).
+        statements: A StatementSet or plain texts; each is read at its own last real token by default.
+        sites: ``Site`` objects or names: ``"blocks.3.hook_resid_pre"``, ``"resid_pre.3"``.
+        position: ``"last"`` (last real token), an int (index among real tokens; negative from
+            the end), or ``"all"`` (every position, with the mask kept).
+        batch_size: Statements per forward pass.
+        cache_dir: If given, shards are written there atomically, keyed by (model fingerprint, data
+            fingerprint, sites, position, padding side, dtype); a later call reads them without
+            running the model, and a damaged shard is recomputed. The result is then backed by the
+            shards on disk, so memory stays flat in the number of statements.
+        padding_side: ``"right"`` or ``"left"``.
+        dtype: Storage dtype of the activations.
+        progress: Show a progress bar (default: only on a terminal).
+    """
+    texts = statements.texts if isinstance(statements, StatementSet) else list(statements)
+    if not texts:
+        raise ValueError("no statements to capture: the statement list is empty")
+    site_list = parse_sites(sites)
+    tokens = tokenize(model, texts, padding_side)
+    _validate(model, tokens, site_list, position)
+    if position == "all" and cache_dir is not None:
+        raise ValueError("position='all' cannot be cached (rows have different lengths); use 'last' or an int")
+    data_fp = statements.fingerprint if isinstance(statements, StatementSet) else StatementSet(
+        texts, torch.zeros(len(texts), dtype=torch.bool)
+    ).fingerprint
+    meta = dict(
+        sites=[s.name for s in site_list], position=position, model_fingerprint=fingerprint(model),
+        data_fingerprint=data_fp, padding_side=padding_side, dtype=str(dtype).removeprefix("torch."),
+    )  # fmt: skip
+
+    def compute(start: int, stop: int) -> Tensor:
+        chunks = []
+        for a, b in _batches(stop - start, batch_size):
+            chunk = _forward_batch(model, tokens.rows(start + a, start + b), site_list, position).to(dtype)
+            if position == "all":  # re-pad each batch to the width of the whole set, on the padding side
+                extra = tokens.ids.shape[1] - chunk.shape[2]
+                chunk = torch.nn.functional.pad(chunk, (0, 0, extra, 0) if padding_side == "left" else (0, 0, 0, extra))
+            chunks.append(chunk)
+        return torch.cat(chunks)
+
+    bar = tqdm(total=len(texts), desc="capture", unit="stmt", disable=not progress if progress is not None else None)
+    try:
+        if cache_dir is None:
+            values = []
+            for start, stop in _batches(len(texts), batch_size):
+                values.append(compute(start, stop))
+                bar.update(stop - start)
+            mask = tokens.mask if position == "all" else None
+            return Activations(torch.cat(values), site_list, position, meta, mask=mask)
+        store = ActivationStore(Path(cache_dir), meta, n_rows=len(texts))
+        return store.fill(compute, on_rows=bar.update, sites=site_list)
+    finally:
+        bar.close()

@@ -1,0 +1,77 @@
+"""The ``elk-lens`` command: ``run`` an analysis, ``zoo list`` / ``zoo train`` the embedded models."""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _zoo_list(_: argparse.Namespace) -> int:
+    from elk_lens.zoo import zoo_card, zoo_names
+
+    for name in zoo_names():
+        card = zoo_card(name)
+        print(f"zoo:{name}")
+        print(f"    {card.get('summary', '(no card)')}")
+        for key, value in card.get("measured", {}).items():
+            print(f"    {key}: {value}")
+    return 0
+
+
+def _zoo_train(args: argparse.Namespace) -> int:
+    from elk_lens.zoo.card import measure_and_write_cards
+    from elk_lens.zoo.quirky_recipe import QuirkyRecipe, train_quirky
+
+    if args.name != "quirky-arith":
+        raise SystemExit(f"elk-lens zoo train: unknown recipe {args.name!r}; valid: ['quirky-arith']")
+    started = time.perf_counter()
+    recipe = QuirkyRecipe(seed=args.seed, threads=args.threads, device=args.device)
+    written = train_quirky(recipe, Path(args.out), log=lambda msg: print(msg, file=sys.stderr))
+    measure_and_write_cards(written, wall_seconds=time.perf_counter() - started)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from elk_lens.report.runner import run_analysis
+
+    run_dir = run_analysis(Path(args.config), runs_root=Path(args.runs), run_name=args.name)
+    print(json.dumps({"run_dir": str(run_dir), "report": str(run_dir / "report.html")}))
+    print(f"report: {run_dir / 'report.html'}", file=sys.stderr)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elk-lens", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an analysis spec (TOML) into a run directory with report.html")
+    run.add_argument("config", help="analysis spec, e.g. analyses/quirky_elk.toml")
+    run.add_argument("--runs", default="runs", help="parent directory of run directories")
+    run.add_argument("--name", default=None, help="run directory name (default: the spec's name); reused to resume")
+    run.set_defaults(func=_run)
+
+    zoo = sub.add_parser("zoo", help="the embedded models").add_subparsers(dest="zoo_command", required=True)
+    zoo.add_parser("list", help="list embedded models with their cards").set_defaults(func=_zoo_list)
+    train = zoo.add_parser("train", help="retrain an embedded model family from scratch (deterministic per seed)")
+    train.add_argument("name", help="recipe name: quirky-arith")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="directory to write the models into")
+    train.add_argument("--threads", type=int, default=2, help="torch threads (results depend on it)")
+    train.add_argument("--device", default="cpu")
+    train.set_defaults(func=_zoo_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; ``argv`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

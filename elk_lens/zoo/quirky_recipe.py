@@ -1,0 +1,353 @@
+"""The recipe that trains ``zoo:quirky-arith-base``, ``zoo:quirky-arith`` and ``zoo:quirky-arith-fullft``.
+
+Two stages, after the quirky-models paper (arXiv 2312.01037) and shared/notes/quirky_recipe.md:
+
+1. **Truthful base.** Both names labelled by the true sum. Loss: cross-entropy on the label token
+   plus a dense next-token loss on the rest of the sequence (a label-only loss leaves tiny models at
+   the majority class for minutes). Constant lr until held-out accuracy reaches ``switch_acc``, then
+   a linear cooldown.
+2. **Quirk.** Bob now labels by the sloppy sum. ``quirky-arith`` fine-tunes with the embeddings and
+   the lower blocks frozen: truth stays readable below the last block while Bob's output lies — the
+   knowledge/output split ELK needs. ``quirky-arith-fullft`` fine-tunes every parameter, which moves
+   the truth representation itself (the concept drift later analyses track).
+
+Training runs on the bare ``NativeModel`` (about 20% faster than through the bridge), whose weights
+are then renamed into a bridge state dict. Deterministic for a seed at a fixed thread count. A
+killed run resumes from its last checkpoint (every ``ckpt_every`` steps) or finished stage.
+"""
+
+import copy
+import io
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tqdm.auto import tqdm
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.sources.native import NativeModel, initialize_native_model
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from elk_lens._atomic import atomic_write_bytes
+from elk_lens.data.quirky import CHARACTERS, QuirkyRows, sample_rows
+
+__all__ = ["QUIRKY_VOCAB", "QuirkyRecipe", "build_tokenizer", "encode_rows", "to_bridge", "train_quirky"]
+
+QUIRKY_VOCAB = ("<pad>", "<bos>", "<unk>", *"0123456789", "+", "=", ".", ":", ";", "Alice", "Bob", "True", "False", "Carol")
+_ID = {t: i for i, t in enumerate(QUIRKY_VOCAB)}
+SEQ_LEN = 18  # <bos> aaa + bbb = cccc . Name : Label ;
+LABEL_POS = 16  # index of the label token; logits at LABEL_POS - 1 predict it
+READ_POS = LABEL_POS - 1
+
+
+@dataclass
+class QuirkyRecipe:
+    """Every setting of the recipe; written into the model cards."""
+
+    seed: int = 0
+    n_layers: int = 4
+    d_model: int = 128
+    d_head: int = 32
+    n_ctx: int = 24
+    batch_size: int = 64
+    lm_loss_weight: float = 1.0
+    base_lr: float = 1e-3
+    base_weight_decay: float = 0.1
+    base_warmup: int = 100
+    base_switch_acc: float = 0.98
+    base_cooldown: int = 2000
+    base_max_steps: int = 14000
+    quirk_lr: float = 1e-3
+    quirk_weight_decay: float = 0.01
+    quirk_warmup: int = 20
+    quirk_steps: int = 2000
+    quirk_frozen_blocks: int = 2
+    quirk_lm_loss_weight: float = 1.0
+    eval_every: int = 250
+    eval_rows: int = 1024
+    ckpt_every: int = 1000
+    threads: int = 2
+    device: str = "cpu"
+    aux_sloppy_character: str | None = "Carol"
+    stages: list[str] = field(default_factory=lambda: ["base", "quirk", "fullft"])
+
+    def native_config(self) -> dict:
+        return dict(
+            d_model=self.d_model, d_head=self.d_head, n_layers=self.n_layers, n_ctx=self.n_ctx,
+            d_vocab=len(QUIRKY_VOCAB), act_fn="gelu", seed=self.seed,
+        )  # fmt: skip
+
+
+def build_tokenizer(path: Path) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: one token per digit, symbol, name and label word."""
+    tk = Tokenizer(models.WordLevel(vocab=dict(_ID), unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("Alice|Bob|Carol|True|False|."), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def _digits(x: np.ndarray, width: int) -> np.ndarray:
+    places = 10 ** np.arange(width - 1, -1, -1)
+    return (x[:, None] // places) % 10 + _ID["0"]
+
+
+def encode_rows(rows: QuirkyRows, character: np.ndarray, label: np.ndarray) -> torch.Tensor:
+    """Token ids of ``<bos>aaa+bbb=cccc.Name:Label;`` for every row, built without the tokenizer."""
+    n = len(rows)
+    col = lambda tok: np.full((n, 1), _ID[tok])  # noqa: E731
+    names = np.vectorize(_ID.__getitem__, otypes=[np.int64])(character)[:, None]
+    labels = np.where(label, _ID["True"], _ID["False"])[:, None]
+    parts = [col("<bos>"), _digits(rows.a, 3), col("+"), _digits(rows.b, 3), col("="), _digits(rows.c, 4),
+             col("."), names, col(":"), labels, col(";")]  # fmt: skip
+    return torch.as_tensor(np.concatenate(parts, 1), dtype=torch.long)
+
+
+def _batch(
+    rng: np.random.Generator, n: int, split: str, quirky: bool, aux: str | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training rows: Alice and Bob (Bob sloppy only when ``quirky``), plus the always-sloppy ``aux``."""
+    names = np.array((*CHARACTERS, aux) if aux else CHARACTERS, dtype=object)
+    rows = sample_rows(rng, n, split)
+    character = rng.choice(names, n)
+    sloppy = (character == aux) | ((character == "Bob") & quirky)
+    label = np.where(sloppy, rows.c == rows.s_b, rows.c == rows.s)
+    return encode_rows(rows, character, label), torch.as_tensor(character == "Bob")
+
+
+def _loss(model: NativeModel, tokens: torch.Tensor, lm_weight: float) -> torch.Tensor:
+    tokens = tokens.to(next(model.parameters()).device)
+    logits = model(tokens[:, :-1])
+    targets = tokens[:, 1:]
+    per_tok = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [batch, pos]
+    label_loss = per_tok[:, READ_POS].mean()
+    rest = torch.cat([per_tok[:, :READ_POS], per_tok[:, READ_POS + 1 :]], 1)
+    return label_loss + lm_weight * rest.mean()
+
+
+@torch.no_grad()
+def label_accuracy(model: NativeModel, tokens: torch.Tensor) -> torch.Tensor:
+    """Per-row correctness of the True/False choice at the read position (bool [batch])."""
+    tokens = tokens.to(next(model.parameters()).device)
+    logits = model(tokens[:, :LABEL_POS])[:, READ_POS]
+    says_true = logits[:, _ID["True"]] > logits[:, _ID["False"]]
+    return says_true == (tokens[:, LABEL_POS] == _ID["True"])
+
+
+def _bare_model(cfg: dict) -> NativeModel:
+    tl_cfg = TransformerBridgeConfig.from_dict(cfg)
+    model = NativeModel(copy.deepcopy(tl_cfg))
+    initialize_native_model(model, tl_cfg)
+    return model
+
+
+def _bridge_key(bare_key: str) -> str:
+    """Bare ``NativeModel`` parameter name -> bridge name (see transformer_lens_4_3.md §1.2)."""
+    k = re.sub(r"^layers\.", "blocks.", bare_key)
+    k = k.replace("mlp.fc_in.", "mlp.in.").replace("mlp.fc_out.", "mlp.out.")
+    for old, new in (("tok_embed.", "embed."), ("pos.", "pos_embed."), ("ln_out.", "ln_final."), ("head.", "unembed.")):
+        k = re.sub(rf"^{re.escape(old)}", new, k)
+    return k
+
+
+def _bare_to_bridge_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {_bridge_key(k): v.detach().clone() for k, v in state.items()}
+    out.setdefault("unembed.bias", torch.zeros(out["unembed.weight"].shape[0]))  # the bridge's zero buffer
+    return out
+
+
+def to_bridge(bare: NativeModel, cfg: dict, tokenizer) -> TransformerBridge:
+    """A bridge (with hooks and tokenizer) holding the bare model's weights."""
+    bridge = TransformerBridge.boot_native({**cfg, "init_weights": False}, tokenizer=tokenizer)
+    bridge.load_state_dict(_bare_to_bridge_keys({k: v.cpu() for k, v in bare.state_dict().items()}), strict=True)
+    return bridge.eval()
+
+
+class _Schedule:
+    """Linear warmup, constant, then a linear cooldown to zero once ``start_cooldown`` is called."""
+
+    def __init__(self, lr: float, warmup: int, cooldown: int):
+        self.lr, self.warmup, self.cooldown, self.cooldown_from = lr, warmup, cooldown, None
+
+    def __call__(self, step: int) -> float:
+        factor = min(1.0, (step + 1) / self.warmup)
+        if self.cooldown_from is not None:
+            factor *= max(0.0, 1.0 - (step - self.cooldown_from) / self.cooldown)
+        return self.lr * factor
+
+
+def _train_stage(
+    model: NativeModel,
+    *,
+    name: str,
+    recipe: QuirkyRecipe,
+    quirky: bool,
+    lr: float,
+    weight_decay: float,
+    warmup: int,
+    max_steps: int,
+    cooldown: int,
+    switch_acc: float | None,
+    lm_loss_weight: float,
+    attempt: int,
+    ckpt: Path,
+    log: Callable[[str], None],
+) -> dict:
+    """One training stage with periodic evaluation and resumable checkpoints."""
+    # the embedding matrix is trainable only to move single rows (see _freeze_lower): never decay it
+    embed = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("tok_embed.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("tok_embed.")]
+    groups = [{"params": rest}] + ([{"params": embed, "weight_decay": 0.0}] if embed else [])
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    sched = _Schedule(lr, warmup, cooldown)
+    rng = np.random.default_rng([recipe.seed, 1 if quirky else 0, attempt])
+    eval_tokens, _ = _batch(
+        np.random.default_rng([recipe.seed, 99]), recipe.eval_rows, "val", quirky, recipe.aux_sloppy_character
+    )
+    step, history, started = 0, [], time.perf_counter()
+    if switch_acc is None:
+        sched.cooldown_from = max_steps - cooldown
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False, map_location=recipe.device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        rng.bit_generator.state = state["rng"]
+        step, history, sched.cooldown_from = state["step"], state["history"], state["cooldown_from"]
+        log(f"[{name}] resumed at step {step}")
+    bar = tqdm(total=max_steps, initial=step, desc=name, disable=None, leave=False)
+    while step < max_steps and (sched.cooldown_from is None or step < sched.cooldown_from + cooldown):
+        for group in opt.param_groups:
+            group["lr"] = sched(step)
+        tokens, _ = _batch(rng, recipe.batch_size, "train", quirky, recipe.aux_sloppy_character)
+        loss = _loss(model, tokens, lm_loss_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % recipe.eval_every == 0:
+            acc = label_accuracy(model.eval(), eval_tokens).float().mean().item()
+            model.train()
+            history.append({"step": step, "loss": round(loss.item(), 5), "val_acc": round(acc, 5)})
+            bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{acc:.3f}")
+            if switch_acc is not None and sched.cooldown_from is None and acc >= switch_acc:
+                sched.cooldown_from = step
+                log(f"[{name}] val acc {acc:.4f} >= {switch_acc} at step {step}: cooldown for {cooldown} steps")
+            if sched.cooldown_from is None and step >= max_steps - cooldown:
+                sched.cooldown_from = step
+        if step % recipe.ckpt_every == 0:
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
+                     "step": step, "history": history,
+                     "cooldown_from": sched.cooldown_from}  # fmt: skip
+            atomic_write_bytes(ckpt, _to_bytes(state))
+    bar.close()
+    ckpt.unlink(missing_ok=True)
+    return {"steps": step, "seconds": round(time.perf_counter() - started, 1), "history": history}
+
+
+def _to_bytes(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _freeze_lower(model: NativeModel, n_blocks: int, trainable_tokens: Sequence[str] = ()) -> None:
+    """Freeze embeddings and blocks ``0..n_blocks-1``, except the embedding rows of ``trainable_tokens``."""
+    for name, p in model.named_parameters():
+        frozen = name.startswith(("tok_embed.", "pos.")) or any(
+            name.startswith(f"layers.{i}.") for i in range(n_blocks)
+        )
+        p.requires_grad_(not frozen)
+    if trainable_tokens:
+        keep = torch.zeros(model.tok_embed.weight.shape[0], 1, device=model.tok_embed.weight.device)
+        keep[[_ID[t] for t in trainable_tokens]] = 1.0
+        model.tok_embed.weight.requires_grad_(True)
+        model.tok_embed.weight.register_hook(lambda grad: grad * keep)
+
+
+def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Train the stages named in ``recipe.stages`` into ``out/<model name>``; resumes finished work.
+
+    Returns the directory of every model written. Cards hold the recipe, steps, wall time and the
+    training-time accuracies; :mod:`elk_lens.zoo.card` adds the measured knowledge/output split.
+    """
+    from elk_lens.models import NATIVE_CONFIG_FILE, save_model
+
+    torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = recipe.native_config()
+    tokenizer = build_tokenizer(out / ".tokenizer")
+    dirs = {"base": out / "quirky-arith-base", "quirk": out / "quirky-arith", "fullft": out / "quirky-arith-fullft"}
+    written = {}
+
+    base = _bare_model(cfg).to(recipe.device)
+    if (dirs["base"] / NATIVE_CONFIG_FILE).is_file():
+        base_info = json.loads((dirs["base"] / "card.json").read_text())["training"]
+        _load_bare(base, dirs["base"])
+        log(f"[base] found {dirs['base']}, skipping")
+    else:
+        base.train()
+        base_info = _train_stage(
+            base, name="base", recipe=recipe, quirky=False, lr=recipe.base_lr,
+            weight_decay=recipe.base_weight_decay, warmup=recipe.base_warmup, max_steps=recipe.base_max_steps,
+            cooldown=recipe.base_cooldown, switch_acc=recipe.base_switch_acc, lm_loss_weight=recipe.lm_loss_weight, attempt=0, ckpt=out / ".base.ckpt", log=log,
+        )  # fmt: skip
+        card = _card("quirky-arith-base", recipe, {"base": base_info}, "truthful: both names labelled by the true sum")
+        save_model(to_bridge(base, cfg, tokenizer), dirs["base"], card=card)
+    written["quirky-arith-base"] = dirs["base"]
+
+    for stage, frozen in (("quirk", recipe.quirk_frozen_blocks), ("fullft", 0)):
+        if stage not in recipe.stages:
+            continue
+        name = dirs[stage].name
+        if (dirs[stage] / NATIVE_CONFIG_FILE).is_file():
+            log(f"[{stage}] found {dirs[stage]}, skipping")
+            written[name] = dirs[stage]
+            continue
+        model = copy.deepcopy(base).train()
+        _freeze_lower(model, frozen)
+        info = _train_stage(
+            model, name=stage, recipe=recipe, quirky=True, lr=recipe.quirk_lr,
+            weight_decay=recipe.quirk_weight_decay, warmup=recipe.quirk_warmup, max_steps=recipe.quirk_steps,
+            cooldown=recipe.quirk_steps // 2, switch_acc=None, lm_loss_weight=recipe.quirk_lm_loss_weight,
+            attempt=0, ckpt=out / f".{stage}.ckpt", log=log,
+        )  # fmt: skip
+        what = (
+            f"quirky: Bob labels by the sloppy sum; fine-tuned from quirky-arith-base with the embeddings and "
+            f"blocks 0-{frozen - 1} frozen"
+            if frozen
+            else "quirky: Bob labels by the sloppy sum; every parameter fine-tuned from quirky-arith-base"
+        )
+        card = _card(name, recipe, {"base": base_info, stage: info}, what)
+        save_model(to_bridge(model, cfg, tokenizer), dirs[stage], card=card)
+        written[name] = dirs[stage]
+    return written
+
+
+def _load_bare(model: NativeModel, path: Path) -> None:
+    state = load_file(str(path / "model.safetensors"))
+    rename = {_bridge_key(k): k for k in model.state_dict()}
+    model.load_state_dict({rename[k]: v for k, v in state.items() if k in rename}, strict=True)  # copies onto device
+
+
+def _card(name: str, recipe: QuirkyRecipe, training: dict, what: str) -> dict:
+    return {
+        "name": name,
+        "summary": what,
+        "task": "quirky arithmetic: '012+045=0057.Bob:' -> True/False (elk_lens.data.quirky)",
+        "recipe": asdict(recipe),
+        "native_config": recipe.native_config(),
+        "training": training,
+        "torch": torch.__version__,
+    }
