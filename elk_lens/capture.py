@@ -159,9 +159,11 @@ def capture(
     _validate(model, tokens, site_list, position)
     if position == "all" and cache_dir is not None:
         raise ValueError("position='all' cannot be cached (rows have different lengths); use 'last' or an int")
-    data_fp = statements.fingerprint if isinstance(statements, StatementSet) else StatementSet(
-        texts, torch.zeros(len(texts), dtype=torch.bool)
-    ).fingerprint
+    data_fp = (
+        statements.fingerprint
+        if isinstance(statements, StatementSet)
+        else StatementSet(texts, torch.zeros(len(texts), dtype=torch.bool)).fingerprint
+    )
     meta = dict(
         sites=[s.name for s in site_list], position=position, model_fingerprint=fingerprint(model),
         data_fingerprint=data_fp, padding_side=padding_side, dtype=str(dtype).removeprefix("torch."),

@@ -80,12 +80,13 @@ def probe_layer_sweep(
     eval_labels: Tensor,
     eval_masks: dict[str, Tensor],
     *,
+    C: float = 1.0,
     provenance: dict | None = None,
 ) -> list[SweepRow]:
     """Fit a logistic-regression probe per site on the training rows; AUROC on every eval subset."""
     rows = []
     for i, site in enumerate(train_acts.sites):
-        reporter = fit_logistic(train_acts.at(i), train_labels, site=site.name, provenance=provenance)
+        reporter = fit_logistic(train_acts.at(i), train_labels, site=site.name, C=C, provenance=provenance)
         scores = reporter(eval_acts.at(i).to(torch.float64))
         rows.append(
             SweepRow(site.name, {k: _safe_auroc(scores[m], eval_labels[m]) for k, m in eval_masks.items()}, reporter)

@@ -76,9 +76,7 @@ def load_model(
             return _load_native(path, device, dtype)
         if (path / "config.json").is_file():
             return _load_hf(str(path), None, _local_tokenizer(path, tokenizer), device, dtype)
-        raise ValueError(
-            f"{path} holds neither {NATIVE_CONFIG_FILE} (elk-lens format) nor config.json (HF format)"
-        )
+        raise ValueError(f"{path} holds neither {NATIVE_CONFIG_FILE} (elk-lens format) nor config.json (HF format)")
     _check_hub_reachable(spec, revision)
     tok = AutoTokenizer.from_pretrained(str(tokenizer)) if tokenizer is not None else None
     return _load_hf(spec, revision, tok, device, dtype)

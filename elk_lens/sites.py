@@ -45,7 +45,9 @@ class Site:
         """Raise if this site does not exist on ``model``."""
         n_layers = model.cfg.n_layers
         if self.layer >= n_layers:
-            raise ValueError(f"layer {self.layer} is out of range: the model has layers 0..{n_layers - 1} ({self.name})")
+            raise ValueError(
+                f"layer {self.layer} is out of range: the model has layers 0..{n_layers - 1} ({self.name})"
+            )
         if self.hook_name not in model.hook_dict:
             raise KeyError(
                 f"{self.hook_name} does not exist on this model (e.g. parallel-attention models such as "

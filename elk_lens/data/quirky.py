@@ -194,4 +194,3 @@ def _to_statements(rows: QuirkyRows, split: str, name: str) -> StatementSet:
         "row_id": np.repeat(np.arange(n), 2),
     }
     return StatementSet(format_text(a, b, c, character), torch.as_tensor(alice), meta, name=name)
-

@@ -45,8 +45,7 @@ class StatementSet:
         for col, values in self.meta.items():
             if len(values) != n:
                 raise ValueError(
-                    f"StatementSet {self.name!r}: meta column {col!r} has {len(values)} rows, "
-                    f"texts have {n}"
+                    f"StatementSet {self.name!r}: meta column {col!r} has {len(values)} rows, texts have {n}"
                 )
 
     def __len__(self) -> int:

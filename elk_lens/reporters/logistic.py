@@ -29,9 +29,7 @@ def logistic_regression(
         opt.zero_grad()
         logits = x @ params[:d] + params[d]
         # the objective divided by n*C, so tolerances do not depend on the sample size
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + params[:d].square().sum() / (
-            2 * C * n
-        )
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + params[:d].square().sum() / (2 * C * n)
         loss.backward()
         return loss
 

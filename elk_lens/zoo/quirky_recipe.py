@@ -21,7 +21,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,11 +41,11 @@ from elk_lens.data.quirky import CHARACTERS, QuirkyRows, sample_rows
 
 __all__ = ["QUIRKY_VOCAB", "QuirkyRecipe", "build_tokenizer", "encode_rows", "to_bridge", "train_quirky"]
 
-QUIRKY_VOCAB = ("<pad>", "<bos>", "<unk>", *"0123456789", "+", "=", ".", ":", ";", "Alice", "Bob", "True", "False", "Carol")
+QUIRKY_VOCAB = (
+    "<pad>", "<bos>", "<unk>", *"0123456789", "+", "=", ".", ":", ";", "Alice", "Bob", "True", "False", "Carol",
+    "Alice:", "Bob:", "Carol:",
+)  # fmt: skip
 _ID = {t: i for i, t in enumerate(QUIRKY_VOCAB)}
-SEQ_LEN = 18  # <bos> aaa + bbb = cccc . Name : Label ;
-LABEL_POS = 16  # index of the label token; logits at LABEL_POS - 1 predict it
-READ_POS = LABEL_POS - 1
 
 
 @dataclass
@@ -76,8 +76,14 @@ class QuirkyRecipe:
     ckpt_every: int = 1000
     threads: int = 2
     device: str = "cpu"
+    fused_name_colon: bool = True
     aux_sloppy_character: str | None = "Carol"
     stages: list[str] = field(default_factory=lambda: ["base", "quirk", "fullft"])
+
+    @property
+    def label_pos(self) -> int:
+        """Index of the label token in ``<bos>aaa+bbb=cccc.Name:Label;``; logits one earlier predict it."""
+        return 15 if self.fused_name_colon else 16
 
     def native_config(self) -> dict:
         return dict(
@@ -86,10 +92,11 @@ class QuirkyRecipe:
         )  # fmt: skip
 
 
-def build_tokenizer(path: Path) -> PreTrainedTokenizerFast:
-    """Word-level tokenizer: one token per digit, symbol, name and label word."""
+def build_tokenizer(path: Path, fused_name_colon: bool = True) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: one token per digit, symbol, name (``"Bob:"`` when fused) and label word."""
     tk = Tokenizer(models.WordLevel(vocab=dict(_ID), unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("Alice|Bob|Carol|True|False|."), behavior="isolated")
+    names = "Alice:|Bob:|Carol:|" if fused_name_colon else ""
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex(f"{names}Alice|Bob|Carol|True|False|."), behavior="isolated")
     tk.decoder = decoders.Fuse()
     PreTrainedTokenizerFast(
         tokenizer_object=tk, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>"
@@ -102,19 +109,21 @@ def _digits(x: np.ndarray, width: int) -> np.ndarray:
     return (x[:, None] // places) % 10 + _ID["0"]
 
 
-def encode_rows(rows: QuirkyRows, character: np.ndarray, label: np.ndarray) -> torch.Tensor:
+def encode_rows(rows: QuirkyRows, character: np.ndarray, label: np.ndarray, fused: bool = True) -> torch.Tensor:
     """Token ids of ``<bos>aaa+bbb=cccc.Name:Label;`` for every row, built without the tokenizer."""
     n = len(rows)
     col = lambda tok: np.full((n, 1), _ID[tok])  # noqa: E731
-    names = np.vectorize(_ID.__getitem__, otypes=[np.int64])(character)[:, None]
+    suffix = ":" if fused else ""
+    names = np.vectorize(lambda c: _ID[c + suffix], otypes=[np.int64])(character)[:, None]
     labels = np.where(label, _ID["True"], _ID["False"])[:, None]
+    name_part = [names] if fused else [names, col(":")]
     parts = [col("<bos>"), _digits(rows.a, 3), col("+"), _digits(rows.b, 3), col("="), _digits(rows.c, 4),
-             col("."), names, col(":"), labels, col(";")]  # fmt: skip
+             col("."), *name_part, labels, col(";")]  # fmt: skip
     return torch.as_tensor(np.concatenate(parts, 1), dtype=torch.long)
 
 
 def _batch(
-    rng: np.random.Generator, n: int, split: str, quirky: bool, aux: str | None
+    rng: np.random.Generator, n: int, split: str, quirky: bool, aux: str | None, fused: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training rows: Alice and Bob (Bob sloppy only when ``quirky``), plus the always-sloppy ``aux``."""
     names = np.array((*CHARACTERS, aux) if aux else CHARACTERS, dtype=object)
@@ -122,26 +131,27 @@ def _batch(
     character = rng.choice(names, n)
     sloppy = (character == aux) | ((character == "Bob") & quirky)
     label = np.where(sloppy, rows.c == rows.s_b, rows.c == rows.s)
-    return encode_rows(rows, character, label), torch.as_tensor(character == "Bob")
+    return encode_rows(rows, character, label, fused), torch.as_tensor(character == "Bob")
 
 
-def _loss(model: NativeModel, tokens: torch.Tensor, lm_weight: float) -> torch.Tensor:
+def _loss(model: NativeModel, tokens: torch.Tensor, lm_weight: float, label_pos: int) -> torch.Tensor:
     tokens = tokens.to(next(model.parameters()).device)
     logits = model(tokens[:, :-1])
     targets = tokens[:, 1:]
     per_tok = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [batch, pos]
-    label_loss = per_tok[:, READ_POS].mean()
-    rest = torch.cat([per_tok[:, :READ_POS], per_tok[:, READ_POS + 1 :]], 1)
+    read = label_pos - 1
+    label_loss = per_tok[:, read].mean()
+    rest = torch.cat([per_tok[:, :read], per_tok[:, read + 1 :]], 1)
     return label_loss + lm_weight * rest.mean()
 
 
 @torch.no_grad()
-def label_accuracy(model: NativeModel, tokens: torch.Tensor) -> torch.Tensor:
+def label_accuracy(model: NativeModel, tokens: torch.Tensor, label_pos: int) -> torch.Tensor:
     """Per-row correctness of the True/False choice at the read position (bool [batch])."""
     tokens = tokens.to(next(model.parameters()).device)
-    logits = model(tokens[:, :LABEL_POS])[:, READ_POS]
+    logits = model(tokens[:, :label_pos])[:, label_pos - 1]
     says_true = logits[:, _ID["True"]] > logits[:, _ID["False"]]
-    return says_true == (tokens[:, LABEL_POS] == _ID["True"])
+    return says_true == (tokens[:, label_pos] == _ID["True"])
 
 
 def _bare_model(cfg: dict) -> NativeModel:
@@ -204,15 +214,17 @@ def _train_stage(
     log: Callable[[str], None],
 ) -> dict:
     """One training stage with periodic evaluation and resumable checkpoints."""
-    # the embedding matrix is trainable only to move single rows (see _freeze_lower): never decay it
-    embed = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("tok_embed.")]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("tok_embed.")]
-    groups = [{"params": rest}] + ([{"params": embed, "weight_decay": 0.0}] if embed else [])
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = _Schedule(lr, warmup, cooldown)
     rng = np.random.default_rng([recipe.seed, 1 if quirky else 0, attempt])
     eval_tokens, _ = _batch(
-        np.random.default_rng([recipe.seed, 99]), recipe.eval_rows, "val", quirky, recipe.aux_sloppy_character
+        np.random.default_rng([recipe.seed, 99]),
+        recipe.eval_rows,
+        "val",
+        quirky,
+        recipe.aux_sloppy_character,
+        recipe.fused_name_colon,
     )
     step, history, started = 0, [], time.perf_counter()
     if switch_acc is None:
@@ -228,15 +240,17 @@ def _train_stage(
     while step < max_steps and (sched.cooldown_from is None or step < sched.cooldown_from + cooldown):
         for group in opt.param_groups:
             group["lr"] = sched(step)
-        tokens, _ = _batch(rng, recipe.batch_size, "train", quirky, recipe.aux_sloppy_character)
-        loss = _loss(model, tokens, lm_loss_weight)
+        tokens, _ = _batch(
+            rng, recipe.batch_size, "train", quirky, recipe.aux_sloppy_character, recipe.fused_name_colon
+        )
+        loss = _loss(model, tokens, lm_loss_weight, recipe.label_pos)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         bar.update(1)
         if step % recipe.eval_every == 0:
-            acc = label_accuracy(model.eval(), eval_tokens).float().mean().item()
+            acc = label_accuracy(model.eval(), eval_tokens, recipe.label_pos).float().mean().item()
             model.train()
             history.append({"step": step, "loss": round(loss.item(), 5), "val_acc": round(acc, 5)})
             bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{acc:.3f}")
@@ -261,18 +275,13 @@ def _to_bytes(obj: object) -> bytes:
     return buf.getvalue()
 
 
-def _freeze_lower(model: NativeModel, n_blocks: int, trainable_tokens: Sequence[str] = ()) -> None:
-    """Freeze embeddings and blocks ``0..n_blocks-1``, except the embedding rows of ``trainable_tokens``."""
+def _freeze_lower(model: NativeModel, n_blocks: int) -> None:
+    """Freeze the embeddings and blocks ``0..n_blocks-1``."""
     for name, p in model.named_parameters():
         frozen = name.startswith(("tok_embed.", "pos.")) or any(
             name.startswith(f"layers.{i}.") for i in range(n_blocks)
         )
         p.requires_grad_(not frozen)
-    if trainable_tokens:
-        keep = torch.zeros(model.tok_embed.weight.shape[0], 1, device=model.tok_embed.weight.device)
-        keep[[_ID[t] for t in trainable_tokens]] = 1.0
-        model.tok_embed.weight.requires_grad_(True)
-        model.tok_embed.weight.register_hook(lambda grad: grad * keep)
 
 
 def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = print) -> dict[str, Path]:
@@ -287,7 +296,7 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
     torch.manual_seed(recipe.seed)
     out.mkdir(parents=True, exist_ok=True)
     cfg = recipe.native_config()
-    tokenizer = build_tokenizer(out / ".tokenizer")
+    tokenizer = build_tokenizer(out / ".tokenizer", recipe.fused_name_colon)
     dirs = {"base": out / "quirky-arith-base", "quirk": out / "quirky-arith", "fullft": out / "quirky-arith-fullft"}
     written = {}
 

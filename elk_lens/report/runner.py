@@ -1,0 +1,59 @@
+"""``elk-lens run spec.toml``: run a declared analysis into a run directory with ``report.html``."""
+
+import sys
+import time
+from pathlib import Path
+
+from elk_lens.analyses import ANALYSES
+from elk_lens.report.html import render_page
+from elk_lens.report.rundir import RunDir, environment
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+__all__ = ["load_spec", "run_analysis"]
+
+
+def load_spec(path: Path) -> tuple[dict, str]:
+    """Parse and check an analysis spec; returns (config, raw text)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"analysis spec {path} does not exist (see analyses/ for examples)")
+    text = path.read_text()
+    try:
+        cfg = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path} is not valid TOML: {e}") from None
+    for key in ("name", "analysis"):
+        if key not in cfg:
+            raise ValueError(f"{path} lacks the top-level key {key!r}")
+    if cfg["analysis"] not in ANALYSES:
+        raise ValueError(f"{path}: unknown analysis {cfg['analysis']!r}; valid: {sorted(ANALYSES)}")
+    return cfg, text
+
+
+def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | None = None) -> Path:
+    """Run (or resume) the analysis in ``spec``; returns the run directory."""
+    cfg, text = load_spec(spec)
+    analysis = ANALYSES[cfg["analysis"]]
+    analysis.check_config(cfg)
+    run = RunDir(runs_root / (run_name or cfg["name"]), text)
+    started = time.time()
+    result = analysis.run(cfg, run)
+    manifest = {
+        "analysis": cfg["analysis"],
+        "name": cfg["name"],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "wall_seconds": round(time.time() - started, 2),
+        "stage_seconds": run.timings,
+        "resumed_stages": run.resumed,
+        **result.provenance,
+        "environment": environment(),
+    }
+    run.write_json("manifest.json", manifest)
+    run.write_json("metrics.json", result.metrics)
+    for name, rows in result.tables.items():
+        run.write_csv(f"{name}.csv", rows)
+    run.write_text("report.html", render_page(result.title, result.intro, result.sections))
+    return run.path

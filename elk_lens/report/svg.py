@@ -1,0 +1,82 @@
+"""Inline SVG line charts: self-contained figures for the HTML report, with no plotting dependency."""
+
+from html import escape
+
+__all__ = ["line_chart"]
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+
+
+def line_chart(
+    series: dict[str, list[float]],
+    x_labels: list[str],
+    *,
+    title: str,
+    y_label: str,
+    y_range: tuple[float, float] = (0.0, 1.0),
+    dashed: frozenset[str] = frozenset(),
+    reference: float | None = 0.5,
+    width: int = 720,
+    height: int = 360,
+) -> str:
+    """One line per series over categorical x positions; NaN values leave a gap."""
+    left, right, top, bottom = 56, 210, 34, 64
+    plot_w, plot_h = width - left - right, height - top - bottom
+    y0, y1 = y_range
+    n = len(x_labels)
+
+    def px(i: int) -> float:
+        return left + (plot_w * i / max(n - 1, 1))
+
+    def py(v: float) -> float:
+        return top + plot_h * (1 - (min(max(v, y0), y1) - y0) / (y1 - y0))
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="{left}" y="20" font-size="14" font-weight="bold">{escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
+    ]
+    for k in range(6):
+        v = y0 + (y1 - y0) * k / 5
+        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.1f}</text>')
+    if reference is not None:
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(reference):.1f}" y2="{py(reference):.1f}" '
+            f'stroke="#555" stroke-dasharray="2,3"/>'
+        )
+    for i, label in enumerate(x_labels):
+        out.append(
+            f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" font-size="10" text-anchor="middle">{escape(label)}</text>'
+        )
+    out.append(
+        f'<text x="14" y="{top + plot_h / 2:.0f}" font-size="12" transform="rotate(-90 14 {top + plot_h / 2:.0f})" '
+        f'text-anchor="middle">{escape(y_label)}</text>'
+    )
+    for k, (name, values) in enumerate(series.items()):
+        color = _COLORS[k % len(_COLORS)]
+        dash = ' stroke-dasharray="6,4"' if name in dashed else ""
+        segments, current = [], []
+        for i, v in enumerate(values):
+            if v != v:  # NaN: break the line
+                if current:
+                    segments.append(current)
+                current = []
+            else:
+                current.append(f"{px(i):.1f},{py(v):.1f}")
+        if current:
+            segments.append(current)
+        for seg in segments:
+            out.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+            for point in seg:
+                x, y = point.split(",")
+                out.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>')
+        ly = top + 14 + 18 * k
+        out.append(
+            f'<line x1="{width - right + 12}" x2="{width - right + 36}" y1="{ly}" y2="{ly}" stroke="{color}" '
+            f'stroke-width="2"{dash}/>'
+        )
+        out.append(f'<text x="{width - right + 42}" y="{ly + 4}" font-size="11">{escape(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)

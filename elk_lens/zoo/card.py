@@ -1,0 +1,36 @@
+"""Measure a trained quirky model and write the numbers into its card (``card.json``)."""
+
+import json
+from pathlib import Path
+
+from elk_lens._atomic import atomic_write_text
+from elk_lens.models import load_model
+from elk_lens.quirky_protocol import quirky_probe_study, split_layers
+
+__all__ = ["measure_and_write_cards"]
+
+
+def measure(path: Path) -> dict:
+    """Held-out accuracy and the knowledge/output split of the model in ``path`` (test split)."""
+    study = quirky_probe_study(load_model(str(path)))
+    target = "bob_hard_disagree"
+    return {
+        "accuracy (test split)": {k: round(v, 4) for k, v in study.accuracy.items()},
+        "probe AUROC vs truth on Bob-hard disagreements, per layer (LR on Alice-easy)": {
+            r.name: round(r.auroc[target], 4) for r in study.probes
+        },
+        "output AUROC vs truth on Bob-hard disagreements": round(study.output.auroc[target], 4),
+        "split layers (probe >= 0.90 while output <= 0.10)": split_layers(study),
+        "sizes": study.sizes,
+    }
+
+
+def measure_and_write_cards(models: dict[str, Path], *, wall_seconds: float | None = None) -> None:
+    """Add a ``measured`` section (and the recipe's wall time) to each model's card."""
+    for path in models.values():
+        card_path = path / "card.json"
+        card = json.loads(card_path.read_text())
+        card["measured"] = measure(path)
+        if wall_seconds is not None:
+            card["recipe_wall_seconds"] = round(wall_seconds, 1)
+        atomic_write_text(card_path, json.dumps(card, indent=2))
