@@ -310,7 +310,8 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
         base_info = _train_stage(
             base, name="base", recipe=recipe, quirky=False, lr=recipe.base_lr,
             weight_decay=recipe.base_weight_decay, warmup=recipe.base_warmup, max_steps=recipe.base_max_steps,
-            cooldown=recipe.base_cooldown, switch_acc=recipe.base_switch_acc, lm_loss_weight=recipe.lm_loss_weight, attempt=0, ckpt=out / ".base.ckpt", log=log,
+            cooldown=recipe.base_cooldown, switch_acc=recipe.base_switch_acc, lm_loss_weight=recipe.lm_loss_weight,
+            attempt=0, ckpt=out / ".base.ckpt", log=log,
         )  # fmt: skip
         card = _card("quirky-arith-base", recipe, {"base": base_info}, "truthful: both names labelled by the true sum")
         save_model(to_bridge(base, cfg, tokenizer), dirs["base"], card=card)
