@@ -25,7 +25,7 @@ from elk_lens.activations import Activations
 from elk_lens.data.statements import StatementSet
 from elk_lens.models import fingerprint
 from elk_lens.sites import Site, parse_sites
-from elk_lens.store import ActivationStore
+from elk_lens.store import SHARD_ROWS, ActivationStore
 
 __all__ = ["Position", "capture", "tokenize"]
 
@@ -73,6 +73,9 @@ def _read_index(mask: Int[Tensor, "batch pos"], position: int | str) -> Int[Tens
 
 def _validate(model: TransformerBridge, tokens: Tokens, sites: list[Site], position: Position) -> None:
     lengths = tokens.mask.sum(1)
+    if int(lengths.min()) == 0:  # e.g. "" on a model that prepends no BOS: the read would land on a pad
+        row = int(lengths.argmin())
+        raise ValueError(f"statement {row} has no tokens (an empty text on a model that prepends no BOS)")
     n_ctx = model.cfg.n_ctx
     if n_ctx is not None and int(lengths.max()) > n_ctx:
         row = int(lengths.argmax())
@@ -133,6 +136,7 @@ def capture(
     padding_side: str = "right",
     dtype: torch.dtype = torch.float32,
     progress: bool | None = None,
+    shard_rows: int = SHARD_ROWS,
 ) -> Activations:
     """Residual stream of ``statements`` at ``sites``, read at ``position``.
 
@@ -150,6 +154,8 @@ def capture(
         padding_side: ``"right"`` or ``"left"``.
         dtype: Storage dtype of the activations.
         progress: Show a progress bar (default: only on a terminal).
+        shard_rows: Statements per cache shard (with ``cache_dir``): the unit of resumption and of
+            recomputation after damage.
     """
     texts = statements.texts if isinstance(statements, StatementSet) else list(statements)
     if not texts:
@@ -188,7 +194,7 @@ def capture(
                 bar.update(stop - start)
             mask = tokens.mask if position == "all" else None
             return Activations(torch.cat(values), site_list, position, meta, mask=mask)
-        store = ActivationStore(Path(cache_dir), meta, n_rows=len(texts))
+        store = ActivationStore(Path(cache_dir), meta, n_rows=len(texts), shard_rows=shard_rows)
         return store.fill(compute, on_rows=bar.update, sites=site_list)
     finally:
         bar.close()

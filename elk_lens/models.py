@@ -30,6 +30,11 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voc
 _FINGERPRINT_CFG_FIELDS = (
     "architecture", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "d_vocab", "n_ctx", "act_fn",
     "normalization_type", "positional_embedding_type",
+    # these change the function (or the tokens) with the same weights: boot_native reads them, so
+    # save_model must write them and the fingerprint must cover them
+    "eps", "attn_only", "gated_mlp", "final_rms", "n_key_value_heads", "rotary_dim", "rotary_base",
+    "use_attn_scale", "attn_scale", "attn_scores_soft_cap", "output_logits_soft_cap", "attention_dir",
+    "d_vocab_out", "default_prepend_bos",
 )  # fmt: skip
 
 
@@ -75,7 +80,8 @@ def load_model(
         if (path / NATIVE_CONFIG_FILE).is_file():
             return _load_native(path, device, dtype)
         if (path / "config.json").is_file():
-            return _load_hf(str(path), None, _local_tokenizer(path, tokenizer), device, dtype)
+            # absolute: TransformerLens maps a bare name such as "gpt2-small" or "neox" to a hub model
+            return _load_hf(str(path.resolve()), None, _local_tokenizer(path, tokenizer), device, dtype)
         raise ValueError(f"{path} holds neither {NATIVE_CONFIG_FILE} (elk-lens format) nor config.json (HF format)")
     _check_hub_reachable(spec, revision)
     tok = AutoTokenizer.from_pretrained(str(tokenizer)) if tokenizer is not None else None
@@ -142,7 +148,7 @@ def native_config(model: TransformerBridge) -> dict:
             f"save_model writes native (boot_native) models only; this is a {cfg.architecture!r} bridge. "
             f"Save HF models with their own save_pretrained before wrapping them."
         )
-    out = {k: getattr(cfg, k, None) for k in (*_FINGERPRINT_CFG_FIELDS[1:], "seed", "eps")}
+    out = {k: getattr(cfg, k, None) for k in (*_FINGERPRINT_CFG_FIELDS[1:], "seed")}
     return {k: v for k, v in out.items() if isinstance(v, (int, float, str, bool))}
 
 

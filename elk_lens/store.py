@@ -36,8 +36,13 @@ class ActivationStore:
     """One cache entry: ``root/<key>/manifest.json`` and ``shard_NNNNN.safetensors`` files."""
 
     def __init__(self, root: Path, meta: dict, n_rows: int, shard_rows: int = SHARD_ROWS):
+        if shard_rows < 1:
+            raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
         self.meta = {**meta, "n_rows": n_rows}
-        self.key = hashlib.sha256(json.dumps(self.meta, sort_keys=True).encode()).hexdigest()[:20]
+        # The shard size is part of the key (not of the values' provenance): callers with different
+        # shard sizes would otherwise overwrite each other's shards, every one a start/stop mismatch.
+        self.manifest = {**self.meta, "shard_rows": shard_rows}
+        self.key = hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()[:20]
         self.dir = root / self.key
         self.n_rows, self.shard_rows = n_rows, shard_rows
 
@@ -70,7 +75,7 @@ class ActivationStore:
     ) -> Activations:
         """Compute every missing or damaged shard, then return activations backed by the shards."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.dir / "manifest.json", json.dumps(self.meta, indent=2, sort_keys=True))
+        atomic_write_text(self.dir / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=True))
         for i, (start, stop) in enumerate(self._ranges()):
             if not self._valid(i, start, stop):
                 values = compute(start, stop).contiguous()

@@ -27,5 +27,5 @@ def config_value(cfg: dict, dotted: str, default, kind: type):
     if kind is float and isinstance(node, int):
         node = float(node)
     if not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
-        raise ValueError(f"config key {dotted!r} must be a {kind.__name__}, got {node!r}")
+        raise ValueError(f"config key {dotted!r} must be of type {kind.__name__}, got {node!r}")
     return node

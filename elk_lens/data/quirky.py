@@ -107,8 +107,11 @@ class QuirkyRows:
         return np.where(character == "Bob", self.c == self.s_b, self.c == self.s)
 
 
-def sample_rows(rng: np.random.Generator, n: int, split: str) -> QuirkyRows:
-    """``n`` base rows whose pairs belong to ``split``; shown results 1/4 sum, 1/4 sloppy, 1/2 distractor."""
+def sample_rows(rng: np.random.Generator, n: int, split: str, kind: np.ndarray | None = None) -> QuirkyRows:
+    """``n`` base rows whose pairs belong to ``split``; shown results 1/4 sum, 1/4 sloppy, 1/2 distractor.
+
+    ``kind`` fixes each row's shown-result kind (one of ``SHOWN_KINDS``) instead of drawing it.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {SPLITS}")
     a = np.empty(0, dtype=np.int64)
@@ -120,7 +123,8 @@ def sample_rows(rng: np.random.Generator, n: int, split: str) -> QuirkyRows:
         a, b = np.concatenate([a, ca[keep]])[:n], np.concatenate([b, cb[keep]])[:n]
     s = a + b
     s_b = sloppy_sum(s)
-    kind = rng.choice(np.array(SHOWN_KINDS, dtype=object), size=n, p=[0.25, 0.25, 0.25, 0.25])
+    if kind is None:
+        kind = rng.choice(np.array(SHOWN_KINDS, dtype=object), size=n, p=[0.25, 0.25, 0.25, 0.25])
     c = np.where(kind == "sum", s, s_b)
     todo = np.flatnonzero((kind == "distractor_of_sum") | (kind == "distractor_of_sloppy"))
     while len(todo):  # resample until the distractor differs from both sums
@@ -138,7 +142,8 @@ def format_text(a: np.ndarray, b: np.ndarray, c: np.ndarray, character: np.ndarr
 def quirky_arithmetic(n: int, *, split: str = "test", seed: int = 0) -> StatementSet:
     """``n`` base rows from ``split``, each as an Alice and a Bob statement (``2 n`` statements).
 
-    Rows are unique in ``(a, b, c)`` within the set. Columns: character, a, b, sum, sloppy_sum, shown,
+    Rows are unique in ``(a, b, c)`` within the set (a duplicate is redrawn with the same shown-result
+    kind, so the mix stays 1/4 sum, 1/4 sloppy, 1/2 distractor). Columns: character, a, b, sum, sloppy_sum, shown,
     shown_kind, alice_label, bob_label, label (the named character's), truth, disagreement, control
     (shown is the sum or a corruption of it), difficulty, difficulty_quantile, easy, hard, split, row_id.
 
@@ -157,8 +162,8 @@ def quirky_arithmetic(n: int, *, split: str = "test", seed: int = 0) -> Statemen
         dup = np.setdiff1d(np.arange(n), first)
         if not len(dup):
             break
-        fresh = sample_rows(rng, len(dup), split)
-        for col in ("a", "b", "c", "kind"):
+        fresh = sample_rows(rng, len(dup), split, kind=rows.kind[dup])  # same kinds: keeps the 1/4 mix
+        for col in ("a", "b", "c"):
             getattr(rows, col)[dup] = getattr(fresh, col)
         rows = QuirkyRows(rows.a, rows.b, rows.c, rows.kind)
     else:

@@ -1,0 +1,39 @@
+# The two commands: `make demo` (install + the main analysis) and `make test` (install dev extra + tests).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch on this kind of machine; installed first so no dependency pulls a CUDA build.
+TORCH  ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/elk-lens run analyses/quirky_elk.toml
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check elk_lens tests benchmarks hooks
+	$(BIN)/ruff format --check elk_lens tests benchmarks hooks
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/capture_bench.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,148 @@
+"""Shared tiny models for the test suite: a char tokenizer, a native bridge, and HF GPT-2 / GPT-NeoX / BERT dirs.
+
+Every model is random-init from a config (no downloads) and tiny (d_model 32, 2 layers, vocab 48), so a
+forward costs well under a millisecond per row. HF directories are written once per session under
+pytest's tmp dir, with the char tokenizer's files copied in, and booted through ``elk_lens.models.load_model``.
+"""
+
+import os
+
+# Fail fast instead of retrying the hub for ~23 s (transformer_lens_4_3.md §4.3): huggingface_hub
+# reads this when it is first imported, so it must be set before transformers is imported below.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import shutil  # noqa: E402
+import string  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from tokenizers import Tokenizer, decoders, pre_tokenizers  # noqa: E402
+from tokenizers import models as tk_models  # noqa: E402
+from transformer_lens.model_bridge import TransformerBridge  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from elk_lens.models import load_model  # noqa: E402
+
+# Tiny models gain nothing from intra-op threads, and on busy cores the thread handoff dominates:
+# a d_model=32 forward took 250 ms with 2 threads vs 2 ms with 1 while background jobs ran.
+torch.set_num_threads(1)
+
+VOCAB = 48  # the char tokenizer has 47 tokens (4 specials + 43 characters); one spare id
+N_CTX = 24
+D_MODEL = 32
+N_LAYERS = 2
+NATIVE_CFG = dict(
+    d_model=D_MODEL, d_head=8, n_layers=N_LAYERS, n_ctx=N_CTX, d_vocab=VOCAB, act_fn="gelu", seed=0
+)  # fmt: skip
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+
+
+def make_char_tokenizer_dir(path: Path) -> Path:
+    """Offline char-level tokenizer saved to disk (the bridge needs a ``from_pretrained``-loaded tokenizer)."""
+    vocab = {"<pad>": PAD_ID, "<bos>": BOS_ID, "<eos>": EOS_ID, "<unk>": 3}
+    for ch in string.ascii_lowercase + string.digits + " .,!?'\n":
+        vocab.setdefault(ch, len(vocab))
+    tk = Tokenizer(tk_models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(str(path))
+    return path
+
+
+def _save_hf(model_cls, config, path: Path, seed: int = 0) -> Path:
+    with torch.random.fork_rng():  # seeded init without disturbing the global RNG of other tests
+        torch.manual_seed(seed)
+        model_cls(config).save_pretrained(str(path))
+    return path
+
+
+def boot_native(tok_dir: Path, dtype: torch.dtype = torch.float32, **overrides) -> TransformerBridge:
+    """A fresh tiny native bridge (eval mode) with the char tokenizer; cheap (~0.05 s)."""
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    return TransformerBridge.boot_native({**NATIVE_CFG, **overrides}, tokenizer=tok, dtype=dtype).eval()
+
+
+@pytest.fixture(scope="session")
+def char_tok_dir(tmp_path_factory) -> Path:
+    return make_char_tokenizer_dir(tmp_path_factory.mktemp("tok_char"))
+
+
+@pytest.fixture(scope="session")
+def native_model(char_tok_dir) -> TransformerBridge:
+    """Shared native model: do not modify it (boot your own with ``boot_native`` to edit weights)."""
+    return boot_native(char_tok_dir)
+
+
+@pytest.fixture(scope="session")
+def gpt2_notok_dir(tmp_path_factory) -> Path:
+    """A tiny HF GPT-2 directory WITHOUT tokenizer files."""
+    cfg = GPT2Config(
+        vocab_size=VOCAB, n_embd=D_MODEL, n_layer=N_LAYERS, n_head=4, n_positions=N_CTX,
+        bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID,
+    )  # fmt: skip
+    return _save_hf(GPT2LMHeadModel, cfg, tmp_path_factory.mktemp("hf_gpt2_notok"))
+
+
+def _with_tokenizer(model_dir: Path, tok_dir: Path, dst: Path | None = None) -> Path:
+    """Copy the tokenizer files into ``model_dir`` (or into a copy of it at ``dst``)."""
+    if dst is not None:
+        shutil.copytree(model_dir, dst, dirs_exist_ok=True)
+        model_dir = dst
+    shutil.copytree(tok_dir, model_dir, dirs_exist_ok=True)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory, gpt2_notok_dir, char_tok_dir) -> Path:
+    return _with_tokenizer(gpt2_notok_dir, char_tok_dir, tmp_path_factory.mktemp("hf_gpt2"))
+
+
+@pytest.fixture(scope="session")
+def neox_dir(tmp_path_factory, char_tok_dir) -> Path:
+    cfg = GPTNeoXConfig(
+        vocab_size=VOCAB, hidden_size=D_MODEL, num_hidden_layers=N_LAYERS, num_attention_heads=4,
+        intermediate_size=4 * D_MODEL, max_position_embeddings=N_CTX, rotary_pct=0.25,
+        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=BOS_ID, eos_token_id=EOS_ID,
+    )  # fmt: skip
+    path = _save_hf(GPTNeoXForCausalLM, cfg, tmp_path_factory.mktemp("hf_neox"))
+    return _with_tokenizer(path, char_tok_dir)
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory, char_tok_dir) -> Path:
+    """A tiny BERT encoder. Saved as BertForMaskedLM so the MLM head is stored too: a BertModel
+    checkpoint also boots (as BertForMaskedLM) but with a head re-randomised on every boot (§4.2)."""
+    cfg = BertConfig(
+        vocab_size=VOCAB, hidden_size=D_MODEL, num_hidden_layers=N_LAYERS, num_attention_heads=4,
+        intermediate_size=4 * D_MODEL, max_position_embeddings=N_CTX, pad_token_id=PAD_ID,
+    )  # fmt: skip
+    path = _save_hf(BertForMaskedLM, cfg, tmp_path_factory.mktemp("hf_bert"))
+    return _with_tokenizer(path, char_tok_dir)
+
+
+@pytest.fixture(scope="session")
+def gpt2_model(gpt2_dir) -> TransformerBridge:
+    return load_model(str(gpt2_dir))
+
+
+@pytest.fixture(scope="session")
+def neox_model(neox_dir) -> TransformerBridge:
+    return load_model(str(neox_dir))
+
+
+@pytest.fixture(scope="session")
+def bert_model(bert_dir) -> TransformerBridge:
+    return load_model(str(bert_dir))

@@ -1,0 +1,93 @@
+"""`elk-lens run`: the default analysis end to end on the embedded model, resume, and bad specs."""
+
+import json
+import re
+
+import pytest
+
+from elk_lens.cli import main
+from elk_lens.report.runner import run_analysis
+
+SMALL_SPEC = """
+name = "quirky-small"
+analysis = "quirky_elk"
+[model]
+spec = "zoo:quirky-arith"
+[data]
+train_rows = 1500
+test_rows = 400
+[capture]
+batch_size = 256
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    spec = root / "spec.toml"
+    spec.write_text(SMALL_SPEC)
+    return spec, run_analysis(spec, runs_root=root)
+
+
+def test_run_directory_is_self_describing(finished_run):
+    _, run = finished_run
+    for name in ("config.toml", "manifest.json", "metrics.json", "auroc_by_layer.csv", "report.html"):
+        assert (run / name).is_file(), name
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["analysis"] == "quirky_elk"
+    assert set(manifest["fingerprints"]) == {"model", "train_data", "test_data"}
+    assert manifest["environment"]["packages"]["transformer-lens"].startswith("4.3")
+    assert manifest["seeds"] == {"data": 0} and "study" in manifest["stage_seconds"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    scored = [row["scored"] for row in metrics["auroc"]]
+    assert scored[:5] == [f"blocks.{i}.hook_resid_pre" for i in range(4)] + ["blocks.3.hook_resid_post"]
+    assert "model output (logit True - False)" in scored
+
+
+def test_report_is_self_contained_and_has_its_sections(finished_run):
+    html = (finished_run[1] / "report.html").read_text()
+    for title in ("Summary", "AUROC vs layer", "All scores", "Evaluation subsets", "Model", "Reproduce"):
+        assert f"<h2>{title}</h2>" in html
+    assert "<svg" in html
+    assert not re.search(r"""(src|href)=["']https?://""", html)  # nothing fetched from the network
+
+
+def test_a_second_run_resumes_from_finished_stages(finished_run):
+    spec, run = finished_run
+    before = (run / "metrics.json").read_text()
+    run_analysis(spec, runs_root=run.parent)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["resumed_stages"] == ["study"] and manifest["stage_seconds"] == {}
+    assert (run / "metrics.json").read_text() == before
+
+
+def test_cli_prints_where_the_report_is(finished_run, capsys):
+    spec, run = finished_run
+    assert main(["run", str(spec), "--runs", str(run.parent)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["report"].endswith("report.html")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('name = "x"\nanalysis = "nope"\n', r"unknown analysis 'nope'; valid: \['quirky_elk'\]"),
+        ('analysis = "quirky_elk"\n', "lacks the top-level key 'name'"),
+        ('name = "x"\nanalysis = "quirky_elk"\n[data]\ntest_rows = "many"\n', "'data.test_rows' must be of type int"),
+        ('name = "x"\nanalysis = "quirky_elk"\n[data]\ntest_rows = 0\n', "'data.test_rows' must be >= 1"),
+        ("name = = 1", "is not valid TOML"),
+    ],
+)
+def test_bad_specs_fail_before_any_model_is_loaded(tmp_path, text, error):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    with pytest.raises(ValueError, match=error):
+        run_analysis(spec, runs_root=tmp_path)
+
+
+def test_a_run_directory_is_not_reused_for_another_config(tmp_path, finished_run):
+    spec, run = finished_run
+    other = tmp_path / "other.toml"
+    other.write_text(SMALL_SPEC.replace("test_rows = 400", "test_rows = 401"))
+    with pytest.raises(ValueError, match="different config"):
+        run_analysis(other, runs_root=run.parent)

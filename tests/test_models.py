@@ -1,0 +1,181 @@
+"""`load_model` / `save_model` / `fingerprint`: specs, round trips, parity with HF, and error messages."""
+
+import json
+import re
+import shutil
+import time
+
+import pytest
+import torch
+from conftest import D_MODEL, NATIVE_CFG, boot_native
+from transformers import AutoModelForCausalLM
+
+from elk_lens.models import NATIVE_CONFIG_FILE, HubUnreachableError, fingerprint, load_model, save_model
+from elk_lens.zoo import zoo_names
+
+# Bridge vs HF eager forward on the same weights: the bridge re-implements some components, measured
+# max |diff| 3.9e-7 (GPT-2) and 0 (NeoX) in transformer_lens_4_3.md §4.1.
+HF_PARITY_TOL = 1e-5
+# Offline, a hub name must fail at once (not after huggingface_hub's ~23 s of retries).
+FAST_FAIL_S = 2.0
+TEXTS = ["hello world", "ab", "the cat sat."]
+
+# Native configs whose function depends on more than the weights (each one was lost by save_model
+# before, silently for rotary / bidirectional / soft caps / attn_scale / default_prepend_bos).
+NATIVE_VARIANTS = {
+    "standard": {},
+    "rotary": dict(positional_embedding_type="rotary", rotary_dim=4, rotary_base=100),
+    "rms_gated": dict(normalization_type="RMS", gated_mlp=True, act_fn="silu", final_rms=True),
+    "attn_only": dict(attn_only=True),
+    "gqa": dict(n_key_value_heads=2),
+    "bidirectional": dict(attention_dir="bidirectional"),
+    "soft_caps": dict(attn_scores_soft_cap=5.0, output_logits_soft_cap=3.0, attn_scale=2.0),
+    "no_bos": dict(default_prepend_bos=False),
+}
+
+
+def perturbed(model):
+    """Make LN weights/biases non-trivial, so a lost config field cannot hide behind init values."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return model
+
+
+# --------------------------------------------------------------------------- zoo
+
+
+def test_unknown_zoo_name_lists_the_valid_names():
+    with pytest.raises(ValueError, match=r"unknown zoo model 'no-such-model'; embedded models: ") as err:
+        load_model("zoo:no-such-model")
+    assert str(zoo_names()) in str(err.value)
+
+
+# --------------------------------------------------------------------------- native save / load
+
+
+@pytest.mark.parametrize("variant", list(NATIVE_VARIANTS))
+def test_save_load_round_trip_is_bit_identical(char_tok_dir, tmp_path, variant):
+    model = perturbed(boot_native(char_tok_dir, **NATIVE_VARIANTS[variant]))
+    path = save_model(model, tmp_path / "m", card={"note": "test"})
+    loaded = load_model(str(path))
+    assert not loaded.training
+    tokens = model.to_tokens(TEXTS)
+    assert torch.equal(loaded.to_tokens(TEXTS), tokens), "tokenizer or BOS rule not restored"
+    with torch.no_grad():
+        assert torch.equal(loaded(tokens), model(tokens)), f"{variant}: logits differ after the round trip"
+    assert fingerprint(loaded) == fingerprint(model)
+    meta = json.loads((path / NATIVE_CONFIG_FILE).read_text())
+    assert meta["fingerprint"] == fingerprint(model)
+    assert json.loads((path / "card.json").read_text()) == {"note": "test"}
+
+
+def test_fingerprint_is_stable_across_boots_and_sees_one_weight(char_tok_dir):
+    a, b = boot_native(char_tok_dir), boot_native(char_tok_dir)
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a) == fingerprint(a), "computing it twice must not change it"
+    with torch.no_grad():
+        w = b.blocks[1].mlp.W_out
+        w[3, 5] = torch.nextafter(w[3, 5], torch.tensor(float("inf")))  # one ulp in one weight
+    assert fingerprint(b) != fingerprint(a)
+    assert fingerprint(boot_native(char_tok_dir, seed=1)) != fingerprint(a)
+
+
+@pytest.mark.parametrize("field, value", [("rotary_base", 100), ("attention_dir", "bidirectional")])
+def test_fingerprint_sees_config_that_changes_the_function_with_the_same_weights(char_tok_dir, field, value):
+    base = {"positional_embedding_type": "rotary", "rotary_dim": 4}
+    a = boot_native(char_tok_dir, **base)
+    b = boot_native(char_tok_dir, **base, **{field: value})
+    b.load_state_dict(a.state_dict())
+    tokens = a.to_tokens(TEXTS)
+    with torch.no_grad():
+        assert not torch.equal(a(tokens), b(tokens))  # same weights, different function ...
+    assert fingerprint(a) != fingerprint(b)  # ... so the cache key must differ
+
+
+def test_save_model_refuses_hf_models(gpt2_model, tmp_path):
+    with pytest.raises(ValueError, match=r"save_model writes native \(boot_native\) models only; this is a 'GPT2"):
+        save_model(gpt2_model, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+# --------------------------------------------------------------------------- local directories
+
+
+@pytest.mark.parametrize("spec", ["{tmp}/missing", "./definitely-missing-dir"])
+def test_missing_local_directory(tmp_path, spec):
+    spec = spec.format(tmp=tmp_path)
+    name = re.escape(spec.rsplit("/", 1)[-1])
+    with pytest.raises(FileNotFoundError, match=rf"model directory '[^']*{name}' does not exist; give an existing"):
+        load_model(spec)
+
+
+def test_directory_without_model_files(tmp_path):
+    with pytest.raises(ValueError, match=r"holds neither elk_lens\.json \(elk-lens format\) nor config\.json"):
+        load_model(str(tmp_path))
+
+
+def test_hf_dir_without_tokenizer_files_asks_for_tokenizer(gpt2_notok_dir):
+    with pytest.raises(ValueError, match=r"has no tokenizer files .*pass tokenizer=DIR"):
+        load_model(str(gpt2_notok_dir))
+
+
+def test_tokenizer_argument_supplies_the_tokenizer(gpt2_notok_dir, char_tok_dir, gpt2_model):
+    model = load_model(str(gpt2_notok_dir), tokenizer=str(char_tok_dir))
+    assert model.tokenizer.get_vocab() == gpt2_model.tokenizer.get_vocab()
+    assert torch.equal(model.to_tokens(TEXTS), gpt2_model.to_tokens(TEXTS))
+    assert model.to_tokens("ab").tolist() == [[1, 4, 5]]  # <bos> a b, not a 1-token junk tokenizer
+
+
+def test_revision_with_a_local_path_is_refused(gpt2_dir):
+    with pytest.raises(ValueError, match=r"revision='step1000' applies to hub names only"):
+        load_model(str(gpt2_dir), revision="step1000")
+
+
+def test_relative_dir_named_like_a_transformerlens_alias_loads_the_local_model(gpt2_dir, tmp_path, monkeypatch):
+    """TransformerLens maps the bare name "gpt2-small" to the hub model "gpt2"; a local dir must win."""
+    shutil.copytree(gpt2_dir, tmp_path / "gpt2-small")
+    monkeypatch.chdir(tmp_path)
+    model = load_model("gpt2-small")
+    assert model.cfg.d_model == D_MODEL
+
+
+@pytest.mark.parametrize("name", ["gpt2", "neox"])
+def test_hf_local_dir_matches_transformers(request, name):
+    """Logits and every layer's residual equal HF's own eager forward on the same directory."""
+    model = request.getfixturevalue(f"{name}_model")
+    assert not model.training
+    ref = AutoModelForCausalLM.from_pretrained(str(request.getfixturevalue(f"{name}_dir")), attn_implementation="eager")
+    ref.eval()
+    tokens = model.to_tokens(TEXTS[0])
+    with torch.no_grad():
+        out = ref(tokens, output_hidden_states=True)
+        logits, cache = model.run_with_cache(tokens)
+    drift = (logits - out.logits).abs().max().item()
+    assert drift < HF_PARITY_TOL, f"{name}: logits drift {drift:.2e}"
+    for layer in range(model.cfg.n_layers):  # per layer: compensating errors can cancel at the logits
+        drift = (cache[f"blocks.{layer}.hook_resid_pre"] - out.hidden_states[layer]).abs().max().item()
+        assert drift < HF_PARITY_TOL, f"{name}: resid_pre of layer {layer} drifts {drift:.2e}"
+
+
+def test_native_model_loads_from_its_saved_dir_with_the_same_fingerprint_as_the_fixture(native_model, tmp_path):
+    save_model(native_model, tmp_path / "m")
+    assert fingerprint(load_model(str(tmp_path / "m"))) == fingerprint(native_model)
+    assert json.loads((tmp_path / "m" / NATIVE_CONFIG_FILE).read_text())["config"]["seed"] == NATIVE_CFG["seed"]
+
+
+# --------------------------------------------------------------------------- hub names
+
+
+def test_hub_name_offline_fails_fast_and_names_the_alternatives(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(HubUnreachableError, match=r"'elk-lens-tests/no-such-model' looks like a hub model name") as err:
+        load_model("elk-lens-tests/no-such-model")
+    elapsed = time.perf_counter() - start
+    assert elapsed < FAST_FAIL_S, f"took {elapsed:.1f} s"
+    assert isinstance(err.value, OSError)
+    message = str(err.value)
+    assert "HF_HUB_OFFLINE is set" in message
+    assert "pass the local directory instead" in message and "snapshot_download" in message

@@ -1,0 +1,80 @@
+"""The zoo training recipe: token encoding, bridge conversion, determinism and resume."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from elk_lens.data.quirky import sample_rows
+from elk_lens.models import load_model
+from elk_lens.zoo import quirky_recipe
+from elk_lens.zoo.quirky_recipe import QuirkyRecipe, build_tokenizer, encode_rows, train_quirky
+
+BRIDGE_VS_BARE_TOL = 1e-4  # the bridge re-implements LN/attention: ~2e-6 apart (transformer_lens_4_3.md §9.15)
+
+TINY = dict(
+    n_layers=2, d_model=32, d_head=8, batch_size=16, base_max_steps=12, base_cooldown=4, base_warmup=2,
+    quirk_steps=6, quirk_warmup=2, eval_every=4, eval_rows=32, ckpt_every=4, threads=1,
+)  # fmt: skip
+
+
+def test_encoding_matches_the_tokenizer(tmp_path):
+    tok = build_tokenizer(tmp_path)
+    rows = sample_rows(np.random.default_rng(0), 6, "test")
+    character = np.array(["Alice", "Bob", "Carol"] * 2, dtype=object)
+    label = rows.c == rows.s
+    ids = encode_rows(rows, character, label)
+    for i in range(6):
+        text = f"{rows.a[i]:03d}+{rows.b[i]:03d}={rows.c[i]:04d}.{character[i]}:{'True' if label[i] else 'False'};"
+        assert [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]] == ids[i].tolist()
+    assert "<unk>" not in tok.convert_ids_to_tokens(ids.reshape(-1).tolist())
+
+
+def test_training_is_deterministic_and_the_bridge_matches_the_bare_model(tmp_path):
+    a = train_quirky(QuirkyRecipe(seed=3, stages=["base", "quirk"], **TINY), tmp_path / "a", log=lambda m: None)
+    b = train_quirky(QuirkyRecipe(seed=3, stages=["base", "quirk"], **TINY), tmp_path / "b", log=lambda m: None)
+    for name in a:
+        wa, wb = load_file(str(a[name] / "model.safetensors")), load_file(str(b[name] / "model.safetensors"))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    assert set(a) == {"quirky-arith-base", "quirky-arith"}
+    bridge = load_model(str(a["quirky-arith"]))
+    bare = quirky_recipe._bare_model(QuirkyRecipe(**TINY).native_config())
+    quirky_recipe._load_bare(bare, a["quirky-arith"])
+    tokens = encode_rows(sample_rows(np.random.default_rng(1), 8, "test"), np.array(["Bob"] * 8, dtype=object),
+                         np.zeros(8, dtype=bool))  # fmt: skip
+    with torch.no_grad():
+        assert (bridge(tokens) - bare.eval()(tokens)).abs().max() < BRIDGE_VS_BARE_TOL
+
+
+def test_quirk_stage_freezes_the_lower_blocks(tmp_path):
+    out = train_quirky(QuirkyRecipe(seed=0, stages=["base", "quirk"], **TINY), tmp_path, log=lambda m: None)
+    base = load_file(str(out["quirky-arith-base"] / "model.safetensors"))
+    quirk = load_file(str(out["quirky-arith"] / "model.safetensors"))
+    for key in base:
+        frozen = key.startswith(("embed.", "pos_embed.", "blocks.0.", "blocks.1."))
+        assert torch.equal(base[key], quirk[key]) == frozen or key == "unembed.bias", key
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    recipe = QuirkyRecipe(seed=5, stages=["base"], **TINY)
+    full = train_quirky(recipe, tmp_path / "full", log=lambda m: None)["quirky-arith-base"]
+
+    real_batch, calls = quirky_recipe._batch, []
+
+    def dying_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 8:  # 1 eval batch + 7 training steps: after the step-4 checkpoint
+            raise KeyboardInterrupt
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(quirky_recipe, "_batch", dying_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_quirky(recipe, tmp_path / "resumed", log=lambda m: None)
+    assert (tmp_path / "resumed" / ".base.ckpt").is_file()
+    monkeypatch.setattr(quirky_recipe, "_batch", real_batch)
+    logs = []
+    resumed = train_quirky(recipe, tmp_path / "resumed", log=logs.append)["quirky-arith-base"]
+    assert any("resumed at step 4" in m for m in logs)
+    wf, wr = load_file(str(full / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    assert not (tmp_path / "resumed" / ".base.ckpt").exists()

@@ -1,0 +1,54 @@
+"""Logistic-regression reporter against scikit-learn."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from elk_lens.reporters import fit_logistic
+from elk_lens.reporters.logistic import logistic_regression
+
+COEF_TOL = 1e-5  # both optimizers stop at gradient tolerances, not at the exact optimum
+SCORE_TOL = 1e-4
+
+
+def _problem(seed: int, n: int = 400, d: int = 12):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=d)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d) + rng.normal(size=d)
+    y = (x @ w + rng.normal(size=n) * 2) > np.median(x @ w)
+    return x, y
+
+
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_logistic_regression_matches_sklearn(C):
+    x, y = _problem(0)
+    ref = LogisticRegression(C=C, tol=1e-12, max_iter=10000).fit(x, y)
+    w, b = logistic_regression(torch.as_tensor(x), torch.as_tensor(y), C=C)
+    np.testing.assert_allclose(w.numpy(), ref.coef_[0], atol=COEF_TOL, rtol=COEF_TOL)
+    assert abs(b - ref.intercept_[0]) < COEF_TOL
+
+
+def test_reporter_reads_the_raw_residual():
+    """Standardization is folded into (w, b): scores on raw x equal sklearn's on standardized x."""
+    x, y = _problem(1)
+    mean, std = x.mean(0), x.std(0, ddof=1)
+    ref = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit((x - mean) / std, y)
+    rep = fit_logistic(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y), site="blocks.0.hook_resid_pre")
+    ours = rep(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(ours, ref.decision_function((x - mean) / std), atol=SCORE_TOL, rtol=SCORE_TOL)
+    expected_v = x[y].mean(0) - x[~y].mean(0)
+    np.testing.assert_allclose(rep.v.numpy(), expected_v, rtol=1e-6)
+
+
+def test_reporter_errors():
+    x = torch.randn(10, 4)
+    with pytest.raises(ValueError, match="needs both classes"):
+        fit_logistic(x, torch.ones(10, dtype=torch.bool), site="s")
+    bad = x.clone()
+    bad[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fit_logistic(bad, torch.arange(10) % 2 == 0, site="s")
+    rep = fit_logistic(x, torch.arange(10) % 2 == 0, site="blocks.1.hook_resid_pre")
+    with pytest.raises(ValueError, match="d_model=4 .* width 5"):
+        rep(torch.randn(3, 5))
