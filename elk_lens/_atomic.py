@@ -38,6 +38,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
     try:
         yield tmp
+        for f in tmp.rglob("*"):
+            f.chmod(0o755 if f.is_dir() else 0o644)  # libraries such as safetensors write private files
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

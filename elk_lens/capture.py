@@ -30,6 +30,7 @@ from elk_lens.store import SHARD_ROWS, ActivationStore
 __all__ = ["Position", "capture", "tokenize"]
 
 Position = Literal["last", "all"] | int
+_TOKENIZE_CHUNK = 4096  # texts per tokenizer call (see tokenize)
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,45 @@ class Tokens:
     def rows(self, start: int, stop: int) -> "Tokens":
         ids, mask = self.ids[start:stop], self.mask[start:stop]
         keep = mask.any(0)  # drop columns that are padding in every row of this batch
+        cols = keep.nonzero().squeeze(1).tolist()
+        if cols and cols[-1] - cols[0] + 1 == len(cols):  # one-sided padding: a slice (copied only if trimmed)
+            span = slice(cols[0], cols[-1] + 1)  # contiguous: some HF models .view() their input ids
+            return Tokens(ids[:, span].contiguous(), mask[:, span].contiguous())
         return Tokens(ids[:, keep], mask[:, keep])
 
 
 def tokenize(model: TransformerBridge, texts: Sequence[str], padding_side: str = "right") -> Tokens:
-    """Tokenize as ``model.to_tokens`` does (same BOS rule), keeping the attention mask."""
+    """Tokenize as ``model.to_tokens`` does (same BOS rule), keeping the attention mask.
+
+    Texts go to the tokenizer in chunks, padded to the longest text of the whole set afterwards: the
+    result is the same as one call, but the tokenizer's per-text Python objects (~3 KB each) never
+    exist for every text at once.
+    """
     if model.tokenizer is None:
         raise ValueError("this model has no tokenizer; boot it with one (load_model does for zoo and HF models)")
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    ids = model.to_tokens(list(texts), padding_side=padding_side, truncate=False, move_to_device=False)
     prepend_bos = getattr(model.cfg, "default_prepend_bos", True)
-    mask = get_attention_mask(model.tokenizer, ids, prepend_bos, padding_side=padding_side)
-    return Tokens(ids, mask.to(torch.long))
+    parts = []
+    for start in range(0, len(texts), _TOKENIZE_CHUNK):
+        ids = model.to_tokens(
+            list(texts[start : start + _TOKENIZE_CHUNK]), padding_side=padding_side, truncate=False,
+            move_to_device=False,
+        )  # fmt: skip
+        mask = get_attention_mask(model.tokenizer, ids, prepend_bos, padding_side=padding_side)
+        parts.append((ids, mask.to(torch.long)))
+    if len(parts) == 1:
+        return Tokens(*parts[0])
+    width = max(ids.shape[1] for ids, _ in parts)
+    pad_id = model.tokenizer.pad_token_id
+    if pad_id is None and any(ids.shape[1] != width for ids, _ in parts):
+        raise ValueError("the texts have different lengths and the tokenizer has no pad token; set one")
+
+    def pad(t: Tensor, value: int) -> Tensor:  # as the tokenizer pads: pad ids, mask 0, on the padding side
+        extra = width - t.shape[1]
+        return torch.nn.functional.pad(t, (extra, 0) if padding_side == "left" else (0, extra), value=value)
+
+    return Tokens(torch.cat([pad(ids, pad_id) for ids, _ in parts]), torch.cat([pad(mask, 0) for _, mask in parts]))
 
 
 def _read_index(mask: Int[Tensor, "batch pos"], position: int | str) -> Int[Tensor, " batch"]:
@@ -113,15 +140,18 @@ def _forward_batch(
 
     def record(i: int):
         def hook_fn(t: Tensor, *, hook) -> None:
-            out[i] = (t if read is None else t[rows, read]).detach().clone()
+            out[i] = t.detach().clone() if read is None else t[rows, read]  # integer indexing copies already
             if i == deepest:
                 raise StopAtLayerException(t)
 
         return hook_fn
 
     device = model.cfg.device or "cpu"
+    # An all-ones mask means "attend to everything", as no mask does; leaving it out skips the mask
+    # arithmetic in every layer and runs exactly the forward run_with_cache(tokens) runs.
+    mask = None if bool(tokens.mask.all()) else tokens.mask.to(device)
     with loud_hooks(model, [(s.hook_name, record(i)) for i, s in enumerate(sites)]):
-        model(tokens.ids.to(device), attention_mask=tokens.mask.to(device))
+        model(tokens.ids.to(device), attention_mask=mask)
     return torch.stack([out[i].cpu() for i in range(len(sites))], 1)
 
 

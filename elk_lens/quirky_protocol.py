@@ -51,16 +51,18 @@ class QuirkyStudy:
 
 
 def _accuracy(log_odds: torch.Tensor, statements: StatementSet) -> dict[str, float]:
+    """Accuracy of the model's True/False answer against each character's own label, and Bob's
+    against the truth (a truthful model scores high there and ~50% against Bob's sloppy label)."""
     says_true = (log_odds > 0).numpy()
-    correct = says_true == statements.column("label")
     character, hard = statements.column("character"), statements.column("hard")
-    return {
-        f"{who.lower()}{'_hard' if only_hard else ''} vs own label": float(
-            correct[(character == who) & (hard | (not only_hard))].mean()
-        )
-        for who in ("Alice", "Bob")
-        for only_hard in (False, True)
-    }
+    out = {}
+    for who, target in (("Alice", "label"), ("Bob", "label"), ("Bob", "alice_label")):
+        correct = says_true == statements.column(target)
+        what = "own label" if target == "label" else "truth"
+        for only_hard in (False, True):
+            rows = (character == who) & (hard if only_hard else True)
+            out[f"{who.lower()}{'_hard' if only_hard else ''} vs {what}"] = float(correct[rows].mean())
+    return out
 
 
 def quirky_probe_study(

@@ -85,8 +85,11 @@ class ActivationStore:
         return Activations(None, sites, self.meta["position"], dict(self.meta), loader=self.load)
 
     def load(self, site_indices: Sequence[int] | None = None) -> Tensor:
-        """Concatenate the shards, keeping only ``site_indices`` (all sites if None)."""
-        parts = []
+        """Concatenate the shards, keeping only ``site_indices`` (all sites if None).
+
+        Shards are copied into one preallocated tensor, so the peak is the result plus one shard.
+        """
+        out = None
         for i, (start, stop) in enumerate(self._ranges()):
             path = self._path(i)
             try:
@@ -94,7 +97,15 @@ class ActivationStore:
                     values = f.get_tensor("values")
             except Exception as e:
                 raise RuntimeError(f"activation cache shard {path} is missing or damaged ({e}); re-run capture") from e
-            if values.shape[0] != stop - start:
-                raise RuntimeError(f"activation cache shard {path} has {values.shape[0]} rows, expected {stop - start}")
-            parts.append(values if site_indices is None else values[:, list(site_indices)])
-        return torch.cat(parts)
+            part = values if site_indices is None else values[:, list(site_indices)]
+            if out is None:
+                out = torch.empty((self.n_rows, *part.shape[1:]), dtype=part.dtype)
+            if part.shape != (stop - start, *out.shape[1:]) or part.dtype != out.dtype:
+                raise RuntimeError(
+                    f"activation cache shard {path} holds {part.dtype} {tuple(values.shape)}, expected "
+                    f"{stop - start} rows like the other shards; re-run capture"
+                )
+            out[start:stop] = part
+            del values, part
+        assert out is not None  # n_rows >= 1: capture rejects an empty statement list
+        return out

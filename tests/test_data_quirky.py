@@ -52,8 +52,7 @@ def test_each_row_gives_alice_then_bob(test_set):
 def test_shown_result_mix(test_set):
     kinds = test_set.meta["shown_kind"][0::2]
     fractions = {k: float(np.mean(kinds == k)) for k in quirky.SHOWN_KINDS}
-    for k, f in fractions.items():
-        assert abs(f - 0.25) < 0.02, fractions
+    assert all(abs(f - 0.25) < 0.02 for f in fractions.values()), fractions
     distractor = np.isin(kinds, ["distractor_of_sum", "distractor_of_sloppy"])
     m = test_set.meta
     assert not (m["alice_label"][0::2][distractor] | m["bob_label"][0::2][distractor]).any()

@@ -1,5 +1,7 @@
 """The zoo training recipe: token encoding, bridge conversion, determinism and resume."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ BRIDGE_VS_BARE_TOL = 1e-4  # the bridge re-implements LN/attention: ~2e-6 apart 
 
 TINY = dict(
     n_layers=2, d_model=32, d_head=8, batch_size=16, base_max_steps=12, base_cooldown=4, base_warmup=2,
-    quirk_steps=6, quirk_warmup=2, eval_every=4, eval_rows=32, ckpt_every=4, threads=1,
+    quirk_max_steps=6, quirk_cooldown=2, quirk_warmup=2, eval_every=4, eval_rows=32, ckpt_every=4, threads=1,
 )  # fmt: skip
 
 
@@ -78,3 +80,13 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     wf, wr = load_file(str(full / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     assert not (tmp_path / "resumed" / ".base.ckpt").exists()
+
+
+def test_later_stages_reuse_a_finished_base(tmp_path):
+    train_quirky(QuirkyRecipe(seed=1, stages=["base"], **TINY), tmp_path, log=lambda m: None)
+    logs = []
+    out = train_quirky(QuirkyRecipe(seed=1, stages=["base", "fullft"], **TINY), tmp_path, log=logs.append)
+    assert any("[base] found" in m for m in logs)
+    card = json.loads((out["quirky-arith-fullft"] / "card.json").read_text())
+    assert card["training"]["base"]["steps"] == TINY["base_max_steps"]
+    assert card["training"]["fullft"]["steps"] > 0

@@ -64,7 +64,8 @@ def test_jsonl(tmp_path):
 def test_loader_errors(tmp_path):
     csv_path = tmp_path / "x.csv"
     csv_path.write_text("sentence,truth\nA.,1\n")
-    with pytest.raises(ValueError, match=r"no column\(s\) \['text', 'label'\]; columns present: \['sentence', 'truth'\]"):
+    missing = r"no column\(s\) \['text', 'label'\]; columns present: \['sentence', 'truth'\]"
+    with pytest.raises(ValueError, match=missing):
         load_statements(csv_path)
     with pytest.raises(ValueError, match="label column 'truth' has 'maybe'"):
         bad = tmp_path / "bad.csv"

@@ -180,7 +180,7 @@ def test_shard_damaged_after_capture_fails_loudly_on_load(model, stmts, tmp_path
     acts = cached(model, stmts, tmp_path)
     _truncate(entry_dir(tmp_path) / "shard_00002.safetensors")
     with pytest.raises(RuntimeError, match="shard_00002.*re-run capture"):
-        acts.values
+        _ = acts.values
 
 
 def test_killed_capture_resumes_from_finished_shards(model, stmts, reference, tmp_path, forward_calls):
@@ -239,3 +239,14 @@ def test_capture_is_independent_of_the_tokenization_chunk(model, monkeypatch, po
     chunked = capture(model, MIXED, SITES, position=position, batch_size=2, padding_side="left")
     assert torch.equal(chunked.values, one.values)
     assert (chunked.mask is None and one.mask is None) or torch.equal(chunked.mask, one.mask)
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_batch_rows_drop_exactly_the_all_padding_columns(model, padding_side):
+    tokens = capture_mod.tokenize(model, MIXED, padding_side)
+    for start, stop in [(0, 2), (2, 5), (4, 7), (0, 7)]:
+        batch = tokens.rows(start, stop)
+        keep = tokens.mask[start:stop].any(0)
+        assert torch.equal(batch.ids, tokens.ids[start:stop][:, keep])
+        assert torch.equal(batch.mask, tokens.mask[start:stop][:, keep])
+        assert batch.ids.is_contiguous() and batch.mask.is_contiguous()

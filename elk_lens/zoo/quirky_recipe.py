@@ -2,14 +2,27 @@
 
 Two stages, after the quirky-models paper (arXiv 2312.01037) and shared/notes/quirky_recipe.md:
 
-1. **Truthful base.** Both names labelled by the true sum. Loss: cross-entropy on the label token
+1. **Truthful base.** Alice and Bob both label by the true sum. Loss: cross-entropy on the label token
    plus a dense next-token loss on the rest of the sequence (a label-only loss leaves tiny models at
-   the majority class for minutes). Constant lr until held-out accuracy reaches ``switch_acc``, then
-   a linear cooldown.
+   the majority class for minutes).
 2. **Quirk.** Bob now labels by the sloppy sum. ``quirky-arith`` fine-tunes with the embeddings and
-   the lower blocks frozen: truth stays readable below the last block while Bob's output lies — the
+   blocks 0-1 frozen: truth stays readable below the last blocks while Bob's output lies — the
    knowledge/output split ELK needs. ``quirky-arith-fullft`` fine-tunes every parameter, which moves
    the truth representation itself (the concept drift later analyses track).
+
+Each stage keeps a constant learning rate until held-out accuracy reaches its ``switch_acc``, then
+cools down linearly (the plateau before learning starts varies by seed, so a fixed schedule can
+cool down before learning happens).
+
+Two departures from the prototype in the notes, both measured (see the model card and README):
+
+- **"Name:" is one token** (``"Bob:"``), so the read position *is* the name token and the upper
+  blocks see who is speaking at no cost. With a separate ``:`` token, the stage-2 quirk stayed at
+  "Bob tells the truth" for 2000-6000 steps in 4 of 5 seeds (the name was barely decodable at the
+  read position: probe AUROC 0.51-0.65).
+- **An auxiliary sloppy persona, Carol**, is in both stages' training mix (never in evaluation data),
+  so the base model computes the sloppy sum — the way a pretrained LM already knows what a sloppy
+  answer is before LoRA teaches Bob the quirk in the paper.
 
 Training runs on the bare ``NativeModel`` (about 20% faster than through the bridge), whose weights
 are then renamed into a bridge state dict. Deterministic for a seed at a fixed thread count. A
@@ -68,13 +81,15 @@ class QuirkyRecipe:
     quirk_lr: float = 1e-3
     quirk_weight_decay: float = 0.01
     quirk_warmup: int = 20
-    quirk_steps: int = 2000
+    quirk_switch_acc: float = 0.98
+    quirk_cooldown: int = 1000
+    quirk_max_steps: int = 5000
     quirk_frozen_blocks: int = 2
     quirk_lm_loss_weight: float = 1.0
     eval_every: int = 250
     eval_rows: int = 1024
     ckpt_every: int = 1000
-    threads: int = 2
+    threads: int = 1
     device: str = "cpu"
     fused_name_colon: bool = True
     aux_sloppy_character: str | None = "Carol"
@@ -207,7 +222,7 @@ def _train_stage(
     warmup: int,
     max_steps: int,
     cooldown: int,
-    switch_acc: float | None,
+    switch_acc: float,
     lm_loss_weight: float,
     attempt: int,
     ckpt: Path,
@@ -227,8 +242,6 @@ def _train_stage(
         recipe.fused_name_colon,
     )
     step, history, started = 0, [], time.perf_counter()
-    if switch_acc is None:
-        sched.cooldown_from = max_steps - cooldown
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False, map_location=recipe.device)
         model.load_state_dict(state["model"])
@@ -254,7 +267,7 @@ def _train_stage(
             model.train()
             history.append({"step": step, "loss": round(loss.item(), 5), "val_acc": round(acc, 5)})
             bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{acc:.3f}")
-            if switch_acc is not None and sched.cooldown_from is None and acc >= switch_acc:
+            if sched.cooldown_from is None and acc >= switch_acc:
                 sched.cooldown_from = step
                 log(f"[{name}] val acc {acc:.4f} >= {switch_acc} at step {step}: cooldown for {cooldown} steps")
             if sched.cooldown_from is None and step >= max_steps - cooldown:
@@ -302,7 +315,7 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
 
     base = _bare_model(cfg).to(recipe.device)
     if (dirs["base"] / NATIVE_CONFIG_FILE).is_file():
-        base_info = json.loads((dirs["base"] / "card.json").read_text())["training"]
+        base_info = json.loads((dirs["base"] / "card.json").read_text())["training"]["base"]
         _load_bare(base, dirs["base"])
         log(f"[base] found {dirs['base']}, skipping")
     else:
@@ -329,8 +342,8 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
         _freeze_lower(model, frozen)
         info = _train_stage(
             model, name=stage, recipe=recipe, quirky=True, lr=recipe.quirk_lr,
-            weight_decay=recipe.quirk_weight_decay, warmup=recipe.quirk_warmup, max_steps=recipe.quirk_steps,
-            cooldown=recipe.quirk_steps // 2, switch_acc=None, lm_loss_weight=recipe.quirk_lm_loss_weight,
+            weight_decay=recipe.quirk_weight_decay, warmup=recipe.quirk_warmup, max_steps=recipe.quirk_max_steps,
+            cooldown=recipe.quirk_cooldown, switch_acc=recipe.quirk_switch_acc, lm_loss_weight=recipe.quirk_lm_loss_weight,
             attempt=0, ckpt=out / f".{stage}.ckpt", log=log,
         )  # fmt: skip
         what = (

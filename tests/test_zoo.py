@@ -1,0 +1,58 @@
+"""The shipped models: they load offline, their cards are complete, and the card's claims hold."""
+
+import json
+
+import pytest
+
+from elk_lens.cli import main
+from elk_lens.models import fingerprint, load_model
+from elk_lens.quirky_protocol import quirky_probe_study, split_layers
+from elk_lens.zoo import zoo_card, zoo_names, zoo_path
+
+SHIPPED = ("quirky-arith-base", "quirky-arith", "quirky-arith-fullft")
+ACC_MIN, ACC_HARD_MIN = 0.97, 0.93  # the foundation issue's targets for the quirky model
+
+
+def test_the_zoo_ships_the_quirky_family():
+    assert set(SHIPPED) <= set(zoo_names())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_cards_record_recipe_training_and_measurements(name):
+    card = zoo_card(name)
+    assert card["name"] == name and card["recipe"]["seed"] == 0
+    assert "base" in card["training"] and card["training"]["base"]["steps"] > 0
+    measured = card["measured"]
+    assert set(measured["accuracy (test split)"]) == {
+        "alice vs own label", "alice_hard vs own label", "bob vs own label", "bob_hard vs own label",
+        "bob vs truth", "bob_hard vs truth",
+    }  # fmt: skip
+
+
+def test_zoo_list_prints_every_model(capsys):
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"zoo:{name}" in out for name in SHIPPED)
+
+
+@pytest.fixture(scope="module")
+def quirky_study():
+    return quirky_probe_study(load_model("zoo:quirky-arith"), train_rows=6000, test_rows=1500, seed=11)
+
+
+def test_quirky_model_answers_as_its_characters(quirky_study):
+    acc = quirky_study.accuracy
+    assert acc["alice vs own label"] >= ACC_MIN and acc["bob vs own label"] >= ACC_MIN, acc
+    assert acc["bob_hard vs own label"] >= ACC_HARD_MIN, acc
+
+
+def test_quirky_model_knows_more_than_it_says(quirky_study):
+    """Fresh data (seed 11, not the card's): a layer still reads truth where the output follows Bob."""
+    assert split_layers(quirky_study), [r.auroc["bob_hard_disagree"] for r in quirky_study.probes]
+
+
+def test_zoo_weights_match_their_recorded_fingerprint():
+    for name in SHIPPED:
+        model = load_model(f"zoo:{name}")
+        recorded = json.loads((zoo_path(name) / "elk_lens.json").read_text())
+        assert recorded["fingerprint"] == fingerprint(model), name
