@@ -224,7 +224,6 @@ def _train_stage(
     cooldown: int,
     switch_acc: float,
     lm_loss_weight: float,
-    attempt: int,
     ckpt: Path,
     log: Callable[[str], None],
 ) -> dict:
@@ -232,7 +231,7 @@ def _train_stage(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = _Schedule(lr, warmup, cooldown)
-    rng = np.random.default_rng([recipe.seed, 1 if quirky else 0, attempt])
+    rng = np.random.default_rng([recipe.seed, 1 if quirky else 0, 0])  # the last entry is the stream version
     eval_tokens, _ = _batch(
         np.random.default_rng([recipe.seed, 99]),
         recipe.eval_rows,
@@ -324,7 +323,7 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
             base, name="base", recipe=recipe, quirky=False, lr=recipe.base_lr,
             weight_decay=recipe.base_weight_decay, warmup=recipe.base_warmup, max_steps=recipe.base_max_steps,
             cooldown=recipe.base_cooldown, switch_acc=recipe.base_switch_acc, lm_loss_weight=recipe.lm_loss_weight,
-            attempt=0, ckpt=out / ".base.ckpt", log=log,
+            ckpt=out / ".base.ckpt", log=log,
         )  # fmt: skip
         card = _card("quirky-arith-base", recipe, {"base": base_info}, "truthful: both names labelled by the true sum")
         save_model(to_bridge(base, cfg, tokenizer), dirs["base"], card=card)
@@ -343,8 +342,8 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
         info = _train_stage(
             model, name=stage, recipe=recipe, quirky=True, lr=recipe.quirk_lr,
             weight_decay=recipe.quirk_weight_decay, warmup=recipe.quirk_warmup, max_steps=recipe.quirk_max_steps,
-            cooldown=recipe.quirk_cooldown, switch_acc=recipe.quirk_switch_acc, lm_loss_weight=recipe.quirk_lm_loss_weight,
-            attempt=0, ckpt=out / f".{stage}.ckpt", log=log,
+            cooldown=recipe.quirk_cooldown, switch_acc=recipe.quirk_switch_acc,
+            lm_loss_weight=recipe.quirk_lm_loss_weight, ckpt=out / f".{stage}.ckpt", log=log,
         )  # fmt: skip
         what = (
             f"quirky: Bob labels by the sloppy sum; fine-tuned from quirky-arith-base with the embeddings and "
