@@ -11,8 +11,8 @@ body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-w
        padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .9em; margin: .8em 0; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f4f4f4; }
 .note { color: #555; font-size: .92em; }
 .good { background: #e6f4e6; } .bad { background: #fbe9e9; }
@@ -48,8 +48,10 @@ def table_html(rows: Sequence[dict], *, digits: int = 3, highlight=None) -> str:
         for c in cols:
             v = row.get(c, "")
             text = ("n/a" if v != v else f"{v:.{digits}f}") if isinstance(v, float) else str(v)
-            cls = highlight(c, v) if highlight else None
-            cells.append(f"<td{f' class={cls!r}' if cls else ''}>{escape(text)}</td>")
+            classes = " ".join(
+                x for x in ("num" if isinstance(v, (int, float)) else "", highlight(c, v) if highlight else None) if x
+            )
+            cells.append(f"<td{f' class={classes!r}' if classes else ''}>{escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
