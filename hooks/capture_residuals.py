@@ -15,7 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from safetensors.torch import save
 
 import elk_lens as el
