@@ -250,3 +250,12 @@ def test_batch_rows_drop_exactly_the_all_padding_columns(model, padding_side):
         assert torch.equal(batch.ids, tokens.ids[start:stop][:, keep])
         assert torch.equal(batch.mask, tokens.mask[start:stop][:, keep])
         assert batch.ids.is_contiguous() and batch.mask.is_contiguous()
+
+
+def test_shard_size_is_part_of_the_key(model, stmts, reference, tmp_path, forward_calls):
+    cached(model, stmts, tmp_path)
+    capture(model, stmts, SITES, batch_size=BATCH, cache_dir=tmp_path, shard_rows=2 * SHARD)
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2
+    forward_calls["calls"] = 0  # neither layout overwrote the other's shards
+    assert torch.equal(cached(model, stmts, tmp_path).values, reference.values)
+    assert forward_calls["calls"] == 0
