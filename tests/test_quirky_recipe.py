@@ -15,8 +15,9 @@ from elk_lens.zoo.quirky_recipe import QuirkyRecipe, build_tokenizer, encode_row
 BRIDGE_VS_BARE_TOL = 1e-4  # the bridge re-implements LN/attention: ~2e-6 apart (transformer_lens_4_3.md §9.15)
 
 TINY = dict(
-    n_layers=2, d_model=32, d_head=8, batch_size=16, base_max_steps=12, base_cooldown=4, base_warmup=2,
-    quirk_max_steps=6, quirk_cooldown=2, quirk_warmup=2, eval_every=4, eval_rows=32, ckpt_every=4, threads=1,
+    n_layers=2, quirk_frozen_blocks=1, d_model=32, d_head=8, batch_size=16, base_max_steps=12, base_cooldown=4,
+    base_warmup=2, quirk_max_steps=6, quirk_cooldown=2, quirk_warmup=2, eval_every=4, eval_rows=32, ckpt_every=4,
+    threads=1,
 )  # fmt: skip
 
 
@@ -49,12 +50,20 @@ def test_training_is_deterministic_and_the_bridge_matches_the_bare_model(tmp_pat
 
 
 def test_quirk_stage_freezes_the_lower_blocks(tmp_path):
-    out = train_quirky(QuirkyRecipe(seed=0, stages=["base", "quirk"], **TINY), tmp_path, log=lambda m: None)
+    recipe = QuirkyRecipe(seed=0, stages=["base", "quirk"], **TINY)
+    out = train_quirky(recipe, tmp_path, log=lambda m: None)
     base = load_file(str(out["quirky-arith-base"] / "model.safetensors"))
     quirk = load_file(str(out["quirky-arith"] / "model.safetensors"))
     for key in base:
-        frozen = key.startswith(("embed.", "pos_embed.", "blocks.0.", "blocks.1."))
+        frozen = key.startswith(("embed.", "pos_embed.", "blocks.0."))
         assert torch.equal(base[key], quirk[key]) == frozen or key == "unembed.bias", key
+
+
+def test_recipe_rejects_bad_settings():
+    with pytest.raises(ValueError, match="quirk_frozen_blocks must be in 0..1"):
+        QuirkyRecipe(n_layers=2, quirk_frozen_blocks=2)
+    with pytest.raises(ValueError, match=r"unknown stages \['quirck'\]"):
+        QuirkyRecipe(stages=["base", "quirck"])
 
 
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):

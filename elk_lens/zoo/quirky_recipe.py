@@ -6,8 +6,10 @@ Two stages, after the quirky-models paper (arXiv 2312.01037) and shared/notes/qu
    plus a dense next-token loss on the rest of the sequence (a label-only loss leaves tiny models at
    the majority class for minutes).
 2. **Quirk.** Bob now labels by the sloppy sum. ``quirky-arith`` fine-tunes with the embeddings and
-   blocks 0-1 frozen: truth stays readable below the last blocks while Bob's output lies — the
-   knowledge/output split ELK needs. ``quirky-arith-fullft`` fine-tunes every parameter, which moves
+   blocks 0-2 frozen: the last block learns the quirk, so the truth stays readable in the residual
+   entering it while Bob's output lies — the knowledge/output split ELK needs. (With blocks 0-1
+   frozen, as in the prototype, seed 0 kept truth at layers 2/3 with AUROC 0.98/0.93 on Bob-hard
+   disagreements but only 0.67/0.64 on the control set.) ``quirky-arith-fullft`` fine-tunes every parameter, which moves
    the truth representation itself (the concept drift later analyses track).
 
 Each stage keeps a constant learning rate until held-out accuracy reaches its ``switch_acc``, then
@@ -84,7 +86,7 @@ class QuirkyRecipe:
     quirk_switch_acc: float = 0.98
     quirk_cooldown: int = 1000
     quirk_max_steps: int = 5000
-    quirk_frozen_blocks: int = 2
+    quirk_frozen_blocks: int = 3
     quirk_lm_loss_weight: float = 1.0
     eval_every: int = 250
     eval_rows: int = 1024
@@ -99,6 +101,16 @@ class QuirkyRecipe:
     def label_pos(self) -> int:
         """Index of the label token in ``<bos>aaa+bbb=cccc.Name:Label;``; logits one earlier predict it."""
         return 15 if self.fused_name_colon else 16
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.quirk_frozen_blocks < self.n_layers:
+            raise ValueError(
+                f"quirk_frozen_blocks must be in 0..{self.n_layers - 1} (some block must learn the quirk), "
+                f"got {self.quirk_frozen_blocks}"
+            )
+        unknown = set(self.stages) - {"base", "quirk", "fullft"}
+        if unknown:
+            raise ValueError(f"unknown stages {sorted(unknown)}; valid: ['base', 'quirk', 'fullft']")
 
     def native_config(self) -> dict:
         return dict(
