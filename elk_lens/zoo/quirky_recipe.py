@@ -85,7 +85,7 @@ class QuirkyRecipe:
     quirk_warmup: int = 20
     quirk_switch_acc: float = 0.98
     quirk_cooldown: int = 1000
-    quirk_max_steps: int = 5000
+    quirk_max_steps: int = 8000
     quirk_frozen_blocks: int = 3
     quirk_lm_loss_weight: float = 1.0
     eval_every: int = 250
