@@ -190,6 +190,8 @@ def capture(
     texts = statements.texts if isinstance(statements, StatementSet) else list(statements)
     if not texts:
         raise ValueError("no statements to capture: the statement list is empty")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     site_list = parse_sites(sites)
     tokens = tokenize(model, texts, padding_side)
     _validate(model, tokens, site_list, position)

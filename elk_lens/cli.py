@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="directory to write the models into")
     train.add_argument(
-        "--threads", type=int, default=1, help="torch threads (the weights depend on it; the zoo used 1)"
+        "--threads", type=int, default=2, help="torch threads (the weights depend on it; the zoo used 1)"
     )
     train.add_argument("--device", default="cpu")
     train.set_defaults(func=_zoo_train)

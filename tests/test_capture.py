@@ -308,6 +308,7 @@ BAD_INPUTS = {
         rf"statement 1 is {N_CTX + 1} tokens long, longer than the model's context \(n_ctx={N_CTX}\)",
     ),
     "bad padding side": (dict(padding_side="middle"), ValueError, r"padding_side must be 'left' or 'right'"),
+    "zero batch size": (dict(batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
     "all positions with a cache": (
         dict(position="all", cache_dir="unused"), ValueError, r"position='all' cannot be cached",
     ),

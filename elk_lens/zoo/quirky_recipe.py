@@ -91,7 +91,7 @@ class QuirkyRecipe:
     eval_every: int = 250
     eval_rows: int = 1024
     ckpt_every: int = 1000
-    threads: int = 1
+    threads: int = 2
     device: str = "cpu"
     fused_name_colon: bool = True
     aux_sloppy_character: str | None = "Carol"
