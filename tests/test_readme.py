@@ -1,0 +1,20 @@
+"""The README's quickstart runs as written and prints what the README says it shows."""
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_quickstart_runs_and_shows_the_split(tmp_path, monkeypatch):
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
+    monkeypatch.chdir(tmp_path)  # the quickstart caches activations under ./.cache
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md quickstart", "exec"), {})
+    scores = dict(line.rsplit(" ", 1) for line in out.getvalue().strip().splitlines())
+    assert float(scores["blocks.3.hook_resid_pre"]) >= 0.9, scores
+    assert float(scores["model output"]) <= 0.1, scores
+    assert (tmp_path / ".cache" / "acts").is_dir()
