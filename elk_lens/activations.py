@@ -3,7 +3,6 @@
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -60,12 +59,3 @@ class Activations:
         if self._values is None and self.loader is not None:
             return self.loader([i])[:, 0]
         return self.values[:, i]
-
-    def select(self, rows: Tensor | Sequence[int]) -> "Activations":
-        """A row subset (materializes the values)."""
-        rows = torch.as_tensor(rows)
-        if rows.dtype == torch.bool:
-            rows = rows.nonzero().squeeze(1)
-        mask = self.mask[rows] if self.mask is not None else None
-        meta = {k: v for k, v in self.meta.items() if k != "n_rows"}
-        return Activations(self.values[rows], self.sites, self.position, meta, mask=mask)
