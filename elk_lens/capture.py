@@ -53,6 +53,24 @@ class Tokens:
         return Tokens(ids[:, keep], mask[:, keep])
 
 
+def _fast_ids(model: TransformerBridge, texts: list[str]) -> list[list[int]] | None:
+    """Token ids straight from the Rust tokenizer, when that is what ``to_tokens`` would give.
+
+    ``to_tokens`` adds or strips a BOS only where the tokenizer's own rule differs from the model's;
+    where they agree it is the plain tokenizer call, and skipping the Python wrapper halves the cost.
+    """
+    backend = getattr(model.tokenizer, "backend_tokenizer", None)
+    cfg = model.cfg
+    same_bos_rule = getattr(cfg, "default_prepend_bos", True) == getattr(cfg, "tokenizer_prepends_bos", True)
+    if backend is None or not same_bos_rule or getattr(cfg, "tokenizer_appends_eos", False):
+        return None
+    # The backend keeps the padding/truncation of the wrapper's last call; the wrapper resets both on
+    # every call, so clearing them here is what its own call with padding=False, truncation=False does.
+    backend.no_padding()
+    backend.no_truncation()
+    return [e.ids for e in backend.encode_batch_fast(texts)]
+
+
 def tokenize(model: TransformerBridge, texts: Sequence[str], padding_side: str = "right") -> Tokens:
     """Tokenize as ``model.to_tokens`` does (same BOS rule), keeping the attention mask.
 
@@ -65,18 +83,26 @@ def tokenize(model: TransformerBridge, texts: Sequence[str], padding_side: str =
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     prepend_bos = getattr(model.cfg, "default_prepend_bos", True)
+    pad_id = model.tokenizer.pad_token_id
     parts = []
     for start in range(0, len(texts), _TOKENIZE_CHUNK):
-        ids = model.to_tokens(
-            list(texts[start : start + _TOKENIZE_CHUNK]), padding_side=padding_side, truncate=False,
-            move_to_device=False,
-        )  # fmt: skip
+        chunk = list(texts[start : start + _TOKENIZE_CHUNK])
+        fast = _fast_ids(model, chunk)
+        if fast is not None:
+            lengths = torch.tensor([len(x) for x in fast])
+            mask = (torch.arange(int(lengths.max()))[None] < lengths[:, None]).long()
+            if padding_side == "left":
+                mask = mask.flip(1)
+            ids = torch.full(mask.shape, pad_id if pad_id is not None else 0, dtype=torch.long)
+            ids[mask.bool()] = torch.tensor([t for x in fast for t in x], dtype=torch.long)
+            parts.append((ids, mask))
+            continue
+        ids = model.to_tokens(chunk, padding_side=padding_side, truncate=False, move_to_device=False)
         mask = get_attention_mask(model.tokenizer, ids, prepend_bos, padding_side=padding_side)
         parts.append((ids, mask.to(torch.long)))
     if len(parts) == 1:
         return Tokens(*parts[0])
     width = max(ids.shape[1] for ids, _ in parts)
-    pad_id = model.tokenizer.pad_token_id
     if pad_id is None and any(ids.shape[1] != width for ids, _ in parts):
         raise ValueError("the texts have different lengths and the tokenizer has no pad token; set one")
 

@@ -338,3 +338,23 @@ def test_empty_text_without_bos_raises(neox_model):
     assert neox_model.to_tokens("ab").shape[1] == 2  # no BOS on NeoX
     with pytest.raises(ValueError, match=r"statement 1 has no tokens"):
         capture(neox_model, ["ab", ""], ["resid_pre.1"])
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("name", ["native_model", "gpt2_model", "neox_model", "bert_model"])
+def test_tokenize_ids_equal_to_tokens(request, name, side):
+    """The Rust fast path and the to_tokens fallback give to_tokens's ids, pads included."""
+    model = request.getfixturevalue(name)
+    texts = ["ab", "hello world", "a", "the cat sat"]
+    ours = tokenize(model, texts, side)
+    expected = model.to_tokens(texts, padding_side=side, truncate=False, move_to_device=False)
+    assert torch.equal(ours.ids, expected)
+    assert ours.mask.sum().item() == sum(len(model.to_tokens(t, truncate=False)[0]) for t in texts)
+
+
+def test_tokenizer_state_from_an_earlier_call_does_not_truncate(native_model):
+    """The wrapper leaves truncation/padding set on the Rust tokenizer; tokenize must not inherit it."""
+    native_model.to_tokens(["ab", "a" * N_CTX], truncate=True, padding_side="left")  # sets both on the backend
+    with pytest.raises(ValueError, match=rf"statement 1 is {N_CTX + 1} tokens long"):
+        capture(native_model, ["ab", "a" * N_CTX], ["resid_pre.0"])
+    assert tokenize(native_model, ["ab", "hello"]).mask.sum().item() == 3 + 6
