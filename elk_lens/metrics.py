@@ -1,10 +1,10 @@
-"""Evaluation metrics for reporters: AUROC with ties (Mann-Whitney U)."""
+"""Evaluation metrics for reporters: AUROC with ties, accuracy, calibrated accuracy, ECE, bootstrap CIs."""
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-__all__ = ["auroc"]
+__all__ = ["accuracy", "auroc", "bootstrap_ci", "calibrated_accuracy", "ece"]
 
 
 def auroc(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> float:
@@ -33,3 +33,80 @@ def auroc(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> fl
     ranks[order] = mid_rank[inverse]
     u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
+
+
+def accuracy(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> float:
+    """Fraction right when predicting true iff the log-odds score is > 0."""
+    scores, labels = torch.as_tensor(scores).reshape(-1), torch.as_tensor(labels).reshape(-1).bool()
+    return float(((scores > 0) == labels).double().mean())
+
+
+def calibrated_accuracy(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> float:
+    """Accuracy with the threshold at the ``1 - pi`` quantile of the scores, pi = the label prior.
+
+    Exactly a fraction pi of the rows is then predicted true (the reference elk code used the
+    ``pi`` quantile, which is right only for balanced labels; shared/notes/elk_methods.md §4.3).
+    Note the threshold uses the evaluation labels' prior: report it as a ceiling, not a deployable rule.
+    """
+    scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+    labels = torch.as_tensor(labels).reshape(-1).bool()
+    threshold = torch.quantile(scores, 1 - labels.double().mean())
+    return float(((scores > threshold) == labels).double().mean())
+
+
+def ece(probs: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"], *, p: int = 2) -> tuple[float, int]:
+    """Expected calibration error by the monotonic sweep (Roelofs et al. 2020, arXiv 2012.08668).
+
+    Equal-mass bins; the largest bin count whose bin frequencies still increase strictly (and stay
+    inside (0, 1)) is used. Returns ``(ECE_p, bins)``.
+    """
+    probs = torch.as_tensor(probs, dtype=torch.float64).reshape(-1)
+    labels = torch.as_tensor(labels).reshape(-1).double()
+    if probs.numel() == 0 or ((probs < 0) | (probs > 1)).any():
+        raise ValueError("ece needs a non-empty tensor of probabilities in [0, 1]")
+    order = probs.argsort()
+    probs, labels = probs[order], labels[order]
+    best = 1
+    for b in range(2, probs.numel() + 1):
+        freqs = torch.stack([chunk.mean() for chunk in labels.tensor_split(b)])
+        if (freqs.diff() <= 0).any() or ((freqs == 0) | (freqs == 1)).any():
+            break
+        best = b
+    gaps = [
+        (y.numel() / probs.numel()) * (y.mean() - q.mean()).abs() ** p
+        for y, q in zip(labels.tensor_split(best), probs.tensor_split(best), strict=True)
+    ]
+    return float(torch.stack(gaps).sum() ** (1 / p)), best
+
+
+def bootstrap_ci(
+    metric,
+    scores: Float[Tensor, "batch ..."],
+    labels: Bool[Tensor, "batch ..."],
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``metric(scores, labels)``.
+
+    Rows are resampled with replacement; when the inputs have a second axis (templates/variants of
+    one example) every variant of a drawn row comes along and the metric sees the flattened selection
+    (the cluster bootstrap). The resample indices are drawn in one vectorized call.
+    """
+    scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} differ in shape")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, scores.shape[0], (n_resamples, scores.shape[0]), generator=gen)
+    values = []
+    for rows in idx:
+        s, y = scores[rows].reshape(-1), labels[rows].reshape(-1)
+        if y.all() or not y.any():
+            continue  # a resample with one class has no AUROC; skipped, not substituted
+        values.append(metric(s, y))
+    if len(values) < n_resamples // 2:
+        raise ValueError(f"only {len(values)} of {n_resamples} resamples had both classes; too few rows")
+    v = torch.tensor(values, dtype=torch.float64)
+    alpha = (1 - level) / 2
+    return float(v.quantile(alpha)), float(v.quantile(1 - alpha))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from elk_lens.metrics import auroc
+from elk_lens.metrics import accuracy, auroc, bootstrap_ci, calibrated_accuracy, ece
 
 AUROC_TOL = 1e-12  # the bound; both sides are exact rational arithmetic in float64
 
@@ -38,3 +38,58 @@ def test_auroc_errors():
         auroc(torch.tensor([0.0, float("nan")]), torch.tensor([True, False]))
     with pytest.raises(ValueError, match="differ in shape"):
         auroc(torch.zeros(3), torch.tensor([True, False]))
+
+
+def test_accuracy_thresholds_log_odds_at_zero():
+    assert accuracy(torch.tensor([-1.0, 2.0, 0.5, -0.1]), torch.tensor([False, True, False, False])) == 0.75
+
+
+def test_calibrated_accuracy_predicts_the_label_prior():
+    rng = np.random.default_rng(0)
+    labels = torch.as_tensor(rng.random(4000) < 0.2)
+    scores = torch.as_tensor(rng.normal(size=4000)) + 1.5 * labels  # informative, shifted away from 0
+    pi = labels.double().mean()
+    threshold = torch.quantile(scores.double(), 1 - pi)
+    assert abs(float((scores > threshold).double().mean()) - float(pi)) < 1e-3
+    ours = calibrated_accuracy(scores, labels)
+    wrong = float(((scores > torch.quantile(scores.double(), pi)) == labels).double().mean())  # elk's formula
+    assert ours > wrong + 0.3  # with pi = 0.2 the reference formula predicts 80% positive
+    assert ours > accuracy(scores, labels) - 0.05
+
+
+def test_ece_is_small_when_calibrated_and_measures_a_known_offset():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.05, 0.85, 20000)
+    y = torch.as_tensor(rng.random(20000) < p)
+    calibrated, bins = ece(torch.as_tensor(p), y, p=1)
+    assert calibrated < 0.02 and bins >= 2
+    shifted, _ = ece(torch.as_tensor(p + 0.1), y, p=1)
+    assert abs(shifted - 0.1) < 0.02
+    with pytest.raises(ValueError, match="probabilities in \\[0, 1\\]"):
+        ece(torch.tensor([1.5]), torch.tensor([True]))
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_n():
+    rng = np.random.default_rng(2)
+
+    def problem(n):
+        y = rng.random(n) < 0.4
+        return torch.as_tensor(rng.normal(size=n) + y), torch.as_tensor(y)
+
+    s, y = problem(400)
+    lo, hi = bootstrap_ci(auroc, s, y, n_resamples=300, seed=0)
+    assert lo < auroc(s, y) < hi
+    assert bootstrap_ci(auroc, s, y, n_resamples=300, seed=0) == (lo, hi)  # seeded
+    s4, y4 = problem(6400)
+    lo4, hi4 = bootstrap_ci(auroc, s4, y4, n_resamples=300, seed=0)
+    assert (hi4 - lo4) < 0.5 * (hi - lo)  # width ~ 1/sqrt(n): 16x the rows, ~1/4 the width
+
+
+def test_cluster_bootstrap_keeps_variants_together():
+    rng = np.random.default_rng(3)
+    y = torch.as_tensor(rng.random(300) < 0.5)
+    s = torch.as_tensor(rng.normal(size=300)) + y
+    plain = bootstrap_ci(auroc, s, y, n_resamples=200, seed=4)
+    # three identical variants per example: the same rows are drawn, so the same AUROCs result
+    clustered = bootstrap_ci(auroc, s[:, None].repeat(1, 3), y[:, None].repeat(1, 3), n_resamples=200, seed=4)
+    assert clustered == pytest.approx(plain, abs=1e-12)
