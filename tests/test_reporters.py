@@ -52,3 +52,24 @@ def test_reporter_errors():
     rep = fit_logistic(x, torch.arange(10) % 2 == 0, site="blocks.1.hook_resid_pre")
     with pytest.raises(ValueError, match="d_model=4 .* width 5"):
         rep(torch.randn(3, 5))
+
+
+def test_save_load_round_trip_and_model_checks(tmp_path):
+    import elk_lens as el
+    from elk_lens.reporters import Reporter
+
+    model = el.load_model("zoo:quirky-arith")
+    data = el.quirky_arithmetic(300, split="val")
+    acts = el.capture(model, data, ["blocks.3.hook_resid_pre"]).at(0)
+    rep = fit_logistic(acts, data.truth, site="blocks.3.hook_resid_pre", provenance={"model": el.fingerprint(model)})
+    loaded = Reporter.load(rep.save(tmp_path / "rep"), model=model)
+    assert torch.equal(loaded(acts), rep(acts)) and torch.equal(loaded.v, rep.v) and loaded.site == rep.site
+    other = el.load_model("zoo:quirky-arith-base")
+    with pytest.raises(ValueError, match="was fitted on model .* pass allow_other_model=True"):
+        Reporter.load(tmp_path / "rep", model=other)
+    assert Reporter.load(tmp_path / "rep", model=other, allow_other_model=True).site == rep.site
+    narrow = Reporter(rep.w[:64], rep.b, rep.v[:64], rep.method, rep.site, rep.provenance)
+    with pytest.raises(ValueError, match="reads d_model=64 but the model has d_model=128"):
+        Reporter.load(narrow.save(tmp_path / "narrow"), model=model, allow_other_model=True)
+    with pytest.raises(FileNotFoundError, match="holds no saved reporter"):
+        Reporter.load(tmp_path / "missing")

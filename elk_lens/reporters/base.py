@@ -1,10 +1,17 @@
 """`Reporter`: the frozen artifact every method reduces to, an affine readout on the raw residual."""
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from jaxtyping import Float
+from safetensors.torch import load_file, save_file
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from elk_lens._atomic import atomic_dir
+from elk_lens.models import fingerprint
 
 __all__ = ["Reporter"]
 
@@ -39,3 +46,44 @@ class Reporter:
 
     def to(self, dtype: torch.dtype) -> "Reporter":
         return Reporter(self.w.to(dtype), self.b, self.v.to(dtype), self.method, self.site, dict(self.provenance))
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``reporter.safetensors`` (w, v) and ``reporter.json`` (everything else), atomically."""
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            save_file({"w": self.w.contiguous(), "v": self.v.contiguous()}, str(tmp / "reporter.safetensors"))
+            meta = {"format_version": _FORMAT_VERSION, "b": self.b, "method": self.method, "site": self.site,
+                    "d_model": self.w.shape[0], "provenance": self.provenance}  # fmt: skip
+            (tmp / "reporter.json").write_text(json.dumps(meta, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, model: TransformerBridge | None = None, allow_other_model: bool = False
+    ) -> "Reporter":
+        """Read a saved reporter; with ``model``, check it was fitted on that model.
+
+        A width mismatch is always an error (the readout cannot apply); another model fingerprint is an
+        error unless ``allow_other_model`` (e.g. to test transfer to a fine-tuned checkpoint on purpose).
+        """
+        path = Path(path)
+        if not (path / "reporter.json").is_file():
+            raise FileNotFoundError(f"{path} holds no saved reporter (reporter.json)")
+        meta = json.loads((path / "reporter.json").read_text())
+        tensors = load_file(str(path / "reporter.safetensors"))
+        reporter = cls(tensors["w"], meta["b"], tensors["v"], meta["method"], meta["site"], meta["provenance"])
+        if model is not None:
+            if model.cfg.d_model != reporter.w.shape[0]:
+                raise ValueError(
+                    f"reporter {path} reads d_model={reporter.w.shape[0]} but the model has d_model={model.cfg.d_model}"
+                )
+            fitted_on, given = reporter.provenance.get("model"), fingerprint(model)
+            if fitted_on != given and not allow_other_model:
+                raise ValueError(
+                    f"reporter {path} was fitted on model {fitted_on}, this model is {given}; "
+                    f"pass allow_other_model=True to apply it anyway"
+                )
+        return reporter
+
+
+_FORMAT_VERSION = 1
