@@ -73,3 +73,31 @@ def test_save_load_round_trip_and_model_checks(tmp_path):
         Reporter.load(narrow.save(tmp_path / "narrow"), model=model, allow_other_model=True)
     with pytest.raises(FileNotFoundError, match="holds no saved reporter"):
         Reporter.load(tmp_path / "missing")
+
+
+COSINE_TOL = 1e-6  # LDA direction vs scikit-learn's: both closed forms in float64
+
+
+def _cos(a, b) -> float:
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def test_lda_matches_sklearn_and_mean_diff_reads_the_mean_difference():
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from elk_lens.metrics import auroc
+    from elk_lens.reporters import fit_lda, fit_mean_diff
+
+    x, y = _problem(4, n=2000, d=8)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    ref = LinearDiscriminantAnalysis(solver="lsqr").fit(x, y)
+    lda = fit_lda(xt, yt, site="s")
+    assert _cos(lda.w, ref.coef_[0]) > 1 - COSINE_TOL
+    md = fit_mean_diff(xt, yt, site="s")
+    theta = x[y].mean(0) - x[~y].mean(0)
+    assert _cos(md.w, theta) > 1 - COSINE_TOL and torch.allclose(md.v, torch.as_tensor(theta))
+    for rep in (lda, md):  # Platt scaling: the sign and bias come from the training rows
+        scores = rep(xt)
+        assert auroc(scores, yt) > 0.5
+        assert abs(float(torch.sigmoid(scores).mean()) - float(yt.double().mean())) < 0.01  # calibrated intercept

@@ -2,5 +2,7 @@
 
 from elk_lens.reporters.base import Reporter as Reporter
 from elk_lens.reporters.logistic import fit_logistic as fit_logistic
+from elk_lens.reporters.mass_mean import fit_lda as fit_lda
+from elk_lens.reporters.mass_mean import fit_mean_diff as fit_mean_diff
 
-__all__ = ["Reporter", "fit_logistic"]
+__all__ = ["Reporter", "fit_lda", "fit_logistic", "fit_mean_diff"]

@@ -6,7 +6,21 @@ from torch import Tensor
 
 from elk_lens.reporters.base import Reporter
 
-__all__ = ["fit_logistic", "logistic_regression"]
+__all__ = ["check_training_data", "fit_logistic", "logistic_regression"]
+
+
+def check_training_data(x: Tensor, y: Tensor, site: str) -> tuple[Tensor, Tensor]:
+    """Float64 activations and bool labels, or a clear error (one class, NaN/inf, shape mismatch)."""
+    y = torch.as_tensor(y).bool()
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(
+            f"activations at {site} must be [n, d_model] with n labels; got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if y.all() or not y.any():
+        raise ValueError(f"fitting a reporter needs both classes in the training labels; got all {bool(y[0])}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"activations at {site} contain NaN or inf")
+    return x.to(torch.float64), y
 
 
 def logistic_regression(
@@ -45,12 +59,7 @@ def fit_logistic(
     Standardizing makes the L2 penalty treat every residual direction alike; folding it back
     means the reporter reads the raw residual and carries no separate normalizer.
     """
-    y = torch.as_tensor(y).bool()
-    if y.all() or not y.any():
-        raise ValueError(f"logistic regression needs both classes in the training labels; got all {bool(y[0])}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"activations at {site} contain NaN or inf")
-    x64 = x.to(torch.float64)
+    x64, y = check_training_data(x, y, site)
     mean, std = x64.mean(0), x64.std(0).clamp_min(1e-8)
     w_std, b_std = logistic_regression((x64 - mean) / std, y, C=C)
     w = w_std / std
