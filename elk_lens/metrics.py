@@ -4,7 +4,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-__all__ = ["accuracy", "auroc", "bootstrap_ci", "calibrated_accuracy", "ece"]
+__all__ = ["accuracy", "auroc", "auroc_columns", "bootstrap_ci", "calibrated_accuracy", "ece"]
 
 
 def auroc(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> float:
@@ -110,3 +110,25 @@ def bootstrap_ci(
     v = torch.tensor(values, dtype=torch.float64)
     alpha = (1 - level) / 2
     return float(v.quantile(alpha)), float(v.quantile(1 - alpha))
+
+
+def auroc_columns(scores: Float[Tensor, "batch k"], labels: Bool[Tensor, " batch"]) -> Float[Tensor, " k"]:
+    """AUROC of every column of ``scores`` at once (ties count one half), as :func:`auroc` per column."""
+    scores = torch.as_tensor(scores, dtype=torch.float64)
+    labels = torch.as_tensor(labels).reshape(-1).bool()
+    n, k = scores.shape
+    n_pos = int(labels.sum())
+    if n_pos in (0, n) or labels.shape[0] != n:
+        raise ValueError(f"AUROC needs both classes and one label per row; got {n_pos} positive of {labels.shape[0]}")
+    sorted_vals, order = scores.sort(0)
+    starts = torch.ones_like(sorted_vals, dtype=torch.bool)
+    starts[1:] = sorted_vals[1:] != sorted_vals[:-1]
+    group = (starts.long().cumsum(0) - 1) + torch.arange(k) * n  # tie group, unique across columns
+    ordinal = torch.arange(1, n + 1, dtype=torch.float64)[:, None].expand(n, k)
+    sums = torch.zeros(n * k, dtype=torch.float64).scatter_add_(0, group.reshape(-1), ordinal.reshape(-1))
+    counts = torch.zeros(n * k, dtype=torch.float64).scatter_add_(
+        0, group.reshape(-1), torch.ones(n * k, dtype=torch.float64)
+    )
+    mid_rank = (sums / counts.clamp_min(1))[group]
+    ranks = torch.empty_like(scores).scatter_(0, order, mid_rank)
+    return (ranks[labels].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))

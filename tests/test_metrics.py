@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from elk_lens.metrics import accuracy, auroc, bootstrap_ci, calibrated_accuracy, ece
+from elk_lens.metrics import accuracy, auroc, auroc_columns, bootstrap_ci, calibrated_accuracy, ece
 
 AUROC_TOL = 1e-12  # the bound; both sides are exact rational arithmetic in float64
 
@@ -93,3 +93,12 @@ def test_cluster_bootstrap_keeps_variants_together():
     # three identical variants per example: the same rows are drawn, so the same AUROCs result
     clustered = bootstrap_ci(auroc, s[:, None].repeat(1, 3), y[:, None].repeat(1, 3), n_resamples=200, seed=4)
     assert clustered == pytest.approx(plain, abs=1e-12)
+
+
+def test_auroc_columns_equals_auroc_per_column_with_ties():
+    rng = np.random.default_rng(5)
+    scores = torch.as_tensor(rng.integers(0, 5, (300, 40)).astype(float))
+    labels = torch.as_tensor(rng.random(300) < 0.3)
+    batched = auroc_columns(scores, labels)
+    looped = torch.tensor([auroc(scores[:, j], labels) for j in range(40)], dtype=torch.float64)
+    assert (batched - looped).abs().max() < AUROC_TOL

@@ -101,3 +101,17 @@ def test_lda_matches_sklearn_and_mean_diff_reads_the_mean_difference():
         scores = rep(xt)
         assert auroc(scores, yt) > 0.5
         assert abs(float(torch.sigmoid(scores).mean()) - float(yt.double().mean())) < 0.01  # calibrated intercept
+
+
+def test_random_direction_baseline_fixes_signs_on_train_only():
+    from elk_lens.reporters import random_direction_baseline
+
+    rng = np.random.default_rng(6)
+    x = torch.as_tensor(rng.normal(size=(1000, 16)))
+    y = torch.as_tensor(rng.random(1000) < 0.5)
+    noise = random_direction_baseline(x[:500], y[:500], x[500:], y[500:], n_directions=500, seed=0)
+    assert abs(noise["mean"] - 0.5) < 0.02 and noise["q0.05"] < 0.5 < noise["q0.95"]  # no signal: chance
+    x_sig = x + 2.0 * y[:, None].double() * torch.as_tensor(rng.normal(size=16))
+    signal = random_direction_baseline(x_sig[:500], y[:500], x_sig[500:], y[500:], n_directions=500, seed=0)
+    assert signal["mean"] > 0.6  # a planted direction: most random readouts see some of it, right-signed
+    assert random_direction_baseline(x[:500], y[:500], x[500:], y[500:], n_directions=500, seed=0) == noise

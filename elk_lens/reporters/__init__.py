@@ -4,5 +4,6 @@ from elk_lens.reporters.base import Reporter as Reporter
 from elk_lens.reporters.logistic import fit_logistic as fit_logistic
 from elk_lens.reporters.mass_mean import fit_lda as fit_lda
 from elk_lens.reporters.mass_mean import fit_mean_diff as fit_mean_diff
+from elk_lens.reporters.random_baseline import random_direction_baseline as random_direction_baseline
 
-__all__ = ["Reporter", "fit_lda", "fit_logistic", "fit_mean_diff"]
+__all__ = ["Reporter", "fit_lda", "fit_logistic", "fit_mean_diff", "random_direction_baseline"]
