@@ -6,6 +6,7 @@ Alice-easy, Alice-hard, Bob-hard and Bob disagreements, beside the model's own o
 heuristics of the shown result.
 """
 
+import json
 from html import escape
 
 from elk_lens.analyses.result import AnalysisResult, config_value
@@ -125,7 +126,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "Model",
             f"<p><code>{escape(s['model.spec'])}</code> — fingerprint <code>{res['provenance']['model']}</code>.</p>"
             + (
-                f"<p>{escape(card.get('summary', ''))}</p><pre>{escape(str(card.get('recipe', '')))}</pre>"
+                f"<p>{escape(card.get('summary', ''))}</p><pre>{escape(json.dumps(card.get('recipe', {})))}</pre>"
                 if card
                 else ""
             ),

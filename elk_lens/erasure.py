@@ -1,0 +1,34 @@
+"""LEACE concept erasure (Belrose et al., arXiv 2306.03819) through the ``concept-erasure`` package.
+
+Fitted on training rows only and then frozen: the eraser removes every linear trace of the concept
+from those rows' distribution, so a probe re-fitted after erasure should fall to chance.
+"""
+
+import torch
+from concept_erasure import LeaceEraser
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from elk_lens.reporters.logistic import check_training_data
+
+__all__ = ["fit_leace"]
+
+
+def fit_leace(
+    x: Float[Tensor, "batch d_model"],
+    y: Bool[Tensor, " batch"],
+    *,
+    site: str = "activations",
+    constrain_cov_trace: bool = False,
+    shrinkage: bool = False,
+) -> LeaceEraser:
+    """A frozen LEACE eraser for the binary concept ``y`` (float64; apply with ``eraser(x)``).
+
+    With both options off (our defaults) this is the paper's closed form on the sample covariance.
+    The package's defaults turn both on: ``constrain_cov_trace`` blends toward an orthogonal
+    projection whenever the closed form would raise the covariance trace (stabler under repeated
+    erasure), and ``shrinkage`` shrinks the covariance estimate (helps when rows are few for the width).
+    """
+    x64, y = check_training_data(x, y, site)
+    z = y.to(torch.float64)[:, None]
+    return LeaceEraser.fit(x64, z, constrain_cov_trace=constrain_cov_trace, shrinkage=shrinkage)
