@@ -18,7 +18,9 @@ from elk_lens.models import load_model as load_model
 from elk_lens.models import save_model as save_model
 from elk_lens.quirky_protocol import quirky_probe_study as quirky_probe_study
 from elk_lens.reporters import Reporter as Reporter
+from elk_lens.reporters import fit_lda as fit_lda
 from elk_lens.reporters import fit_logistic as fit_logistic
+from elk_lens.reporters import fit_mean_diff as fit_mean_diff
 from elk_lens.sites import Site as Site
 from elk_lens.sites import residual_sites as residual_sites
 
@@ -32,7 +34,9 @@ __all__ = [
     "auroc",
     "capture",
     "fingerprint",
+    "fit_lda",
     "fit_logistic",
+    "fit_mean_diff",
     "load_model",
     "load_statements",
     "output_log_odds",
