@@ -15,7 +15,15 @@ from elk_lens.data.statements import StatementSet
 from elk_lens.metrics import auroc
 from elk_lens.reporters import Reporter, fit_logistic
 
-__all__ = ["QUIRKY_EVAL_SETS", "SweepRow", "probe_layer_sweep", "quirky_eval_masks", "surface_scores"]
+__all__ = [
+    "QUIRKY_EVAL_SETS",
+    "SweepRow",
+    "heuristic_rows",
+    "probe_layer_sweep",
+    "quirky_eval_masks",
+    "score_row",
+    "surface_scores",
+]
 
 # name -> (metadata conditions, what a reader should know about it)
 QUIRKY_EVAL_SETS: dict[str, tuple[dict, str]] = {
