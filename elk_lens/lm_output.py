@@ -1,9 +1,10 @@
 """The model's own answer: log-odds of the true vs the false answer token at the read position."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
@@ -24,6 +25,17 @@ def answer_token_ids(model: TransformerBridge, answers: tuple[str, str]) -> tupl
     return ids[0], ids[1]
 
 
+def _edit_positions(last: Int[Tensor, " batch"], offsets: Int[Tensor, " k"], start: int) -> Int[Tensor, "batch k"]:
+    """``last - offset`` per row; a statement too short for an offset is an error, not a wrap-around."""
+    positions = last[:, None] - offsets[None]
+    if bool((positions < 0).any()):
+        i = int((positions < 0).any(1).nonzero()[0])
+        raise ValueError(
+            f"statement {start + i} has {int(last[i]) + 1} tokens, too few to edit {offsets.tolist()} from its end"
+        )
+    return positions
+
+
 @torch.no_grad()
 def output_log_odds(
     model: TransformerBridge,
@@ -31,16 +43,32 @@ def output_log_odds(
     *,
     answers: tuple[str, str] = ("True", "False"),
     batch_size: int = 256,
+    intervention: Callable[[Int[Tensor, "batch k"]], AbstractContextManager] | None = None,
+    positions_from_end: tuple[int, ...] = (0,),
 ) -> Float[Tensor, " batch"]:
-    """``logit(true answer) - logit(false answer)`` at each statement's last real token."""
+    """``logit(true answer) - logit(false answer)`` at each statement's last real token.
+
+    Args:
+        intervention: Called once per batch with the positions to edit, ``[batch, k]`` (``last - offset``
+            for each offset in ``positions_from_end``); the forward runs inside the context it returns,
+            e.g. ``lambda pos: steer(model, site, d, alpha=3.0, positions=pos)``. Positions are worked out
+            here because only this function sees each batch's padding.
+        positions_from_end: Offsets before each row's last real token: ``(0,)`` is the last token,
+            ``(0, 1)`` also the one before it (GoT's period and the token before, elk_methods.md §8.2).
+    """
+    if not positions_from_end or any(k < 0 for k in positions_from_end):
+        raise ValueError(f"positions_from_end must be non-empty offsets >= 0, got {positions_from_end}")
     texts = statements.texts if isinstance(statements, StatementSet) else list(statements)
     t_id, f_id = answer_token_ids(model, answers)
     tokens = tokenize(model, texts)
+    offsets = torch.tensor(positions_from_end)
     out = []
     for start in range(0, len(texts), batch_size):
         batch = tokens.rows(start, start + batch_size)
-        logits = model(batch.ids, attention_mask=batch.mask)
         last = batch.mask.sum(1) - 1  # right padding: last real token
+        context = nullcontext() if intervention is None else intervention(_edit_positions(last, offsets, start))
+        with context:
+            logits = model(batch.ids, attention_mask=batch.mask)
         picked = logits[torch.arange(len(batch)), last]
         out.append((picked[:, t_id] - picked[:, f_id]).float())
     return torch.cat(out)

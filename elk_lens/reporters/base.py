@@ -28,6 +28,10 @@ class Reporter:
         method: The fitting method, e.g. ``"logistic"``.
         site: Hook name the reporter reads, e.g. ``"blocks.3.hook_resid_pre"``.
         provenance: Model and data fingerprints, seed, package version, hyperparameters.
+        reads: ``"statement"``: ``w . x + b`` on the statement's residual at its read position.
+            ``"contrast"``: ``w . (x_true - x_false) + b`` on a contrast pair, the residuals at the
+            appended answer token of the statement + true answer and + false answer (CCS, CRC, VINC).
+            Every pair method's normalization is affine, so the difference form loses nothing.
     """
 
     w: Float[Tensor, " d_model"]
@@ -36,16 +40,34 @@ class Reporter:
     method: str
     site: str
     provenance: dict = field(default_factory=dict)
+    reads: str = "statement"
 
-    def __call__(self, x: Float[Tensor, "batch d_model"]) -> Float[Tensor, " batch"]:
-        if x.shape[-1] != self.w.shape[0]:
-            raise ValueError(
-                f"reporter for d_model={self.w.shape[0]} ({self.site}) applied to activations of width {x.shape[-1]}"
-            )
+    def __post_init__(self) -> None:
+        if self.reads not in READS:
+            raise ValueError(f"reads must be one of {READS}, got {self.reads!r}")
+
+    def __call__(
+        self, x: Float[Tensor, "batch d_model"], x_false: Float[Tensor, "batch d_model"] | None = None
+    ) -> Float[Tensor, " batch"]:
+        """Log-odds of truth: ``reporter(x)`` for a statement reporter, ``reporter(x_true, x_false)``
+        for a contrast reporter (the two halves of each pair)."""
+        if (self.reads == "contrast") != (x_false is not None):
+            need = "both halves of each contrast pair" if self.reads == "contrast" else "statement activations only"
+            raise ValueError(f"this {self.method} reporter reads {self.reads!r}: pass {need}")
+        for t in (x, x_false) if x_false is not None else (x,):
+            if t.shape[-1] != self.w.shape[0]:
+                raise ValueError(
+                    f"reporter for d_model={self.w.shape[0]} ({self.site}) applied to activations of width "
+                    f"{t.shape[-1]}"
+                )
+        if x_false is not None:
+            x = x.to(self.w.dtype) - x_false.to(self.w.dtype)
         return x.to(self.w.dtype) @ self.w + self.b
 
     def to(self, dtype: torch.dtype) -> "Reporter":
-        return Reporter(self.w.to(dtype), self.b, self.v.to(dtype), self.method, self.site, dict(self.provenance))
+        return Reporter(
+            self.w.to(dtype), self.b, self.v.to(dtype), self.method, self.site, dict(self.provenance), self.reads
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write ``reporter.safetensors`` (w, v) and ``reporter.json`` (everything else), atomically."""
@@ -53,7 +75,7 @@ class Reporter:
         with atomic_dir(path) as tmp:
             save_file({"w": self.w.contiguous(), "v": self.v.contiguous()}, str(tmp / "reporter.safetensors"))
             meta = {"format_version": _FORMAT_VERSION, "b": self.b, "method": self.method, "site": self.site,
-                    "d_model": self.w.shape[0], "provenance": self.provenance}  # fmt: skip
+                    "reads": self.reads, "d_model": self.w.shape[0], "provenance": self.provenance}  # fmt: skip
             (tmp / "reporter.json").write_text(json.dumps(meta, indent=2, default=str))
         return path
 
@@ -71,7 +93,10 @@ class Reporter:
             raise FileNotFoundError(f"{path} holds no saved reporter (reporter.json)")
         meta = json.loads((path / "reporter.json").read_text())
         tensors = load_file(str(path / "reporter.safetensors"))
-        reporter = cls(tensors["w"], meta["b"], tensors["v"], meta["method"], meta["site"], meta["provenance"])
+        reporter = cls(
+            tensors["w"], meta["b"], tensors["v"], meta["method"], meta["site"], meta["provenance"],
+            meta.get("reads", "statement"),
+        )  # fmt: skip
         if model is not None:
             if model.cfg.d_model != reporter.w.shape[0]:
                 raise ValueError(
@@ -87,3 +112,4 @@ class Reporter:
 
 
 _FORMAT_VERSION = 1
+READS = ("statement", "contrast")

@@ -11,20 +11,12 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from elk_lens.reporters.base import Reporter
-from elk_lens.reporters.logistic import check_training_data, logistic_regression
+from elk_lens.reporters.logistic import check_training_data
+from elk_lens.reporters.platt import platt_reporter
 
 __all__ = ["fit_lda", "fit_mean_diff"]
 
-_PLATT_C = 1e6  # effectively unpenalized: one scale and one bias, fitted on the training rows
 _PINV_ATOL = 1e-3  # as in geometry-of-truth's IID probe (shared/notes/elk_methods.md §3.5)
-
-
-def _platt(direction: Tensor, x: Tensor, y: Tensor, *, method: str, site: str, provenance) -> Reporter:
-    """Reporter with readout ``a * direction`` and bias ``b`` from a 1-D logistic fit on train."""
-    projection = (x @ direction)[:, None]
-    scale, bias = logistic_regression(projection, y, C=_PLATT_C)
-    theta = x[y].mean(0) - x[~y].mean(0)
-    return Reporter(scale[0] * direction, bias, theta, method, site, dict(provenance or {}))
 
 
 def fit_mean_diff(
@@ -33,7 +25,7 @@ def fit_mean_diff(
     """Read out along the class-mean difference itself (the out-of-distribution form)."""
     x64, y = check_training_data(x, y, site)
     theta = x64[y].mean(0) - x64[~y].mean(0)
-    return _platt(theta, x64, y, method="mean_diff", site=site, provenance=provenance)
+    return platt_reporter(theta, x64, y, method="mean_diff", site=site, provenance=provenance)
 
 
 def fit_lda(
@@ -45,4 +37,4 @@ def fit_lda(
     centred = torch.where(y[:, None], x64 - mu_true, x64 - mu_false)
     sigma = centred.T @ centred / x64.shape[0]
     direction = torch.linalg.pinv(sigma, hermitian=True, atol=_PINV_ATOL) @ (mu_true - mu_false)
-    return _platt(direction, x64, y, method="lda", site=site, provenance=provenance)
+    return platt_reporter(direction, x64, y, method="lda", site=site, provenance=provenance)

@@ -1,0 +1,83 @@
+"""Contrast pairs: each statement read twice, with the true and with the false answer appended.
+
+Unsupervised ELK methods (CCS, CRC-TPC, VINC) compare the residual at the appended answer token of
+``statement + true answer`` with that of ``statement + false answer`` (shared/notes/elk_methods.md
+§1). Each answer must add exactly one token, so the read position is that token on every row.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from elk_lens.activations import Activations
+from elk_lens.capture import capture, tokenize
+from elk_lens.data.statements import StatementSet
+from elk_lens.sites import Site
+
+__all__ = ["ContrastActivations", "capture_contrast", "contrast_statements"]
+
+
+@dataclass
+class ContrastActivations:
+    """The two halves of every pair, ``[n, n_sites, d_model]`` each, rows aligned with the statements."""
+
+    true: Activations
+    false: Activations
+    answers: tuple[str, str]
+
+    def at(self, site: Site | str | int):
+        """``(x_true, x_false)`` at one site."""
+        return self.true.at(site), self.false.at(site)
+
+    @property
+    def sites(self) -> list[Site]:
+        return self.true.sites
+
+
+def contrast_statements(statements: StatementSet, answers: tuple[str, str]) -> tuple[StatementSet, StatementSet]:
+    """The statements with the true answer, and with the false answer, appended to the text."""
+    if len(answers) != 2 or answers[0] == answers[1]:
+        raise ValueError(f"answers must be two different strings (true, false), got {answers!r}")
+    return tuple(
+        StatementSet(
+            [t + answer for t in statements.texts], statements.truth, statements.meta, f"{statements.name}+{answer}"
+        )
+        for answer in answers
+    )  # type: ignore[return-value]
+
+
+def _check_one_token(model: TransformerBridge, base: StatementSet, appended: StatementSet, answer: str) -> None:
+    grown = tokenize(model, appended.texts).mask.sum(1) - tokenize(model, base.texts).mask.sum(1)
+    if (grown != 1).any():
+        row = int((grown != 1).nonzero()[0])
+        raise ValueError(
+            f"appending answer {answer!r} to statement {row} ({base.texts[row]!r}) adds {int(grown[row])} tokens, "
+            f"not one; choose answers that are single tokens after the statement (e.g. ' True' for GPT-2)"
+        )
+
+
+def capture_contrast(
+    model: TransformerBridge,
+    statements: StatementSet,
+    sites: Sequence[Site | str],
+    *,
+    answers: tuple[str, str] = ("True", "False"),
+    batch_size: int = 64,
+    cache_dir=None,
+    dtype: torch.dtype = torch.float32,
+) -> ContrastActivations:
+    """Capture both halves of every contrast pair at the appended answer token.
+
+    ``answers`` are appended verbatim: ``("True", "False")`` fits the zoo models, whose statements
+    end in ``"Bob:"``; a GPT-2-style tokenizer wants ``(" True", " False")``.
+    """
+    with_true, with_false = contrast_statements(statements, answers)
+    for appended, answer in ((with_true, answers[0]), (with_false, answers[1])):
+        _check_one_token(model, statements, appended, answer)
+    halves = [
+        capture(model, s, sites, batch_size=batch_size, cache_dir=cache_dir, dtype=dtype)
+        for s in (with_true, with_false)
+    ]
+    return ContrastActivations(halves[0], halves[1], tuple(answers))  # type: ignore[arg-type]
