@@ -42,6 +42,7 @@ def output_log_odds(
     statements: StatementSet | Sequence[str],
     *,
     answers: tuple[str, str] = ("True", "False"),
+    metric: str = "log_odds",
     batch_size: int = 256,
     intervention: Callable[[Int[Tensor, "batch k"]], AbstractContextManager] | None = None,
     positions_from_end: tuple[int, ...] = (0,),
@@ -49,6 +50,8 @@ def output_log_odds(
     """``logit(true answer) - logit(false answer)`` at each statement's last real token.
 
     Args:
+        metric: ``"log_odds"`` (the default, above) or ``"prob_diff"``: ``P(true) - P(false)`` under the
+            full next-token softmax, geometry-of-truth's PD for the NIE.
         intervention: Called once per batch with the positions to edit, ``[batch, k]`` (``last - offset``
             for each offset in ``positions_from_end``); the forward runs inside the context it returns,
             e.g. ``lambda pos: steer(model, site, d, alpha=3.0, positions=pos)``. Positions are worked out
@@ -56,6 +59,8 @@ def output_log_odds(
         positions_from_end: Offsets before each row's last real token: ``(0,)`` is the last token,
             ``(0, 1)`` also the one before it (GoT's period and the token before, elk_methods.md §8.2).
     """
+    if metric not in ("log_odds", "prob_diff"):
+        raise ValueError(f"metric must be 'log_odds' or 'prob_diff', got {metric!r}")
     if not positions_from_end or any(k < 0 for k in positions_from_end):
         raise ValueError(f"positions_from_end must be non-empty offsets >= 0, got {positions_from_end}")
     texts = statements.texts if isinstance(statements, StatementSet) else list(statements)
@@ -70,5 +75,7 @@ def output_log_odds(
         with context:
             logits = model(batch.ids, attention_mask=batch.mask)
         picked = logits[torch.arange(len(batch)), last]
+        if metric == "prob_diff":
+            picked = picked.float().softmax(-1)
         out.append((picked[:, t_id] - picked[:, f_id]).float())
     return torch.cat(out)

@@ -92,19 +92,26 @@ def bootstrap_ci(
 
     Rows are resampled with replacement; when the inputs have a second axis (templates/variants of
     one example) every variant of a drawn row comes along and the metric sees the flattened selection
-    (the cluster bootstrap). The resample indices are drawn in one vectorized call.
+    (the cluster bootstrap). The resample indices are drawn in one call; for ``metric=auroc`` all
+    resamples are scored in one batched computation (``auroc_columns``), other metrics loop.
     """
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
     if scores.shape != labels.shape:
         raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} differ in shape")
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, scores.shape[0], (n_resamples, scores.shape[0]), generator=gen)
-    values = []
-    for rows in idx:
-        s, y = scores[rows].reshape(-1), labels[rows].reshape(-1)
-        if y.all() or not y.any():
-            continue  # a resample with one class has no AUROC; skipped, not substituted
-        values.append(metric(s, y))
+    if metric is auroc:  # every resample in one batched AUROC
+        picked_s = scores[idx].reshape(n_resamples, -1).T
+        picked_y = labels[idx].reshape(n_resamples, -1).T
+        v = auroc_columns(picked_s, picked_y, nan_if_one_class=True)
+        values = v[~v.isnan()].tolist()  # a resample with one class has no AUROC; skipped, not substituted
+    else:
+        values = []
+        for rows in idx:
+            s, y = scores[rows].reshape(-1), labels[rows].reshape(-1)
+            if y.all() or not y.any():
+                continue
+            values.append(metric(s, y))
     if len(values) < n_resamples // 2:
         raise ValueError(f"only {len(values)} of {n_resamples} resamples had both classes; too few rows")
     v = torch.tensor(values, dtype=torch.float64)
@@ -112,14 +119,24 @@ def bootstrap_ci(
     return float(v.quantile(alpha)), float(v.quantile(1 - alpha))
 
 
-def auroc_columns(scores: Float[Tensor, "batch k"], labels: Bool[Tensor, " batch"]) -> Float[Tensor, " k"]:
-    """AUROC of every column of ``scores`` at once (ties count one half), as :func:`auroc` per column."""
+def auroc_columns(
+    scores: Float[Tensor, "batch k"], labels: Bool[Tensor, "batch ..."], *, nan_if_one_class: bool = False
+) -> Float[Tensor, " k"]:
+    """AUROC of every column of ``scores`` at once (ties count one half), as :func:`auroc` per column.
+
+    ``labels`` is one label per row, or one per row and column (e.g. bootstrap resamples). A column
+    whose labels hold one class raises, or with ``nan_if_one_class`` gets NaN (never a substitute value).
+    """
     scores = torch.as_tensor(scores, dtype=torch.float64)
-    labels = torch.as_tensor(labels).reshape(-1).bool()
+    labels = torch.as_tensor(labels).bool()
     n, k = scores.shape
-    n_pos = int(labels.sum())
-    if n_pos in (0, n) or labels.shape[0] != n:
-        raise ValueError(f"AUROC needs both classes and one label per row; got {n_pos} positive of {labels.shape[0]}")
+    if labels.shape not in ((n,), (n, k)):
+        raise ValueError(f"labels of shape {tuple(labels.shape)} for scores of shape {(n, k)}")
+    labels = labels.reshape(n, -1).expand(n, k)
+    n_pos = labels.sum(0).to(torch.float64)
+    one_class = (n_pos == 0) | (n_pos == n)
+    if one_class.any() and not nan_if_one_class:
+        raise ValueError(f"AUROC needs both classes; {int(one_class.sum())} column(s) have one class only")
     sorted_vals, order = scores.sort(0)
     starts = torch.ones_like(sorted_vals, dtype=torch.bool)
     starts[1:] = sorted_vals[1:] != sorted_vals[:-1]
@@ -131,4 +148,5 @@ def auroc_columns(scores: Float[Tensor, "batch k"], labels: Bool[Tensor, " batch
     )
     mid_rank = (sums / counts.clamp_min(1))[group]
     ranks = torch.empty_like(scores).scatter_(0, order, mid_rank)
-    return (ranks[labels].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
+    u = (ranks * labels).sum(0) - n_pos * (n_pos + 1) / 2
+    return torch.where(one_class, torch.nan, u / (n_pos * (n - n_pos)).clamp_min(1))

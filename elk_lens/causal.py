@@ -1,0 +1,96 @@
+"""Is the found direction causal? Steer or erase it and measure the model's own answer.
+
+Following geometry-of-truth (elk_methods.md §8.2): the reporter's unit direction, rescaled so that
+adding it moves the mean false statement's projection onto the mean true one's (both means from the
+training rows), is added to false statements (false→true) or subtracted from true ones (true→false)
+at the read position. The normalized indirect effect (NIE) is the fraction of the clean true/false
+gap in the answer's log-odds that the edit closes; a random direction of equal norm is the control.
+"""
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from elk_lens.data.statements import StatementSet
+from elk_lens.interventions import erase, nie, random_direction_like, steer
+from elk_lens.lm_output import output_log_odds
+from elk_lens.metrics import auroc
+from elk_lens.reporters import Reporter
+
+__all__ = ["erasure_effect", "steering_direction", "steering_effect"]
+
+
+def steering_direction(
+    reporter: Reporter, x_train: Float[Tensor, "batch d_model"], y_train: Bool[Tensor, " batch"]
+) -> Float[Tensor, " d_model"]:
+    """``((mu_true - mu_false) . w_hat) w_hat``: the reporter's axis, scaled to the class-mean gap on train."""
+    x_train = x_train.to(torch.float64)
+    w_hat = reporter.w.to(torch.float64) / reporter.w.norm()
+    gap = x_train[y_train].mean(0) - x_train[~y_train].mean(0)
+    return (gap @ w_hat) * w_hat
+
+
+def steering_effect(
+    model: TransformerBridge,
+    statements: StatementSet,
+    site: str,
+    direction: Float[Tensor, " d_model"],
+    *,
+    alpha: float = 1.0,
+    positions_from_end: tuple[int, ...] = (0,),
+    seed: int = 0,
+    batch_size: int = 512,
+    answers: tuple[str, str] = ("True", "False"),
+    metric: str = "prob_diff",
+) -> dict[str, float]:
+    """NIE of adding ``alpha * direction`` to false statements and subtracting it from true ones,
+    beside the same for a random direction of equal norm, at the last ``positions_from_end`` tokens.
+
+    The answer metric PD is GoT's ``P(true answer) - P(false answer)`` at the last token
+    (``metric="log_odds"`` uses the logit difference instead; there a disruptive edit that only makes a
+    confident answer less confident already closes part of the gap, so the random control grows).
+    """
+    if float(direction.norm()) == 0:
+        raise ValueError(f"the steering direction at {site} is zero (a site whose training activations are constant)")
+    truth = statements.truth
+    if truth.all() or not truth.any():
+        raise ValueError("steering_effect needs true and false statements (the NIE is a fraction of their gap)")
+    clean = output_log_odds(model, statements, answers=answers, batch_size=batch_size, metric=metric).double()
+    pd_true, pd_false = float(clean[truth].mean()), float(clean[~truth].mean())
+    false_rows, true_rows = statements.subset(~truth.numpy()), statements.subset(truth.numpy())
+    out = {"pd_true_clean": pd_true, "pd_false_clean": pd_false, "direction_norm": float(direction.norm())}
+    for name, vector in (("truth", direction), ("random", random_direction_like(direction, seed=seed))):
+        for toward, rows, sign in (("true", false_rows, 1.0), ("false", true_rows, -1.0)):
+
+            def edit(positions: Tensor, vector=vector, sign=sign):
+                return steer(model, site, vector.float(), alpha=sign * alpha, positions=positions)
+
+            moved = output_log_odds(
+                model, rows, answers=answers, batch_size=batch_size, intervention=edit,
+                positions_from_end=positions_from_end, metric=metric,
+            ).double()  # fmt: skip
+            out[f"nie_{name}_to_{toward}"] = nie(pd_true, pd_false, float(moved.mean()), toward=toward)
+    return out
+
+
+def erasure_effect(
+    model: TransformerBridge,
+    statements: StatementSet,
+    site: str,
+    eraser,
+    *,
+    batch_size: int = 512,
+    answers: tuple[str, str] = ("True", "False"),
+) -> dict[str, float]:
+    """The answer's AUROC vs truth before and after erasing the concept at the last token, and the mean
+    absolute change of its log-odds (``eraser``: a LEACE eraser or a direction to project out)."""
+    clean = output_log_odds(model, statements, answers=answers, batch_size=batch_size).double()
+
+    def edit(positions: Tensor):
+        return erase(model, site, eraser, positions=positions)
+
+    erased = output_log_odds(model, statements, answers=answers, batch_size=batch_size, intervention=edit).double()
+    truth = statements.truth
+    return {"output_auroc_clean": auroc(clean, truth), "output_auroc_erased": auroc(erased, truth),
+            "mean_abs_change": float((erased - clean).abs().mean())}  # fmt: skip

@@ -1,0 +1,126 @@
+"""The quirky-models protocol on an Alice/Bob model (Mallen et al., arXiv 2312.01037; elk_methods.md §6).
+
+Reporters of every method are fitted per site on three training sets from the ``val`` split —
+A (Alice, truth labels), AE (Alice easy) and B (Bob, Bob's labels) — and score the ``test`` split,
+which shares no operand pair with it. The result is the test log-odds of every (training set,
+method) at every site: all transfer AUROCs, layer choices, PGR and anomaly scores derive from it.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from elk_lens.capture import capture
+from elk_lens.contrast import capture_contrast
+from elk_lens.data.quirky import quirky_arithmetic
+from elk_lens.data.statements import StatementSet
+from elk_lens.lm_output import output_log_odds
+from elk_lens.models import fingerprint
+from elk_lens.reporters import Reporter
+from elk_lens.reporters.registry import METHODS, fit_method
+from elk_lens.sites import residual_sites
+
+__all__ = ["EVAL_SETS", "TRAIN_SETS", "QuirkyScores", "quirky_reporter_scores", "subset_mask"]
+
+# EG's abbreviations: character letter, E = easy, H = hard. Training uses each character's own label.
+TRAIN_SETS: dict[str, dict] = {
+    "A": {"character": "Alice"},
+    "AE": {"character": "Alice", "easy": True},
+    "B": {"character": "Bob"},
+}
+EVAL_SETS: dict[str, dict] = {
+    "A": {"character": "Alice"},
+    "AE": {"character": "Alice", "easy": True},
+    "AH": {"character": "Alice", "hard": True},
+    "B": {"character": "Bob"},
+    "BH": {"character": "Bob", "hard": True},
+    "B_disagree": {"character": "Bob", "disagreement": True},
+    "BH_disagree": {"character": "Bob", "hard": True, "disagreement": True},
+    "BH_control": {"character": "Bob", "hard": True, "control": True},
+}
+
+
+def subset_mask(statements: StatementSet, conditions: dict) -> Bool[Tensor, " batch"]:
+    mask = np.ones(len(statements), dtype=bool)
+    for col, value in conditions.items():
+        mask &= statements.column(col) == value
+    return torch.as_tensor(mask)
+
+
+@dataclass
+class QuirkyScores:
+    """Test-split log-odds, ``log_odds["AE/logistic"]`` of shape ``[n_test, n_sites]``, and what they came from."""
+
+    test: StatementSet
+    sites: list[str]
+    log_odds: dict[str, Float[Tensor, "n_test n_sites"]]
+    output: Float[Tensor, " n_test"]
+    reporters: dict[str, list[Reporter]] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def labels(self, against: str) -> Bool[Tensor, " n_test"]:
+        """``"truth"`` (Alice's labels) or ``"bob"`` (Bob's labels) for every test row."""
+        column = {"truth": "alice_label", "bob": "bob_label"}
+        if against not in column:
+            raise ValueError(f"labels against {against!r}; valid: {sorted(column)}")
+        return torch.as_tensor(self.test.column(column[against]))
+
+
+def quirky_reporter_scores(
+    model: TransformerBridge,
+    *,
+    methods: tuple[str, ...] = ("logistic", "mean_diff", "lda", "ccs", "crc", "vinc"),
+    train_rows: int = 8000,
+    test_rows: int = 4000,
+    seed: int = 0,
+    batch_size: int = 512,
+    cache_dir=None,
+    answers: tuple[str, str] = ("True", "False"),
+) -> QuirkyScores:
+    """Fit every method on every training set at every residual site; score the test split."""
+    unknown = [m for m in methods if m not in METHODS or METHODS[m].needs_polarity]
+    if unknown:
+        valid = sorted(m for m, spec in METHODS.items() if not spec.needs_polarity)
+        raise ValueError(f"methods {unknown} cannot run on quirky arithmetic (no polarity column); valid: {valid}")
+    val = quirky_arithmetic(train_rows, split="val", seed=seed)
+    test = quirky_arithmetic(test_rows, split="test", seed=seed)
+    sites = residual_sites(model)
+    needs = {METHODS[m].reads for m in methods}
+    statement = {s.name: capture(model, s, sites, batch_size=batch_size, cache_dir=cache_dir) for s in (val, test)}
+    pairs = (
+        {
+            s.name: capture_contrast(model, s, sites, answers=answers, batch_size=batch_size, cache_dir=cache_dir)
+            for s in (val, test)
+        }  # fmt: skip
+        if "contrast" in needs
+        else {}
+    )
+    provenance = {"model": fingerprint(model), "train_data": val.fingerprint, "test_data": test.fingerprint,
+                  "seed": seed, "answers": list(answers)}  # fmt: skip
+    log_odds, reporters = {}, {}
+    own_label = torch.as_tensor(val.column("label"))
+    for train_name, conditions in TRAIN_SETS.items():
+        rows = subset_mask(val, conditions)
+        for method in methods:
+            key = f"{train_name}/{method}"
+            fitted, columns = [], []
+            for i, site in enumerate(sites):
+                if METHODS[method].reads == "contrast":
+                    (xt, xf), (et, ef) = pairs[val.name].at(i), pairs[test.name].at(i)
+                    r = fit_method(method, own_label[rows], site=site.name, pair=(xt[rows], xf[rows]),
+                                   provenance={**provenance, "train_set": train_name})  # fmt: skip
+                    columns.append(r(et, ef))
+                else:
+                    x = statement[val.name].at(i)[rows]
+                    r = fit_method(method, own_label[rows], site=site.name, statement=x,
+                                   provenance={**provenance, "train_set": train_name})  # fmt: skip
+                    columns.append(r(statement[test.name].at(i)))
+                fitted.append(r)
+            log_odds[key] = torch.stack(columns, 1).double()
+            reporters[key] = fitted
+    output = output_log_odds(model, test, answers=answers, batch_size=batch_size).double()
+    return QuirkyScores(test, [s.name for s in sites], log_odds, output, reporters, provenance)
