@@ -10,7 +10,7 @@ import torch
 from elk_lens.capture import capture
 from elk_lens.contrast import capture_contrast, contrast_statements
 from elk_lens.data.statements import StatementSet
-from elk_lens.reporters import fit_crc
+from elk_lens.reporters import fit_ccs, fit_crc, fit_vinc
 
 TEXTS = ["cats are red.", "a b", "x y z!", "one 2 three", "sky is blue.", "ok"]  # different lengths
 TRUTH = torch.tensor([True, False, True, False, False, True])
@@ -98,11 +98,14 @@ def test_answers_must_be_two_different_strings(native_model, statements, answers
         capture_contrast(native_model, statements, SITES, answers=answers)
 
 
-def test_a_contrast_reporter_reads_captured_pairs(native_model, statements):
+@pytest.mark.parametrize("fit", [fit_ccs, fit_crc, fit_vinc])
+def test_a_contrast_reporter_reads_captured_pairs(native_model, statements, fit):
     """End to end: float32 captured halves into a float64 pair method and back into the reporter."""
     pairs = capture_contrast(native_model, statements, SITES, answers=ANSWERS)
     x_true, x_false = pairs.at(SITES[1])
-    rep = fit_crc(x_true, x_false, statements.truth, site=SITES[1])
+    assert x_true.dtype == torch.float32
+    rep = fit(x_true, x_false, statements.truth, site=SITES[1])
+    assert rep.reads == "contrast" and rep.site == SITES[1]
     scores = rep(x_true, x_false)
     assert scores.shape == (len(TEXTS),) and torch.isfinite(scores).all()
     with pytest.raises(ValueError, match="pass both halves"):

@@ -9,6 +9,7 @@ heuristics of the shown result.
 import json
 from html import escape
 
+from elk_lens.analyses.quirky_methods import method_sections, method_stages
 from elk_lens.analyses.result import AnalysisResult, config_value
 from elk_lens.evaluate import QUIRKY_EVAL_SETS
 from elk_lens.models import load_model
@@ -81,6 +82,7 @@ def _cell_colour(column: str, value: object) -> str | None:
 def run(cfg: dict, run: RunDir) -> AnalysisResult:
     s = _settings(cfg)
     res = run.stage("study", lambda: _study(cfg, run))
+    methods = method_stages(load_model(s["model.spec"]), s, run)
     rows = res["table"]
     probe_rows = [r for r in rows if r["scored"] in res["probe_sites"]]
     layers = [r["scored"].removeprefix("blocks.").replace(".hook_", " ") for r in probe_rows]
@@ -121,6 +123,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "heuristics of the shown result c (sign fitted on the training rows). Columns: AUROC vs truth on each "
             "evaluation subset; n/a where a subset has one class only.</p>",
         ),
+        *method_sections(methods),
         Section("Evaluation subsets", table_html(subsets)),
         Section(
             "Model",
@@ -143,8 +146,21 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
         intro="<p class='note'>Quirky arithmetic: Alice labels sums by the truth, Bob by a sloppy sum. Does the "
         "model represent the truth where its output follows Bob?</p>",
         sections=sections,
-        metrics={"auroc": rows, "accuracy": res["accuracy"], "split_layers": split, "sizes": res["sizes"]},
-        tables={"auroc_by_layer": rows},
+        metrics={
+            "auroc": rows,
+            "accuracy": res["accuracy"],
+            "split_layers": split,
+            "sizes": res["sizes"],
+            **{k: methods[k] for k in ("eil", "pgr", "anomaly", "features", "causal", "rigor")},
+        },  # fmt: skip
+        tables={
+            "auroc_by_layer": rows,
+            "transfer_auroc": methods["auroc"],
+            "pgr": methods["pgr"],
+            "anomaly": methods["anomaly"],
+            "distractor": methods["rigor"]["distractor"],
+            "interventions": methods["causal"]["rows"],
+        },  # fmt: skip
         provenance={
             "model_spec": s["model.spec"],
             "fingerprints": {k: res["provenance"][k] for k in ("model", "train_data", "test_data")},

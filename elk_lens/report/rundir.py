@@ -10,7 +10,10 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from elk_lens._atomic import atomic_write_text
+from safetensors.torch import load_file, save
+from torch import Tensor
+
+from elk_lens._atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["RunDir", "environment"]
 
@@ -67,6 +70,18 @@ class RunDir:
         atomic_write_text(path, json.dumps(result, indent=2))
         return result
 
+    def tensor_stage(self, name: str, compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+        """As :meth:`stage`, for a result of named tensors (saved as safetensors, atomically)."""
+        path = self.path / "stages" / f"{name}.safetensors"
+        if path.is_file():
+            self.resumed.append(name)
+            return load_file(str(path))
+        started = time.perf_counter()
+        result = compute()
+        self.timings[name] = round(time.perf_counter() - started, 2)
+        atomic_write_bytes(path, save({k: v.contiguous() for k, v in result.items()}))
+        return result
+
     def write_json(self, name: str, obj: object) -> Path:
         path = self.path / name
         atomic_write_text(path, json.dumps(obj, indent=2, default=str))
@@ -74,7 +89,8 @@ class RunDir:
 
     def write_csv(self, name: str, rows: Sequence[dict]) -> Path:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(k for row in rows for k in row))  # rows may differ in their keys
+        writer = csv.DictWriter(buf, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
         path = self.path / name

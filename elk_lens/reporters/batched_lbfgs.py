@@ -52,8 +52,9 @@ def batched_lbfgs(
     tolerance_grad: float = 1e-6,
     tolerance_change: float = 1e-9,
 ) -> tuple[Float[Tensor, "problem p"], Float[Tensor, " problem"]]:
-    """Minimize ``f`` row by row, given ``value_and_grad(x) = (f(x), df/dx)``; ``f(x)[i]`` must depend
-    on ``x[i]`` only (then row i of the gradient is row i's own).
+    """Minimize ``f`` row by row, given ``value_and_grad(x) = (f(x), df/dx)``: one function applied to
+    every row independently (``f(x)[i]`` depends on ``x[i]`` only), accepting any number of rows,
+    because the line search evaluates only the rows still searching.
 
     Returns the minimizers and the iterations each row took. A row stops when its gradient's max
     entry is below ``tolerance_grad``, its loss changes by less than ``tolerance_change``, or no

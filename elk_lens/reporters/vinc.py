@@ -32,6 +32,8 @@ def fit_vinc(
     """VINC with elk's final defaults (``var_weight=0``, ``neg_cov_weight=0.5``)."""
     if not 0 <= neg_cov_weight <= 1:
         raise ValueError(f"neg_cov_weight must lie in [0, 1], got {neg_cov_weight}")
+    if var_weight == 0 and neg_cov_weight == 0:
+        raise ValueError("var_weight and neg_cov_weight are both 0: with one template the VINC objective is zero")
     x_true, x_false, y = check_pairs(x_true, x_false, y, site, "VINC")
     n = x_true.shape[0]
     c_true, c_false = x_true - x_true.mean(0), x_false - x_false.mean(0)

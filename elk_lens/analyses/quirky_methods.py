@@ -1,0 +1,183 @@
+"""The reporter-methods part of the quirky ELK analysis: every method's transfer, EIL, PGR, anomaly
+detection, the rigor battery and the causal checks, as resumable stages and report sections."""
+
+from elk_lens.capture import capture
+from elk_lens.causal import erasure_effect, steering_direction, steering_effect
+from elk_lens.data.quirky import quirky_arithmetic
+from elk_lens.erasure import fit_leace
+from elk_lens.quirky_study import EVAL_SETS, TRAIN_SETS, QuirkyScores, quirky_reporter_scores, subset_mask
+from elk_lens.quirky_tables import anomaly_table, auroc_table, eil_table, feature_table, pgr_table
+from elk_lens.report.html import Section, table_html
+from elk_lens.report.rundir import RunDir
+from elk_lens.report.svg import line_chart
+from elk_lens.reporters import fit_logistic, fit_mean_diff, random_direction_baseline
+from elk_lens.rigor import capture_distractor_pairs, distractor_table, seed_stability
+from elk_lens.sites import residual_sites
+
+__all__ = ["method_sections", "method_stages"]
+
+METHODS = ("logistic", "mean_diff", "lda", "ccs", "crc", "vinc")
+
+
+def _scores(model, s: dict, run: RunDir) -> QuirkyScores:
+    def compute() -> dict:
+        sc = quirky_reporter_scores(model, methods=METHODS, train_rows=s["data.train_rows"],
+                                    test_rows=s["data.test_rows"], seed=s["data.seed"],
+                                    batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")  # fmt: skip
+        return {**{f"log_odds/{k}": v for k, v in sc.log_odds.items()}, "output": sc.output}
+
+    tensors = run.tensor_stage("reporter_scores", compute)
+    test = quirky_arithmetic(s["data.test_rows"], split="test", seed=s["data.seed"])
+    # safetensors returns keys sorted; rebuild the training-set x method order so a resumed run matches
+    log_odds = {f"{t}/{m}": tensors[f"log_odds/{t}/{m}"] for t in TRAIN_SETS for m in METHODS}
+    return QuirkyScores(test, [x.name for x in residual_sites(model)], log_odds, tensors["output"])
+
+
+def _causal(model, s: dict, run: RunDir) -> dict:
+    """Steering (NIE) and LEACE erasure at every site but the embedding, on Alice test statements."""
+    val = quirky_arithmetic(s["data.train_rows"], split="val", seed=s["data.seed"])
+    train = val.where(character="Alice", easy=True)
+    alice = quirky_arithmetic(s["data.test_rows"], split="test", seed=s["data.seed"]).where(character="Alice")
+    sites = residual_sites(model)
+    acts = capture(model, train, sites, batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")
+    rows = []
+    for i, site in list(enumerate(sites))[1:]:  # blocks.0.hook_resid_pre at the last token is a constant
+        x = acts.at(i)
+        for name, fit in (("logistic", fit_logistic), ("mean_diff", fit_mean_diff)):
+            direction = steering_direction(fit(x, train.truth, site=site.name), x, train.truth)
+            effect = steering_effect(model, alice, site.name, direction, batch_size=s["capture.batch_size"])
+            rows.append({"site": site.name, "direction": f"AE/{name}", **{k: round(v, 4) for k, v in effect.items()}})
+        erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), batch_size=s["capture.batch_size"])
+        rows.append({"site": site.name, "direction": "LEACE erasure", **{k: round(v, 4) for k, v in erased.items()}})
+    return {"rows": rows}
+
+
+def _rigor(model, s: dict, run: RunDir, scores: QuirkyScores) -> dict:
+    """Distractor battery and CCS seed stability on Alice pairs; the random-direction floor per site."""
+    seed = s["data.seed"]
+    train = quirky_arithmetic(s["data.train_rows"], split="val", seed=seed).where(character="Alice")
+    test = quirky_arithmetic(s["data.test_rows"], split="test", seed=seed).where(character="Alice")
+    sites = residual_sites(model)
+    kw = dict(batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")
+    p_train, _ = capture_distractor_pairs(model, train, sites, seed=seed + 1, **kw)
+    p_test, coin = capture_distractor_pairs(model, test, sites, seed=seed + 2, **kw)
+    table = distractor_table(p_train, train.truth, p_test, test.truth, coin)
+    last = len(sites) - 1
+    stability = seed_stability(p_train, train.truth, p_test, {"truth": test.truth, "distractor": coin}, site=last,
+                               seeds=range(5))  # fmt: skip
+    ae = quirky_arithmetic(s["data.train_rows"], split="val", seed=seed).where(character="Alice", easy=True)
+    acts = capture(model, ae, sites, **kw)
+    test_acts = capture(model, scores.test, sites, **kw)
+    target = subset_mask(scores.test, EVAL_SETS["BH_disagree"])
+    floor = []
+    for i, site in list(enumerate(sites))[1:]:
+        res = random_direction_baseline(acts.at(i), ae.truth, test_acts.at(i)[target], scores.labels("truth")[target],
+                                        seed=seed)  # fmt: skip
+        floor.append({"site": site.name, **{k: round(v, 4) for k, v in res.items()}})
+    return {"distractor": table, "seed_stability": stability, "random_floor": floor}
+
+
+def method_stages(model, s: dict, run: RunDir) -> dict:
+    scores = _scores(model, s, run)
+    eil = eil_table(scores)
+    return {
+        "scores": scores,
+        "auroc": auroc_table(scores),
+        "eil": {k: scores.sites[v] for k, v in eil.items()},
+        "pgr": pgr_table(scores, eil, seed=s["data.seed"]),
+        "anomaly": anomaly_table(scores, seed=s["data.seed"]),
+        "features": feature_table(scores),
+        "causal": run.stage("causal", lambda: _causal(model, s, run)),
+        "rigor": run.stage("rigor", lambda: _rigor(model, s, run, scores)),
+    }
+
+
+def _chart(res: dict, train: str, eval_set: str, against: str, title: str) -> str:
+    sites = res["scores"].sites
+    rows = [r for r in res["auroc"] if r["train"] == train and r["eval"] == eval_set and r["vs"] == against]
+    series = {r["method"]: [r[x] for x in sites] for r in rows}
+    labels = [x.removeprefix("blocks.").replace(".hook_", " ") for x in sites]
+    return line_chart(series, labels, title=title, y_label=f"AUROC vs {against}")
+
+
+def method_sections(res: dict) -> list[Section]:
+    supervised = ("logistic", "mean_diff", "lda")
+    best_pgr = {t: max((r for r in res["pgr"] if r["transfer"] == t and r["method"] in supervised),
+                       key=lambda r: r["pgr"]) for t in ("A→B", "AE→BH")}  # fmt: skip
+    causal = res["causal"]["rows"]
+    note = "<p class='note'>{}</p>".format
+    return [
+        Section(
+            "Every method by layer",
+            _chart(res, "AE", "BH_disagree", "truth", "Trained on Alice-easy, scored on Bob-hard disagreements")
+            + _chart(res, "AE", "AE", "truth", "Trained on Alice-easy, scored on Alice-easy (in distribution)")
+            + _chart(res, "A", "A", "truth", "Trained on Alice, scored on Alice (contrast methods read answer pairs)")
+            + note(
+                "Supervised methods (logistic, mean_diff, lda) read the statement's last token; CCS, CRC and "
+                "VINC read the appended answer token of the contrast pair. Sign and scale of every method are "
+                "fitted on its training rows (Platt scaling), never on these evaluation rows."
+            ),
+        ),
+        Section(
+            "Transfer, EIL and PGR",
+            table_html(res["pgr"])
+            + note(
+                f"Best supervised PGR: A→B {best_pgr['A→B']['pgr']:.3f} ({best_pgr['A→B']['method']}), AE→BH "
+                f"{best_pgr['AE→BH']['pgr']:.3f} ({best_pgr['AE→BH']['method']}). PGR = (transfer − floor) / "
+                "(ceiling − floor) at the reporter's earliest informative layer (EIL), chosen on its own "
+                "in-distribution AUROC (A→A, AE→AE, B→B vs Bob's labels); floor and ceiling are final-site "
+                "logistic regression (B→B or B→BH vs truth; A→A or A→AH). Intervals: 1000-resample "
+                "percentile bootstrap over test rows."
+            )
+            + "<h3>EIL per reporter</h3>"
+            + table_html([{"reporter": k, "EIL site": v} for k, v in res["eil"].items()]),
+        ),
+        Section(
+            "All transfer AUROCs",
+            table_html(res["auroc"])
+            + note(
+                "Every (training set, method) × evaluation subset × labels (truth = "
+                "Alice's labels, bob = Bob's labels), one column per site."
+            ),
+        ),
+        Section(
+            "Anomaly detection",
+            table_html(res["anomaly"])
+            + note(
+                "A Gaussian on the AE-trained reporter's per-layer log-odds (layers 1..L), fitted on the AE test "
+                "rows; AUROC of telling Alice-hard (normal) from Bob-hard (anomalous) statements."
+            ),
+        ),
+        Section(
+            "What the unsupervised methods found",
+            table_html(res["features"])
+            + note(
+                "AUROC of each A-trained reporter's score for candidate features of the statement, at the site "
+                "where it is farthest from 0.5 (@site index). 0.5 = not read; near 0 or 1 = read."
+            )
+            + "<h3>Distractor variant (Farquhar et al.)</h3>"
+            + table_html(res["rigor"]["distractor"])
+            + note(
+                "Each pair gets one of two words after its answer, by a coin independent of truth and swapped "
+                "between the halves: a negation-consistent nuisance feature. AUROC vs distractor far from 0.5 "
+                "(either side: the sign comes from truth labels, which are independent of the coin) means the "
+                "method reads the coin. Logistic regression is supervised on the same pair differences."
+            )
+            + "<h3>CCS seed stability (distractor pairs, final site)</h3>"
+            + table_html(res["rigor"]["seed_stability"])
+            + "<h3>Random-direction floor (AE → Bob-hard disagreements)</h3>"
+            + table_html(res["rigor"]["random_floor"])
+            + note("AUROC quantiles over 1000 Gaussian directions, each with its sign fixed on the training rows."),
+        ),
+        Section(
+            "Causal checks",
+            table_html(causal)
+            + note(
+                "Steering: the reporter's axis scaled to the training class-mean gap is added to false Alice "
+                "statements (→ true) or subtracted from true ones (→ false) at the last token; NIE = the fraction "
+                "of the clean P(True) − P(False) gap closed (geometry-of-truth). Random: a Gaussian direction of "
+                "the same norm. LEACE erasure: the truth concept erased at the last token (eraser fitted on "
+                "Alice-easy training rows); output AUROC vs truth before and after."
+            ),
+        ),
+    ]

@@ -1,0 +1,99 @@
+"""Farquhar et al.'s rigor checks (arXiv 2312.10029, elk_methods.md §9) for contrast-pair methods.
+
+Theorem 1 there: any binary feature of the question that flips with the appended answer is as good an
+optimum of the CCS loss as truth. The distractor variant plants one: after each pair's answer comes
+one of two words, assigned by a coin independent of the label and swapped between the two halves
+(``x_true`` gets word 1 iff the coin is heads, ``x_false`` then gets word 2), so the word is a
+negation-consistent nuisance feature. A method that reads the coin instead of truth has found the
+distractor; the table puts it beside supervised logistic regression on the same pairs.
+"""
+
+import numpy as np
+import torch
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from elk_lens.capture import capture
+from elk_lens.contrast import ContrastActivations
+from elk_lens.data.statements import StatementSet
+from elk_lens.metrics import auroc_columns
+from elk_lens.reporters.ccs import fit_ccs
+from elk_lens.reporters.registry import fit_method
+
+__all__ = ["capture_distractor_pairs", "distractor_coin", "distractor_table", "seed_stability"]
+
+
+def distractor_coin(statements: StatementSet, seed: int) -> Tensor:
+    """The label-independent coin: whether ``x_true`` carries the first distractor word."""
+    return torch.as_tensor(np.random.default_rng(seed).random(len(statements)) < 0.5)
+
+
+def capture_distractor_pairs(
+    model: TransformerBridge,
+    statements: StatementSet,
+    sites,
+    *,
+    answers: tuple[str, str] = ("True", "False"),
+    words: tuple[str, str] = ("Carol", ";"),
+    seed: int = 0,
+    batch_size: int = 512,
+    cache_dir=None,
+) -> tuple[ContrastActivations, Tensor]:
+    """Pairs ``statement + answer + word``, read at the word; returns the pairs and the coin."""
+    coin = distractor_coin(statements, seed).numpy()
+    halves = []
+    for answer, first in ((answers[0], coin), (answers[1], ~coin)):
+        texts = [t + answer + (words[0] if c else words[1]) for t, c in zip(statements.texts, first, strict=True)]
+        halves.append(StatementSet(texts, statements.truth, statements.meta, f"{statements.name}+{answer}+word"))
+    acts = [capture(model, h, sites, batch_size=batch_size, cache_dir=cache_dir) for h in halves]
+    return ContrastActivations(acts[0], acts[1], answers), torch.as_tensor(coin)
+
+
+def distractor_table(
+    train: ContrastActivations,
+    train_labels: Tensor,
+    test: ContrastActivations,
+    test_truth: Tensor,
+    test_coin: Tensor,
+    *,
+    methods: tuple[str, ...] = ("ccs", "crc", "vinc"),
+) -> list[dict]:
+    """Per method and site: AUROC vs truth and vs the distractor coin on the test pairs.
+
+    Logistic regression on the pair differences (supervised with truth) is the reference row.
+    """
+    rows = []
+    for name in (*methods, "logistic"):
+        for i, site in enumerate(train.sites):
+            (xt, xf), (et, ef) = train.at(i), test.at(i)
+            if name == "logistic":
+                reporter = fit_method("logistic", train_labels, site=site.name, statement=(xt - xf).double())
+                scores = reporter((et - ef).double())
+            else:
+                scores = fit_method(name, train_labels, site=site.name, pair=(xt, xf))(et, ef)
+            truth_auc, coin_auc = auroc_columns(scores[:, None].expand(-1, 2), torch.stack([test_truth, test_coin], 1))
+            rows.append({"method": name, "site": site.name, "auroc vs truth": round(float(truth_auc), 4),
+                         "auroc vs distractor": round(float(coin_auc), 4)})  # fmt: skip
+    return rows
+
+
+def seed_stability(
+    train: ContrastActivations,
+    train_labels: Tensor,
+    test: ContrastActivations,
+    targets: dict[str, Tensor],
+    *,
+    site: int,
+    seeds: range = range(10),
+) -> list[dict]:
+    """CCS refitted with each seed (10 restarts each): AUROC vs every target, to see bimodality."""
+    (xt, xf), (et, ef) = train.at(site), test.at(site)
+    rows = []
+    for seed in seeds:
+        scores = fit_ccs(xt, xf, train_labels, site=train.sites[site].name, seed=seed)(et, ef)
+        labels = torch.stack(list(targets.values()), 1)
+        values = auroc_columns(scores[:, None].expand(-1, len(targets)), labels)
+        rows.append(
+            {"seed": seed, **{f"auroc vs {k}": round(float(v), 4) for k, v in zip(targets, values, strict=True)}}
+        )
+    return rows
