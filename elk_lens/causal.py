@@ -26,7 +26,9 @@ def steering_direction(
 ) -> Float[Tensor, " d_model"]:
     """``((mu_true - mu_false) . w_hat) w_hat``: the reporter's axis, scaled to the class-mean gap on train."""
     x_train = x_train.to(torch.float64)
-    w_hat = reporter.w.to(torch.float64) / reporter.w.norm()
+    y_train = torch.as_tensor(y_train).bool()  # 0/1 integers would index rows instead of masking them
+    w = reporter.w.to(torch.float64)
+    w_hat = w / w.norm()
     gap = x_train[y_train].mean(0) - x_train[~y_train].mean(0)
     return (gap @ w_hat) * w_hat
 
@@ -39,13 +41,15 @@ def steering_effect(
     *,
     alpha: float = 1.0,
     positions_from_end: tuple[int, ...] = (0,),
+    n_random: int = 10,
     seed: int = 0,
     batch_size: int = 512,
     answers: tuple[str, str] = ("True", "False"),
     metric: str = "prob_diff",
 ) -> dict[str, float]:
     """NIE of adding ``alpha * direction`` to false statements and subtracting it from true ones,
-    beside the same for a random direction of equal norm, at the last ``positions_from_end`` tokens.
+    beside the same for ``n_random`` random directions of equal norm (mean and largest |NIE|: one
+    random direction alone can be lucky or unlucky), at the last ``positions_from_end`` tokens.
 
     The answer metric PD is GoT's ``P(true answer) - P(false answer)`` at the last token
     (``metric="log_odds"`` uses the logit difference instead; there a disruptive edit that only makes a
@@ -60,17 +64,26 @@ def steering_effect(
     pd_true, pd_false = float(clean[truth].mean()), float(clean[~truth].mean())
     false_rows, true_rows = statements.subset(~truth.numpy()), statements.subset(truth.numpy())
     out = {"pd_true_clean": pd_true, "pd_false_clean": pd_false, "direction_norm": float(direction.norm())}
-    for name, vector in (("truth", direction), ("random", random_direction_like(direction, seed=seed))):
-        for toward, rows, sign in (("true", false_rows, 1.0), ("false", true_rows, -1.0)):
 
-            def edit(positions: Tensor, vector=vector, sign=sign):
-                return steer(model, site, vector.float(), alpha=sign * alpha, positions=positions)
+    def nie_of(vector: Tensor, toward: str) -> float:
+        rows, sign = (false_rows, 1.0) if toward == "true" else (true_rows, -1.0)
 
-            moved = output_log_odds(
-                model, rows, answers=answers, batch_size=batch_size, intervention=edit,
-                positions_from_end=positions_from_end, metric=metric,
-            ).double()  # fmt: skip
-            out[f"nie_{name}_to_{toward}"] = nie(pd_true, pd_false, float(moved.mean()), toward=toward)
+        def edit(positions: Tensor):
+            return steer(model, site, vector.float(), alpha=sign * alpha, positions=positions)
+
+        moved = output_log_odds(
+            model, rows, answers=answers, batch_size=batch_size, intervention=edit,
+            positions_from_end=positions_from_end, metric=metric,
+        ).double()  # fmt: skip
+        return nie(pd_true, pd_false, float(moved.mean()), toward=toward)
+
+    randoms = [random_direction_like(direction, seed=seed + k) for k in range(n_random)]
+    for toward in ("true", "false"):
+        out[f"nie_truth_to_{toward}"] = nie_of(direction, toward)
+        if randoms:
+            values = torch.tensor([nie_of(r, toward) for r in randoms], dtype=torch.float64)
+            out[f"nie_random_to_{toward}_mean"] = float(values.mean())
+            out[f"nie_random_to_{toward}_max_abs"] = float(values.abs().max())
     return out
 
 

@@ -133,6 +133,8 @@ def auroc_columns(
     if labels.shape not in ((n,), (n, k)):
         raise ValueError(f"labels of shape {tuple(labels.shape)} for scores of shape {(n, k)}")
     labels = labels.reshape(n, -1).expand(n, k)
+    if not torch.isfinite(scores).all():
+        raise ValueError("scores contain NaN or inf")
     n_pos = labels.sum(0).to(torch.float64)
     one_class = (n_pos == 0) | (n_pos == n)
     if one_class.any() and not nan_if_one_class:

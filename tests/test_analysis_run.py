@@ -18,6 +18,9 @@ train_rows = 1500
 test_rows = 400
 [capture]
 batch_size = 256
+[causal]
+test_rows = 300
+n_random = 2
 """
 
 
@@ -57,7 +60,7 @@ def test_a_second_run_resumes_from_finished_stages(finished_run):
     before = (run / "metrics.json").read_text()
     run_analysis(spec, runs_root=run.parent)
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["resumed_stages"] == ["study", "reporter_scores", "causal", "rigor"]
+    assert manifest["resumed_stages"] == ["study", "reporter_scores", "causal", "rigor", "positions"]
     assert manifest["stage_seconds"] == {}
     assert (run / "metrics.json").read_text() == before
 

@@ -102,3 +102,96 @@ def test_auroc_columns_equals_auroc_per_column_with_ties():
     batched = auroc_columns(scores, labels)
     looped = torch.tensor([auroc(scores[:, j], labels) for j in range(40)], dtype=torch.float64)
     assert (batched - looped).abs().max() < AUROC_TOL
+
+
+# --------------------------------------------------------------------------- batched AUROC and bootstrap
+
+
+def test_auroc_columns_with_per_column_labels_equals_auroc_and_sklearn():
+    rng = np.random.default_rng(6)
+    scores = torch.as_tensor(rng.integers(0, 6, (250, 30)).astype(float))  # heavy ties
+    scores[:, :5] = torch.as_tensor(rng.normal(size=(250, 5)))  # and some continuous columns
+    labels = torch.as_tensor(rng.random((250, 30)) < rng.uniform(0.05, 0.95, 30))  # a prior per column
+    batched = auroc_columns(scores, labels)
+    looped = torch.tensor([auroc(scores[:, j], labels[:, j]) for j in range(30)], dtype=torch.float64)
+    sk = torch.tensor(
+        [roc_auc_score(labels[:, j].numpy(), scores[:, j].numpy()) for j in range(30)], dtype=torch.float64
+    )
+    assert (batched - looped).abs().max() < AUROC_TOL
+    assert (batched - sk).abs().max() < AUROC_TOL
+
+
+def test_auroc_columns_one_class_columns_raise_or_are_nan_exactly_there():
+    rng = np.random.default_rng(7)
+    scores = torch.as_tensor(rng.normal(size=(40, 6)))
+    labels = torch.as_tensor(rng.random((40, 6)) < 0.5)
+    labels[:, 1] = True
+    labels[:, 4] = False
+    with pytest.raises(ValueError, match="2 column\\(s\\) have one class only"):
+        auroc_columns(scores, labels)
+    out = auroc_columns(scores, labels, nan_if_one_class=True)
+    assert out.isnan().tolist() == [False, True, False, False, True, False]
+    defined = [0, 2, 3, 5]
+    want = torch.tensor([auroc(scores[:, j], labels[:, j]) for j in defined], dtype=torch.float64)
+    assert (out[defined] - want).abs().max() < AUROC_TOL
+    with pytest.raises(ValueError, match="labels of shape"):
+        auroc_columns(scores, labels[:, :2])
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["plain", "cluster [n, v]"])
+def test_bootstrap_ci_batched_equals_looped(cluster):
+    """``metric is auroc`` takes the batched path; a lambda around it takes the loop. Same seed, same
+    resample indices: the intervals must agree to rounding. Few positives, so some resamples hold one
+    class and both paths must skip the same ones."""
+    rng = np.random.default_rng(8)
+    shape = (12, 3) if cluster else (12,)
+    labels = torch.zeros(shape, dtype=torch.bool)
+    labels[:3] = True  # 3 of 12 rows positive: (9/12)^12 = 3% of resamples have no positive row
+    if cluster:
+        labels[5, 1] = True  # variants of one example may carry different labels
+    scores = torch.as_tensor(rng.integers(0, 4, shape).astype(float)) + labels.double()  # ties
+    batched = bootstrap_ci(auroc, scores, labels, n_resamples=400, seed=11)
+    looped = bootstrap_ci(lambda s, y: auroc(s, y), scores, labels, n_resamples=400, seed=11)
+    assert batched == pytest.approx(looped, abs=AUROC_TOL, rel=0)
+    assert batched != bootstrap_ci(auroc, scores, labels, n_resamples=400, seed=12)  # the seed matters
+
+
+def test_bootstrap_ci_with_too_few_two_class_resamples_raises_on_both_paths():
+    one_class = (torch.arange(6.0), torch.ones(6, dtype=torch.bool))  # no resample has both classes
+    one_row = (torch.tensor([[1.0, 0.0]]), torch.tensor([[True, False]]))  # one cluster: every resample is it
+    for metric in (auroc, lambda s, y: auroc(s, y)):
+        with pytest.raises(ValueError, match="only 0 of 200 resamples had both classes"):
+            bootstrap_ci(metric, *one_class, n_resamples=200)
+    # a single cluster holding both classes is "resampled" 200 times into itself: no spread, but defined
+    assert (
+        bootstrap_ci(auroc, *one_row, n_resamples=200)
+        == bootstrap_ci(lambda s, y: auroc(s, y), *one_row, n_resamples=200)
+        == (1.0, 1.0)
+    )
+
+
+def test_auroc_columns_rejects_nan_scores_like_auroc():
+    rng = np.random.default_rng(9)
+    scores = torch.as_tensor(rng.normal(size=(50, 2)))
+    scores[3, 0] = float("nan")
+    labels = torch.as_tensor(rng.random(50) < 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        auroc(scores[:, 0], labels)
+    with pytest.raises(ValueError, match="NaN"):
+        auroc_columns(scores, labels)
+
+
+def test_bootstrap_ci_batched_path_rejects_nan_scores_like_the_loop():
+    rng = np.random.default_rng(10)
+    scores = torch.as_tensor(rng.normal(size=50))
+    scores[3] = float("nan")
+    labels = torch.as_tensor(rng.random(50) < 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci(lambda s, y: auroc(s, y), scores, labels, n_resamples=100)
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci(auroc, scores, labels, n_resamples=100)
+
+
+def test_bootstrap_ci_shape_mismatch_raises():
+    with pytest.raises(ValueError, match=r"scores \(4,\) and labels \(3,\) differ in shape"):
+        bootstrap_ci(auroc, torch.zeros(4), torch.tensor([True, False, True]))

@@ -9,7 +9,7 @@ heuristics of the shown result.
 import json
 from html import escape
 
-from elk_lens.analyses.quirky_methods import method_sections, method_stages
+from elk_lens.analyses.quirky_methods import method_sections, method_stages, targets_table
 from elk_lens.analyses.result import AnalysisResult, config_value
 from elk_lens.evaluate import QUIRKY_EVAL_SETS
 from elk_lens.models import load_model
@@ -27,6 +27,8 @@ _DEFAULTS = {
     "data.seed": (0, int),
     "capture.batch_size": (512, int),
     "probe.C": (1.0, float),
+    "causal.test_rows": (2000, int),
+    "causal.n_random": (8, int),
 }
 _CHART_SETS = ("alice_easy", "alice_hard", "bob_hard", "bob_disagree", "bob_hard_disagree")
 
@@ -38,7 +40,7 @@ def _settings(cfg: dict) -> dict:
 def check_config(cfg: dict) -> None:
     """Type-check the keys this analysis reads (before any model is loaded)."""
     s = _settings(cfg)
-    for key in ("data.train_rows", "data.test_rows", "capture.batch_size"):
+    for key in ("data.train_rows", "data.test_rows", "capture.batch_size", "causal.test_rows"):
         if s[key] < 1:
             raise ValueError(f"config key {key!r} must be >= 1, got {s[key]}")
 
@@ -79,6 +81,10 @@ def _cell_colour(column: str, value: object) -> str | None:
     return "good" if value >= 0.9 else "bad" if value <= 0.6 else None
 
 
+def _probe_at(res: dict, subset: str) -> dict[str, float]:
+    return {r["scored"]: r[subset] for r in res["table"] if r["scored"] in res["probe_sites"]}
+
+
 def run(cfg: dict, run: RunDir) -> AnalysisResult:
     s = _settings(cfg)
     res = run.stage("study", lambda: _study(cfg, run))
@@ -109,7 +115,14 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     ]
     card = res["model_card"]
     sections = [
-        Section("Summary", headline + table_html(acc_rows, digits=4)),
+        Section(
+            "Summary",
+            headline
+            + table_html(
+                targets_table(methods, split, _probe_at(res, "bob_hard_disagree"), res["output"]["bob_hard_disagree"])
+            )
+            + table_html(acc_rows, digits=4),
+        ),
         Section(
             "AUROC vs layer",
             chart + "<p class='note'>Each layer's probe is fitted on Alice-easy statements of the val split and "
@@ -151,7 +164,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "accuracy": res["accuracy"],
             "split_layers": split,
             "sizes": res["sizes"],
-            **{k: methods[k] for k in ("eil", "pgr", "anomaly", "features", "causal", "rigor")},
+            **{k: methods[k] for k in ("eil", "pgr", "anomaly", "features", "causal", "rigor", "positions")},
         },  # fmt: skip
         tables={
             "auroc_by_layer": rows,

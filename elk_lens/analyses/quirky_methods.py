@@ -5,6 +5,7 @@ from elk_lens.capture import capture
 from elk_lens.causal import erasure_effect, steering_direction, steering_effect
 from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.erasure import fit_leace
+from elk_lens.position_sweep import position_sweep
 from elk_lens.quirky_study import EVAL_SETS, TRAIN_SETS, QuirkyScores, quirky_reporter_scores, subset_mask
 from elk_lens.quirky_tables import anomaly_table, auroc_table, eil_table, feature_table, pgr_table
 from elk_lens.report.html import Section, table_html
@@ -37,7 +38,7 @@ def _causal(model, s: dict, run: RunDir) -> dict:
     """Steering (NIE) and LEACE erasure at every site but the embedding, on Alice test statements."""
     val = quirky_arithmetic(s["data.train_rows"], split="val", seed=s["data.seed"])
     train = val.where(character="Alice", easy=True)
-    alice = quirky_arithmetic(s["data.test_rows"], split="test", seed=s["data.seed"]).where(character="Alice")
+    alice = quirky_arithmetic(s["causal.test_rows"], split="test", seed=s["data.seed"]).where(character="Alice")
     sites = residual_sites(model)
     acts = capture(model, train, sites, batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")
     rows = []
@@ -45,7 +46,8 @@ def _causal(model, s: dict, run: RunDir) -> dict:
         x = acts.at(i)
         for name, fit in (("logistic", fit_logistic), ("mean_diff", fit_mean_diff)):
             direction = steering_direction(fit(x, train.truth, site=site.name), x, train.truth)
-            effect = steering_effect(model, alice, site.name, direction, batch_size=s["capture.batch_size"])
+            effect = steering_effect(model, alice, site.name, direction, n_random=s["causal.n_random"],
+                                     batch_size=s["capture.batch_size"])  # fmt: skip
             rows.append({"site": site.name, "direction": f"AE/{name}", **{k: round(v, 4) for k, v in effect.items()}})
         erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), batch_size=s["capture.batch_size"])
         rows.append({"site": site.name, "direction": "LEACE erasure", **{k: round(v, 4) for k, v in erased.items()}})
@@ -77,6 +79,15 @@ def _rigor(model, s: dict, run: RunDir, scores: QuirkyScores) -> dict:
     return {"distractor": table, "seed_stability": stability, "random_floor": floor}
 
 
+def _positions(model, s: dict) -> dict:
+    """AUROC by token position at every site: AE-trained logistic regression, on AE and BH disagreements."""
+    val = quirky_arithmetic(s["data.train_rows"], split="val", seed=s["data.seed"])
+    test = quirky_arithmetic(s["data.test_rows"], split="test", seed=s["data.seed"])
+    evals = {name: test.subset(subset_mask(test, EVAL_SETS[name]).numpy()) for name in ("AE", "BH_disagree")}
+    train = val.subset(subset_mask(val, EVAL_SETS["AE"]).numpy())
+    return position_sweep(model, train, evals, residual_sites(model), batch_size=s["capture.batch_size"])
+
+
 def method_stages(model, s: dict, run: RunDir) -> dict:
     scores = _scores(model, s, run)
     eil = eil_table(scores)
@@ -89,6 +100,7 @@ def method_stages(model, s: dict, run: RunDir) -> dict:
         "features": feature_table(scores),
         "causal": run.stage("causal", lambda: _causal(model, s, run)),
         "rigor": run.stage("rigor", lambda: _rigor(model, s, run, scores)),
+        "positions": run.stage("positions", lambda: _positions(model, s)),
     }
 
 
@@ -98,6 +110,55 @@ def _chart(res: dict, train: str, eval_set: str, against: str, title: str) -> st
     series = {r["method"]: [r[x] for x in sites] for r in rows}
     labels = [x.removeprefix("blocks.").replace(".hook_", " ") for x in sites]
     return line_chart(series, labels, title=title, y_label=f"AUROC vs {against}")
+
+
+def _position_tables(pos: dict) -> str:
+    tokens = pos["tokens"]
+    parts = []
+    for name, by_site in pos["auroc"].items():
+        rows = [{"site": site, **{f"{i}:{t}": v for i, (t, v) in enumerate(zip(tokens, values, strict=True))}}
+                for site, values in by_site.items()]  # fmt: skip
+        parts.append(f"<h3>Scored on {name}</h3>" + table_html(rows, highlight=_good_bad))
+    return "".join(parts) + (
+        "<p class='note'>Logistic regression fitted on Alice-easy statements at each (site, token position); AUROC "
+        "vs truth. Columns are token positions of the fixed-width statement.</p>"
+    )
+
+
+def _good_bad(column: str, value: object) -> str | None:
+    if column == "site" or not isinstance(value, float) or value != value:
+        return None
+    return "good" if value >= 0.9 else "bad" if value <= 0.1 else None
+
+
+def targets_table(res: dict, split_sites: list[str], probe_auroc: dict[str, float], output_auroc: float) -> list[dict]:
+    """The issue's targets beside what this run measured (nothing here is fitted on evaluation rows)."""
+    supervised = ("logistic", "mean_diff", "lda")
+    rows = [{"target": "knowledge/output split: probe (AE) on BH disagreements ≥ 0.90, output ≤ 0.10",
+             "measured": ", ".join(f"{x}: {probe_auroc[x]:.4f}" for x in split_sites) + f"; output {output_auroc:.4f}"
+             if split_sites else f"none (output {output_auroc:.4f})", "met": bool(split_sites)}]  # fmt: skip
+    for transfer in ("A→B", "AE→BH"):
+        best = max((r for r in res["pgr"] if r["transfer"] == transfer and r["method"] in supervised),
+                   key=lambda r: r["pgr"])  # fmt: skip
+        rows.append({"target": f"PGR {transfer} ≥ 0.75 (best supervised method)",
+                     "measured": f"{best['pgr']:.3f} [{best['low']:.3f}, {best['high']:.3f}] ({best['method']})",
+                     "met": best["pgr"] >= 0.75})  # fmt: skip
+    plain = res["anomaly"][0]
+    rows.append({"target": "anomaly detection AUROC ≥ 0.95",
+                 "measured": f"{plain['auroc']:.3f} [{plain['low']:.3f}, {plain['high']:.3f}]",
+                 "met": plain["auroc"] >= 0.95})  # fmt: skip
+    for r in res["causal"]["rows"]:
+        if r["site"] not in split_sites or "nie_truth_to_true" not in r:
+            continue
+        truth = max(abs(r["nie_truth_to_true"]), abs(r["nie_truth_to_false"]))
+        random = max(abs(r["nie_random_to_true_mean"]), abs(r["nie_random_to_false_mean"]))
+        measured = (
+            f"→true {r['nie_truth_to_true']:.3f}, →false {r['nie_truth_to_false']:.3f}; random mean →true "
+            f"{r['nie_random_to_true_mean']:.3f}, →false {r['nie_random_to_false_mean']:.3f}"
+        )
+        rows.append({"target": f"steering |NIE| ≥ 0.5, random < 0.1 ({r['direction']} at {r['site']})",
+                     "measured": measured, "met": truth >= 0.5 and random < 0.1})  # fmt: skip
+    return rows
 
 
 def method_sections(res: dict) -> list[Section]:
@@ -118,6 +179,7 @@ def method_sections(res: dict) -> list[Section]:
                 "fitted on its training rows (Platt scaling), never on these evaluation rows."
             ),
         ),
+        Section("AUROC vs position", _position_tables(res["positions"])),
         Section(
             "Transfer, EIL and PGR",
             table_html(res["pgr"])

@@ -79,7 +79,8 @@ class RunDir:
         started = time.perf_counter()
         result = compute()
         self.timings[name] = round(time.perf_counter() - started, 2)
-        atomic_write_bytes(path, save({k: v.contiguous() for k, v in result.items()}))
+        # clone: safetensors refuses tensors that share storage (e.g. a view of another result tensor)
+        atomic_write_bytes(path, save({k: v.detach().clone().contiguous() for k, v in result.items()}))
         return result
 
     def write_json(self, name: str, obj: object) -> Path:
