@@ -4,23 +4,35 @@
 >>> model = el.load_model("zoo:quirky-arith")                       # doctest: +SKIP
 >>> data = el.quirky_arithmetic(1000, split="test")                  # doctest: +SKIP
 >>> acts = el.capture(model, data, el.residual_sites(model))          # doctest: +SKIP
+>>> probe = el.fit_logistic(acts.at(3), data.truth, site="blocks.3.hook_resid_pre")  # doctest: +SKIP
 """
 
 from elk_lens.activations import Activations as Activations
 from elk_lens.capture import capture as capture
+from elk_lens.contrast import capture_contrast as capture_contrast
 from elk_lens.data import StatementSet as StatementSet
 from elk_lens.data import load_statements as load_statements
 from elk_lens.data import quirky_arithmetic as quirky_arithmetic
+from elk_lens.erasure import fit_leace as fit_leace
+from elk_lens.interventions import erase as erase
+from elk_lens.interventions import reflect as reflect
+from elk_lens.interventions import steer as steer
 from elk_lens.lm_output import output_log_odds as output_log_odds
 from elk_lens.metrics import auroc as auroc
 from elk_lens.models import fingerprint as fingerprint
 from elk_lens.models import load_model as load_model
 from elk_lens.models import save_model as save_model
 from elk_lens.quirky_protocol import quirky_probe_study as quirky_probe_study
+from elk_lens.quirky_study import quirky_reporter_scores as quirky_reporter_scores
 from elk_lens.reporters import Reporter as Reporter
+from elk_lens.reporters import fit_ccs as fit_ccs
+from elk_lens.reporters import fit_crc as fit_crc
 from elk_lens.reporters import fit_lda as fit_lda
 from elk_lens.reporters import fit_logistic as fit_logistic
 from elk_lens.reporters import fit_mean_diff as fit_mean_diff
+from elk_lens.reporters import fit_ttpd as fit_ttpd
+from elk_lens.reporters import fit_vinc as fit_vinc
+from elk_lens.reporters.registry import fit_method as fit_method
 from elk_lens.sites import Site as Site
 from elk_lens.sites import residual_sites as residual_sites
 
@@ -33,15 +45,26 @@ __all__ = [
     "StatementSet",
     "auroc",
     "capture",
+    "capture_contrast",
+    "erase",
     "fingerprint",
+    "fit_ccs",
+    "fit_crc",
     "fit_lda",
+    "fit_leace",
     "fit_logistic",
     "fit_mean_diff",
+    "fit_method",
+    "fit_ttpd",
+    "fit_vinc",
     "load_model",
     "load_statements",
     "output_log_odds",
     "quirky_arithmetic",
     "quirky_probe_study",
+    "quirky_reporter_scores",
+    "reflect",
     "residual_sites",
     "save_model",
+    "steer",
 ]

@@ -9,7 +9,7 @@ from concept_erasure import LeaceEraser
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from elk_lens.reporters.logistic import check_training_data
+from elk_lens._checks import check_training_data
 
 __all__ = ["fit_leace"]
 
@@ -21,6 +21,7 @@ def fit_leace(
     site: str = "activations",
     constrain_cov_trace: bool = False,
     shrinkage: bool = False,
+    svd_tol: float = 1e-12,
 ) -> LeaceEraser:
     """A frozen LEACE eraser for the binary concept ``y`` (float64; apply with ``eraser(x)``).
 
@@ -28,7 +29,9 @@ def fit_leace(
     The package's defaults turn both on: ``constrain_cov_trace`` blends toward an orthogonal
     projection whenever the closed form would raise the covariance trace (stabler under repeated
     erasure), and ``shrinkage`` shrinks the covariance estimate (helps when rows are few for the width).
+    ``svd_tol`` is the singular value of the whitened cross-covariance below which a concept direction is
+    left alone; the package's 0.01 would leave a weak but real binary concept unerased, so ours is tiny.
     """
     x64, y = check_training_data(x, y, site)
     z = y.to(torch.float64)[:, None]
-    return LeaceEraser.fit(x64, z, constrain_cov_trace=constrain_cov_trace, shrinkage=shrinkage)
+    return LeaceEraser.fit(x64, z, constrain_cov_trace=constrain_cov_trace, shrinkage=shrinkage, svd_tol=svd_tol)

@@ -338,13 +338,6 @@ def test_pseudo_label_erasure_equalizes_class_means_and_is_the_binary_leace_clos
         assert (erase - expected).abs().max() < CLOSED_FORM_TOL, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pseudo_label_erasure uses fit_leace, whose docstring says it is 'the paper's closed form on the "
-    "sample covariance', but concept-erasure's LeaceFitter truncates singular values of Sigma^-1/2 Sigma_xz "
-    "below svd_tol=0.01 (absolute): for a pseudo-label whose whitened class-mean gap |Sigma^-1/2 delta| / 4 "
-    "is under 0.01 nothing is erased (M == I) and the class means stay apart (here by 0.03 along one axis).",
-)
 def test_pseudo_label_erasure_erases_a_weak_pseudo_label():
     rng = np.random.default_rng(15)
     x_true, x_false = (torch.as_tensor(rng.normal(size=(400, 8))) for _ in range(2))

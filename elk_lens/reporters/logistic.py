@@ -4,23 +4,10 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_training_data
 from elk_lens.reporters.base import Reporter
 
-__all__ = ["check_training_data", "fit_logistic", "logistic_regression"]
-
-
-def check_training_data(x: Tensor, y: Tensor, site: str) -> tuple[Tensor, Tensor]:
-    """Float64 activations and bool labels, or a clear error (one class, NaN/inf, shape mismatch)."""
-    y = torch.as_tensor(y).bool()
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(
-            f"activations at {site} must be [n, d_model] with n labels; got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    if y.all() or not y.any():
-        raise ValueError(f"fitting a reporter needs both classes in the training labels; got all {bool(y[0])}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"activations at {site} contain NaN or inf")
-    return x.to(torch.float64), y
+__all__ = ["fit_logistic", "logistic_regression"]
 
 
 def logistic_regression(

@@ -10,8 +10,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_training_data
 from elk_lens.reporters.base import Reporter
-from elk_lens.reporters.logistic import check_training_data
 from elk_lens.reporters.platt import platt_reporter
 
 __all__ = ["fit_lda", "fit_mean_diff"]

@@ -14,8 +14,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_training_data
 from elk_lens.erasure import fit_leace
-from elk_lens.reporters.logistic import check_training_data
 
 __all__ = ["BurnsNorm", "check_pairs", "pseudo_label_erasure"]
 

@@ -9,8 +9,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_training_data
 from elk_lens.metrics import auroc_columns
-from elk_lens.reporters.logistic import check_training_data
 
 __all__ = ["random_direction_baseline"]
 

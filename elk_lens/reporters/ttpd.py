@@ -16,8 +16,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from elk_lens._checks import check_training_data
 from elk_lens.reporters.base import Reporter
-from elk_lens.reporters.logistic import check_training_data, fit_logistic
+from elk_lens.reporters.logistic import fit_logistic
 
 __all__ = ["fit_ttpd", "ttpd_directions"]
 
