@@ -62,8 +62,8 @@ def batched_lbfgs(
     """
     x = x0.detach().clone()
     value, grad = value_and_grad(x)
-    active = torch.ones(x.shape[0], dtype=torch.bool)
-    iters = torch.zeros(x.shape[0], dtype=torch.long)
+    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    iters = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     s_hist: list[Tensor] = []
     y_hist: list[Tensor] = []
     rho_hist: list[Tensor] = []

@@ -92,7 +92,7 @@ def ccs_restarts(
     d = z_true.shape[1]
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.cat([torch.randn(n_restarts, d, generator=gen) / d**0.5, torch.zeros(n_restarts, 1)], 1)
-    x0 = x0.to(z_true.dtype)
+    x0 = x0.to(z_true)  # the inits are drawn on the CPU (same seed, same inits on any device)
 
     stacked = torch.cat([z_true, z_false])
 
