@@ -18,3 +18,16 @@ def test_quickstart_runs_and_shows_the_split(tmp_path, monkeypatch):
     assert float(scores["blocks.3.hook_resid_pre"]) >= 0.9, scores
     assert float(scores["model output"]) <= 0.1, scores
     assert (tmp_path / ".cache" / "acts").is_dir()
+
+
+def test_reporter_snippet_runs(tmp_path, monkeypatch):
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[1]
+    monkeypatch.chdir(tmp_path)  # the snippet saves a reporter under ./reporters
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md reporter snippet", "exec"), {})
+    lines = out.getvalue().strip().splitlines()
+    assert lines[0].startswith("CCS AUROC"), lines
+    before, after = (float(x) for x in re.findall(r"(-?\d+\.\d+)", lines[1]))
+    assert after > before + 5, lines  # steering along the truth vector moves false statements toward True
+    assert (tmp_path / "reporters" / "mean_diff_final" / "reporter.json").is_file()
