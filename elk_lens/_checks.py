@@ -3,7 +3,9 @@
 import torch
 from torch import Tensor
 
-__all__ = ["check_training_data"]
+__all__ = ["MIN_PER_CLASS", "check_training_data"]
+
+MIN_PER_CLASS = 2  # a class mean and a within-class spread need two rows
 
 
 def check_training_data(x: Tensor, y: Tensor, site: str) -> tuple[Tensor, Tensor]:
@@ -15,6 +17,12 @@ def check_training_data(x: Tensor, y: Tensor, site: str) -> tuple[Tensor, Tensor
         )
     if y.all() or not y.any():
         raise ValueError(f"fitting a reporter needs both classes in the training labels; got all {bool(y[0])}")
+    n_true, n_false = int(y.sum()), int((~y).sum())
+    if min(n_true, n_false) < MIN_PER_CLASS:
+        raise ValueError(
+            f"fitting a reporter needs at least {MIN_PER_CLASS} training examples of each class; got {n_true} true "
+            f"and {n_false} false at {site}"
+        )
     if not torch.isfinite(x).all():
         raise ValueError(f"activations at {site} contain NaN or inf")
     return x.to(torch.float64), y

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from elk_lens.reporters import fit_logistic
+from elk_lens.reporters import fit_lda, fit_logistic, fit_mean_diff
 from elk_lens.reporters.logistic import logistic_regression
 
 COEF_TOL = 1e-5  # both optimizers stop at gradient tolerances, not at the exact optimum
@@ -115,3 +115,12 @@ def test_random_direction_baseline_fixes_signs_on_train_only():
     signal = random_direction_baseline(x_sig[:500], y[:500], x_sig[500:], y[500:], n_directions=500, seed=0)
     assert signal["mean"] > 0.6  # a planted direction: most random readouts see some of it, right-signed
     assert random_direction_baseline(x[:500], y[:500], x[500:], y[500:], n_directions=500, seed=0) == noise
+
+
+@pytest.mark.parametrize("fit", [fit_logistic, fit_mean_diff, fit_lda])
+def test_too_few_examples_of_a_class_is_a_clear_error(fit):
+    x = torch.randn(10, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(10, dtype=torch.bool)
+    y[0] = True  # one true example: no within-class spread to estimate
+    with pytest.raises(ValueError, match="at least 2 training examples of each class; got 1 true and 9 false"):
+        fit(x, y, site="blocks.0.hook_resid_pre")

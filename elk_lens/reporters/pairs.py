@@ -33,10 +33,10 @@ def check_pairs(
         )
     if x_true.shape != x_false.shape:
         raise ValueError(f"{method}: pair halves differ in shape, {tuple(x_true.shape)} vs {tuple(x_false.shape)}")
-    x_true, y = check_training_data(x_true, y, site)
-    x_false, _ = check_training_data(x_false, y, site)
     if x_true.shape[0] < MIN_PAIRS:
         raise ValueError(f"{method} needs at least {MIN_PAIRS} contrast pairs, got {x_true.shape[0]}")
+    x_true, y = check_training_data(x_true, y, site)
+    x_false, _ = check_training_data(x_false, y, site)
     return x_true, x_false, y
 
 
