@@ -44,13 +44,7 @@ QUIRKY_EVAL_SETS: dict[str, tuple[dict, str]] = {
 
 def quirky_eval_masks(statements: StatementSet) -> dict[str, Tensor]:
     """Boolean row masks of the standard evaluation subsets."""
-    out = {}
-    for name, (conditions, _) in QUIRKY_EVAL_SETS.items():
-        mask = np.ones(len(statements), dtype=bool)
-        for col, value in conditions.items():
-            mask &= statements.column(col) == value
-        out[name] = torch.as_tensor(mask)
-    return out
+    return {name: torch.as_tensor(statements.mask(**conditions)) for name, (conditions, _) in QUIRKY_EVAL_SETS.items()}
 
 
 def surface_scores(statements: StatementSet) -> dict[str, Tensor]:

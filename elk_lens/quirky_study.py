@@ -8,7 +8,6 @@ method) at every site: all transfer AUROCs, layer choices, PGR and anomaly score
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
@@ -45,10 +44,7 @@ EVAL_SETS: dict[str, dict] = {
 
 
 def subset_mask(statements: StatementSet, conditions: dict) -> Bool[Tensor, " batch"]:
-    mask = np.ones(len(statements), dtype=bool)
-    for col, value in conditions.items():
-        mask &= statements.column(col) == value
-    return torch.as_tensor(mask)
+    return torch.as_tensor(statements.mask(**conditions))
 
 
 @dataclass

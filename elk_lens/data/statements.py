@@ -85,11 +85,16 @@ class StatementSet:
             name=name or self.name,
         )
 
-    def where(self, name: str | None = None, **equals: object) -> "StatementSet":
-        """Rows whose metadata columns equal the given values, e.g. ``where(character="Bob", hard=True)``."""
+    def mask(self, **equals: object) -> np.ndarray:
+        """Boolean row mask: metadata columns equal the given values, e.g. ``mask(character="Bob", hard=True)``."""
         mask = np.ones(len(self), dtype=bool)
         for col, value in equals.items():
             mask &= self.column(col) == value
+        return mask
+
+    def where(self, name: str | None = None, **equals: object) -> "StatementSet":
+        """Rows whose metadata columns equal the given values, e.g. ``where(character="Bob", hard=True)``."""
+        mask = self.mask(**equals)
         if not mask.any():
             raise ValueError(f"no statement in {self.name!r} has {equals}")
         return self.subset(mask, name=name or f"{self.name}[{', '.join(f'{k}={v}' for k, v in equals.items())}]")
