@@ -18,7 +18,7 @@ from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import auroc
 from elk_lens.reporters import Reporter
 
-__all__ = ["erasure_effect", "steering_direction", "steering_effect"]
+__all__ = ["erasure_effect", "log_odds_shift", "steering_direction", "steering_effect"]
 
 
 def steering_direction(
@@ -84,6 +84,34 @@ def steering_effect(
             values = torch.tensor([nie_of(r, toward) for r in randoms], dtype=torch.float64)
             out[f"nie_random_to_{toward}_mean"] = float(values.mean())
             out[f"nie_random_to_{toward}_max_abs"] = float(values.abs().max())
+    return out
+
+
+def log_odds_shift(
+    model: TransformerBridge,
+    statements: StatementSet,
+    site: str,
+    direction: Float[Tensor, " d_model"],
+    *,
+    alpha: float = 1.0,
+    batch_size: int = 512,
+    answers: tuple[str, str] = ("True", "False"),
+) -> dict[str, float]:
+    """Mean answer log-odds (true - false answer) before and after adding ``alpha * direction`` at the
+    last token, for the true and the false statements separately: e.g. on Bob's prompts, does pushing
+    the truth direction move his answers toward "True" whatever the truth?"""
+    clean = output_log_odds(model, statements, answers=answers, batch_size=batch_size).double()
+
+    def edit(positions: Tensor):
+        return steer(model, site, direction.float(), alpha=alpha, positions=positions)
+
+    moved = output_log_odds(model, statements, answers=answers, batch_size=batch_size, intervention=edit).double()
+    truth = statements.truth
+    out = {}
+    for name, rows in (("true", truth), ("false", ~truth)):
+        if rows.any():
+            out[f"log_odds_{name}_clean"] = float(clean[rows].mean())
+            out[f"log_odds_{name}_steered"] = float(moved[rows].mean())
     return out
 
 

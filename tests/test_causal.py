@@ -13,10 +13,10 @@ import string
 
 import pytest
 import torch
-from conftest import boot_native
+from conftest import D_MODEL, boot_native
 
 from elk_lens.capture import capture
-from elk_lens.causal import erasure_effect, steering_direction, steering_effect
+from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, steering_effect
 from elk_lens.data.statements import StatementSet
 from elk_lens.erasure import fit_leace
 from elk_lens.interventions import erase, nie, random_direction_like, steer
@@ -290,3 +290,21 @@ def test_erasing_a_direction_orthogonal_to_every_edited_activation_changes_nothi
     out = erasure_effect(model64, statements, SITE, u, answers=ANSWERS)
     assert out["mean_abs_change"] < F64_TOL
     assert out["output_auroc_erased"] == out["output_auroc_clean"] == 1.0
+
+
+def test_log_odds_shift_matches_a_hand_steered_run(native_model):
+    """The shift equals output_log_odds with the same steer, split by truth; alpha=0 changes nothing."""
+    statements = _statements(native_model)
+    direction = torch.randn(D_MODEL, generator=torch.Generator().manual_seed(3))
+    out = log_odds_shift(native_model, statements, SITE, direction, alpha=2.0, answers=ANSWERS)
+    clean = output_log_odds(native_model, statements, answers=ANSWERS).double()
+    moved = output_log_odds(
+        native_model, statements, answers=ANSWERS,
+        intervention=lambda pos: steer(native_model, SITE, direction, alpha=2.0, positions=pos),
+    ).double()  # fmt: skip
+    t = statements.truth
+    assert out["log_odds_true_clean"] == pytest.approx(float(clean[t].mean()), abs=1e-9)
+    assert out["log_odds_false_steered"] == pytest.approx(float(moved[~t].mean()), abs=1e-9)
+    assert abs(out["log_odds_false_steered"] - out["log_odds_false_clean"]) > 1e-6  # the steer did something
+    same = log_odds_shift(native_model, statements, SITE, direction, alpha=0.0, answers=ANSWERS)
+    assert same["log_odds_true_steered"] == same["log_odds_true_clean"]

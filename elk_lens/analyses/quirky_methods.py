@@ -2,7 +2,7 @@
 detection, the rigor battery and the causal checks, as resumable stages and report sections."""
 
 from elk_lens.capture import capture
-from elk_lens.causal import erasure_effect, steering_direction, steering_effect
+from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, steering_effect
 from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.erasure import fit_leace
 from elk_lens.position_sweep import position_sweep
@@ -38,7 +38,9 @@ def _causal(model, s: dict, run: RunDir) -> dict:
     """Steering (NIE) and LEACE erasure at every site but the embedding, on Alice test statements."""
     val = quirky_arithmetic(s["data.train_rows"], split="val", seed=s["data.seed"])
     train = val.where(character="Alice", easy=True)
-    alice = quirky_arithmetic(s["causal.test_rows"], split="test", seed=s["data.seed"]).where(character="Alice")
+    test = quirky_arithmetic(s["causal.test_rows"], split="test", seed=s["data.seed"])
+    alice = test.where(character="Alice")
+    bob = test.subset(subset_mask(test, EVAL_SETS["BH_disagree"]).numpy())
     sites = residual_sites(model)
     acts = capture(model, train, sites, batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")
     rows = []
@@ -46,9 +48,17 @@ def _causal(model, s: dict, run: RunDir) -> dict:
         x = acts.at(i)
         for name, fit in (("logistic", fit_logistic), ("mean_diff", fit_mean_diff)):
             direction = steering_direction(fit(x, train.truth, site=site.name), x, train.truth)
+            shift = log_odds_shift(model, bob, site.name, direction, batch_size=s["capture.batch_size"])
             effect = steering_effect(model, alice, site.name, direction, n_random=s["causal.n_random"],
                                      batch_size=s["capture.batch_size"])  # fmt: skip
-            rows.append({"site": site.name, "direction": f"AE/{name}", **{k: round(v, 4) for k, v in effect.items()}})
+            rows.append(
+                {
+                    "site": site.name,
+                    "direction": f"AE/{name}",
+                    **{k: round(v, 4) for k, v in effect.items()},
+                    **{f"bob_hard_disagree {k}": round(v, 4) for k, v in shift.items()},
+                }
+            )
         erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), batch_size=s["capture.batch_size"])
         rows.append({"site": site.name, "direction": "LEACE erasure", **{k: round(v, 4) for k, v in erased.items()}})
     return {"rows": rows}
@@ -239,7 +249,9 @@ def method_sections(res: dict) -> list[Section]:
                 "statements (→ true) or subtracted from true ones (→ false) at the last token; NIE = the fraction "
                 "of the clean P(True) − P(False) gap closed (geometry-of-truth). Random: a Gaussian direction of "
                 "the same norm. LEACE erasure: the truth concept erased at the last token (eraser fitted on "
-                "Alice-easy training rows); output AUROC vs truth before and after."
+                "Alice-easy training rows); output AUROC vs truth before and after. Bob columns: mean answer "
+                "log-odds on "
+                "Bob-hard disagreements (truth true / false) before and after adding the direction."
             ),
         ),
     ]
