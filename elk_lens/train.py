@@ -23,12 +23,14 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._atomic import atomic_write_bytes
-from elk_lens.capture import Tokens, tokenize
+from elk_lens._hooks import loud_hooks
+from elk_lens.capture import Tokens, capture, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import answer_token_ids
+from elk_lens.reporters import Reporter
 from elk_lens.trajectory import Checkpoint, Trajectory
 
-__all__ = ["FineTuneConfig", "checkpoint_steps", "fine_tune"]
+__all__ = ["Anchor", "FineTuneConfig", "anchor_to", "checkpoint_steps", "fine_tune"]
 
 STATE_FILE = ".train_state.pt"
 
@@ -68,6 +70,42 @@ class FineTuneConfig:
         return self.lr * max(0.0, (self.steps - step) / max(1, self.steps - self.warmup))
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """Concept anchoring: keep a frozen reporter's reading of the model where it was before training.
+
+    The loss adds ``weight * mean((w . h_t(x) - w . h_0(x))^2) / Var(w . h_0)`` over the anchored rows
+    of each batch, where ``h_t`` is the training model's residual at the reporter's site (last token)
+    and ``w . h_0`` the reporter's score on the model before training (``reference``). No labels are
+    needed; ``rows`` chooses which statements are anchored (e.g. only contexts one can check).
+    """
+
+    reporter: Reporter
+    reference: Tensor
+    rows: Tensor
+    weight: float = 1.0
+
+
+def anchor_to(model: TransformerBridge, statements: StatementSet, reporter: Reporter, *, rows=None,
+              weight: float = 1.0) -> Anchor:  # fmt: skip
+    """An :class:`Anchor` whose reference scores come from ``model`` as it is now (before training)."""
+    if reporter.reads != "statement":
+        raise ValueError("anchoring needs a statement reporter (it reads one residual per statement)")
+    rows = torch.ones(len(statements), dtype=torch.bool) if rows is None else torch.as_tensor(rows).bool()
+    reference = reporter(capture(model, statements, [reporter.site], batch_size=256).at(0)).detach()
+    return Anchor(reporter, reference, rows, weight)
+
+
+def _anchor_loss(anchor: Anchor, resid: Tensor, last: Tensor, idx: np.ndarray) -> Tensor:
+    rows = anchor.rows[idx]
+    if not rows.any():
+        return resid.sum() * 0
+    reading = resid[torch.arange(len(last)), last].to(anchor.reporter.w.dtype) @ anchor.reporter.w
+    target = anchor.reference[idx] - anchor.reporter.b
+    scale = anchor.reference[anchor.rows].var().clamp_min(1e-12)
+    return anchor.weight * ((reading - target)[rows].square().mean() / scale).float()
+
+
 def _rows(tokens: Tokens, idx: np.ndarray) -> Tokens:
     ids, mask = tokens.ids[idx], tokens.mask[idx]
     width = int(mask.sum(1).max())  # right padding: columns past the longest row are all padding
@@ -104,10 +142,12 @@ def fine_tune(
     *,
     base_spec: str,
     config: FineTuneConfig = FineTuneConfig(),
+    anchor: Anchor | None = None,
     progress: bool | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> Trajectory:
-    """Train ``model`` (loaded from ``base_spec``) in place on ``statements`` with answer ``labels``.
+    """Train ``model`` (loaded from ``base_spec``) in place on ``statements`` with answer ``labels``;
+    with ``anchor``, also keep the anchor's reporter reading what it read before training.
 
     Writes ``out/step_<k>.safetensors`` at every checkpoint step and ``out/trajectory.json``; a rerun
     with the same arguments resumes from the last saved state. ``on_step(step, loss)`` is called after
@@ -116,6 +156,8 @@ def fine_tune(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     labels = torch.as_tensor(labels).bool()
+    if anchor is not None and anchor.reference.shape != (len(statements),):
+        raise ValueError("the anchor's reference scores must come from these statements (build it with anchor_to)")
     if labels.shape != (len(statements),):
         raise ValueError(f"need one label per statement: {tuple(labels.shape)} labels for {len(statements)}")
     saves = sorted(set(config.checkpoints or checkpoint_steps(config.steps)))
@@ -157,6 +199,11 @@ def fine_tune(
 
     if step == 0 and not done and 0 in saves:
         checkpoint()
+    grabbed: dict[str, Tensor] = {}
+
+    def grab(resid: Tensor, *, hook) -> None:  # the anchored site's residual, kept in the autograd graph
+        grabbed["resid"] = resid
+
     model.train()
     started = time.perf_counter()
     bar = tqdm(
@@ -167,7 +214,13 @@ def fine_tune(
             for group in opt.param_groups:
                 group["lr"] = config.schedule(step)
             idx = rng.integers(0, len(statements), config.batch_size)
-            loss = statement_loss(model, _rows(tokens, idx), targets[idx], config.lm_loss_weight)
+            batch = _rows(tokens, idx)
+            if anchor is None:
+                loss = statement_loss(model, batch, targets[idx], config.lm_loss_weight)
+            else:
+                with loud_hooks(model, [(anchor.reporter.site, grab)]):
+                    loss = statement_loss(model, batch, targets[idx], config.lm_loss_weight)
+                loss = loss + _anchor_loss(anchor, grabbed["resid"], batch.mask.sum(1) - 1, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
