@@ -7,6 +7,7 @@ zero; checkpoints at log-spaced steps (0, 1, 2, 4, … then evenly spaced), each
 the optimizer state, so a killed run resumes from its last checkpoint and reaches the same weights.
 """
 
+import hashlib
 import io
 import math
 import time
@@ -91,9 +92,27 @@ def anchor_to(model: TransformerBridge, statements: StatementSet, reporter: Repo
     """An :class:`Anchor` whose reference scores come from ``model`` as it is now (before training)."""
     if reporter.reads != "statement":
         raise ValueError("anchoring needs a statement reporter (it reads one residual per statement)")
-    rows = torch.ones(len(statements), dtype=torch.bool) if rows is None else torch.as_tensor(rows).bool()
-    reference = reporter(capture(model, statements, [reporter.site], batch_size=256).at(0)).detach()
-    return Anchor(reporter, reference, rows, weight)
+    rows = torch.ones(len(statements), dtype=torch.bool) if rows is None else torch.as_tensor(rows)
+    if rows.dtype != torch.bool or rows.shape != (len(statements),):
+        raise ValueError(f"anchor rows must be a boolean mask of shape ({len(statements)},), got {rows.dtype} "
+                         f"{tuple(rows.shape)}")  # fmt: skip
+    if int(rows.sum()) < 2:
+        raise ValueError(
+            f"anchoring needs at least 2 anchored statements (a variance to scale by), got {int(rows.sum())}"
+        )
+    acts = capture(model, statements, [reporter.site], batch_size=256, dtype=torch.float64)
+    return Anchor(reporter, reporter(acts.at(0)).detach(), rows, weight)
+
+
+def _anchor_id(anchor: Anchor | None) -> str | None:
+    """What a resumed run must match: the reporter, its site, the weight, the anchored rows, the reference."""
+    if anchor is None:
+        return None
+    h = hashlib.sha256()
+    for t in (anchor.reporter.w, anchor.reference, anchor.rows):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(f"{anchor.reporter.site}|{anchor.reporter.b}|{anchor.weight}".encode())
+    return h.hexdigest()[:16]
 
 
 def _anchor_loss(anchor: Anchor, resid: Tensor, last: Tensor, idx: np.ndarray) -> Tensor:
@@ -156,7 +175,7 @@ def fine_tune(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     labels = torch.as_tensor(labels).bool()
-    if anchor is not None and anchor.reference.shape != (len(statements),):
+    if anchor is not None and (anchor.reference.shape != (len(statements),) or anchor.rows.shape != (len(statements),)):
         raise ValueError("the anchor's reference scores must come from these statements (build it with anchor_to)")
     if labels.shape != (len(statements),):
         raise ValueError(f"need one label per statement: {tuple(labels.shape)} labels for {len(statements)}")
@@ -173,10 +192,11 @@ def fine_tune(
     torch.manual_seed(config.seed)
     step, history, done = 0, [], []
     state_path = out / STATE_FILE
+    anchor_id = _anchor_id(anchor)
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)
-        if state["config"] != asdict(config) or state["data"] != statements.fingerprint:
-            raise ValueError(f"{out} holds a run with other settings or data; use another directory")
+        if (state["config"], state["data"], state["anchor"]) != (asdict(config), statements.fingerprint, anchor_id):
+            raise ValueError(f"{out} holds a run with other settings, data or anchor; use another directory")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         rng.bit_generator.state = state["rng"]
@@ -190,11 +210,11 @@ def fine_tune(
         )
         done.append(Checkpoint(step, weights=name).__dict__)
         Trajectory([Checkpoint(**c) for c in done], base_spec, out, {"config": asdict(config),
-                   "data": statements.fingerprint, "history": history}).save(out)  # fmt: skip
+                   "data": statements.fingerprint, "anchor": anchor_id, "history": history}).save(out)  # fmt: skip
         buf = io.BytesIO()
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "step": step, "history": history, "done": done,
-                    "config": asdict(config), "data": statements.fingerprint}, buf)  # fmt: skip
+                    "config": asdict(config), "data": statements.fingerprint, "anchor": anchor_id}, buf)  # fmt: skip
         atomic_write_bytes(state_path, buf.getvalue())
 
     if step == 0 and not done and 0 in saves:

@@ -105,7 +105,7 @@ def test_bad_input_is_a_clear_error(base, tmp_path):
         fine_tune(_load(base), data, labels, tmp_path / "b", base_spec=str(base), config=cfg)
     fine_tune(_load(base), data, labels, tmp_path / "c", base_spec=str(base), config=CONFIG)
     other = FineTuneConfig(**{**CONFIG.__dict__, "lr": 1e-2})
-    with pytest.raises(ValueError, match="other settings or data"):
+    with pytest.raises(ValueError, match="other settings, data or anchor"):
         fine_tune(_load(base), data, labels, tmp_path / "c", base_spec=str(base), config=other)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Trajectory.from_dirs([tmp_path / "missing_step_3"])

@@ -1,0 +1,193 @@
+"""Concept drift through fine-tuning: fine-tune a zoo model on a quirky scenario, then walk the
+trajectory and measure how the truth concept and the reporters move (``elk_lens.drift_study``).
+
+Scenarios are spec settings: which labels the model learns (each character's own — the quirk — or
+Bob's for everybody — the quirk flip), which parameters stay frozen, the learning rate, the steps, and
+optional concept anchoring of a reporter fitted on the base model.
+"""
+
+from html import escape
+
+import numpy as np
+import torch
+
+from elk_lens.analyses.result import AnalysisResult, config_value
+from elk_lens.capture import capture
+from elk_lens.data.quirky import quirky_arithmetic
+from elk_lens.drift_study import trajectory_drift
+from elk_lens.lm_output import output_log_odds
+from elk_lens.models import load_model
+from elk_lens.quirky_study import EVAL_SETS, subset_mask
+from elk_lens.report.html import Section, table_html
+from elk_lens.report.rundir import RunDir
+from elk_lens.report.svg import line_chart
+from elk_lens.reporters import fit_logistic
+from elk_lens.train import FineTuneConfig, anchor_to, fine_tune
+from elk_lens.trajectory import Trajectory
+
+__all__ = ["check_config", "run"]
+
+_DEFAULTS = {
+    "model.base": ("zoo:quirky-arith-base", str),
+    "train.labels": ("label", str),
+    "train.rows": (10000, int),
+    "train.steps": (600, int),
+    "train.lr": (1e-3, float),
+    "train.batch_size": (64, int),
+    "train.frozen": ([], list),
+    "train.seed": (0, int),
+    "anchor.on": ("none", str),
+    "anchor.weight": (1.0, float),
+    "anchor.site": ("blocks.3.hook_resid_pre", str),
+    "drift.methods": (["mean_diff", "logistic"], list),
+    "drift.eval_rows": (4000, int),
+    "drift.probe_rows": (8000, int),
+    "capture.batch_size": (512, int),
+}
+LABELS = {
+    "label": "each character's own label (Bob sloppy: the quirk)",
+    "bob_label": "Bob's sloppy label for everybody (the quirk flip)",
+}
+ANCHORS = ("none", "all", "alice")
+
+
+def _settings(cfg: dict) -> dict:
+    return {key: config_value(cfg, key, default, kind) for key, (default, kind) in _DEFAULTS.items()}
+
+
+def check_config(cfg: dict) -> None:
+    s = _settings(cfg)
+    if s["train.labels"] not in LABELS:
+        raise ValueError(f"config key 'train.labels' must be one of {sorted(LABELS)}, got {s['train.labels']!r}")
+    if s["anchor.on"] not in ANCHORS:
+        raise ValueError(f"config key 'anchor.on' must be one of {ANCHORS}, got {s['anchor.on']!r}")
+    for key in ("train.rows", "train.steps", "drift.eval_rows", "drift.probe_rows"):
+        if s[key] < 1:
+            raise ValueError(f"config key {key!r} must be >= 1, got {s[key]}")
+
+
+def _train_data(s: dict):
+    train = quirky_arithmetic(s["train.rows"], split="train", seed=s["train.seed"])
+    return train, torch.as_tensor(train.column(s["train.labels"]))
+
+
+def _probe_set(s: dict):
+    return quirky_arithmetic(s["drift.probe_rows"], split="val", seed=0).where(character="Alice", easy=True)
+
+
+def _fine_tune(s: dict, run: RunDir) -> dict:
+    model = load_model(s["model.base"])
+    train, labels = _train_data(s)
+    anchor = None
+    if s["anchor.on"] != "none":
+        probe_set = _probe_set(s)
+        site = s["anchor.site"]
+        reporter = fit_logistic(capture(model, probe_set, [site]).at(0), probe_set.truth, site=site)
+        rows = None if s["anchor.on"] == "all" else train.column("character") == "Alice"
+        anchor = anchor_to(model, train, reporter, rows=rows, weight=s["anchor.weight"])
+    config = FineTuneConfig(steps=s["train.steps"], lr=s["train.lr"], batch_size=s["train.batch_size"],
+                            seed=s["train.seed"], frozen=tuple(s["train.frozen"]))  # fmt: skip
+    traj = fine_tune(model, train, labels, run.path / "trajectory", base_spec=s["model.base"], config=config,
+                     anchor=anchor)  # fmt: skip
+    return {"steps": traj.steps, "history": traj.info.get("history", []), "seconds": traj.info["seconds_this_run"]}
+
+
+def _final_accuracy(s: dict, traj: Trajectory) -> dict:
+    model = traj.model_at(len(traj) - 1)
+    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0)
+    says_true = (output_log_odds(model, test, batch_size=s["capture.batch_size"]) > 0).numpy()
+    out = {}
+    for who in ("Alice", "Bob"):
+        rows = test.column("character") == who
+        out[f"{who} vs the trained labels"] = float((says_true == test.column(s["train.labels"]))[rows].mean())
+        out[f"{who} vs truth"] = float((says_true == test.column("alice_label"))[rows].mean())
+    return out
+
+
+def _drift(s: dict, run: RunDir) -> dict:
+    traj = Trajectory.load(run.path / "trajectory")
+    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0)
+    evals = {
+        name: test.subset(subset_mask(test, EVAL_SETS[name]).numpy()) for name in ("BH_disagree", "AE", "BH_control")
+    }
+    model = traj.model_at(0)
+    sites = [x for x in (f"blocks.{i}.hook_resid_pre" for i in range(1, model.cfg.n_layers))]
+    sites.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    out = trajectory_drift(traj, _probe_set(s), evals, sites, methods=tuple(s["drift.methods"]),
+                           batch_size=s["capture.batch_size"])  # fmt: skip
+    out["final_accuracy"] = _final_accuracy(s, traj)
+    return out
+
+
+def _x(steps: list[int]) -> list[str]:
+    return [str(x) for x in steps]
+
+
+def run(cfg: dict, run: RunDir) -> AnalysisResult:
+    s = _settings(cfg)
+    trained = run.stage("fine_tune", lambda: _fine_tune(s, run))
+    d = run.stage("drift", lambda: _drift(s, run))
+    steps, sites, methods = d["steps"], d["sites"], d["methods"]
+    first = methods[0]
+    charts = line_chart(
+        {f"refit {x}": d["auroc_refit"][first][x]["BH_disagree"] for x in sites}
+        | {f"initial {x}": d["auroc_initial"][first][x]["BH_disagree"] for x in sites}
+        | {"model output": d["output_auroc"]["BH_disagree"]},
+        _x(steps), title=f"AUROC vs truth on Bob-hard disagreements ({first}; initial = fitted at step 0)",
+        y_label="AUROC vs truth", dashed=frozenset(f"initial {x}" for x in sites),
+    )  # fmt: skip
+    cos = {f"cos v {x}": d["cos_v"][x]["to_first"] for x in sites}
+    cos |= {f"floor q05 {x}": [d["floors"]["cos_v"][x]["q05"]] * len(steps) for x in sites}
+    charts += line_chart(cos, _x(steps), title="Concept vector (class-mean difference on Alice-easy): cosine to step 0",
+                         y_label="cosine", y_range=(-1.0, 1.0), reference=0.0,
+                         dashed=frozenset(k for k in cos if k.startswith("floor")))  # fmt: skip
+    charts += line_chart({f"CKA {x}": d["cka_to_first"][x] for x in sites}, _x(steps),
+                         title="Linear CKA of Bob-hard-disagreement residuals to step 0", y_label="CKA")  # fmt: skip
+    end = len(steps) - 1
+    summary = [{"site": x, **{f"{m} refit (end)": d["auroc_refit"][m][x]["BH_disagree"][end] for m in methods},
+                **{f"{m} initial (end)": d["auroc_initial"][m][x]["BH_disagree"][end] for m in methods},
+                "initial on control (end)": d["auroc_initial"][first][x]["BH_control"][end],
+                "cos v to step 0 (end)": d["cos_v"][x]["to_first"][end],
+                "cos v floor q05": d["floors"]["cos_v"][x]["q05"],
+                f"cos w {first} (end)": d["cos_w"][first][x]["to_first"][end],
+                f"cos w {first} floor q05": d["floors"]["cos_w"][first][x]["q05"],
+                "CKA to step 0 (end)": d["cka_to_first"][x][end]} for x in sites]  # fmt: skip
+    transfer_site = s["anchor.site"] if s["anchor.site"] in sites else sites[-1]
+    matrix = d["transfer"][first][transfer_site]
+    transfer_rows = [{"fitted at step": st, **{str(c): round(v, 3) for c, v in zip(steps, row, strict=True)}}
+                     for st, row in zip(steps, matrix, strict=True)]  # fmt: skip
+    scenario = (
+        f"labels: {LABELS[s['train.labels']]}; frozen: {s['train.frozen'] or 'nothing'}; lr {s['train.lr']}; "
+        f"{s['train.steps']} steps; seed {s['train.seed']}; anchor: {s['anchor.on']}"
+        + (f" (weight {s['anchor.weight']} at {s['anchor.site']})" if s["anchor.on"] != "none" else "")
+    )  # noqa: E501 fmt: skip
+    acc_rows = [{"subset": k, "accuracy": round(v, 4)} for k, v in d["final_accuracy"].items()]
+    sections = [
+        Section("Scenario", f"<p>{escape(scenario)}</p>" + table_html(acc_rows)
+                + f"<p class='note'>Fine-tuning took {trained['seconds']} s for {s['train.steps']} steps.</p>"),
+        Section("Drift over steps", charts + "<p class='note'>Dashed floors: the 5% quantile of the same cosine "
+                "between directions fitted on two disjoint halves of the step-0 probe set; drift counts only "
+                "below it.</p>"),
+        Section("At the end", table_html(summary)),
+        Section(f"Probe transfer ({first}, {transfer_site})", table_html(transfer_rows, highlight=_heat)
+                + "<p class='note'>Row: reporter fitted at that step; column: scored on that step's residuals; "
+                "AUROC vs truth on Bob-hard disagreements. The diagonal is the refitted reporter.</p>"),
+        Section("Noise floors", table_html([{"metric": f"{kind} {key}", **v} for kind in ("cos_v", "cka_final")
+                for key, v in d["floors"][kind].items()] + [{"metric": f"cos_w {m} {x}", **v} for m in methods
+                for x, v in d["floors"]["cos_w"][m].items()])),
+    ]  # fmt: skip
+    return AnalysisResult(
+        title=f"elk-lens: concept drift, {cfg['name']}",
+        intro="<p class='note'>A truthful base model is fine-tuned; at every checkpoint reporters are refitted on "
+        "Alice-easy statements and scored on Bob-hard disagreements, beside the reporter fitted at step 0.</p>",
+        sections=sections,
+        metrics={"fine_tune": trained, **{k: d[k] for k in d}},
+        tables={"drift_summary": summary, "transfer": transfer_rows},
+        provenance={"model_spec": s["model.base"], "seeds": {"train": s["train.seed"]}, "settings": s},
+    )
+
+
+def _heat(column: str, value: object) -> str | None:
+    if column == "fitted at step" or not isinstance(value, float) or np.isnan(value):
+        return None
+    return "good" if value >= 0.9 else "bad" if value <= 0.1 else None

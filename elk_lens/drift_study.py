@@ -1,0 +1,155 @@
+"""Walk a `Trajectory`: refit reporters at every checkpoint and measure how the concept moves.
+
+At each checkpoint and site: reporters refitted on a fixed training set (e.g. Alice-easy), their
+AUROC vs truth on fixed evaluation sets, the initial reporter's AUROC, the readout ``w`` and concept
+vector ``v`` (cosines to the first and previous checkpoint), principal angles between the
+checkpoint's and the first checkpoint's concept subspaces (spanned by every method's direction),
+linear CKA and Procrustes distance of the evaluation residuals to the first checkpoint's, and the
+probe-transfer matrix. Noise floors come from checkpoint 0: directions refitted on two disjoint
+halves of the training rows (the fits are deterministic, so this resample floor is also the fit's
+only randomness), and the half-sample spread of the final CKA estimate.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from elk_lens.capture import capture
+from elk_lens.data.statements import StatementSet
+from elk_lens.drift import (
+    cosine,
+    cosine_series,
+    linear_cka,
+    noise_floor,
+    principal_angles,
+    procrustes_distance,
+    transfer_matrix,
+)
+from elk_lens.lm_output import output_log_odds
+from elk_lens.metrics import auroc_columns
+from elk_lens.reporters.registry import METHODS, fit_method
+from elk_lens.trajectory import Trajectory
+
+__all__ = ["trajectory_drift"]
+
+
+def _auroc(scores: Tensor, labels: Tensor) -> float:
+    return round(float(auroc_columns(scores[:, None], labels, nan_if_one_class=True)[0]), 4)
+
+
+def trajectory_drift(
+    trajectory: Trajectory,
+    train: StatementSet,
+    evals: dict[str, StatementSet],
+    sites: Sequence[str],
+    *,
+    methods: tuple[str, ...] = ("logistic", "mean_diff"),
+    transfer_eval: str | None = None,
+    floor_resamples: int = 10,
+    answers: tuple[str, str] = ("True", "False"),
+    batch_size: int = 512,
+) -> dict:
+    """Drift of every (method, site) along ``trajectory``; JSON-able (lists of floats).
+
+    ``train`` (with its ``truth``) refits the reporters at each checkpoint; ``evals`` are scored against
+    their ``truth``. Every set stays the same along the trajectory (their fingerprints are recorded).
+    """
+    bad = [m for m in methods if METHODS.get(m) is None or METHODS[m].reads != "statement" or METHODS[m].needs_polarity]
+    if bad:
+        raise ValueError(f"drift refits statement reporters without polarity; {bad} are not such methods")
+    transfer_eval = transfer_eval or next(iter(evals))
+    if transfer_eval not in evals:
+        raise ValueError(f"transfer_eval {transfer_eval!r} is not one of the evaluation sets {sorted(evals)}")
+    sites = list(sites)
+    keys = [(m, s) for m in methods for s in sites]
+    refit = {k: {e: [] for e in evals} for k in keys}
+    initial_auroc = {k: {e: [] for e in evals} for k in keys}
+    w_hist, v_hist, reporters, eval_acts = ({k: [] for k in keys} for _ in range(4))
+    output = {e: [] for e in evals}
+    first_eval = {}
+    for t in range(len(trajectory)):
+        model = trajectory.model_at(t)
+        acts = capture(model, train, sites, batch_size=batch_size)
+        evs = {e: capture(model, s, sites, batch_size=batch_size) for e, s in evals.items()}
+        for e, s in evals.items():
+            output[e].append(_auroc(output_log_odds(model, s, answers=answers, batch_size=batch_size), s.truth))
+        for i, site in enumerate(sites):
+            for method in methods:
+                k = (method, site)
+                r = fit_method(method, train.truth, site=site, statement=acts.at(i))
+                reporters[k].append(r)
+                w_hist[k].append(r.w)
+                v_hist[k].append(r.v)
+                for e, s in evals.items():
+                    refit[k][e].append(_auroc(r(evs[e].at(i)), s.truth))
+                    initial_auroc[k][e].append(_auroc(reporters[k][0](evs[e].at(i)), s.truth))
+                eval_acts[k].append(evs[transfer_eval].at(i).double())
+            if t == 0:
+                first_eval[site] = evs[transfer_eval].at(i).double()
+    labels = evals[transfer_eval].truth
+    out = {
+        "steps": trajectory.steps, "sites": sites, "methods": list(methods), "transfer_eval": transfer_eval,
+        "data": {"train": train.fingerprint, **{e: s.fingerprint for e, s in evals.items()}},
+        "auroc_refit": _nest(refit), "auroc_initial": _nest(initial_auroc), "output_auroc": output,
+        "cos_w": {}, "cos_v": {}, "transfer": {}, "subspace_angle_deg": {}, "cka_to_first": {},
+        "procrustes_to_first": {}, "floors": {"cos_w": {}, "cos_v": {}, "cka_final": {}},
+    }  # fmt: skip
+    acts0 = capture(trajectory.model_at(0), train, sites, batch_size=batch_size)
+    for k in keys:
+        method, site = k
+        ws = cosine_series(torch.stack(w_hist[k]))
+        out["cos_w"].setdefault(method, {})[site] = {n: _floats(x) for n, x in ws.items()}
+        m = transfer_matrix(reporters[k], eval_acts[k], labels)
+        out["transfer"].setdefault(method, {})[site] = [_floats(row) for row in m]
+        x0 = acts0.at(sites.index(site)).double()
+
+        def half_cosine(a, b, method=method, site=site) -> float:
+            fit = lambda rows: fit_method(method, rows[1], site=site, statement=rows[0]).w  # noqa: E731
+            return cosine(fit(a), fit(b))
+
+        floor = noise_floor(half_cosine, (x0, train.truth), n_resamples=floor_resamples)
+        out["floors"]["cos_w"].setdefault(method, {})[site] = {q: round(v, 4) for q, v in floor.items()}
+    for site in sites:
+        k = (methods[0], site)
+        # v, the class-mean difference, is the same for every method: one series and floor per site
+        out["cos_v"][site] = {n: _floats(x) for n, x in cosine_series(torch.stack(v_hist[k])).items()}
+        x0 = acts0.at(sites.index(site)).double()
+        floor = noise_floor(lambda a, b: cosine(_mean_diff(*a), _mean_diff(*b)), (x0, train.truth),
+                            n_resamples=floor_resamples)  # fmt: skip
+        out["floors"]["cos_v"][site] = {q: round(v, 4) for q, v in floor.items()}
+        finals = [
+            torch.stack([r.w for r in (reporters[(m, site)][t] for m in methods)], 1) for t in range(len(trajectory))
+        ]
+        out["subspace_angle_deg"][site] = [_largest_angle(finals[0], f) for f in finals]
+        a0 = first_eval[site]
+        out["cka_to_first"][site] = [round(linear_cka(a0, a), 5) for a in eval_acts[k]]
+        out["procrustes_to_first"][site] = [round(procrustes_distance(a0, a), 5) for a in eval_acts[k]]
+        floor = noise_floor(lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, eval_acts[k][-1]),
+                            n_resamples=floor_resamples)  # fmt: skip
+        out["floors"]["cka_final"][site] = {q: round(v, 5) for q, v in floor.items()}
+    return out
+
+
+def _largest_angle(first: Tensor, now: Tensor) -> float:
+    """Largest principal angle (degrees) between the methods' spans; NaN where the methods' directions
+    are linearly dependent (a span of lower dimension than the method count has no k angles)."""
+    try:
+        return round(float(principal_angles(first, now).max()) * 180 / torch.pi, 3)
+    except ValueError:
+        return float("nan")
+
+
+def _mean_diff(x: Tensor, y: Tensor) -> Tensor:
+    return x[y].mean(0) - x[~y].mean(0)
+
+
+def _floats(x: Tensor) -> list[float]:
+    return [round(float(v), 5) for v in x]
+
+
+def _nest(table: dict) -> dict:
+    out: dict = {}
+    for (method, site), value in table.items():
+        out.setdefault(method, {})[site] = value
+    return out
