@@ -1,0 +1,67 @@
+"""Plain vs concept-anchored fine-tuning over seeds: runs the drift analysis per (scenario, anchor, seed).
+
+    .venv/bin/python analyses/anchoring_seeds.py [--scenarios quirk_allft quirk_flip] [--seeds 0 1 2]
+
+Each run is `elk-lens run` of `analyses/drift_<scenario>.toml` with the seed and the anchor set, into
+`runs/anchoring/<scenario>-<anchor>-seed<S>/` (resumable); the table printed at the end (and written
+to runs/anchoring/summary.json) holds, at the last checkpoint: Bob's and Alice's accuracy on their
+trained labels, the label loss, and the base reporter's (fitted at step 0) and a refitted reporter's
+AUROC vs truth on Bob-hard disagreements at the anchored site and one layer below.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from elk_lens.report.runner import run_analysis
+
+ROOT = Path(__file__).resolve().parent
+ANCHOR = '\n[anchor]\non = "{on}"\nweight = 1.0\nsite = "blocks.3.hook_resid_pre"\n'
+
+
+def spec_text(scenario: str, anchor: str, seed: int) -> str:
+    text = (ROOT / f"drift_{scenario}.toml").read_text()
+    text = re.sub(r"^seed = \d+", f"seed = {seed}", text, flags=re.M)
+    text = re.sub(r'^name = ".*"', f'name = "{scenario}-{anchor}-seed{seed}"', text, flags=re.M)
+    return text + ANCHOR.format(on=anchor) + '\n[drift]\nmethods = ["logistic"]\n'
+
+
+def summarize(run: Path) -> dict:
+    m = json.loads((run / "metrics.json").read_text())
+    end = -1
+    out = {"bob_acc": m["final_accuracy"]["Bob vs the trained labels"],
+           "alice_acc": m["final_accuracy"]["Alice vs the trained labels"],
+           "label_loss_end": m["fine_tune"]["history"][-1]["loss"]}  # fmt: skip
+    for site in ("blocks.2.hook_resid_pre", "blocks.3.hook_resid_pre"):
+        out[f"base reporter {site}"] = m["auroc_initial"]["logistic"][site]["BH_disagree"][end]
+        out[f"refit {site}"] = m["auroc_refit"]["logistic"][site]["BH_disagree"][end]
+        out[f"base reporter min over steps {site}"] = min(m["auroc_initial"]["logistic"][site]["BH_disagree"])
+    out["base reporter on control, blocks.3.hook_resid_pre"] = m["auroc_initial"]["logistic"][
+        "blocks.3.hook_resid_pre"]["BH_control"][end]  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", nargs="+", default=["quirk_allft", "quirk_flip"])
+    parser.add_argument("--anchors", nargs="+", default=["none", "all", "alice"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, default=Path("runs/anchoring"))
+    args = parser.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for scenario in args.scenarios:
+        for seed in args.seeds:
+            for anchor in args.anchors:
+                spec = args.runs / f"{scenario}-{anchor}-seed{seed}.toml"
+                spec.write_text(spec_text(scenario, anchor, seed))
+                run = run_analysis(spec, runs_root=args.runs)
+                rows.append({"scenario": scenario, "anchor": anchor, "seed": seed, **summarize(run)})
+                print(json.dumps(rows[-1]), flush=True)
+    (args.runs / "summary.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

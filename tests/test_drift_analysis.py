@@ -1,0 +1,72 @@
+"""The drift analysis end to end on a tiny scenario: run directory, report sections, resume, bad specs."""
+
+import json
+import re
+
+import pytest
+
+from elk_lens.report.runner import run_analysis
+
+SPEC = """
+name = "drift-tiny"
+analysis = "drift"
+[train]
+rows = 400
+steps = 2
+batch_size = 16
+[anchor]
+on = "alice"
+[drift]
+methods = ["mean_diff"]
+eval_rows = 300
+probe_rows = 1500
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("drift_runs")
+    spec = root / "spec.toml"
+    spec.write_text(SPEC)
+    return spec, run_analysis(spec, runs_root=root / "runs")
+
+
+def test_run_directory_and_report(finished):
+    _, run = finished
+    for name in ("manifest.json", "metrics.json", "drift_summary.csv", "transfer.csv", "report.html"):
+        assert (run / name).is_file(), name
+    assert (run / "trajectory" / "trajectory.json").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == [0, 1, 2]
+    matrix = metrics["transfer"]["mean_diff"]["blocks.3.hook_resid_pre"]
+    refit = metrics["auroc_refit"]["mean_diff"]["blocks.3.hook_resid_pre"]["BH_disagree"]
+    assert [round(matrix[t][t], 4) for t in range(3)] == pytest.approx(refit, abs=1.5e-4)  # diagonal = refit
+    html = (run / "report.html").read_text()
+    for title in ("Scenario", "Drift over steps", "At the end", "Noise floors"):
+        assert f"<h2>{title}</h2>" in html
+    assert "anchor: alice" in html
+    assert not re.search(r"""(src|href)=["']https?://""", html)
+
+
+def test_second_run_resumes(finished):
+    spec, run = finished
+    before = (run / "metrics.json").read_text()
+    run_analysis(spec, runs_root=run.parent)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["resumed_stages"] == ["fine_tune", "drift"]
+    assert (run / "metrics.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ('[train]\nlabels = "truth"\n', "'train.labels' must be one of"),
+        ('[anchor]\non = "bob"\n', "'anchor.on' must be one of"),
+        ("[train]\nsteps = 0\n", "'train.steps' must be >= 1"),
+    ],
+)
+def test_bad_specs_fail_before_training(tmp_path, extra, message):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(f'name = "bad"\nanalysis = "drift"\n{extra}')
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_analysis(spec, runs_root=tmp_path / "runs")
