@@ -68,8 +68,16 @@ def trajectory_drift(
     w_hist, v_hist, reporters, eval_acts = ({k: [] for k in keys} for _ in range(4))
     output = {e: [] for e in evals}
     first_eval = {}
+    shape = None
     for t in range(len(trajectory)):
         model = trajectory.model_at(t)
+        here = (model.cfg.n_layers, model.cfg.d_model)
+        shape = shape or here
+        if here != shape:
+            raise ValueError(
+                f"checkpoint {t} (step {trajectory.steps[t]}) has n_layers, d_model = {here}, checkpoint 0 has "
+                f"{shape}: directions of different architectures compare only through a growth map"
+            )
         acts = capture(model, train, sites, batch_size=batch_size)
         evs = {e: capture(model, s, sites, batch_size=batch_size) for e, s in evals.items()}
         for e, s in evals.items():

@@ -69,3 +69,12 @@ def test_bad_arguments_are_clear_errors(base):
         trajectory_drift(traj, train, evals, SITES, methods=("ccs",), answers=ANSWERS)
     with pytest.raises(ValueError, match="is not one of the evaluation sets"):
         trajectory_drift(traj, train, evals, SITES, transfer_eval="nope", answers=ANSWERS)
+
+
+def test_checkpoints_of_another_architecture_are_refused(base, tmp_path, char_tok_dir):
+    wide = tmp_path / "wide"
+    save_model(boot_native(char_tok_dir, d_model=48), wide)
+    train, evals = _sets()
+    traj = Trajectory([Checkpoint(0, spec=str(base)), Checkpoint(1, spec=str(wide))])
+    with pytest.raises(ValueError, match="only through a growth map"):
+        trajectory_drift(traj, train, evals, SITES, answers=ANSWERS)
