@@ -137,10 +137,9 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
         y_label="AUROC vs truth", dashed=frozenset(f"initial {x}" for x in sites),
     )  # fmt: skip
     cos = {f"cos v {x}": d["cos_v"][x]["to_first"] for x in sites}
-    cos |= {f"floor q05 {x}": [d["floors"]["cos_v"][x]["q05"]] * len(steps) for x in sites}
+    floor_bands = {f"cos v {x}": (d["floors"]["cos_v"][x]["q05"], 1.0) for x in sites}
     charts += line_chart(cos, _x(steps), title="Concept vector (class-mean difference on Alice-easy): cosine to step 0",
-                         y_label="cosine", y_range=(-1.0, 1.0), reference=0.0,
-                         dashed=frozenset(k for k in cos if k.startswith("floor")))  # fmt: skip
+                         y_label="cosine", y_range=(-1.0, 1.0), reference=0.0, bands=floor_bands)  # fmt: skip
     charts += line_chart({f"CKA {x}": d["cka_to_first"][x] for x in sites}, _x(steps),
                          title="Linear CKA of Bob-hard-disagreement residuals to step 0", y_label="CKA")  # fmt: skip
     end = len(steps) - 1
@@ -165,9 +164,9 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     sections = [
         Section("Scenario", f"<p>{escape(scenario)}</p>" + table_html(acc_rows)
                 + f"<p class='note'>Fine-tuning took {trained['seconds']} s for {s['train.steps']} steps.</p>"),
-        Section("Drift over steps", charts + "<p class='note'>Dashed floors: the 5% quantile of the same cosine "
-                "between directions fitted on two disjoint halves of the step-0 probe set; drift counts only "
-                "below it.</p>"),
+        Section("Drift over steps", charts + "<p class='note'>Shaded bands: the noise floor, from the 5% quantile "
+                "of the same cosine between directions fitted on two disjoint halves of the step-0 probe set up to "
+                "1; drift counts only below it.</p>"),
         Section("At the end", table_html(summary)),
         Section(f"Probe transfer ({first}, {transfer_site})", table_html(transfer_rows, highlight=_heat)
                 + "<p class='note'>Row: reporter fitted at that step; column: scored on that step's residuals; "

@@ -16,10 +16,15 @@ def line_chart(
     y_range: tuple[float, float] = (0.0, 1.0),
     dashed: frozenset[str] = frozenset(),
     reference: float | None = 0.5,
+    bands: dict[str, tuple[float, float]] | None = None,
     width: int = 720,
     height: int = 360,
 ) -> str:
-    """One line per series over categorical x positions; NaN values leave a gap."""
+    """One line per series over categorical x positions; NaN values leave a gap.
+
+    ``bands`` maps a series name to a ``(low, high)`` range shaded in that series' colour across the
+    plot (e.g. a noise floor: values inside it are indistinguishable from resampling noise).
+    """
     left, right, top, bottom = 56, 210, 34, 64
     plot_w, plot_h = width - left - right, height - top - bottom
     y0, y1 = y_range
@@ -56,6 +61,12 @@ def line_chart(
     )
     for k, (name, values) in enumerate(series.items()):
         color = _COLORS[k % len(_COLORS)]
+        if bands and name in bands:
+            lo, hi = sorted(bands[name])
+            out.append(
+                f'<rect x="{left}" y="{py(hi):.1f}" width="{plot_w}" height="{max(py(lo) - py(hi), 1):.1f}" '
+                f'fill="{color}" fill-opacity="0.15"/>'
+            )
         dash = ' stroke-dasharray="6,4"' if name in dashed else ""
         segments, current = [], []
         for i, v in enumerate(values):
