@@ -4,7 +4,7 @@
 
 Each run is `elk-lens run` of `analyses/drift_<scenario>.toml` with the seed and the anchor set, into
 `runs/anchoring/<scenario>-<anchor>-seed<S>/` (resumable); the table printed at the end (and written
-to runs/anchoring/summary.json) holds, at the last checkpoint: Bob's and Alice's accuracy on their
+to runs/anchoring/summary-<scenarios>.json) holds, at the last checkpoint: Bob's and Alice's accuracy on their
 trained labels, the label loss, and the base reporter's (fitted at step 0) and a refitted reporter's
 AUROC vs truth on Bob-hard disagreements at the anchored site and one layer below.
 """
@@ -60,7 +60,7 @@ def main() -> None:
                 run = run_analysis(spec, runs_root=args.runs)
                 rows.append({"scenario": scenario, "anchor": anchor, "seed": seed, **summarize(run)})
                 print(json.dumps(rows[-1]), flush=True)
-    (args.runs / "summary.json").write_text(json.dumps(rows, indent=2))
+    (args.runs / f"summary-{'-'.join(args.scenarios)}.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
