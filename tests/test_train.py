@@ -137,3 +137,16 @@ def test_trajectory_from_dirs_and_revisions(base, tmp_path):
     assert revs.steps == [1000, 2000] and revs.checkpoints[0].revision == "step1000"
     with pytest.raises(ValueError, match="step<N>"):
         Trajectory.from_revisions("EleutherAI/pythia-70m", ["main"])
+
+
+def test_an_hf_model_fine_tunes_and_its_checkpoints_reload(gpt2_dir, tmp_path):
+    """A HuggingFace GPT-2 bridge trains through the same path; checkpoints load onto its architecture."""
+    data, labels = _data()
+    model = _load(gpt2_dir)
+    cfg = FineTuneConfig(**{**CONFIG.__dict__, "steps": 3, "frozen": ("blocks.0.",)})
+    traj = fine_tune(model, data, labels, tmp_path / "run", base_spec=str(gpt2_dir), config=cfg)
+    last = traj.model_at(len(traj) - 1)
+    assert all(torch.equal(last.state_dict()[k], v) for k, v in model.state_dict().items())
+    base = _load(gpt2_dir).state_dict()
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(base[k], v)]
+    assert moved and not any(k.startswith("blocks.0.") for k in moved)
