@@ -13,6 +13,7 @@ from elk_lens.contrast import capture_contrast as capture_contrast
 from elk_lens.data import StatementSet as StatementSet
 from elk_lens.data import load_statements as load_statements
 from elk_lens.data import quirky_arithmetic as quirky_arithmetic
+from elk_lens.drift_study import trajectory_drift as trajectory_drift
 from elk_lens.erasure import fit_leace as fit_leace
 from elk_lens.interventions import erase as erase
 from elk_lens.interventions import reflect as reflect
@@ -35,18 +36,26 @@ from elk_lens.reporters import fit_vinc as fit_vinc
 from elk_lens.reporters.registry import fit_method as fit_method
 from elk_lens.sites import Site as Site
 from elk_lens.sites import residual_sites as residual_sites
+from elk_lens.train import FineTuneConfig as FineTuneConfig
+from elk_lens.train import anchor_to as anchor_to
+from elk_lens.train import fine_tune as fine_tune
+from elk_lens.trajectory import Trajectory as Trajectory
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activations",
+    "FineTuneConfig",
     "Reporter",
     "Site",
     "StatementSet",
+    "Trajectory",
+    "anchor_to",
     "auroc",
     "capture",
     "capture_contrast",
     "erase",
+    "fine_tune",
     "fingerprint",
     "fit_ccs",
     "fit_crc",
@@ -67,4 +76,5 @@ __all__ = [
     "residual_sites",
     "save_model",
     "steer",
+    "trajectory_drift",
 ]
