@@ -29,11 +29,12 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check elk_lens tests benchmarks hooks
-	$(BIN)/ruff format --check elk_lens tests benchmarks hooks
+	$(BIN)/ruff check elk_lens tests benchmarks hooks analyses
+	$(BIN)/ruff format --check elk_lens tests benchmarks hooks analyses
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/capture_bench.py
+	$(BIN)/python benchmarks/fit_bench.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
