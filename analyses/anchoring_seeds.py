@@ -3,10 +3,11 @@
     .venv/bin/python analyses/anchoring_seeds.py [--scenarios quirk_allft quirk_flip] [--seeds 0 1 2]
 
 Each run is `elk-lens run` of `analyses/drift_<scenario>.toml` with the seed and the anchor set, into
-`runs/anchoring/<scenario>-<anchor>-seed<S>/` (resumable); the table printed at the end (and written
-to runs/anchoring/summary-<scenarios>.json) holds, at the last checkpoint: Bob's and Alice's accuracy on their
-trained labels, the label loss, and the base reporter's (fitted at step 0) and a refitted reporter's
-AUROC vs truth on Bob-hard disagreements at the anchored site and one layer below.
+`runs/anchoring/<scenario>-<anchor>-seed<S>/` (resumable). The table printed at the end (and written to
+runs/anchoring/summary-<scenarios>.json) holds, at the last checkpoint: Bob's and Alice's accuracy on
+their trained labels, the last batch's and the held-out answer loss, and the AUROC vs truth on Bob-hard
+disagreements of the base reporter (fitted at step 0) and of a refitted one, at the anchored site and
+one layer below.
 """
 
 import argparse
@@ -33,7 +34,8 @@ def summarize(run: Path) -> dict:
     end = -1
     out = {"bob_acc": m["final_accuracy"]["Bob vs the trained labels"],
            "alice_acc": m["final_accuracy"]["Alice vs the trained labels"],
-           "label_loss_end": m["fine_tune"]["history"][-1]["loss"]}  # fmt: skip
+           "label_loss_end": m["fine_tune"]["history"][-1]["loss"],
+           "held_out_loss_end": list(m["task_loss"].values())[-1]}  # fmt: skip
     for site in ("blocks.2.hook_resid_pre", "blocks.3.hook_resid_pre"):
         out[f"base reporter {site}"] = m["auroc_initial"]["logistic"][site]["BH_disagree"][end]
         out[f"refit {site}"] = m["auroc_refit"]["logistic"][site]["BH_disagree"][end]

@@ -31,7 +31,7 @@ from elk_lens.lm_output import answer_token_ids
 from elk_lens.reporters import Reporter
 from elk_lens.trajectory import Checkpoint, Trajectory
 
-__all__ = ["Anchor", "FineTuneConfig", "anchor_to", "checkpoint_steps", "fine_tune"]
+__all__ = ["Anchor", "FineTuneConfig", "anchor_to", "answer_loss", "checkpoint_steps", "fine_tune"]
 
 STATE_FILE = ".train_state.pt"
 
@@ -141,6 +141,26 @@ def statement_loss(model: TransformerBridge, batch: Tokens, targets: Tensor, lm_
         lm = F.cross_entropy(logits[:, :-1][inside], batch.ids[:, 1:][inside])
         loss = loss + lm_loss_weight * lm
     return loss
+
+
+@torch.no_grad()
+def answer_loss(
+    model: TransformerBridge,
+    statements: StatementSet,
+    labels: Tensor,
+    *,
+    answers: tuple[str, str] = ("True", "False"),
+    batch_size: int = 512,
+) -> float:
+    """Mean cross-entropy of the labelled answer token after each statement (the task loss, held out)."""
+    true_id, false_id = answer_token_ids(model, answers)
+    targets = torch.where(torch.as_tensor(labels).bool(), true_id, false_id)
+    tokens = tokenize(model, statements.texts)
+    total = 0.0
+    for start in range(0, len(statements), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(statements)))
+        total += float(statement_loss(model, _rows(tokens, idx), targets[idx], 0.0)) * len(idx)
+    return total / len(statements)
 
 
 def _freeze(model: TransformerBridge, prefixes: tuple[str, ...]) -> None:

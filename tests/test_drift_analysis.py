@@ -53,7 +53,7 @@ def test_second_run_resumes(finished):
     before = (run / "metrics.json").read_text()
     run_analysis(spec, runs_root=run.parent)
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["resumed_stages"] == ["fine_tune", "drift"]
+    assert manifest["resumed_stages"] == ["fine_tune", "drift", "task_loss"]
     assert (run / "metrics.json").read_text() == before
 
 

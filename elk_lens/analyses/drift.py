@@ -22,7 +22,7 @@ from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
 from elk_lens.reporters import fit_logistic
-from elk_lens.train import FineTuneConfig, anchor_to, fine_tune
+from elk_lens.train import FineTuneConfig, anchor_to, answer_loss, fine_tune
 from elk_lens.trajectory import Trajectory
 
 __all__ = ["check_config", "run"]
@@ -119,6 +119,15 @@ def _drift(s: dict, run: RunDir) -> dict:
     return out
 
 
+def _task_loss(s: dict, run: RunDir) -> dict:
+    """Held-out answer loss (test split, the trained labels) at the first and the last checkpoint."""
+    traj = Trajectory.load(run.path / "trajectory")
+    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0)
+    labels = test.column(s["train.labels"])
+    return {f"step {traj.steps[i]}": answer_loss(traj.model_at(i), test, labels, batch_size=s["capture.batch_size"])
+            for i in (0, len(traj) - 1)}  # fmt: skip
+
+
 def _x(steps: list[int]) -> list[str]:
     return [str(x) for x in steps]
 
@@ -127,6 +136,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     s = _settings(cfg)
     trained = run.stage("fine_tune", lambda: _fine_tune(s, run))
     d = run.stage("drift", lambda: _drift(s, run))
+    task_loss = run.stage("task_loss", lambda: _task_loss(s, run))
     steps, sites, methods = d["steps"], d["sites"], d["methods"]
     first = methods[0]
     charts = line_chart(
@@ -160,7 +170,8 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
         f"{s['train.steps']} steps; seed {s['train.seed']}; anchor: {s['anchor.on']}"
         + (f" (weight {s['anchor.weight']} at {s['anchor.site']})" if s["anchor.on"] != "none" else "")
     )  # noqa: E501 fmt: skip
-    acc_rows = [{"subset": k, "accuracy": round(v, 4)} for k, v in d["final_accuracy"].items()]
+    acc_rows = [{"measure": f"accuracy, {k}", "value": round(v, 4)} for k, v in d["final_accuracy"].items()]
+    acc_rows += [{"measure": f"held-out answer loss, {k}", "value": round(v, 5)} for k, v in task_loss.items()]
     sections = [
         Section("Scenario", f"<p>{escape(scenario)}</p>" + table_html(acc_rows)
                 + f"<p class='note'>Fine-tuning took {trained['seconds']} s for {s['train.steps']} steps.</p>"),
@@ -180,7 +191,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
         intro="<p class='note'>A truthful base model is fine-tuned; at every checkpoint reporters are refitted on "
         "Alice-easy statements and scored on Bob-hard disagreements, beside the reporter fitted at step 0.</p>",
         sections=sections,
-        metrics={"fine_tune": trained, **{k: d[k] for k in d}},
+        metrics={"fine_tune": trained, "task_loss": task_loss, **{k: d[k] for k in d}},
         tables={"drift_summary": summary, "transfer": transfer_rows},
         provenance={"model_spec": s["model.base"], "seeds": {"train": s["train.seed"]}, "settings": s},
     )
