@@ -160,7 +160,8 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
                 "cos v floor q05": d["floors"]["cos_v"][x]["q05"],
                 f"cos w {first} (end)": d["cos_w"][first][x]["to_first"][end],
                 f"cos w {first} floor q05": d["floors"]["cos_w"][first][x]["q05"],
-                "CKA to step 0 (end)": d["cka_to_first"][x][end]} for x in sites]  # fmt: skip
+                "CKA to step 0 (end)": d["cka_to_first"][x][end],
+                "CKA half-sample spread (q05, q95)": _spread(d["floors"]["cka_final"][x])} for x in sites]  # fmt: skip
     transfer_site = s["anchor.site"] if s["anchor.site"] in sites else sites[-1]
     matrix = d["transfer"][first][transfer_site]
     transfer_rows = [{"fitted at step": st, **{str(c): round(v, 3) for c, v in zip(steps, row, strict=True)}}
@@ -195,6 +196,10 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
         tables={"drift_summary": summary, "transfer": transfer_rows},
         provenance={"model_spec": s["model.base"], "seeds": {"train": s["train.seed"]}, "settings": s},
     )
+
+
+def _spread(floor: dict) -> str:
+    return f"{floor['q05']:+.4f}, {floor['q95']:+.4f}"
 
 
 def _heat(column: str, value: object) -> str | None:
