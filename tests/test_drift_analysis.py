@@ -70,3 +70,15 @@ def test_bad_specs_fail_before_training(tmp_path, extra, message):
     spec.write_text(f'name = "bad"\nanalysis = "drift"\n{extra}')
     with pytest.raises(ValueError, match=re.escape(message)):
         run_analysis(spec, runs_root=tmp_path / "runs")
+
+
+def test_catalogue_lists_the_run(finished):
+    from elk_lens.analyses.drift_catalogue import catalogue_rows, write_catalogue
+
+    _, run = finished
+    rows = catalogue_rows(run.parent)
+    assert [r["run"] for r in rows] == ["drift-tiny"] and rows[0]["anchor"] == "alice"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert rows[0]["step-0 reporter at end"] == metrics["auroc_initial"]["mean_diff"]["blocks.3.hook_resid_pre"][
+        "BH_disagree"][-1]  # fmt: skip
+    assert write_catalogue(run.parent).is_file() and (run.parent / "drift_catalogue.csv").is_file()

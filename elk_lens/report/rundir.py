@@ -15,7 +15,7 @@ from torch import Tensor
 
 from elk_lens._atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["RunDir", "environment"]
+__all__ = ["RunDir", "csv_text", "environment"]
 
 _PACKAGES = ("elk-lens", "transformer-lens", "torch", "transformers", "tokenizers", "numpy", "safetensors")
 
@@ -28,6 +28,15 @@ def _git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def csv_text(rows: Sequence[dict]) -> str:
+    """CSV of dict rows; the columns are the union of the rows' keys (missing cells left blank)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def environment() -> dict:
@@ -89,13 +98,8 @@ class RunDir:
         return path
 
     def write_csv(self, name: str, rows: Sequence[dict]) -> Path:
-        buf = io.StringIO()
-        fields = list(dict.fromkeys(k for row in rows for k in row))  # rows may differ in their keys
-        writer = csv.DictWriter(buf, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
         path = self.path / name
-        atomic_write_text(path, buf.getvalue())
+        atomic_write_text(path, csv_text(rows))
         return path
 
     def write_text(self, name: str, text: str) -> Path:
