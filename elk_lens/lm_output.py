@@ -72,10 +72,11 @@ def output_log_odds(
         batch = tokens.rows(start, start + batch_size)
         last = batch.mask.sum(1) - 1  # right padding: last real token
         context = nullcontext() if intervention is None else intervention(_edit_positions(last, offsets, start))
+        device = next(model.parameters()).device
         with context:
-            logits = model(batch.ids, attention_mask=batch.mask)
-        picked = logits[torch.arange(len(batch)), last]
+            logits = model(batch.ids.to(device), attention_mask=batch.mask.to(device))
+        picked = logits[torch.arange(len(batch), device=device), last.to(device)]
         if metric == "prob_diff":
             picked = picked.float().softmax(-1)
-        out.append((picked[:, t_id] - picked[:, f_id]).float())
+        out.append((picked[:, t_id] - picked[:, f_id]).float().cpu())
     return torch.cat(out)

@@ -137,6 +137,10 @@ def _load_native(path: Path, device: str, dtype: torch.dtype) -> TransformerBrid
     model = TransformerBridge.boot_native(cfg, tokenizer=tok, dtype=dtype)
     state = load_file(str(path / "model.safetensors"))
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    # boot_native records cfg["device"] but builds the weights on the CPU: move them explicitly
+    # (only when needed: TransformerLens's .to prints a line on every call)
+    if torch.device(device) != next(model.parameters()).device:
+        model = model.to(device)
     return model.eval()
 
 

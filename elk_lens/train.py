@@ -116,11 +116,14 @@ def _anchor_id(anchor: Anchor | None) -> str | None:
 
 
 def _anchor_loss(anchor: Anchor, resid: Tensor, last: Tensor, idx: np.ndarray) -> Tensor:
-    rows = anchor.rows[idx]
+    device = resid.device
+    rows = anchor.rows[idx].to(device)
     if not rows.any():
         return resid.sum() * 0
-    reading = resid[torch.arange(len(last)), last].to(anchor.reporter.w.dtype) @ anchor.reporter.w
-    target = anchor.reference[idx] - anchor.reporter.b
+    w = anchor.reporter.w.to(device)
+    last = last.to(device)
+    reading = resid[torch.arange(len(last), device=device), last].to(w.dtype) @ w
+    target = anchor.reference[idx].to(device) - anchor.reporter.b
     scale = anchor.reference[anchor.rows].var().clamp_min(1e-12)
     return anchor.weight * ((reading - target)[rows].square().mean() / scale).float()
 
@@ -133,12 +136,14 @@ def _rows(tokens: Tokens, idx: np.ndarray) -> Tokens:
 
 def statement_loss(model: TransformerBridge, batch: Tokens, targets: Tensor, lm_loss_weight: float) -> Tensor:
     """Cross-entropy of the answer token after each statement (+ weighted next-token loss inside it)."""
-    logits = model(batch.ids, attention_mask=batch.mask)
-    last = batch.mask.sum(1) - 1
-    loss = F.cross_entropy(logits[torch.arange(len(last)), last], targets)
+    device = next(model.parameters()).device
+    ids, mask = batch.ids.to(device), batch.mask.to(device)
+    logits = model(ids, attention_mask=mask)
+    last = mask.sum(1) - 1
+    loss = F.cross_entropy(logits[torch.arange(len(last), device=device), last], targets.to(device))
     if lm_loss_weight:
-        inside = batch.mask[:, 1:].bool()
-        lm = F.cross_entropy(logits[:, :-1][inside], batch.ids[:, 1:][inside])
+        inside = mask[:, 1:].bool()
+        lm = F.cross_entropy(logits[:, :-1][inside], ids[:, 1:][inside])
         loss = loss + lm_loss_weight * lm
     return loss
 
