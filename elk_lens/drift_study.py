@@ -65,9 +65,10 @@ def trajectory_drift(
     keys = [(m, s) for m in methods for s in sites]
     refit = {k: {e: [] for e in evals} for k in keys}
     initial_auroc = {k: {e: [] for e in evals} for k in keys}
-    w_hist, v_hist, reporters, eval_acts = ({k: [] for k in keys} for _ in range(4))
+    w_hist, v_hist, reporters = ({k: [] for k in keys} for _ in range(3))
+    eval_acts: dict[str, list[Tensor]] = {site: [] for site in sites}  # the transfer set, per site and step
     output = {e: [] for e in evals}
-    first_eval = {}
+    acts0 = None  # the step-0 training activations, for the noise floors
     shape = None
     for t in range(len(trajectory)):
         model = trajectory.model_at(t)
@@ -92,9 +93,9 @@ def trajectory_drift(
                 for e, s in evals.items():
                     refit[k][e].append(_auroc(r(evs[e].at(i)), s.truth))
                     initial_auroc[k][e].append(_auroc(reporters[k][0](evs[e].at(i)), s.truth))
-                eval_acts[k].append(evs[transfer_eval].at(i).double())
-            if t == 0:
-                first_eval[site] = evs[transfer_eval].at(i).double()
+            eval_acts[site].append(evs[transfer_eval].at(i).double())
+        if t == 0:
+            acts0 = acts
     labels = evals[transfer_eval].truth
     out = {
         "steps": trajectory.steps, "sites": sites, "methods": list(methods), "transfer_eval": transfer_eval,
@@ -103,12 +104,11 @@ def trajectory_drift(
         "cos_w": {}, "cos_v": {}, "transfer": {}, "subspace_angle_deg": {}, "cka_to_first": {},
         "procrustes_to_first": {}, "floors": {"cos_w": {}, "cos_v": {}, "cka_final": {}},
     }  # fmt: skip
-    acts0 = capture(trajectory.model_at(0), train, sites, batch_size=batch_size)
     for k in keys:
         method, site = k
         ws = cosine_series(torch.stack(w_hist[k]))
         out["cos_w"].setdefault(method, {})[site] = {n: _floats(x) for n, x in ws.items()}
-        m = transfer_matrix(reporters[k], eval_acts[k], labels)
+        m = transfer_matrix(reporters[k], eval_acts[site], labels)
         out["transfer"].setdefault(method, {})[site] = [_floats(row) for row in m]
         x0 = acts0.at(sites.index(site)).double()
 
@@ -130,10 +130,10 @@ def trajectory_drift(
             torch.stack([r.w for r in (reporters[(m, site)][t] for m in methods)], 1) for t in range(len(trajectory))
         ]
         out["subspace_angle_deg"][site] = [_largest_angle(finals[0], f) for f in finals]
-        a0 = first_eval[site]
-        out["cka_to_first"][site] = [round(linear_cka(a0, a), 5) for a in eval_acts[k]]
-        out["procrustes_to_first"][site] = [round(procrustes_distance(a0, a), 5) for a in eval_acts[k]]
-        floor = noise_floor(lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, eval_acts[k][-1]),
+        a0 = eval_acts[site][0]
+        out["cka_to_first"][site] = [round(linear_cka(a0, a), 5) for a in eval_acts[site]]
+        out["procrustes_to_first"][site] = [round(procrustes_distance(a0, a), 5) for a in eval_acts[site]]
+        floor = noise_floor(lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, eval_acts[site][-1]),
                             n_resamples=floor_resamples)  # fmt: skip
         out["floors"]["cka_final"][site] = {q: round(v, 5) for q, v in floor.items()}
     return out

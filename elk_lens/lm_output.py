@@ -68,11 +68,11 @@ def output_log_odds(
     tokens = tokenize(model, texts)
     offsets = torch.tensor(positions_from_end)
     out = []
+    device = next(model.parameters()).device
     for start in range(0, len(texts), batch_size):
         batch = tokens.rows(start, start + batch_size)
         last = batch.mask.sum(1) - 1  # right padding: last real token
         context = nullcontext() if intervention is None else intervention(_edit_positions(last, offsets, start))
-        device = next(model.parameters()).device
         with context:
             logits = model(batch.ids.to(device), attention_mask=batch.mask.to(device))
         picked = logits[torch.arange(len(batch), device=device), last.to(device)]
