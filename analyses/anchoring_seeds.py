@@ -1,6 +1,6 @@
 """Plain vs concept-anchored fine-tuning over seeds: runs the drift analysis per (scenario, anchor, seed).
 
-    .venv/bin/python analyses/anchoring_seeds.py [--scenarios quirk_allft quirk_flip] [--seeds 0 1 2]
+    .venv/bin/python analyses/anchoring_seeds.py [--scenarios quirk_allft quirk_flip] [--weights 1] [--seeds 0 1 2]
 
 Each run is `elk-lens run` of `analyses/drift_<scenario>.toml` with the seed and the anchor set, into
 `runs/anchoring/<scenario>-<anchor>-seed<S>/` (resumable). The table printed at the end (and written to
@@ -19,14 +19,19 @@ from pathlib import Path
 from elk_lens.report.runner import run_analysis
 
 ROOT = Path(__file__).resolve().parent
-ANCHOR = '\n[anchor]\non = "{on}"\nweight = 1.0\nsite = "blocks.3.hook_resid_pre"\n'
+ANCHOR = '\n[anchor]\non = "{on}"\nweight = {weight}\nsite = "blocks.3.hook_resid_pre"\n'
 
 
-def spec_text(scenario: str, anchor: str, seed: int) -> str:
+def run_name(scenario: str, anchor: str, seed: int, weight: float) -> str:
+    suffix = "" if anchor == "none" or weight == 1.0 else f"-w{weight:g}"
+    return f"{scenario}-{anchor}{suffix}-seed{seed}"
+
+
+def spec_text(scenario: str, anchor: str, seed: int, weight: float) -> str:
     text = (ROOT / f"drift_{scenario}.toml").read_text()
     text = re.sub(r"^seed = \d+", f"seed = {seed}", text, flags=re.M)
-    text = re.sub(r'^name = ".*"', f'name = "{scenario}-{anchor}-seed{seed}"', text, flags=re.M)
-    return text + ANCHOR.format(on=anchor) + '\n[drift]\nmethods = ["logistic"]\n'
+    text = re.sub(r'^name = ".*"', f'name = "{run_name(scenario, anchor, seed, weight)}"', text, flags=re.M)
+    return text + ANCHOR.format(on=anchor, weight=weight) + '\n[drift]\nmethods = ["logistic"]\n'
 
 
 def summarize(run: Path) -> dict:
@@ -49,6 +54,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=["quirk_allft", "quirk_flip"])
     parser.add_argument("--anchors", nargs="+", default=["none", "all", "alice"])
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        type=float,
+        default=[1.0],
+        help="anchor weights (lambda); the plain run is made once per seed",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=Path("runs/anchoring"))
     args = parser.parse_args()
@@ -57,12 +69,15 @@ def main() -> None:
     for scenario in args.scenarios:
         for seed in args.seeds:
             for anchor in args.anchors:
-                spec = args.runs / f"{scenario}-{anchor}-seed{seed}.toml"
-                spec.write_text(spec_text(scenario, anchor, seed))
-                run = run_analysis(spec, runs_root=args.runs)
-                rows.append({"scenario": scenario, "anchor": anchor, "seed": seed, **summarize(run)})
-                print(json.dumps(rows[-1]), flush=True)
-    (args.runs / f"summary-{'-'.join(args.scenarios)}.json").write_text(json.dumps(rows, indent=2))
+                for weight in [1.0] if anchor == "none" else args.weights:
+                    spec = args.runs / f"{run_name(scenario, anchor, seed, weight)}.toml"
+                    spec.write_text(spec_text(scenario, anchor, seed, weight))
+                    run = run_analysis(spec, runs_root=args.runs)
+                    row = {"scenario": scenario, "anchor": anchor, "weight": weight, "seed": seed}
+                    rows.append({**row, **summarize(run)})
+                    print(json.dumps(rows[-1]), flush=True)
+    tag = "-".join(args.scenarios + [f"w{w:g}" for w in args.weights if w != 1.0])
+    (args.runs / f"summary-{tag}.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

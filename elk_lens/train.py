@@ -1,8 +1,10 @@
-"""Fine-tune any TransformerBridge on labelled statements, saving a resumable `Trajectory` of checkpoints.
+"""Fine-tune any TransformerBridge on labelled statements or a raw token stream, saving a resumable
+`Trajectory` of checkpoints.
 
-The model learns to answer each statement: the next token after its last real token is the true or
-the false answer (``answers``), by the row's label, optionally plus a next-token loss over the
-statement itself (tiny models learn faster with it). AdamW with linear warmup and linear decay to
+On statements the model learns to answer each one: the next token after its last real token is the
+true or the false answer (``answers``), by the row's label, optionally plus a next-token loss over the
+statement itself (tiny models learn faster with it). On a `TokenStream` it learns the next token
+everywhere (continued pre-training). AdamW with linear warmup and linear decay to
 zero; checkpoints at log-spaced steps (0, 1, 2, 4, … then evenly spaced), each saved atomically with
 the optimizer state, so a killed run resumes from its last checkpoint and reaches the same weights.
 """
@@ -29,6 +31,7 @@ from elk_lens.capture import Tokens, capture, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import answer_token_ids
 from elk_lens.reporters import Reporter
+from elk_lens.token_stream import TokenStream, window_loss
 from elk_lens.trajectory import Checkpoint, Trajectory
 
 __all__ = ["Anchor", "FineTuneConfig", "anchor_to", "answer_loss", "checkpoint_steps", "fine_tune"]
@@ -79,11 +82,16 @@ class Anchor:
     of each batch, where ``h_t`` is the training model's residual at the reporter's site (last token)
     and ``w . h_0`` the reporter's score on the model before training (``reference``). No labels are
     needed; ``rows`` chooses which statements are anchored (e.g. only contexts one can check).
+
+    Training on the same statements anchors the rows of each training batch; training on a token
+    stream anchors a batch of anchored statements drawn beside each stream batch (one more forward).
     """
 
     reporter: Reporter
     reference: Tensor
     rows: Tensor
+    tokens: Tokens
+    source: str
     weight: float = 1.0
 
 
@@ -101,7 +109,8 @@ def anchor_to(model: TransformerBridge, statements: StatementSet, reporter: Repo
             f"anchoring needs at least 2 anchored statements (a variance to scale by), got {int(rows.sum())}"
         )
     acts = capture(model, statements, [reporter.site], batch_size=256, dtype=torch.float64)
-    return Anchor(reporter, reporter(acts.at(0)).detach(), rows, weight)
+    return Anchor(reporter, reporter(acts.at(0)).detach(), rows, tokenize(model, statements.texts),
+                  statements.fingerprint, weight)  # fmt: skip
 
 
 def _anchor_id(anchor: Anchor | None) -> str | None:
@@ -115,7 +124,7 @@ def _anchor_id(anchor: Anchor | None) -> str | None:
     return h.hexdigest()[:16]
 
 
-def _anchor_loss(anchor: Anchor, resid: Tensor, last: Tensor, idx: np.ndarray) -> Tensor:
+def _anchor_loss(anchor: Anchor, resid: Tensor, last: Tensor, idx: np.ndarray | Tensor) -> Tensor:
     device = resid.device
     rows = anchor.rows[idx].to(device)
     if not rows.any():
@@ -168,6 +177,67 @@ def answer_loss(
     return total / len(statements)
 
 
+def _with_resid(model: TransformerBridge, site: str, forward: Callable[[], Tensor]) -> tuple[Tensor, Tensor]:
+    """``forward()`` and the residual at ``site`` from that pass, kept inside the autograd graph."""
+    grabbed: dict[str, Tensor] = {}
+
+    def grab(resid: Tensor, *, hook) -> None:
+        grabbed["resid"] = resid
+
+    with loud_hooks(model, [(site, grab)]):
+        result = forward()
+    return result, grabbed["resid"]
+
+
+def _batch_loss(model: TransformerBridge, data: StatementSet | TokenStream, labels: Tensor | None,
+                config: FineTuneConfig, anchor: Anchor | None) -> Callable[[np.random.Generator], Tensor]:  # fmt: skip
+    """Checks the data against the model and returns ``loss(rng)`` of one random training batch."""
+    if isinstance(data, TokenStream):
+        if labels is not None:
+            raise ValueError("a token stream trains on its next tokens: pass labels=None")
+        if data.context > model.cfg.n_ctx:
+            raise ValueError(f"the stream's context {data.context} exceeds the model's n_ctx {model.cfg.n_ctx}")
+        if int(data.ids.max()) >= model.cfg.d_vocab or int(data.ids.min()) < 0:
+            raise ValueError(f"the stream holds token ids outside the model's vocabulary 0..{model.cfg.d_vocab - 1}")
+        anchored = None if anchor is None else anchor.rows.nonzero()[:, 0]
+
+        def stream_batch(rng: np.random.Generator) -> Tensor:
+            windows = data.windows(data.sample(rng, config.batch_size))
+            if anchor is None:
+                return window_loss(model, windows)
+            idx = anchored[torch.as_tensor(rng.integers(0, len(anchored), config.batch_size))]
+            batch = _rows(anchor.tokens, idx.numpy())
+            device = next(model.parameters()).device
+            forward = lambda: model(batch.ids.to(device), attention_mask=batch.mask.to(device))  # noqa: E731
+            _, resid = _with_resid(model, anchor.reporter.site, forward)
+            return window_loss(model, windows) + _anchor_loss(anchor, resid, batch.mask.sum(1) - 1, idx)
+
+        return stream_batch
+    if not isinstance(data, StatementSet):
+        raise TypeError(f"fine_tune trains on a StatementSet or a TokenStream, got {type(data).__name__}")
+    if labels is None:
+        raise ValueError("statements need answer labels (one per statement); for next-token training use a TokenStream")
+    labels = torch.as_tensor(labels).bool()
+    if labels.shape != (len(data),):
+        raise ValueError(f"need one label per statement: {tuple(labels.shape)} labels for {len(data)}")
+    if anchor is not None and anchor.source != data.fingerprint:
+        raise ValueError("the anchor's reference scores must come from these statements (build it with anchor_to)")
+    true_id, false_id = answer_token_ids(model, config.answers)
+    targets = torch.where(labels, true_id, false_id)
+    tokens = tokenize(model, data.texts)
+
+    def statement_batch(rng: np.random.Generator) -> Tensor:
+        idx = rng.integers(0, len(data), config.batch_size)
+        batch = _rows(tokens, idx)
+        forward = lambda: statement_loss(model, batch, targets[idx], config.lm_loss_weight)  # noqa: E731
+        if anchor is None:
+            return forward()
+        loss, resid = _with_resid(model, anchor.reporter.site, forward)
+        return loss + _anchor_loss(anchor, resid, batch.mask.sum(1) - 1, idx)
+
+    return statement_batch
+
+
 def _freeze(model: TransformerBridge, prefixes: tuple[str, ...]) -> None:
     """Freeze parameters by their TransformerLens names (``"embed."``, ``"blocks.0."``, as in ``state_dict``)."""
     named = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.nn.Parameter)}
@@ -180,8 +250,8 @@ def _freeze(model: TransformerBridge, prefixes: tuple[str, ...]) -> None:
 
 def fine_tune(
     model: TransformerBridge,
-    statements: StatementSet,
-    labels: Tensor,
+    data: StatementSet | TokenStream,
+    labels: Tensor | None,
     out: str | Path,
     *,
     base_spec: str,
@@ -190,26 +260,20 @@ def fine_tune(
     progress: bool | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> Trajectory:
-    """Train ``model`` (loaded from ``base_spec``) in place on ``statements`` with answer ``labels``;
-    with ``anchor``, also keep the anchor's reporter reading what it read before training.
+    """Train ``model`` (loaded from ``base_spec``) in place on statements with answer ``labels``, or on a
+    :class:`TokenStream` (``labels=None``); with ``anchor``, also keep the anchor's reporter reading what
+    it read before training.
 
     Writes ``out/step_<k>.safetensors`` at every checkpoint step and ``out/trajectory.json``; a rerun
     with the same arguments resumes from the last saved state. ``on_step(step, loss)`` is called after
     every optimizer step (e.g. to log, or to stop a test run on purpose).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    labels = torch.as_tensor(labels).bool()
-    if anchor is not None and (anchor.reference.shape != (len(statements),) or anchor.rows.shape != (len(statements),)):
-        raise ValueError("the anchor's reference scores must come from these statements (build it with anchor_to)")
-    if labels.shape != (len(statements),):
-        raise ValueError(f"need one label per statement: {tuple(labels.shape)} labels for {len(statements)}")
     saves = sorted(set(config.checkpoints or checkpoint_steps(config.steps)))
     if saves[0] < 0 or saves[-1] > config.steps:
         raise ValueError(f"checkpoint steps must lie in 0..{config.steps}, got {saves}")
-    true_id, false_id = answer_token_ids(model, config.answers)
-    targets = torch.where(labels, true_id, false_id)
-    tokens = tokenize(model, statements.texts)
+    batch_loss = _batch_loss(model, data, labels, config, anchor)
+    out.mkdir(parents=True, exist_ok=True)
     _freeze(model, config.frozen)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -220,7 +284,7 @@ def fine_tune(
     anchor_id = _anchor_id(anchor)
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)
-        if (state["config"], state["data"], state["anchor"]) != (asdict(config), statements.fingerprint, anchor_id):
+        if (state["config"], state["data"], state["anchor"]) != (asdict(config), data.fingerprint, anchor_id):
             raise ValueError(f"{out} holds a run with other settings, data or anchor; use another directory")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -235,20 +299,15 @@ def fine_tune(
         )
         done.append(Checkpoint(step, weights=name).__dict__)
         Trajectory([Checkpoint(**c) for c in done], base_spec, out, {"config": asdict(config),
-                   "data": statements.fingerprint, "anchor": anchor_id, "history": history}).save(out)  # fmt: skip
+                   "data": data.fingerprint, "anchor": anchor_id, "history": history}).save(out)  # fmt: skip
         buf = io.BytesIO()
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "step": step, "history": history, "done": done,
-                    "config": asdict(config), "data": statements.fingerprint, "anchor": anchor_id}, buf)  # fmt: skip
+                    "config": asdict(config), "data": data.fingerprint, "anchor": anchor_id}, buf)  # fmt: skip
         atomic_write_bytes(state_path, buf.getvalue())
 
     if step == 0 and not done and 0 in saves:
         checkpoint()
-    grabbed: dict[str, Tensor] = {}
-
-    def grab(resid: Tensor, *, hook) -> None:  # the anchored site's residual, kept in the autograd graph
-        grabbed["resid"] = resid
-
     model.train()
     started = time.perf_counter()
     bar = tqdm(
@@ -258,14 +317,7 @@ def fine_tune(
         while step < config.steps:
             for group in opt.param_groups:
                 group["lr"] = config.schedule(step)
-            idx = rng.integers(0, len(statements), config.batch_size)
-            batch = _rows(tokens, idx)
-            if anchor is None:
-                loss = statement_loss(model, batch, targets[idx], config.lm_loss_weight)
-            else:
-                with loud_hooks(model, [(anchor.reporter.site, grab)]):
-                    loss = statement_loss(model, batch, targets[idx], config.lm_loss_weight)
-                loss = loss + _anchor_loss(anchor, grabbed["resid"], batch.mask.sum(1) - 1, idx)
+            loss = batch_loss(rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -48,6 +48,22 @@ def test_run_directory_and_report(finished):
     assert not re.search(r"""(src|href)=["']https?://""", html)
 
 
+def test_a_stream_scenario_trains_on_the_documents_with_their_answers(tmp_path):
+    spec = tmp_path / "stream.toml"
+    spec.write_text(SPEC.replace('name = "drift-tiny"', 'name = "drift-stream-tiny"').replace(
+        "[train]\n", '[train]\nobjective = "stream"\n'))  # fmt: skip
+    run = run_analysis(spec, runs_root=tmp_path / "runs")
+    info = json.loads((run / "trajectory" / "trajectory.json").read_text())
+    from elk_lens.data.quirky import quirky_arithmetic
+    from elk_lens.models import load_model
+    from elk_lens.token_stream import TokenStream
+
+    train = quirky_arithmetic(400, split="train", seed=0)
+    docs = [t + ("True" if y else "False") for t, y in zip(train.texts, train.column("label"), strict=True)]
+    assert info["info"]["data"] == TokenStream.from_texts(load_model("zoo:quirky-arith-base"), docs).fingerprint
+    assert "trained on: next tokens of a raw stream" in (run / "report.html").read_text()
+
+
 def test_second_run_resumes(finished):
     spec, run = finished
     before = (run / "metrics.json").read_text()
@@ -62,6 +78,7 @@ def test_second_run_resumes(finished):
     [
         ('[train]\nlabels = "truth"\n', "'train.labels' must be one of"),
         ('[anchor]\non = "bob"\n', "'anchor.on' must be one of"),
+        ('[train]\nobjective = "lm"\n', "'train.objective' must be one of ['answer', 'stream']"),
         ("[train]\nsteps = 0\n", "'train.steps' must be >= 1"),
     ],
 )

@@ -2,8 +2,10 @@
 trajectory and measure how the truth concept and the reporters move (``elk_lens.drift_study``).
 
 Scenarios are spec settings: which labels the model learns (each character's own — the quirk — or
-Bob's for everybody — the quirk flip), which parameters stay frozen, the learning rate, the steps, and
-optional concept anchoring of a reporter fitted on the base model.
+Bob's for everybody — the quirk flip), how (the answer token after each statement, or next-token
+training on a raw token stream of the statements with their answers written out), which parameters
+stay frozen, the learning rate, the steps, and optional concept anchoring of a reporter fitted on the
+base model.
 """
 
 from html import escape
@@ -22,6 +24,7 @@ from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
 from elk_lens.reporters import fit_logistic
+from elk_lens.token_stream import TokenStream
 from elk_lens.train import FineTuneConfig, anchor_to, answer_loss, fine_tune
 from elk_lens.trajectory import Trajectory
 
@@ -30,6 +33,7 @@ __all__ = ["check_config", "run"]
 _DEFAULTS = {
     "model.base": ("zoo:quirky-arith-base", str),
     "train.labels": ("label", str),
+    "train.objective": ("answer", str),
     "train.rows": (10000, int),
     "train.steps": (600, int),
     "train.lr": (1e-3, float),
@@ -48,6 +52,10 @@ LABELS = {
     "label": "each character's own label (Bob sloppy: the quirk)",
     "bob_label": "Bob's sloppy label for everybody (the quirk flip)",
 }
+OBJECTIVES = {
+    "answer": "the answer token after each statement",
+    "stream": "next tokens of a raw stream of the statements, each followed by its answer",
+}
 ANCHORS = ("none", "all", "alice")
 
 
@@ -59,6 +67,10 @@ def check_config(cfg: dict) -> None:
     s = _settings(cfg)
     if s["train.labels"] not in LABELS:
         raise ValueError(f"config key 'train.labels' must be one of {sorted(LABELS)}, got {s['train.labels']!r}")
+    if s["train.objective"] not in OBJECTIVES:
+        raise ValueError(
+            f"config key 'train.objective' must be one of {sorted(OBJECTIVES)}, got {s['train.objective']!r}"
+        )
     if s["anchor.on"] not in ANCHORS:
         raise ValueError(f"config key 'anchor.on' must be one of {ANCHORS}, got {s['anchor.on']!r}")
     for key in ("train.rows", "train.steps", "drift.eval_rows", "drift.probe_rows"):
@@ -87,7 +99,12 @@ def _fine_tune(s: dict, run: RunDir) -> dict:
         anchor = anchor_to(model, train, reporter, rows=rows, weight=s["anchor.weight"])
     config = FineTuneConfig(steps=s["train.steps"], lr=s["train.lr"], batch_size=s["train.batch_size"],
                             seed=s["train.seed"], frozen=tuple(s["train.frozen"]))  # fmt: skip
-    traj = fine_tune(model, train, labels, run.path / "trajectory", base_spec=s["model.base"], config=config,
+    if s["train.objective"] == "stream":
+        answers = np.array(config.answers)[np.where(labels.numpy(), 0, 1)]
+        data, labels = TokenStream.from_texts(model, [t + a for t, a in zip(train.texts, answers, strict=True)]), None
+    else:
+        data = train
+    traj = fine_tune(model, data, labels, run.path / "trajectory", base_spec=s["model.base"], config=config,
                      anchor=anchor)  # fmt: skip
     return {"steps": traj.steps, "history": traj.info.get("history", []), "seconds": traj.info["seconds_this_run"]}
 
@@ -150,8 +167,12 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     floor_bands = {f"cos v {x}": (d["floors"]["cos_v"][x]["q05"], 1.0) for x in sites}
     charts += line_chart(cos, _x(steps), title="Concept vector (class-mean difference on Alice-easy): cosine to step 0",
                          y_label="cosine", y_range=(-1.0, 1.0), reference=0.0, bands=floor_bands)  # fmt: skip
+    # CKA's floor: how far two disjoint halves of the final evaluation rows disagree (5% quantile); a CKA
+    # within that distance of 1 is not told apart from no change
+    cka_bands = {f"CKA {x}": (1.0 + d["floors"]["cka_final"][x]["q05"], 1.0) for x in sites}
     charts += line_chart({f"CKA {x}": d["cka_to_first"][x] for x in sites}, _x(steps),
-                         title="Linear CKA of Bob-hard-disagreement residuals to step 0", y_label="CKA")  # fmt: skip
+                         title="Linear CKA of Bob-hard-disagreement residuals to step 0", y_label="CKA",
+                         bands=cka_bands)  # fmt: skip
     end = len(steps) - 1
     summary = [{"site": x, **{f"{m} refit (end)": d["auroc_refit"][m][x]["BH_disagree"][end] for m in methods},
                 **{f"{m} initial (end)": d["auroc_initial"][m][x]["BH_disagree"][end] for m in methods},
@@ -167,7 +188,8 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     transfer_rows = [{"fitted at step": st, **{str(c): round(v, 3) for c, v in zip(steps, row, strict=True)}}
                      for st, row in zip(steps, matrix, strict=True)]  # fmt: skip
     scenario = (
-        f"labels: {LABELS[s['train.labels']]}; frozen: {s['train.frozen'] or 'nothing'}; lr {s['train.lr']}; "
+        f"labels: {LABELS[s['train.labels']]}; trained on: {OBJECTIVES[s['train.objective']]}; "
+        f"frozen: {s['train.frozen'] or 'nothing'}; lr {s['train.lr']}; "
         f"{s['train.steps']} steps; seed {s['train.seed']}; anchor: {s['anchor.on']}"
         + (f" (weight {s['anchor.weight']} at {s['anchor.site']})" if s["anchor.on"] != "none" else "")
     )  # noqa: E501 fmt: skip
@@ -178,7 +200,8 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
                 + f"<p class='note'>Fine-tuning took {trained['seconds']} s for {s['train.steps']} steps.</p>"),
         Section("Drift over steps", charts + "<p class='note'>Shaded bands: the noise floor, from the 5% quantile "
                 "of the same cosine between directions fitted on two disjoint halves of the step-0 probe set up to "
-                "1; drift counts only below it.</p>"),
+                "1; drift counts only below it. On the CKA chart the band runs from 1 down by the 5% quantile of the "
+                "difference between the final CKA computed on two disjoint halves of the evaluation rows.</p>"),
         Section("At the end", table_html(summary)),
         Section(f"Probe transfer ({first}, {transfer_site})", table_html(transfer_rows, highlight=_heat)
                 + "<p class='note'>Row: reporter fitted at that step; column: scored on that step's residuals; "
