@@ -36,6 +36,8 @@ from elk_lens.reporters import fit_vinc as fit_vinc
 from elk_lens.reporters.registry import fit_method as fit_method
 from elk_lens.sites import Site as Site
 from elk_lens.sites import residual_sites as residual_sites
+from elk_lens.token_stream import TokenStream as TokenStream
+from elk_lens.token_stream import stream_loss as stream_loss
 from elk_lens.train import FineTuneConfig as FineTuneConfig
 from elk_lens.train import anchor_to as anchor_to
 from elk_lens.train import fine_tune as fine_tune
@@ -49,6 +51,7 @@ __all__ = [
     "Reporter",
     "Site",
     "StatementSet",
+    "TokenStream",
     "Trajectory",
     "anchor_to",
     "auroc",
@@ -76,5 +79,6 @@ __all__ = [
     "residual_sites",
     "save_model",
     "steer",
+    "stream_loss",
     "trajectory_drift",
 ]

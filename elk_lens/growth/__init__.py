@@ -1,0 +1,25 @@
+"""Growth: function-preserving grow operators on native models and the `GrowthMap` that transports reporters."""
+
+from elk_lens.growth.fit import fit_growth_map
+from elk_lens.growth.map import GrowthMap
+from elk_lens.growth.operators import (
+    add_heads,
+    grow,
+    grow_d_head,
+    insert_blocks,
+    stack_blocks,
+    widen_d_model,
+    widen_mlp,
+)
+
+__all__ = [
+    "GrowthMap",
+    "add_heads",
+    "fit_growth_map",
+    "grow",
+    "grow_d_head",
+    "insert_blocks",
+    "stack_blocks",
+    "widen_d_model",
+    "widen_mlp",
+]

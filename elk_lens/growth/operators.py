@@ -1,0 +1,362 @@
+"""Grow native (``boot_native``) pre-LN models: each operator returns ``(grown_model, GrowthMap)``.
+
+Function-preserving operators (notes: drift_growth_circuits.md §5):
+
+- ``insert_blocks``: new blocks whose two residual writers (attention ``o``, MLP ``out``) are zero;
+- ``widen_mlp``: Net2Net neuron split (``"split"``) or new neurons with zero output weights (``"zero"``);
+- ``add_heads``: new heads with zero output weights;
+- ``grow_d_head``: new key dimensions zero, queries rescaled by √(d_head'/d_head) against the score scale;
+- ``widen_d_model``: mean-pad the writers (``"mean"``; any LN model) or zero-pad them (``"zero"``; RMSNorm,
+  or LN with writers already centred), with norm gain × √(d/d') and ε × d/d';
+- ``grow``: a composition of the above in one call.
+
+New weights the function does not depend on are drawn so training can use them: a zero *writer*
+with a random *reader* gets a gradient at once (∂L/∂W_O ∝ the reader's output), and the reader gets
+one as soon as the writer moves; zero readers and zero writers together would be a saddle no gradient
+leaves. Random draws are Gaussian with the standard deviation of the model's own weights of the same
+kind, so new units start at the trained model's scale. A split neuron's two copies take its output
+weight in unequal shares (α and 1 − α, α ∈ [0.3, 0.7]), so their gradients differ and they can
+diverge; an equal split keeps them identical forever.
+
+Non-preserving contrasts: ``stack_blocks`` (G_stack: the whole stack repeated) and
+``insert_blocks(..., preserve=False)`` (random writers too); their maps say ``exact=False``.
+
+Supported: native bridges with LayerNorm (``"LN"``) or RMSNorm (``"RMS"``), standard or rotary positions,
+no gated MLP for ``widen_mlp``, no grouped-query attention and no rotary positions for the head operators.
+TransformerLens 4.3's native RMSNorm computes in float32 whatever the model's dtype, so widening an
+RMS model's residual is exact to float32 rounding (~5e-7 on logits) even in float64.
+"""
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from elk_lens.growth.map import GrowthMap
+from elk_lens.models import fingerprint, native_config
+
+__all__ = ["add_heads", "grow", "grow_d_head", "insert_blocks", "stack_blocks", "widen_d_model", "widen_mlp"]
+
+NORMS = ("LN", "RMS")
+_LN_WEIGHTS = ("ln1.weight", "ln2.weight")
+_READERS = ("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.in.weight")
+_WRITERS = ("attn.o.weight", "mlp.out.weight")
+
+
+def _config(model: TransformerBridge, op: str) -> dict:
+    """The native config, refusing models the operators do not know how to grow."""
+    if getattr(model.cfg, "architecture", None) != "TransformerLensNative":
+        raise ValueError(f"{op} grows native (boot_native) models only; this is a {model.cfg.architecture!r} bridge. "
+                         "Supported: TransformerLensNative with normalization 'LN' or 'RMS'")  # fmt: skip
+    cfg = native_config(model)
+    if cfg.get("normalization_type") not in NORMS:
+        raise ValueError(f"{op}: normalization_type {cfg.get('normalization_type')!r} is not supported; "
+                         f"supported: {NORMS} (pre-norm with a gain the width fix can rescale)")  # fmt: skip
+    return cfg
+
+
+def _state(model: TransformerBridge) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _rebuild(model: TransformerBridge, cfg: dict, state: dict[str, Tensor]) -> TransformerBridge:
+    """Boot the grown architecture and load ``state`` into it, strictly (every key, every shape)."""
+    dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
+    grown = TransformerBridge.boot_native({**cfg, "init_weights": False, "device": str(device)},
+                                          tokenizer=model.tokenizer, dtype=dtype)  # fmt: skip
+    grown.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in state.items()}, strict=True)
+    if next(grown.parameters()).device != device:
+        grown = grown.to(device)
+    return grown.eval()
+
+
+def _map(model: TransformerBridge, grown: TransformerBridge, op: str, *, P: Tensor | None = None,
+         layers=None, heads=None, exact: bool = True) -> GrowthMap:  # fmt: skip
+    d = model.cfg.d_model
+    return GrowthMap(
+        torch.eye(d, dtype=torch.float64) if P is None else P.to(torch.float64),
+        tuple(range(model.cfg.n_layers)) if layers is None else tuple(layers),
+        tuple(range(model.cfg.n_heads)) if heads is None else tuple(heads),
+        fingerprint(model), fingerprint(grown), exact, (op,),
+    )  # fmt: skip
+
+
+def _draw(gen: torch.Generator, like: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Gaussian with the standard deviation of ``like`` (the model's own weights of that kind)."""
+    std = float(like.float().std()) if like.numel() > 1 else 0.02
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(like.dtype) * std
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _block_keys(state: dict[str, Tensor], i: int) -> dict[str, Tensor]:
+    prefix = f"blocks.{i}."
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+def insert_blocks(model: TransformerBridge, at: list[int] | int, *, preserve: bool = True,
+                  seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
+    """Insert new blocks before old blocks ``at`` (``n_layers`` appends at the end; repeats insert several).
+
+    A new block's readers (Q, K, V, MLP in) are random at the scale of the model's mean block; with
+    ``preserve`` its writers (O, MLP out, and their biases) are zero, so it adds nothing to the
+    residual. ``preserve=False`` draws the writers too: the non-preserving contrast.
+    """
+    cfg = _config(model, "insert_blocks")
+    n = cfg["n_layers"]
+    at = sorted([at] if isinstance(at, int) else list(at))
+    if not at or any(not 0 <= a <= n for a in at):
+        raise ValueError(f"insert positions must lie in 0..{n} (before that old block; {n} = at the end), got {at}")
+    state, gen = _state(model), _generator(seed)
+    blocks = [_block_keys(state, i) for i in range(n)]
+    new_blocks, layers = [], []
+    for i in range(n + 1):
+        for _ in range(at.count(i)):
+            new_blocks.append(_fresh_block(blocks, gen, preserve))
+        if i < n:
+            layers.append(len(new_blocks))
+            new_blocks.append(blocks[i])
+    out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
+    for j, block in enumerate(new_blocks):
+        out.update({f"blocks.{j}.{k}": v for k, v in block.items()})
+    grown = _rebuild(model, {**cfg, "n_layers": len(new_blocks)}, out)
+    return grown, _map(model, grown, f"insert_blocks({at}{'' if preserve else ', random writers'})", layers=layers,
+                       exact=preserve)  # fmt: skip
+
+
+def _fresh_block(blocks: list[dict[str, Tensor]], gen: torch.Generator, preserve: bool) -> dict[str, Tensor]:
+    block = {}
+    for key, like in blocks[0].items():
+        pool = torch.stack([b[key] for b in blocks])  # every block's weights of this kind set the scale
+        if key.endswith(("ln1.weight", "ln2.weight")):
+            block[key] = torch.ones_like(like)
+        elif key.endswith(".bias") or (preserve and key.endswith(_WRITERS)):
+            block[key] = torch.zeros_like(like)
+        else:
+            block[key] = _draw(gen, pool, tuple(like.shape))
+    return block
+
+
+def stack_blocks(model: TransformerBridge) -> tuple[TransformerBridge, GrowthMap]:
+    """G_stack: the block stack repeated once (L -> 2L, block ``L + i`` a copy of block ``i``); not
+    function-preserving. Old block ``i`` maps to the first copy."""
+    cfg = _config(model, "stack_blocks")
+    n, state = cfg["n_layers"], _state(model)
+    out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
+    for j in range(2 * n):
+        out.update({f"blocks.{j}.{k}": v.clone() for k, v in _block_keys(state, j % n).items()})
+    grown = _rebuild(model, {**cfg, "n_layers": 2 * n}, out)
+    return grown, _map(model, grown, f"stack_blocks({n}->{2 * n})", exact=False)
+
+
+def widen_mlp(model: TransformerBridge, d_mlp: int, *, mode: str = "split", seed: int = 0
+              ) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
+    """Widen every MLP to ``d_mlp`` neurons: Net2Net split of existing neurons (``"split"``, chosen at
+    random without repeats while possible) or new neurons with random input and zero output weights
+    (``"zero"``)."""
+    cfg = _config(model, "widen_mlp")
+    if cfg.get("gated_mlp") or cfg.get("attn_only"):
+        raise ValueError("widen_mlp supports plain (ungated) MLPs; this model has a gated MLP or none")
+    old = cfg["d_mlp"]
+    _check_grows("d_mlp", old, d_mlp)
+    if mode not in ("split", "zero"):
+        raise ValueError(f"widen_mlp mode must be 'split' or 'zero', got {mode!r}")
+    state, gen = _state(model), _generator(seed)
+    rng = np.random.default_rng(seed)
+    extra = d_mlp - old
+    for i in range(cfg["n_layers"]):
+        w_in, b_in, w_out = (state[f"blocks.{i}.mlp.{k}"] for k in ("in.weight", "in.bias", "out.weight"))
+        if mode == "split":
+            src = torch.as_tensor(np.concatenate([rng.permutation(old) for _ in range(math.ceil(extra / old))])[:extra])
+            alpha = rng.uniform(0.3, 0.7, extra)
+            share = torch.ones(old, dtype=torch.float64)  # what each old neuron keeps of its output weight
+            new_share = torch.empty(extra, dtype=torch.float64)
+            for n_new, (j, a) in enumerate(zip(src.tolist(), alpha, strict=True)):  # a neuron split twice
+                new_share[n_new] = share[j] * (1 - a)  # splits what it still holds
+                share[j] = share[j] * a
+            kept = w_out * share.to(w_out.dtype)
+            new_cols = w_out[:, src] * new_share.to(w_out.dtype)
+            state[f"blocks.{i}.mlp.in.weight"] = torch.cat([w_in, w_in[src]])
+            state[f"blocks.{i}.mlp.in.bias"] = torch.cat([b_in, b_in[src]])
+            state[f"blocks.{i}.mlp.out.weight"] = torch.cat([kept, new_cols], 1)
+        else:
+            state[f"blocks.{i}.mlp.in.weight"] = torch.cat([w_in, _draw(gen, w_in, (extra, w_in.shape[1]))])
+            state[f"blocks.{i}.mlp.in.bias"] = torch.cat([b_in, torch.zeros(extra, dtype=b_in.dtype)])
+            state[f"blocks.{i}.mlp.out.weight"] = torch.cat([w_out, torch.zeros(w_out.shape[0], extra,
+                                                                                 dtype=w_out.dtype)], 1)  # fmt: skip
+    grown = _rebuild(model, {**cfg, "d_mlp": d_mlp}, state)
+    return grown, _map(model, grown, f"widen_mlp({old}->{d_mlp}, {mode})")
+
+
+def _check_heads(cfg: dict, op: str) -> None:
+    if cfg.get("n_key_value_heads") not in (None, cfg["n_heads"]):
+        raise ValueError(f"{op} supports full multi-head attention; this model has grouped-query attention")
+
+
+def add_heads(model: TransformerBridge, n_heads: int, *, seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:
+    """Grow every attention layer to ``n_heads`` heads: new heads' Q, K, V random, their output weights zero."""
+    cfg = _config(model, "add_heads")
+    _check_heads(cfg, "add_heads")
+    old, d_head = cfg["n_heads"], cfg["d_head"]
+    _check_grows("n_heads", old, n_heads)
+    state, gen = _state(model), _generator(seed)
+    extra = (n_heads - old) * d_head
+    for i in range(cfg["n_layers"]):
+        for p in "qkv":
+            w, b = state[f"blocks.{i}.attn.{p}.weight"], state[f"blocks.{i}.attn.{p}.bias"]
+            state[f"blocks.{i}.attn.{p}.weight"] = torch.cat([w, _draw(gen, w, (extra, w.shape[1]))])
+            state[f"blocks.{i}.attn.{p}.bias"] = torch.cat([b, torch.zeros(extra, dtype=b.dtype)])
+        w_o = state[f"blocks.{i}.attn.o.weight"]
+        state[f"blocks.{i}.attn.o.weight"] = torch.cat([w_o, torch.zeros(w_o.shape[0], extra, dtype=w_o.dtype)], 1)
+    grown = _rebuild(model, {**cfg, "n_heads": n_heads}, state)
+    return grown, _map(model, grown, f"add_heads({old}->{n_heads})")
+
+
+def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:
+    """Grow every head to ``d_head`` dimensions.
+
+    New key dimensions are zero, so they add nothing to q·k; the old queries are multiplied by
+    √(d_head'/d_head) to cancel the change of the 1/√d_head score scale (unless the model sets a
+    fixed ``attn_scale`` or none). New query and value dimensions are random; new value dimensions
+    reach the residual through zero output weights.
+    """
+    cfg = _config(model, "grow_d_head")
+    _check_heads(cfg, "grow_d_head")
+    if cfg.get("positional_embedding_type") == "rotary":
+        raise ValueError("grow_d_head does not support rotary positions (the rotation depends on d_head)")
+    old, n_heads = cfg["d_head"], cfg["n_heads"]
+    _check_grows("d_head", old, d_head)
+    auto_scale = cfg.get("use_attn_scale", True) and cfg.get("attn_scale", -1.0) <= 0
+    rescale = math.sqrt(d_head / old) if auto_scale else 1.0
+    state, gen = _state(model), _generator(seed)
+    extra = d_head - old
+    for i in range(cfg["n_layers"]):
+        for p in "qkv":
+            w = state[f"blocks.{i}.attn.{p}.weight"].unflatten(0, (n_heads, old))
+            b = state[f"blocks.{i}.attn.{p}.bias"].unflatten(0, (n_heads, old))
+            new_w = torch.zeros(n_heads, extra, w.shape[-1], dtype=w.dtype) if p == "k" else _draw(
+                gen, w, (n_heads, extra, w.shape[-1]))  # fmt: skip
+            if p == "q":
+                w, b = w * rescale, b * rescale
+            state[f"blocks.{i}.attn.{p}.weight"] = torch.cat([w, new_w], 1).flatten(0, 1)
+            state[f"blocks.{i}.attn.{p}.bias"] = torch.cat([b, torch.zeros(n_heads, extra, dtype=b.dtype)], 1).flatten()
+        w_o = state[f"blocks.{i}.attn.o.weight"].unflatten(1, (n_heads, old))
+        pad = torch.zeros(w_o.shape[0], n_heads, extra, dtype=w_o.dtype)
+        state[f"blocks.{i}.attn.o.weight"] = torch.cat([w_o, pad], 2).flatten(1)
+    grown = _rebuild(model, {**cfg, "d_head": d_head}, state)
+    return grown, _map(model, grown, f"grow_d_head({old}->{d_head})")
+
+
+def _check_grows(name: str, old: int, new: int) -> None:
+    if new <= old:
+        raise ValueError(f"{name} can only grow: {old} -> {new} would shrink it or keep it")
+
+
+def widen_d_model(model: TransformerBridge, d_model: int, *, mode: str = "mean", seed: int = 0,
+                  centred_tol: float = 1e-5) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
+    """Widen the residual stream to ``d_model``.
+
+    ``"mean"`` (LayerNorm): every write vector's new coordinates equal its mean over the old ones, so
+    the residual maps as ``x' = P x`` with ``P = [I; 1 1ᵀ/d]``: its mean stays, its centred sum of squares
+    stays, its variance scales by d/d'. ``"zero"``: new coordinates zero, ``P = [I; 0]``; exact for
+    RMSNorm, and for LayerNorm only if every writer is already centred (checked to ``centred_tol``).
+    Either way the norm gains scale by √(d/d') with zeros on the new coordinates, ε by d/d', and
+    readers get random columns for the new coordinates (the zero gain hides them from the function;
+    the gain's gradient is nonzero through them).
+    """
+    cfg = _config(model, "widen_d_model")
+    d = cfg["d_model"]
+    _check_grows("d_model", d, d_model)
+    if mode not in ("mean", "zero"):
+        raise ValueError(f"widen_d_model mode must be 'mean' or 'zero', got {mode!r}")
+    if mode == "mean" and cfg["normalization_type"] == "RMS":
+        raise ValueError("mean-padding changes an RMSNorm's mean square; widen RMS models with mode='zero'")
+    state, gen = _state(model), _generator(seed)
+    extra = d_model - d
+    embeddings = ("embed.weight", "pos_embed.weight")  # [rows, d]: one write vector per row
+    writers = (*_WRITERS, "attn.o.bias", "mlp.out.bias")  # [d, in] and [d]: one per column, and the bias
+    padded = {k: _pad_writes(v, extra, k in embeddings, mode) for k, v in state.items()
+              if k in embeddings or k.endswith(writers)}  # fmt: skip
+    if mode == "zero" and cfg["normalization_type"] == "LN":
+        off = {k: float(_pad_writes(state[k], 1, k in embeddings, "mean").abs().max()) for k in padded}
+        off = {k: m for k, m in off.items() if m > centred_tol}
+        if off:
+            raise ValueError(f"zero-padding a LayerNorm model needs centred writers; {len(off)} are not (e.g. "
+                             f"{next(iter(off))}: |mean| {next(iter(off.values())):.2e}); use mode='mean'")  # fmt: skip
+    state.update(padded)
+    gain = math.sqrt(d / d_model)
+    for k, v in list(state.items()):
+        if k.endswith(_LN_WEIGHTS) or k == "ln_final.weight":
+            state[k] = torch.cat([v * gain, torch.zeros(extra, dtype=v.dtype)])
+        elif k.endswith(("ln1.bias", "ln2.bias")) or k == "ln_final.bias":
+            state[k] = torch.cat([v, torch.zeros(extra, dtype=v.dtype)])
+        elif k.endswith(_READERS) or k == "unembed.weight":
+            state[k] = torch.cat([v, _draw(gen, v, (v.shape[0], extra))], 1)
+    P = torch.cat([torch.eye(d, dtype=torch.float64),
+                   (torch.ones(extra, d, dtype=torch.float64) / d) if mode == "mean" else
+                   torch.zeros(extra, d, dtype=torch.float64)])  # fmt: skip
+    new_cfg = {**cfg, "d_model": d_model, "eps": cfg["eps"] * d / d_model}
+    grown = _rebuild(model, new_cfg, state)
+    return grown, _map(model, grown, f"widen_d_model({d}->{d_model}, {mode})", P=P)
+
+
+def _pad_writes(v: Tensor, extra: int, embedding: bool, mode: str) -> Tensor:
+    """``v`` with ``extra`` new residual coordinates: each write vector's mean (``"mean"``) or zeros.
+
+    Embeddings hold one write vector per row ([rows, d]); writers one per column ([d, in]); a bias is one.
+    """
+    if embedding:
+        new = v.mean(1, keepdim=True).expand(-1, extra)
+        return torch.cat([v, new if mode == "mean" else torch.zeros_like(new)], 1)
+    new = v.mean(0, keepdim=True).expand(extra, *v.shape[1:])
+    return torch.cat([v, new if mode == "mean" else torch.zeros_like(new)], 0)
+
+
+def grow(model: TransformerBridge, *, n_layers: int | None = None, d_model: int | None = None,
+         d_mlp: int | None = None, n_heads: int | None = None, d_head: int | None = None,
+         d_model_mode: str = "mean", seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
+    """Every requested growth in one call (heads, head size, MLP, residual width, then depth), the maps
+    composed. New blocks are spread evenly: each goes after an old block, from the bottom up.
+
+    A model laid out as usual (n_heads · d_head = d_model) keeps that layout when only ``d_model`` is
+    given: heads are added to fill the new width, which must then be a multiple of d_head.
+    """
+    if d_model is not None and n_heads is None and d_head is None:  # before any step is queued
+        n_heads = _heads_for_width(model, d_model)
+    steps = []
+    if d_head is not None:
+        steps.append(lambda m: grow_d_head(m, d_head, seed=seed))
+    if n_heads is not None:
+        steps.append(lambda m: add_heads(m, n_heads, seed=seed + 1))
+    if d_mlp is not None:
+        steps.append(lambda m: widen_mlp(m, d_mlp, seed=seed + 2))
+    if d_model is not None:
+        steps.append(lambda m: widen_d_model(m, d_model, mode=d_model_mode, seed=seed + 3))
+    if n_layers is not None:
+        old = model.cfg.n_layers
+        _check_grows("n_layers", old, n_layers)
+        new = n_layers - old
+        steps.append(lambda m: insert_blocks(m, [min(old, (j + 1) * old // new) for j in range(new)], seed=seed + 4))
+    if not steps:
+        raise ValueError("grow needs at least one of n_layers, d_model, d_mlp, n_heads, d_head")
+    grown, growth = steps[0](model)
+    for step in steps[1:]:
+        grown, after = step(grown)
+        growth = growth.then(after)
+    return grown, growth
+
+
+def _heads_for_width(model: TransformerBridge, d_model: int) -> int | None:
+    """Heads that keep n_heads · d_head = d_model, for a model laid out that way (None otherwise)."""
+    n_heads, d_head = model.cfg.n_heads, model.cfg.d_head
+    if n_heads * d_head != model.cfg.d_model:
+        return None
+    if d_model % d_head:
+        raise ValueError(f"d_model {d_model} is not divisible by d_head {d_head}, as heads that fill the width need; "
+                         "pick a multiple, or pass n_heads= and/or d_head= to choose the heads yourself")  # fmt: skip
+    return d_model // d_head if d_model // d_head > n_heads else None
