@@ -28,6 +28,7 @@ from elk_lens.drift import (
 )
 from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import auroc_columns
+from elk_lens.reporters import Reporter
 from elk_lens.reporters.registry import METHODS, fit_method
 from elk_lens.trajectory import Trajectory
 
@@ -49,12 +50,20 @@ def trajectory_drift(
     floor_resamples: int = 10,
     answers: tuple[str, str] = ("True", "False"),
     batch_size: int = 512,
+    fixed: dict[str, Reporter] | None = None,
 ) -> dict:
     """Drift of every (method, site) along ``trajectory``; JSON-able (lists of floats).
 
     ``train`` (with its ``truth``) refits the reporters at each checkpoint; ``evals`` are scored against
     their ``truth``. Every set stays the same along the trajectory (their fingerprints are recorded).
+    ``fixed`` reporters (e.g. one transported from a smaller model through a growth map) are scored at
+    every checkpoint beside the refitted ones (``auroc_fixed``), with the cosine of their readout to
+    each method's refitted readout at their site (``cos_fixed_refit``).
     """
+    fixed = fixed or {}
+    off_sites = {name: r.site for name, r in fixed.items() if r.site not in sites}
+    if off_sites:
+        raise ValueError(f"fixed reporters read sites that are not among the drift sites: {off_sites}")
     bad = [m for m in methods if METHODS.get(m) is None or METHODS[m].reads != "statement" or METHODS[m].needs_polarity]
     if bad:
         raise ValueError(f"drift refits statement reporters without polarity; {bad} are not such methods")
@@ -68,6 +77,8 @@ def trajectory_drift(
     w_hist, v_hist, reporters = ({k: [] for k in keys} for _ in range(3))
     eval_acts: dict[str, list[Tensor]] = {site: [] for site in sites}  # the transfer set, per site and step
     output = {e: [] for e in evals}
+    fixed_auroc = {name: {e: [] for e in evals} for name in fixed}
+    fixed_cos = {name: {m: [] for m in methods} for name in fixed}
     acts0 = None  # the step-0 training activations, for the noise floors
     shape = None
     for t in range(len(trajectory)):
@@ -94,6 +105,12 @@ def trajectory_drift(
                     refit[k][e].append(_auroc(r(evs[e].at(i)), s.truth))
                     initial_auroc[k][e].append(_auroc(reporters[k][0](evs[e].at(i)), s.truth))
             eval_acts[site].append(evs[transfer_eval].at(i).double())
+        for name, r in fixed.items():
+            i = sites.index(r.site)
+            for e, s in evals.items():
+                fixed_auroc[name][e].append(_auroc(r(evs[e].at(i)), s.truth))
+            for method in methods:
+                fixed_cos[name][method].append(round(cosine(r.w, reporters[(method, r.site)][-1].w), 5))
         if t == 0:
             acts0 = acts
     labels = evals[transfer_eval].truth
@@ -101,6 +118,7 @@ def trajectory_drift(
         "steps": trajectory.steps, "sites": sites, "methods": list(methods), "transfer_eval": transfer_eval,
         "data": {"train": train.fingerprint, **{e: s.fingerprint for e, s in evals.items()}},
         "auroc_refit": _nest(refit), "auroc_initial": _nest(initial_auroc), "output_auroc": output,
+        "auroc_fixed": fixed_auroc, "cos_fixed_refit": fixed_cos,
         "cos_w": {}, "cos_v": {}, "transfer": {}, "subspace_angle_deg": {}, "cka_to_first": {},
         "procrustes_to_first": {}, "floors": {"cos_w": {}, "cos_v": {}, "cka_final": {}},
     }  # fmt: skip

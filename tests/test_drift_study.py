@@ -78,3 +78,24 @@ def test_checkpoints_of_another_architecture_are_refused(base, tmp_path, char_to
     traj = Trajectory([Checkpoint(0, spec=str(base)), Checkpoint(1, spec=str(wide))])
     with pytest.raises(ValueError, match="only through a growth map"):
         trajectory_drift(traj, train, evals, SITES, answers=ANSWERS)
+
+
+def test_a_fixed_reporter_is_scored_at_every_checkpoint(base, tmp_path):
+    """The step-0 refit passed as a fixed reporter scores as the initial reporter does, and its readout's
+    cosine to the step-0 refit is 1."""
+    from elk_lens.capture import capture
+    from elk_lens.models import load_model
+    from elk_lens.reporters import fit_logistic
+
+    train, evals = _sets()
+    site = SITES[1]
+    fixed = fit_logistic(capture(load_model(str(base)), train, [site]).at(0), train.truth, site=site)
+    config = FineTuneConfig(steps=4, lr=1e-2, warmup=1, batch_size=16, answers=ANSWERS, lm_loss_weight=0.5)
+    traj = fine_tune(load_model(str(base)), train, train.truth, tmp_path / "run", base_spec=str(base), config=config)
+    out = trajectory_drift(traj, train, evals, SITES, methods=("logistic",), answers=ANSWERS, floor_resamples=3,
+                           fixed={"from step 0": fixed})  # fmt: skip
+    assert out["auroc_fixed"]["from step 0"]["held_out"] == out["auroc_initial"]["logistic"][site]["held_out"]
+    cos = out["cos_fixed_refit"]["from step 0"]["logistic"]
+    assert cos[0] == pytest.approx(1.0, abs=1e-9) and len(cos) == len(traj)
+    with pytest.raises(ValueError, match="not among the drift sites"):
+        trajectory_drift(traj, train, evals, SITES[:1], answers=ANSWERS, fixed={"x": fixed})

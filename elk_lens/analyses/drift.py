@@ -18,12 +18,12 @@ from elk_lens.capture import capture
 from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.drift_study import trajectory_drift
 from elk_lens.lm_output import output_log_odds
-from elk_lens.models import load_model
+from elk_lens.models import fingerprint, load_model
 from elk_lens.quirky_study import EVAL_SETS, subset_mask
 from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
-from elk_lens.reporters import fit_logistic
+from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.token_stream import TokenStream
 from elk_lens.train import FineTuneConfig, anchor_to, answer_loss, fine_tune
 from elk_lens.trajectory import Trajectory
@@ -51,6 +51,7 @@ _DEFAULTS = {
 LABELS = {
     "label": "each character's own label (Bob sloppy: the quirk)",
     "bob_label": "Bob's sloppy label for everybody (the quirk flip)",
+    "alice_label": "the true label for everybody (the base model's own task)",
 }
 OBJECTIVES = {
     "answer": "the answer token after each statement",
@@ -87,14 +88,19 @@ def _probe_set(s: dict):
     return quirky_arithmetic(s["drift.probe_rows"], split="val", seed=0).where(character="Alice", easy=True)
 
 
-def _fine_tune(s: dict, run: RunDir) -> dict:
-    model = load_model(s["model.base"])
+def anchor_reporter(s: dict, model) -> Reporter:
+    """The reporter anchoring keeps truthful: logistic on Alice-easy statements at ``anchor.site``."""
+    probe_set, site = _probe_set(s), s["anchor.site"]
+    return fit_logistic(capture(model, probe_set, [site]).at(0), probe_set.truth, site=site,
+                        provenance={"model": fingerprint(model)})  # fmt: skip
+
+
+def train_scenario(s: dict, model, base_spec: str, out, reporter: Reporter | None) -> dict:
+    """Fine-tune ``model`` (loaded from ``base_spec``) on the scenario's data into ``out``, anchoring
+    ``reporter`` (which must read ``model``) when the spec asks for it."""
     train, labels = _train_data(s)
     anchor = None
     if s["anchor.on"] != "none":
-        probe_set = _probe_set(s)
-        site = s["anchor.site"]
-        reporter = fit_logistic(capture(model, probe_set, [site]).at(0), probe_set.truth, site=site)
         rows = None if s["anchor.on"] == "all" else train.column("character") == "Alice"
         anchor = anchor_to(model, train, reporter, rows=rows, weight=s["anchor.weight"])
     config = FineTuneConfig(steps=s["train.steps"], lr=s["train.lr"], batch_size=s["train.batch_size"],
@@ -104,13 +110,22 @@ def _fine_tune(s: dict, run: RunDir) -> dict:
         data, labels = TokenStream.from_texts(model, [t + a for t, a in zip(train.texts, answers, strict=True)]), None
     else:
         data = train
-    traj = fine_tune(model, data, labels, run.path / "trajectory", base_spec=s["model.base"], config=config,
-                     anchor=anchor)  # fmt: skip
+    traj = fine_tune(model, data, labels, out, base_spec=base_spec, config=config, anchor=anchor)
     return {"steps": traj.steps, "history": traj.info.get("history", []), "seconds": traj.info["seconds_this_run"]}
 
 
+def _fine_tune(s: dict, run: RunDir) -> dict:
+    model = load_model(s["model.base"])
+    reporter = anchor_reporter(s, model) if s["anchor.on"] != "none" else None
+    return train_scenario(s, model, s["model.base"], run.path / "trajectory", reporter)
+
+
 def _final_accuracy(s: dict, traj: Trajectory) -> dict:
-    model = traj.model_at(len(traj) - 1)
+    return output_accuracy(s, traj.model_at(len(traj) - 1))
+
+
+def output_accuracy(s: dict, model) -> dict:
+    """Each character's answer accuracy on the test split, vs the trained labels and vs truth."""
     test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0)
     says_true = (output_log_odds(model, test, batch_size=s["capture.batch_size"]) > 0).numpy()
     out = {}
@@ -121,19 +136,30 @@ def _final_accuracy(s: dict, traj: Trajectory) -> dict:
     return out
 
 
-def _drift(s: dict, run: RunDir) -> dict:
-    traj = Trajectory.load(run.path / "trajectory")
+def eval_sets(s: dict) -> dict:
+    """The fixed evaluation sets: Bob-hard disagreements, Alice-easy, and the Bob-hard control."""
     test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0)
-    evals = {
+    return {
         name: test.subset(subset_mask(test, EVAL_SETS[name]).numpy()) for name in ("BH_disagree", "AE", "BH_control")
     }
-    model = traj.model_at(0)
-    sites = [x for x in (f"blocks.{i}.hook_resid_pre" for i in range(1, model.cfg.n_layers))]
-    sites.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
-    out = trajectory_drift(traj, _probe_set(s), evals, sites, methods=tuple(s["drift.methods"]),
-                           batch_size=s["capture.batch_size"])  # fmt: skip
+
+
+def drift_sites(n_layers: int) -> list[str]:
+    """Every block's input residual past the embedding, and the last block's output."""
+    return [f"blocks.{i}.hook_resid_pre" for i in range(1, n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+
+
+def walk(s: dict, traj: Trajectory, sites: list[str], fixed: dict | None = None) -> dict:
+    """`trajectory_drift` on the scenario's probe and evaluation sets, plus the final answer accuracy."""
+    out = trajectory_drift(traj, _probe_set(s), eval_sets(s), sites, methods=tuple(s["drift.methods"]),
+                           batch_size=s["capture.batch_size"], fixed=fixed)  # fmt: skip
     out["final_accuracy"] = _final_accuracy(s, traj)
     return out
+
+
+def _drift(s: dict, run: RunDir) -> dict:
+    traj = Trajectory.load(run.path / "trajectory")
+    return walk(s, traj, drift_sites(traj.model_at(0).cfg.n_layers))
 
 
 def _task_loss(s: dict, run: RunDir) -> dict:

@@ -17,6 +17,7 @@ def line_chart(
     dashed: frozenset[str] = frozenset(),
     reference: float | None = 0.5,
     bands: dict[str, tuple[float, float]] | None = None,
+    marks: dict[str, str] | None = None,
     width: int = 720,
     height: int = 360,
 ) -> str:
@@ -24,6 +25,7 @@ def line_chart(
 
     ``bands`` maps a series name to a ``(low, high)`` range shaded in that series' colour across the
     plot (e.g. a noise floor: values inside it are indistinguishable from resampling noise).
+    ``marks`` maps x labels to a note drawn as a vertical line there (e.g. ``{"0": "grown"}``).
     """
     left, right, top, bottom = 56, 210, 34, 64
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -51,6 +53,14 @@ def line_chart(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{py(reference):.1f}" y2="{py(reference):.1f}" '
             f'stroke="#555" stroke-dasharray="2,3"/>'
         )
+    unknown = sorted(set(marks or {}) - set(x_labels))
+    if unknown:
+        raise ValueError(f"marks at {unknown} are not x labels of this chart")
+    for label, note in (marks or {}).items():
+        x = px(x_labels.index(label))
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#c00" '
+                   f'stroke-dasharray="4,3"/>')  # fmt: skip
+        out.append(f'<text x="{x + 3:.1f}" y="{top + 12}" font-size="10" fill="#c00">{escape(note)}</text>')
     for i, label in enumerate(x_labels):
         out.append(
             f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" font-size="10" text-anchor="middle">{escape(label)}</text>'

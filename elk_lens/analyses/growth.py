@@ -1,0 +1,241 @@
+"""The seed protocol: fit a reporter on the small truthful model, grow the model, train on, and check
+whether the reporter (transported through the growth map) still reads truth.
+
+Stages: ``grow`` (reporters fitted on the small model at every site, the small model's own numbers,
+the grown model and its map, the jump at the growth step), ``fine_tune`` (the grown model trained on
+the scenario, optionally anchoring the transported reporter), ``drift`` (refitted vs transported
+reporters at every checkpoint), ``task_loss``, and ``fitted_map`` (a map fitted on paired activations
+of the small model and the final model, as one would across sizes with no exact map).
+"""
+
+from html import escape
+
+import torch
+
+from elk_lens.analyses import drift as scenario
+from elk_lens.analyses.result import AnalysisResult, config_value
+from elk_lens.capture import capture
+from elk_lens.growth import GrowthMap, fit_growth_map, grow, insert_blocks, stack_blocks
+from elk_lens.lm_output import output_log_odds
+from elk_lens.metrics import auroc
+from elk_lens.models import fingerprint, load_model, save_model
+from elk_lens.report.html import Section, table_html
+from elk_lens.report.rundir import RunDir
+from elk_lens.report.svg import line_chart
+from elk_lens.reporters import Reporter, fit_logistic
+from elk_lens.trajectory import Trajectory
+
+__all__ = ["check_config", "run"]
+
+OPS = {
+    "grow": "function-preserving growth (elk_lens.growth.grow)",
+    "stack": "G_stack: the block stack repeated (not function-preserving)",
+    "random_blocks": "new blocks with random writers (not function-preserving)",
+}
+_GROW = {
+    "grow.op": ("grow", str),
+    "grow.n_layers": (0, int),
+    "grow.d_model": (0, int),
+    "grow.d_mlp": (0, int),
+    "grow.n_heads": (0, int),
+    "grow.d_head": (0, int),
+    "grow.seed": (0, int),
+}
+
+
+def _settings(cfg: dict) -> dict:
+    s = scenario._settings(cfg)
+    return s | {key: config_value(cfg, key, default, kind) for key, (default, kind) in _GROW.items()}
+
+
+def check_config(cfg: dict) -> None:
+    scenario.check_config(cfg)
+    s = _settings(cfg)
+    if s["grow.op"] not in OPS:
+        raise ValueError(f"config key 'grow.op' must be one of {sorted(OPS)}, got {s['grow.op']!r}")
+    sizes = {k: s[f"grow.{k}"] for k in ("n_layers", "d_model", "d_mlp", "n_heads", "d_head")}
+    if s["grow.op"] == "grow" and not any(sizes.values()):
+        raise ValueError("op 'grow' needs at least one of grow.n_layers, d_model, d_mlp, n_heads, d_head (> 0)")
+    if s["grow.op"] == "random_blocks" and not sizes["n_layers"]:
+        raise ValueError("op 'random_blocks' needs grow.n_layers (the grown depth)")
+
+
+def _grow(s: dict, small) -> tuple:
+    op, n = s["grow.op"], small.cfg.n_layers
+    if op == "stack":
+        return stack_blocks(small)
+    if op == "random_blocks":
+        new = s["grow.n_layers"] - n
+        return insert_blocks(small, [min(n, (j + 1) * n // max(new, 1)) for j in range(new)], preserve=False,
+                             seed=s["grow.seed"])  # fmt: skip
+    sizes = {k: s[f"grow.{k}"] or None for k in ("n_layers", "d_model", "d_mlp", "n_heads", "d_head")}
+    return grow(small, **sizes, seed=s["grow.seed"])
+
+
+def _small_reporters(s: dict, small) -> dict[str, Reporter]:
+    probe_set = scenario._probe_set(s)
+    sites = scenario.drift_sites(small.cfg.n_layers)
+    acts = capture(small, probe_set, sites, batch_size=s["capture.batch_size"])
+    return {site: fit_logistic(acts.at(i), probe_set.truth, site=site, provenance={"model": fingerprint(small)})
+            for i, site in enumerate(sites)}  # fmt: skip
+
+
+def _grow_stage(s: dict, run: RunDir) -> dict:
+    small = load_model(s["model.base"])
+    reporters = _small_reporters(s, small)
+    for site, r in reporters.items():
+        r.save(run.path / "small_reporters" / site)
+    grown, growth = _grow(s, small)
+    save_model(grown, run.path / "grown")
+    growth.save(run.path / "growth_map")
+    bob = scenario.eval_sets(s)["BH_disagree"]
+    small_out = output_log_odds(small, bob)
+    jump = float((output_log_odds(grown, bob) - small_out).abs().max())
+    acts = capture(small, bob, list(reporters), batch_size=s["capture.batch_size"])
+    return {
+        "ops": list(growth.ops), "exact": growth.exact, "layers": list(growth.layers),
+        "small": {"n_layers": small.cfg.n_layers, "d_model": small.cfg.d_model},
+        "grown": {"n_layers": grown.cfg.n_layers, "d_model": grown.cfg.d_model, "d_mlp": grown.cfg.d_mlp,
+                  "n_heads": grown.cfg.n_heads, "d_head": grown.cfg.d_head},
+        "max_abs_output_log_odds_change": jump,
+        "small_auroc": {site: auroc(r(acts.at(i)), bob.truth) for i, (site, r) in enumerate(reporters.items())},
+        "small_output_auroc": auroc(small_out, bob.truth),
+        "small_accuracy": scenario.output_accuracy(s, small),
+    }  # fmt: skip
+
+
+def _transported(run: RunDir) -> dict[str, Reporter]:
+    """The small model's reporters (by their small-model site) moved through the growth map."""
+    growth = GrowthMap.load(run.path / "growth_map")
+    saved = sorted((run.path / "small_reporters").rglob("reporter.json"))
+    return {r.site: growth.transport(r) for r in (Reporter.load(p.parent) for p in saved)}
+
+
+def _fine_tune(s: dict, run: RunDir) -> dict:
+    grown = load_model(str(run.path / "grown"))
+    reporter = _transported(run)[s["anchor.site"]] if s["anchor.on"] != "none" else None
+    return scenario.train_scenario(s, grown, str(run.path / "grown"), run.path / "trajectory", reporter)
+
+
+def _drift(s: dict, run: RunDir) -> dict:
+    traj = Trajectory.load(run.path / "trajectory")
+    transported = _transported(run)
+    sites = scenario.drift_sites(traj.model_at(0).cfg.n_layers)
+    sites += [r.site for r in transported.values() if r.site not in sites]
+    fixed = {f"transported from {small}": r for small, r in transported.items()}
+    out = scenario.walk(s, traj, sites, fixed)
+    out["fixed_sites"] = {name: r.site for name, r in fixed.items()}
+    return out
+
+
+def _fitted_map(s: dict, run: RunDir) -> dict:
+    """Small model -> final model, fitted on Alice-easy residuals; scored on Bob-hard disagreements."""
+    traj = Trajectory.load(run.path / "trajectory")
+    small, final = load_model(s["model.base"]), traj.model_at(len(traj) - 1)
+    growth = GrowthMap.load(run.path / "growth_map")
+    probe_set, bob = scenario._probe_set(s), scenario.eval_sets(s)["BH_disagree"]
+    out = {}
+    for small_site in scenario.drift_sites(small.cfg.n_layers):
+        site = growth.site(small_site)
+        a, b = (capture(m, probe_set, [x]).at(0) for m, x in ((small, small_site), (final, site)))
+        fitted = fit_growth_map(a, b, source_site=small_site, target_site=site, source_model=fingerprint(small),
+                                target_model=fingerprint(final))  # fmt: skip
+        reporter = fit_logistic(a, probe_set.truth, site=small_site, provenance={"model": fingerprint(small)})
+        refit = fit_logistic(b, probe_set.truth, site=site)
+        bob_final = capture(final, bob, [site]).at(0)
+        out[small_site] = {
+            "target_site": site, "fit residual": round(fitted.info["residual"], 4),
+            "through the fitted map": auroc(fitted.transport(reporter)(bob_final), bob.truth),
+            "refitted on the final model": auroc(refit(bob_final), bob.truth),
+            "cos(fitted G v, refitted v)": round(float(torch.nn.functional.cosine_similarity(
+                fitted.vector(reporter.v), refit.v.double(), dim=0)), 4),
+        }  # fmt: skip
+    return out
+
+
+def run(cfg: dict, run: RunDir) -> AnalysisResult:
+    s = _settings(cfg)
+    grown = run.stage("grow", lambda: _grow_stage(s, run))
+    trained = run.stage("fine_tune", lambda: _fine_tune(s, run))
+    d = run.stage("drift", lambda: _drift(s, run))
+    task_loss = run.stage("task_loss", lambda: scenario._task_loss(s, run))
+    fitted = run.stage("fitted_map", lambda: _fitted_map(s, run))
+    return _report(cfg, s, grown, trained, d, task_loss, fitted)
+
+
+def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
+    steps, first = d["steps"], d["methods"][0]
+    x = ["small", *(str(t) for t in steps)]
+    anchor_small = s["anchor.site"]
+    name = f"transported from {anchor_small}"
+    site = d["fixed_sites"][name]
+    end = len(steps) - 1
+    lines = {
+        f"transported ({anchor_small} -> {site})": [grown["small_auroc"][anchor_small],
+                                                     *d["auroc_fixed"][name]["BH_disagree"]],
+        f"refitted at {site}": [grown["small_auroc"][anchor_small], *d["auroc_refit"][first][site]["BH_disagree"]],
+        "model output": [grown["small_output_auroc"], *d["output_auroc"]["BH_disagree"]],
+    }  # fmt: skip
+    marks = {"0": "grown" + ("" if grown["exact"] else " (not preserving)")}
+    charts = line_chart(lines, x, title="AUROC vs truth on Bob-hard disagreements (small model, then the grown one)",
+                        y_label="AUROC vs truth", marks=marks)  # fmt: skip
+    charts += line_chart({f"cos(transported, refitted {m})": d["cos_fixed_refit"][name][m] for m in d["methods"]},
+                         [str(t) for t in steps], title=f"Transported vs refitted readout at {site}, grown basis",
+                         y_label="cosine", y_range=(-1.0, 1.0), reference=0.0, marks={"0": "grown"})  # fmt: skip
+    transported_at = {grown_site: small for small, grown_site in
+                      ((k.removeprefix("transported from "), v) for k, v in d["fixed_sites"].items())}  # fmt: skip
+    layers = []
+    for x_ in d["sites"]:
+        row = {"site": x_, f"{first} refit, step 0": d["auroc_refit"][first][x_]["BH_disagree"][0],
+               f"{first} refit, end": d["auroc_refit"][first][x_]["BH_disagree"][end]}  # fmt: skip
+        if x_ in transported_at:
+            small = transported_at[x_]
+            row["transported from"] = small
+            row["small model"] = grown["small_auroc"][small]
+            row["transported, step 0"] = d["auroc_fixed"][f"transported from {small}"]["BH_disagree"][0]
+            row["transported, end"] = d["auroc_fixed"][f"transported from {small}"]["BH_disagree"][end]
+        layers.append(row)
+    jump_rows = [
+        {"measure": "ops", "value": "; ".join(grown["ops"])},
+        {"measure": "function-preserving", "value": str(grown["exact"])},
+        {"measure": "small -> grown", "value": f"{grown['small']} -> {grown['grown']}"},
+        {"measure": "max |change of the output log-odds| at the growth step",
+         "value": f"{grown['max_abs_output_log_odds_change']:.2e}"},
+        {"measure": "output AUROC vs truth (Bob-hard disagreements): small -> grown step 0",
+         "value": f"{grown['small_output_auroc']:.4f} -> {d['output_auroc']['BH_disagree'][0]:.4f}"},
+    ]  # fmt: skip
+    acc = [{"measure": f"small model accuracy, {k}", "value": round(v, 4)} for k, v in grown["small_accuracy"].items()]
+    acc += [{"measure": f"end accuracy, {k}", "value": round(v, 4)} for k, v in d["final_accuracy"].items()]
+    acc += [{"measure": f"held-out answer loss, {k}", "value": round(v, 5)} for k, v in task_loss.items()]
+    fitted_rows = [{"small site": k, **v} for k, v in fitted.items()]
+    scenario_text = (
+        f"{OPS[s['grow.op']]}; then trained on {scenario.LABELS[s['train.labels']]}, lr {s['train.lr']}, "
+        f"{s['train.steps']} steps, seed {s['train.seed']}; anchor: {s['anchor.on']}"
+        + (f" (the transported reporter from {anchor_small}, weight {s['anchor.weight']})"
+           if s["anchor.on"] != "none" else "")
+    )  # fmt: skip
+    sections = [
+        Section("Scenario", f"<p>{escape(scenario_text)}</p>" + table_html(jump_rows) + table_html(acc)),
+        Section("Does the reporter stay truthful?", charts + "<p class='note'>'small' is the small model before "
+                "growth; the red line marks the growth step. Transported: the small model's logistic reporter "
+                "moved through the growth map (readout as a covector); refitted: fitted anew on Alice-easy "
+                "statements at each checkpoint.</p>"),
+        Section("Which layers hold truth", table_html(layers)),
+        Section("A map fitted on activations (no exact map)", table_html(fitted_rows) + "<p class='note'>An affine "
+                "map fitted by least squares from the small model's residuals to the final model's, on Alice-easy "
+                "statements; the small reporter goes through it and is scored on Bob-hard disagreements. The fit "
+                "residual is the share of the target's variation the map does not explain.</p>"),
+    ]  # fmt: skip
+    return AnalysisResult(
+        title=f"elk-lens: growth, {cfg['name']}",
+        intro="<p class='note'>A reporter fitted on the small truthful model, the model grown and trained on: "
+        "does the reporter still read truth?</p>",
+        sections=sections,
+        metrics={"grow": grown, "fine_tune": trained, "task_loss": task_loss, "fitted_map": fitted, **d},
+        tables={"growth_layers": layers, "growth_step": jump_rows, "fitted_map": fitted_rows},
+        provenance={
+            "model_spec": s["model.base"],
+            "seeds": {"train": s["train.seed"], "grow": s["grow.seed"]},
+            "settings": s,
+        },  # fmt: skip
+    )

@@ -1,0 +1,94 @@
+"""The growth analysis end to end on a tiny scenario: an exact growth keeps every small-model number at
+the growth step, the non-preserving contrast jumps, the run resumes, bad specs fail before any work."""
+
+import json
+import re
+
+import pytest
+
+from elk_lens.report.runner import run_analysis
+
+SPEC = """
+name = "{name}"
+analysis = "growth"
+[grow]
+{grow}
+[train]
+rows = 300
+steps = 1
+batch_size = 16
+[anchor]
+on = "all"
+[drift]
+methods = ["mean_diff"]
+eval_rows = 200
+probe_rows = 600
+"""
+# the transported reporter's scores equal the small model's up to float32 rounding (|Δ| ~1e-5 on
+# log-odds of size ~10), which can reorder two nearly tied rows: at most one pair of 200-odd rows flips
+AUROC_TIE_TOL = 1e-3
+EXACT_OUTPUT_TOL = 1e-4  # the issue's float32 bound on |Δlogit|, applied to the output log-odds
+
+
+def _run(tmp_path, name, grow):
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(SPEC.format(name=name, grow=grow))
+    return spec, run_analysis(spec, runs_root=tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def exact(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("growth"), "grow-tiny", "n_layers = 5\nd_model = 160")
+
+
+def test_exact_growth_keeps_the_small_models_numbers_at_the_growth_step(exact):
+    _, run = exact
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["grow"]["exact"] and m["grow"]["max_abs_output_log_odds_change"] < EXACT_OUTPUT_TOL
+    assert m["grow"]["grown"]["d_model"] == 160 and m["grow"]["grown"]["n_layers"] == 5
+    for name, site in m["fixed_sites"].items():
+        small = name.removeprefix("transported from ")
+        assert m["auroc_fixed"][name]["BH_disagree"][0] == pytest.approx(m["grow"]["small_auroc"][small],
+                                                                           abs=AUROC_TIE_TOL)  # fmt: skip
+        assert site in m["sites"]
+    assert m["output_auroc"]["BH_disagree"][0] == pytest.approx(m["grow"]["small_output_auroc"], abs=AUROC_TIE_TOL)
+    for row in m["fitted_map"].values():
+        assert 0 <= row["fit residual"] < 1
+    html = (run / "report.html").read_text()
+    for title in ("Scenario", "Does the reporter stay truthful?", "Which layers hold truth",
+                  "A map fitted on activations (no exact map)"):  # fmt: skip
+        assert f"<h2>{title}</h2>" in html
+    assert ">grown</text>" in html  # the growth step is marked on the charts
+
+
+def test_second_run_resumes(exact):
+    spec, run = exact
+    before = (run / "metrics.json").read_text()
+    run_analysis(spec, runs_root=run.parent)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["resumed_stages"] == ["grow", "fine_tune", "drift", "task_loss", "fitted_map"]
+    assert (run / "metrics.json").read_text() == before
+
+
+def test_stacking_is_the_discontinuous_contrast(tmp_path):
+    _, run = _run(tmp_path, "stack-tiny", 'op = "stack"')
+    m = json.loads((run / "metrics.json").read_text())
+    assert not m["grow"]["exact"] and m["grow"]["grown"]["n_layers"] == 8
+    assert m["grow"]["max_abs_output_log_odds_change"] > 1.0
+    assert "grown (not preserving)" in (run / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "grow, message",
+    [
+        ('op = "shrink"', "'grow.op' must be one of"),
+        ('op = "grow"', "op 'grow' needs at least one of"),
+        ('op = "random_blocks"', "op 'random_blocks' needs grow.n_layers"),
+    ],
+)
+def test_bad_specs_fail_before_any_work(tmp_path, grow, message):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(SPEC.format(name="bad", grow=grow))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_analysis(spec, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs" / "bad" / "stages").exists()

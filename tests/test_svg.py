@@ -1,0 +1,27 @@
+"""The inline SVG line chart: lines, gaps at NaN, noise bands and vertical marks."""
+
+import re
+
+import pytest
+
+from elk_lens.report.svg import line_chart
+
+
+def test_nan_breaks_the_line_into_segments():
+    svg = line_chart({"a": [0.1, 0.2, float("nan"), 0.4, 0.5]}, list("vwxyz"), title="t", y_label="y")
+    assert len(re.findall(r"<polyline", svg)) == 2
+    assert len(re.findall(r"<circle", svg)) == 4
+
+
+def test_bands_are_shaded_and_marks_are_drawn_where_their_label_is():
+    svg = line_chart({"a": [0.2, 0.8, 0.9]}, ["small", "0", "1"], title="t", y_label="y", bands={"a": (0.9, 1.0)},
+                     marks={"0": "grown here"})  # fmt: skip
+    assert 'fill-opacity="0.15"' in svg
+    label_x = re.search(r'<text x="([\d.]+)" y="\d+" font-size="10" text-anchor="middle">0</text>', svg).group(1)
+    assert re.search(rf'<line x1="{label_x}" x2="{label_x}"[^>]*stroke="#c00"', svg)
+    assert ">grown here</text>" in svg
+
+
+def test_a_mark_off_the_axis_is_an_error():
+    with pytest.raises(ValueError, match=r"marks at \['7'\] are not x labels"):
+        line_chart({"a": [0.1, 0.2]}, ["0", "1"], title="t", y_label="y", marks={"7": "?"})
