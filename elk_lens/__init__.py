@@ -15,6 +15,9 @@ from elk_lens.data import load_statements as load_statements
 from elk_lens.data import quirky_arithmetic as quirky_arithmetic
 from elk_lens.drift_study import trajectory_drift as trajectory_drift
 from elk_lens.erasure import fit_leace as fit_leace
+from elk_lens.growth import GrowthMap as GrowthMap
+from elk_lens.growth import fit_growth_map as fit_growth_map
+from elk_lens.growth import grow as grow
 from elk_lens.interventions import erase as erase
 from elk_lens.interventions import reflect as reflect
 from elk_lens.interventions import steer as steer
@@ -48,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Activations",
     "FineTuneConfig",
+    "GrowthMap",
     "Reporter",
     "Site",
     "StatementSet",
@@ -62,6 +66,7 @@ __all__ = [
     "fingerprint",
     "fit_ccs",
     "fit_crc",
+    "fit_growth_map",
     "fit_lda",
     "fit_leace",
     "fit_logistic",
@@ -69,6 +74,7 @@ __all__ = [
     "fit_method",
     "fit_ttpd",
     "fit_vinc",
+    "grow",
     "load_model",
     "load_statements",
     "output_log_odds",

@@ -2,9 +2,13 @@
 
 A trajectory is either written by :func:`elk_lens.train.fine_tune` (a base model spec plus one
 weights file per checkpoint, loaded onto the base architecture) or assembled from checkpoints that
-already exist: local model directories, or hub revisions such as Pythia's ``step{N}``.
+already exist: local model directories, or hub revisions such as Pythia's ``step{N}``. A model that
+grows mid-run joins two trajectories (:meth:`Trajectory.join`): the first checkpoint after the growth
+records the `GrowthMap` from the architecture before it, and :meth:`Trajectory.growth_map` composes
+the maps between any two checkpoints.
 """
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -26,13 +30,16 @@ class Checkpoint:
     """One point of a trajectory: its training step and where its weights come from.
 
     Either ``spec`` (+ ``revision``), loaded with :func:`load_model`, or ``weights``: a safetensors
-    state dict loaded onto the trajectory's base model.
+    state dict loaded onto ``base`` (default: the trajectory's base model). ``growth``: the directory of
+    the `GrowthMap` from the previous checkpoint's architecture to this one's, where the model grew.
     """
 
     step: int
     spec: str | None = None
     revision: str | None = None
     weights: str | None = None
+    base: str | None = None
+    growth: str | None = None
 
 
 @dataclass
@@ -48,9 +55,11 @@ class Trajectory:
         if not self.checkpoints:
             raise ValueError("a trajectory needs at least one checkpoint")
         steps = [c.step for c in self.checkpoints]
-        if steps != sorted(set(steps)):
-            raise ValueError(f"checkpoint steps must be strictly increasing, got {steps}")
-        if any(c.weights is not None for c in self.checkpoints) and self.base_spec is None:
+        for before, c in zip(self.checkpoints, self.checkpoints[1:], strict=False):
+            if c.step < before.step or (c.step == before.step and c.growth is None):
+                raise ValueError(f"checkpoint steps must be strictly increasing (equal only at a growth step), "
+                                 f"got {steps}")  # fmt: skip
+        if any(c.weights is not None and c.base is None for c in self.checkpoints) and self.base_spec is None:
             raise ValueError("checkpoints given as weights files need the trajectory's base_spec to load onto")
 
     def __len__(self) -> int:
@@ -68,7 +77,7 @@ class Trajectory:
         path = Path(c.weights) if self.root is None else self.root / c.weights
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {i} (step {c.step}): weights file {path} is missing")
-        model = load_model(self.base_spec, **load_kwargs)
+        model = load_model(self._path(c.base) if c.base is not None else self.base_spec, **load_kwargs)
         state = load_file(str(path))
         own = model.state_dict()
         if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
@@ -78,6 +87,47 @@ class Trajectory:
             )
         model.load_state_dict(state, strict=True)
         return model.eval()
+
+    def _path(self, name: str) -> str:
+        """A path stored relative to the trajectory's root, as a spec load_model can read."""
+        return str(Path(name) if self.root is None else self.root / name)
+
+    def growth_map(self, i: int, j: int):
+        """The composed growth map from checkpoint ``i``'s architecture to checkpoint ``j``'s, or None if
+        the model did not grow in between. Training between the growths is skipped over (the map is
+        structural: which coordinates, blocks and heads correspond), so it is exact only at a growth step
+        itself; ``exact`` says so."""
+        from elk_lens.growth import GrowthMap
+
+        if not 0 <= i <= j < len(self):
+            raise ValueError(f"need 0 <= i <= j < {len(self)}, got i={i}, j={j}")
+        composed = None
+        for k in range(i + 1, j + 1):
+            c = self.checkpoints[k]
+            if c.growth is not None:
+                step = GrowthMap.load(self._path(c.growth))
+                composed = step if composed is None else composed.then(step, across_training=True)
+        if composed is not None and self.checkpoints[i].step != self.checkpoints[j].step:  # trained in between
+            composed = dataclasses.replace(composed, exact=False)
+        return composed
+
+    @classmethod
+    def join(cls, before: "Trajectory", growth: str | Path, after: "Trajectory") -> "Trajectory":
+        """``before``, then ``after`` (the grown model trained on), its steps continuing from ``before``'s last
+        step; ``growth`` is the saved `GrowthMap` from ``before``'s last architecture to ``after``'s."""
+
+        def absolute(t: "Trajectory", c: Checkpoint, offset: int) -> Checkpoint:
+            weights = None if c.weights is None else t._path(c.weights)
+            base = t._path(c.base) if c.base is not None else (t.base_spec if c.weights is not None else None)
+            return Checkpoint(c.step + offset, c.spec, c.revision, weights, base,
+                              None if c.growth is None else t._path(c.growth))  # fmt: skip
+
+        last = before.checkpoints[-1].step
+        first = [absolute(before, c, 0) for c in before.checkpoints]
+        rest = [absolute(after, c, last) for c in after.checkpoints]
+        rest[0] = Checkpoint(rest[0].step, rest[0].spec, rest[0].revision, rest[0].weights, rest[0].base,
+                             str(Path(growth).resolve()))  # fmt: skip
+        return cls(first + rest, before.base_spec, None, {"joined": [before.info, after.info]})
 
     def save(self, root: Path) -> Path:
         """Write ``trajectory.json`` (paths of weights files relative to ``root``)."""

@@ -124,9 +124,11 @@ class GrowthMap:
         return Reporter(w.to(dtype), reporter.b - shift, self.vector(reporter.v).to(dtype), reporter.method,
                         self.site(reporter.site), provenance, reporter.reads)  # fmt: skip
 
-    def then(self, after: "GrowthMap") -> "GrowthMap":
-        """This map followed by ``after`` (which must start where this one ends)."""
-        if after.source != self.target:
+    def then(self, after: "GrowthMap", *, across_training: bool = False) -> "GrowthMap":
+        """This map followed by ``after``, which must start at the model this one ends at, unless
+        ``across_training``: the model was trained between the two growths, so only the structure
+        composes (the result is not exact)."""
+        if after.source != self.target and not across_training:
             raise ValueError(f"cannot compose: this map ends at model {self.target}, the next starts at {after.source}")
         if after.d_source != self.d_target:
             raise ValueError(f"cannot compose: widths {self.d_target} and {after.d_source} differ")
@@ -135,11 +137,18 @@ class GrowthMap:
         if after.offset is not None:
             offset = after.offset.double() if offset is None else offset + after.offset.double()
         sites = {s: after.site(t) for s, t in self.sites.items()}
+        if after.sites and not after.layers and self.layers:  # after holds at some sites only: pull them back
+            for t, u in after.sites.items():
+                m = _SITE.match(t)
+                if m is not None and int(m.group(1)) in self.layers:
+                    sites[f"blocks.{self.layers.index(int(m.group(1)))}.{m.group(2)}"] = u
         return GrowthMap(
             P2 @ self.P.to(torch.float64),
             tuple(after.layers[i] for i in self.layers) if after.layers else (),
             tuple(after.heads[h] for h in self.heads) if after.heads else (),
-            self.source, after.target, self.exact and after.exact, self.ops + after.ops, offset, sites,
+            self.source, after.target, self.exact and after.exact and not across_training,
+            self.ops + (("trained",) if across_training else ()) + after.ops, offset, sites,
+            {k: v for k, v in (("first", self.info), ("then", after.info)) if v},
         )  # fmt: skip
 
     def save(self, path: str | Path) -> Path:

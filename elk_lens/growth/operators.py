@@ -21,8 +21,9 @@ diverge; an equal split keeps them identical forever.
 Non-preserving contrasts: ``stack_blocks`` (G_stack: the whole stack repeated) and
 ``insert_blocks(..., preserve=False)`` (random writers too); their maps say ``exact=False``.
 
-Supported: native bridges with LayerNorm (``"LN"``) or RMSNorm (``"RMS"``), standard or rotary positions,
-no gated MLP for ``widen_mlp``, no grouped-query attention and no rotary positions for the head operators.
+Supported: native bridges with LayerNorm (``"LN"``) or RMSNorm (``"RMS"``), standard or rotary positions;
+no gated MLP for ``widen_mlp``; no grouped-query attention for the head operators; no rotary positions
+for ``grow_d_head`` (the rotation depends on d_head).
 TransformerLens 4.3's native RMSNorm computes in float32 whatever the model's dtype, so widening an
 RMS model's residual is exact to float32 rounding (~5e-7 on logits) even in float64.
 """
@@ -41,7 +42,7 @@ __all__ = ["add_heads", "grow", "grow_d_head", "insert_blocks", "stack_blocks", 
 
 NORMS = ("LN", "RMS")
 _LN_WEIGHTS = ("ln1.weight", "ln2.weight")
-_READERS = ("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.in.weight")
+_READERS = ("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.in.weight", "mlp.gate.weight")
 _WRITERS = ("attn.o.weight", "mlp.out.weight")
 
 
@@ -213,7 +214,8 @@ def add_heads(model: TransformerBridge, n_heads: int, *, seed: int = 0) -> tuple
             state[f"blocks.{i}.attn.{p}.bias"] = torch.cat([b, torch.zeros(extra, dtype=b.dtype)])
         w_o = state[f"blocks.{i}.attn.o.weight"]
         state[f"blocks.{i}.attn.o.weight"] = torch.cat([w_o, torch.zeros(w_o.shape[0], extra, dtype=w_o.dtype)], 1)
-    grown = _rebuild(model, {**cfg, "n_heads": n_heads}, state)
+    kv = {} if cfg.get("n_key_value_heads") is None else {"n_key_value_heads": n_heads}  # set = n_heads: keep it so
+    grown = _rebuild(model, {**cfg, "n_heads": n_heads, **kv}, state)
     return grown, _map(model, grown, f"add_heads({old}->{n_heads})")
 
 
@@ -265,9 +267,11 @@ def widen_d_model(model: TransformerBridge, d_model: int, *, mode: str = "mean",
     the residual maps as ``x' = P x`` with ``P = [I; 1 1ᵀ/d]``: its mean stays, its centred sum of squares
     stays, its variance scales by d/d'. ``"zero"``: new coordinates zero, ``P = [I; 0]``; exact for
     RMSNorm, and for LayerNorm only if every writer is already centred (checked to ``centred_tol``).
-    Either way the norm gains scale by √(d/d') with zeros on the new coordinates, ε by d/d', and
-    readers get random columns for the new coordinates (the zero gain hides them from the function;
-    the gain's gradient is nonzero through them).
+    Either way the norm gains scale by √(d/d') (the new coordinates take the scaled gains' mean), ε by
+    d/d', and readers get random columns for the new coordinates. The norm's output is zero there
+    (zero-pad: x' = 0; mean-pad: x' is the mean it subtracts), which hides gains and readers from the
+    function; a nonzero gain lets the gradient reach the new writer rows at once (zero gains would give
+    every new weight of an RMS model a gradient of exactly 0: the saddle of the module docstring).
     """
     cfg = _config(model, "widen_d_model")
     d = cfg["d_model"]
@@ -283,7 +287,7 @@ def widen_d_model(model: TransformerBridge, d_model: int, *, mode: str = "mean",
     padded = {k: _pad_writes(v, extra, k in embeddings, mode) for k, v in state.items()
               if k in embeddings or k.endswith(writers)}  # fmt: skip
     if mode == "zero" and cfg["normalization_type"] == "LN":
-        off = {k: float(_pad_writes(state[k], 1, k in embeddings, "mean").abs().max()) for k in padded}
+        off = {k: float(state[k].mean(1 if k in embeddings else 0).abs().max()) for k in padded}  # each write's mean
         off = {k: m for k, m in off.items() if m > centred_tol}
         if off:
             raise ValueError(f"zero-padding a LayerNorm model needs centred writers; {len(off)} are not (e.g. "
@@ -292,7 +296,7 @@ def widen_d_model(model: TransformerBridge, d_model: int, *, mode: str = "mean",
     gain = math.sqrt(d / d_model)
     for k, v in list(state.items()):
         if k.endswith(_LN_WEIGHTS) or k == "ln_final.weight":
-            state[k] = torch.cat([v * gain, torch.zeros(extra, dtype=v.dtype)])
+            state[k] = torch.cat([v * gain, torch.full((extra,), float((v * gain).mean()), dtype=v.dtype)])
         elif k.endswith(("ln1.bias", "ln2.bias")) or k == "ln_final.bias":
             state[k] = torch.cat([v, torch.zeros(extra, dtype=v.dtype)])
         elif k.endswith(_READERS) or k == "unembed.weight":
@@ -321,13 +325,18 @@ def grow(model: TransformerBridge, *, n_layers: int | None = None, d_model: int 
          d_mlp: int | None = None, n_heads: int | None = None, d_head: int | None = None,
          d_model_mode: str = "mean", seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
     """Every requested growth in one call (heads, head size, MLP, residual width, then depth), the maps
-    composed. New blocks are spread evenly: each goes after an old block, from the bottom up.
+    composed. New blocks are spread evenly through the stack (old block ``i`` is followed by new ones
+    at positions ``(j + 1) · n_layers // n_new``); a size equal to the model's own is left as it is.
 
     A model laid out as usual (n_heads · d_head = d_model) keeps that layout when only ``d_model`` is
     given: heads are added to fill the new width, which must then be a multiple of d_head.
     """
     if d_model is not None and n_heads is None and d_head is None:  # before any step is queued
         n_heads = _heads_for_width(model, d_model)
+    cfg = model.cfg
+    asked = ((n_layers, cfg.n_layers), (d_model, cfg.d_model), (d_mlp, cfg.d_mlp), (n_heads, cfg.n_heads),
+             (d_head, cfg.d_head))  # fmt: skip
+    n_layers, d_model, d_mlp, n_heads, d_head = (None if new == old else new for new, old in asked)
     steps = []
     if d_head is not None:
         steps.append(lambda m: grow_d_head(m, d_head, seed=seed))
@@ -343,7 +352,7 @@ def grow(model: TransformerBridge, *, n_layers: int | None = None, d_model: int 
         new = n_layers - old
         steps.append(lambda m: insert_blocks(m, [min(old, (j + 1) * old // new) for j in range(new)], seed=seed + 4))
     if not steps:
-        raise ValueError("grow needs at least one of n_layers, d_model, d_mlp, n_heads, d_head")
+        raise ValueError("grow needs at least one of n_layers, d_model, d_mlp, n_heads, d_head larger than the model's")
     grown, growth = steps[0](model)
     for step in steps[1:]:
         grown, after = step(grown)
@@ -357,6 +366,7 @@ def _heads_for_width(model: TransformerBridge, d_model: int) -> int | None:
     if n_heads * d_head != model.cfg.d_model:
         return None
     if d_model % d_head:
-        raise ValueError(f"d_model {d_model} is not divisible by d_head {d_head}, as heads that fill the width need; "
-                         "pick a multiple, or pass n_heads= and/or d_head= to choose the heads yourself")  # fmt: skip
+        raise ValueError(f"d_model {d_model} is not divisible by d_head {d_head}, as heads that fill the width "
+                         "need; pick a multiple, or pass n_heads= (the current count keeps the heads) or "
+                         "d_head=")  # fmt: skip
     return d_model // d_head if d_model // d_head > n_heads else None
