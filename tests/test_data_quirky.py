@@ -1,11 +1,21 @@
 """Quirky arithmetic: labels, splits, difficulty, determinism, and the removed shortcut."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from elk_lens.data import quirky
-from elk_lens.data.quirky import EASY_MAX, HARD_MIN, difficulty_cdf, pair_split, quirky_arithmetic, sample_rows
+from elk_lens.data.quirky import (
+    EASY_MAX,
+    HARD_MIN,
+    difficulty_cdf,
+    pair_split,
+    quartile_bounds,
+    quirky_arithmetic,
+    sample_rows,
+)
 from elk_lens.metrics import auroc
 
 # Surface heuristics count as "near chance" within this distance of 0.5 (the prototype measured
@@ -138,3 +148,21 @@ def test_bad_arguments():
         quirky_arithmetic(10, split="dev")
     with pytest.raises(ValueError, match="n must be >= 1"):
         quirky_arithmetic(0)
+
+
+def test_the_four_digit_variant_is_the_same_task_with_wider_numbers():
+    data = quirky_arithmetic(3000, split="test", digits=4)
+    m = data.meta
+    assert all(re.fullmatch(r"\d{4}\+\d{4}=\d{5}\.(Alice|Bob):", t) for t in data.texts)
+    assert m["a"].max() > 999 and m["a"].max() <= 9999
+    assert np.array_equal(m["alice_label"], m["shown"] == m["a"] + m["b"])
+    assert np.array_equal(m["bob_label"], m["shown"] == m["sloppy_sum"])
+    easy_max, hard_min = quartile_bounds(4)
+    assert (easy_max, hard_min) == (3, 99)
+    assert np.array_equal(m["hard"], np.minimum(m["a"], m["b"]) >= hard_min)
+    assert 0.15 < m["hard"].mean() < 0.35 and 0.15 < m["easy"].mean() < 0.35  # quartiles, up to sampling
+    train = quirky_arithmetic(3000, split="train", digits=4).meta
+    pairs = lambda x: set(zip(np.minimum(x["a"], x["b"]), np.maximum(x["a"], x["b"]), strict=True))  # noqa: E731
+    assert not pairs(train) & pairs(m)  # the splits share no pair
+    with pytest.raises(ValueError, match=r"operands have \(3, 4\) digits"):
+        quirky_arithmetic(10, digits=5)

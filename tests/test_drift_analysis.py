@@ -79,6 +79,7 @@ def test_second_run_resumes(finished):
         ('[train]\nlabels = "truth"\n', "'train.labels' must be one of"),
         ('[anchor]\non = "bob"\n', "'anchor.on' must be one of"),
         ('[train]\nobjective = "lm"\n', "'train.objective' must be one of ['answer', 'stream']"),
+        ("[data]\ndigits = 5\n", "'data.digits' must be one of (3, 4)"),
         ("[train]\nsteps = 0\n", "'train.steps' must be >= 1"),
     ],
 )

@@ -15,7 +15,7 @@ import torch
 
 from elk_lens.analyses.result import AnalysisResult, config_value
 from elk_lens.capture import capture
-from elk_lens.data.quirky import quirky_arithmetic
+from elk_lens.data.quirky import DIGITS, quirky_arithmetic
 from elk_lens.drift_study import trajectory_drift
 from elk_lens.lm_output import output_log_odds
 from elk_lens.models import fingerprint, load_model
@@ -32,6 +32,7 @@ __all__ = ["check_config", "run"]
 
 _DEFAULTS = {
     "model.base": ("zoo:quirky-arith-base", str),
+    "data.digits": (3, int),
     "train.labels": ("label", str),
     "train.objective": ("answer", str),
     "train.rows": (10000, int),
@@ -68,6 +69,8 @@ def check_config(cfg: dict) -> None:
     s = _settings(cfg)
     if s["train.labels"] not in LABELS:
         raise ValueError(f"config key 'train.labels' must be one of {sorted(LABELS)}, got {s['train.labels']!r}")
+    if s["data.digits"] not in DIGITS:
+        raise ValueError(f"config key 'data.digits' must be one of {DIGITS}, got {s['data.digits']}")
     if s["train.objective"] not in OBJECTIVES:
         raise ValueError(
             f"config key 'train.objective' must be one of {sorted(OBJECTIVES)}, got {s['train.objective']!r}"
@@ -80,12 +83,14 @@ def check_config(cfg: dict) -> None:
 
 
 def _train_data(s: dict):
-    train = quirky_arithmetic(s["train.rows"], split="train", seed=s["train.seed"])
+    train = quirky_arithmetic(s["train.rows"], split="train", seed=s["train.seed"], digits=s["data.digits"])
     return train, torch.as_tensor(train.column(s["train.labels"]))
 
 
 def _probe_set(s: dict):
-    return quirky_arithmetic(s["drift.probe_rows"], split="val", seed=0).where(character="Alice", easy=True)
+    return quirky_arithmetic(s["drift.probe_rows"], split="val", seed=0, digits=s["data.digits"]).where(
+        character="Alice", easy=True
+    )
 
 
 def anchor_reporter(s: dict, model) -> Reporter:
@@ -126,7 +131,7 @@ def _final_accuracy(s: dict, traj: Trajectory) -> dict:
 
 def output_accuracy(s: dict, model) -> dict:
     """Each character's answer accuracy on the test split, vs the trained labels and vs truth."""
-    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0)
+    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0, digits=s["data.digits"])
     says_true = (output_log_odds(model, test, batch_size=s["capture.batch_size"]) > 0).numpy()
     out = {}
     for who in ("Alice", "Bob"):
@@ -138,7 +143,7 @@ def output_accuracy(s: dict, model) -> dict:
 
 def eval_sets(s: dict) -> dict:
     """The fixed evaluation sets: Bob-hard disagreements, Alice-easy, and the Bob-hard control."""
-    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0)
+    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0, digits=s["data.digits"])
     return {
         name: test.subset(subset_mask(test, EVAL_SETS[name]).numpy()) for name in ("BH_disagree", "AE", "BH_control")
     }
@@ -165,7 +170,7 @@ def _drift(s: dict, run: RunDir) -> dict:
 def _task_loss(s: dict, run: RunDir) -> dict:
     """Held-out answer loss (test split, the trained labels) at the first and the last checkpoint."""
     traj = Trajectory.load(run.path / "trajectory")
-    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0)
+    test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0, digits=s["data.digits"])
     labels = test.column(s["train.labels"])
     return {f"step {traj.steps[i]}": answer_loss(traj.model_at(i), test, labels, batch_size=s["capture.batch_size"])
             for i in (0, len(traj) - 1)}  # fmt: skip
@@ -215,6 +220,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
                      for st, row in zip(steps, matrix, strict=True)]  # fmt: skip
     scenario = (
         f"labels: {LABELS[s['train.labels']]}; trained on: {OBJECTIVES[s['train.objective']]}; "
+        f"{s['data.digits']}-digit operands; "
         f"frozen: {s['train.frozen'] or 'nothing'}; lr {s['train.lr']}; "
         f"{s['train.steps']} steps; seed {s['train.seed']}; anchor: {s['anchor.on']}"
         + (f" (weight {s['anchor.weight']} at {s['anchor.site']})" if s["anchor.on"] != "none" else "")

@@ -10,8 +10,6 @@ of the small model and the final model, as one would across sizes with no exact 
 
 from html import escape
 
-import torch
-
 from elk_lens.analyses import drift as scenario
 from elk_lens.analyses.result import AnalysisResult, config_value
 from elk_lens.capture import capture
@@ -73,7 +71,9 @@ def _grow(s: dict, small) -> tuple:
 
 
 def _small_reporters(s: dict, small) -> dict[str, Reporter]:
-    probe_set = scenario._probe_set(s)
+    """Reporters fitted where the small model was trained: the 3-digit task, whatever the grown model
+    goes on to learn (a harder task, ``data.digits = 4``, is then a test of the reporter)."""
+    probe_set = scenario._probe_set({**s, "data.digits": 3})
     sites = scenario.drift_sites(small.cfg.n_layers)
     acts = capture(small, probe_set, sites, batch_size=s["capture.batch_size"])
     return {site: fit_logistic(acts.at(i), probe_set.truth, site=site, provenance={"model": fingerprint(small)})
@@ -147,8 +147,6 @@ def _fitted_map(s: dict, run: RunDir) -> dict:
             "target_site": site, "fit residual": round(fitted.info["residual"], 4),
             "through the fitted map": auroc(fitted.transport(reporter)(bob_final), bob.truth),
             "refitted on the final model": auroc(refit(bob_final), bob.truth),
-            "cos(fitted G v, refitted v)": round(float(torch.nn.functional.cosine_similarity(
-                fitted.vector(reporter.v), refit.v.double(), dim=0)), 4),
         }  # fmt: skip
     return out
 
@@ -209,7 +207,8 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
     acc += [{"measure": f"held-out answer loss, {k}", "value": round(v, 5)} for k, v in task_loss.items()]
     fitted_rows = [{"small site": k, **v} for k, v in fitted.items()]
     scenario_text = (
-        f"{OPS[s['grow.op']]}; then trained on {scenario.LABELS[s['train.labels']]}, lr {s['train.lr']}, "
+        f"{OPS[s['grow.op']]}; then trained on {scenario.LABELS[s['train.labels']]} with {s['data.digits']}-digit "
+        f"operands, lr {s['train.lr']}, "
         f"{s['train.steps']} steps, seed {s['train.seed']}; anchor: {s['anchor.on']}"
         + (f" (the transported reporter from {anchor_small}, weight {s['anchor.weight']})"
            if s["anchor.on"] != "none" else "")

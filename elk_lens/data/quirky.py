@@ -9,6 +9,8 @@ distractors the leading digit of ``c`` alone decides truth on Bob prompts (AUROC
 
 Text format: fixed-width zero-padded numbers, the name last, e.g. ``"012+045=0057.Bob:"``; the model
 answers ``True`` / ``False`` after the colon. Fixed width is what lets a tiny model learn addition fast.
+Operands have 3 digits; ``digits=4`` makes the harder task (``"0012+0045=00057.Bob:"``), with its own
+difficulty quartiles and pair splits.
 
 Difficulty is ``min(a, b)``. Its quantile is the exact population mid-CDF of the operand distribution,
 so easy (bottom quartile: ``min <= 2``) and hard (top quartile: ``min >= 31``) are properties of the
@@ -42,43 +44,53 @@ def sloppy_sum(s: np.ndarray) -> np.ndarray:
     return s + 10 ** (_ndigits(s) - 1)
 
 
-def operand_cdf(k: np.ndarray | int) -> np.ndarray:
-    """P(operand <= k) for operands ``int(10 ** (3 U))``, U ~ Uniform[0, 1)."""
-    k = np.clip(np.asarray(k, dtype=np.float64), 0, 10**MAX_DIGITS - 1)
-    return np.log10(k + 1) / MAX_DIGITS
+def operand_cdf(k: np.ndarray | int, digits: int = MAX_DIGITS) -> np.ndarray:
+    """P(operand <= k) for operands ``int(10 ** (digits U))``, U ~ Uniform[0, 1)."""
+    k = np.clip(np.asarray(k, dtype=np.float64), 0, 10**digits - 1)
+    return np.log10(k + 1) / digits
 
 
-def difficulty_cdf(d: np.ndarray | int) -> np.ndarray:
+def difficulty_cdf(d: np.ndarray | int, digits: int = MAX_DIGITS) -> np.ndarray:
     """P(min(a, b) <= d) for two independent operands."""
-    return 1.0 - (1.0 - operand_cdf(d)) ** 2
+    return 1.0 - (1.0 - operand_cdf(d, digits)) ** 2
 
 
-def difficulty_quantile(d: np.ndarray) -> np.ndarray:
+def difficulty_quantile(d: np.ndarray, digits: int = MAX_DIGITS) -> np.ndarray:
     """Mid-CDF quantile of ``min(a, b)`` under the generator's own distribution (ties get one value)."""
-    return 0.5 * (difficulty_cdf(d - 1) + difficulty_cdf(d))
+    return 0.5 * (difficulty_cdf(d - 1, digits) + difficulty_cdf(d, digits))
 
 
-def _population_quantile(q: float) -> int:
+def _population_quantile(q: float, digits: int = MAX_DIGITS) -> int:
     """Smallest difficulty ``k`` with P(min <= k) >= q."""
-    return next(k for k in range(1, 10**MAX_DIGITS) if difficulty_cdf(k) >= q)
+    return next(k for k in range(1, 10**digits) if difficulty_cdf(k, digits) >= q)
 
 
-EASY_MAX = _population_quantile(0.25)  # 2
-HARD_MIN = _population_quantile(0.75)  # 31
+def quartile_bounds(digits: int = MAX_DIGITS) -> tuple[int, int]:
+    """(largest easy difficulty, smallest hard difficulty): the bottom and top quartiles of min(a, b)."""
+    return _population_quantile(0.25, digits), _population_quantile(0.75, digits)
 
 
-def pair_split(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+EASY_MAX, HARD_MIN = quartile_bounds()  # 2, 31 (4 digits: 3, 99)
+DIGITS = (3, 4)
+
+
+def _check_digits(digits: int) -> None:
+    if digits not in DIGITS:
+        raise ValueError(f"operands have {DIGITS} digits (the task and its harder variant), got {digits}")
+
+
+def pair_split(a: np.ndarray, b: np.ndarray, digits: int = MAX_DIGITS) -> np.ndarray:
     """Split name of each unordered pair, by a fixed multiplicative hash."""
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    bucket = ((lo * 1000 + hi) * 2654435761 % (2**32)) * 100 // (2**32)
+    bucket = ((lo * 10**digits + hi) * 2654435761 % (2**32)) * 100 // (2**32)
     out = np.empty(len(a), dtype=object)
     for name, (start, stop) in _SPLIT_EDGES.items():
         out[(bucket >= start) & (bucket < stop)] = name
     return out
 
 
-def _sample_operands(rng: np.random.Generator, n: int) -> np.ndarray:
-    return (10 ** (MAX_DIGITS * rng.random(n))).astype(np.int64)
+def _sample_operands(rng: np.random.Generator, n: int, digits: int = MAX_DIGITS) -> np.ndarray:
+    return (10 ** (digits * rng.random(n))).astype(np.int64)
 
 
 def _corrupt_one_digit(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
@@ -107,19 +119,21 @@ class QuirkyRows:
         return np.where(character == "Bob", self.c == self.s_b, self.c == self.s)
 
 
-def sample_rows(rng: np.random.Generator, n: int, split: str, kind: np.ndarray | None = None) -> QuirkyRows:
+def sample_rows(rng: np.random.Generator, n: int, split: str, kind: np.ndarray | None = None,
+                digits: int = MAX_DIGITS) -> QuirkyRows:  # fmt: skip
     """``n`` base rows whose pairs belong to ``split``; shown results 1/4 sum, 1/4 sloppy, 1/2 distractor.
 
     ``kind`` fixes each row's shown-result kind (one of ``SHOWN_KINDS``) instead of drawing it.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {SPLITS}")
+    _check_digits(digits)
     a = np.empty(0, dtype=np.int64)
     b = np.empty(0, dtype=np.int64)
     while len(a) < n:  # rejection-sample pairs of this split (it holds 10-80% of pairs)
         m = 2 * (n - len(a)) * 100 // (_SPLIT_EDGES[split][1] - _SPLIT_EDGES[split][0]) + 16
-        ca, cb = _sample_operands(rng, m), _sample_operands(rng, m)
-        keep = pair_split(ca, cb) == split
+        ca, cb = _sample_operands(rng, m, digits), _sample_operands(rng, m, digits)
+        keep = pair_split(ca, cb, digits) == split
         a, b = np.concatenate([a, ca[keep]])[:n], np.concatenate([b, cb[keep]])[:n]
     s = a + b
     s_b = sloppy_sum(s)
@@ -134,12 +148,14 @@ def sample_rows(rng: np.random.Generator, n: int, split: str, kind: np.ndarray |
     return QuirkyRows(a, b, c, kind)
 
 
-def format_text(a: np.ndarray, b: np.ndarray, c: np.ndarray, character: np.ndarray) -> list[str]:
+def format_text(a: np.ndarray, b: np.ndarray, c: np.ndarray, character: np.ndarray,
+                digits: int = MAX_DIGITS) -> list[str]:  # fmt: skip
     """``"012+045=0057.Bob:"``: the statement up to where the model gives its label."""
-    return [f"{x:03d}+{y:03d}={z:04d}.{name}:" for x, y, z, name in zip(a, b, c, character, strict=True)]
+    d, w = digits, digits + 1
+    return [f"{x:0{d}d}+{y:0{d}d}={z:0{w}d}.{name}:" for x, y, z, name in zip(a, b, c, character, strict=True)]
 
 
-def quirky_arithmetic(n: int, *, split: str = "test", seed: int = 0) -> StatementSet:
+def quirky_arithmetic(n: int, *, split: str = "test", seed: int = 0, digits: int = MAX_DIGITS) -> StatementSet:
     """``n`` base rows from ``split``, each as an Alice and a Bob statement (``2 n`` statements).
 
     Rows are unique in ``(a, b, c)`` within the set (a duplicate is redrawn with the same shown-result
@@ -151,33 +167,35 @@ def quirky_arithmetic(n: int, *, split: str = "test", seed: int = 0) -> Statemen
         n: Number of base rows.
         split: One of ``"train"``, ``"val"``, ``"test"``.
         seed: Seed for the numpy generator; the same seed gives the same set.
+        digits: Operand digits: 3 (the zoo models' task) or 4 (the harder variant).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     rng = np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 0])
-    rows = sample_rows(rng, n, split)
+    rows = sample_rows(rng, n, split, digits=digits)
     for _ in range(100):  # replace duplicate (a, b, c) rows
-        key = rows.a * 10**8 + rows.b * 10**4 + rows.c
-        _, first = np.unique(key, return_index=True)
+        _, first = np.unique(np.stack([rows.a, rows.b, rows.c], 1), axis=0, return_index=True)
         dup = np.setdiff1d(np.arange(n), first)
         if not len(dup):
             break
-        fresh = sample_rows(rng, len(dup), split, kind=rows.kind[dup])  # same kinds: keeps the 1/4 mix
+        fresh = sample_rows(rng, len(dup), split, kind=rows.kind[dup], digits=digits)  # same kinds: keeps the mix
         for col in ("a", "b", "c"):
             getattr(rows, col)[dup] = getattr(fresh, col)
         rows = QuirkyRows(rows.a, rows.b, rows.c, rows.kind)
     else:
         raise ValueError(f"cannot draw {n} distinct rows from split {split!r}")
-    return _to_statements(rows, split, f"quirky-arith:{split}")
+    name = f"quirky-arith:{split}" if digits == MAX_DIGITS else f"quirky-arith-{digits}digit:{split}"
+    return _to_statements(rows, split, name, digits)
 
 
-def _to_statements(rows: QuirkyRows, split: str, name: str) -> StatementSet:
+def _to_statements(rows: QuirkyRows, split: str, name: str, digits: int = MAX_DIGITS) -> StatementSet:
     n = len(rows)
     character = np.repeat(np.array(CHARACTERS, dtype=object)[None], n, 0).reshape(-1)
     # each base row -> an Alice statement, then a Bob statement
     a, b, c, s, s_b, kind = (np.repeat(x, 2) for x in (rows.a, rows.b, rows.c, rows.s, rows.s_b, rows.kind))
     alice, bob = c == s, c == s_b
     difficulty = np.minimum(a, b)
+    easy_max, hard_min = quartile_bounds(digits)
     meta = {
         "character": character,
         "a": a,
@@ -192,10 +210,10 @@ def _to_statements(rows: QuirkyRows, split: str, name: str) -> StatementSet:
         "disagreement": alice != bob,
         "control": (kind == "sum") | (kind == "distractor_of_sum"),
         "difficulty": difficulty,
-        "difficulty_quantile": difficulty_quantile(difficulty),
-        "easy": difficulty <= EASY_MAX,
-        "hard": difficulty >= HARD_MIN,
+        "difficulty_quantile": difficulty_quantile(difficulty, digits),
+        "easy": difficulty <= easy_max,
+        "hard": difficulty >= hard_min,
         "split": np.full(2 * n, split, dtype=object),
         "row_id": np.repeat(np.arange(n), 2),
     }
-    return StatementSet(format_text(a, b, c, character), torch.as_tensor(alice), meta, name=name)
+    return StatementSet(format_text(a, b, c, character, digits), torch.as_tensor(alice), meta, name=name)
