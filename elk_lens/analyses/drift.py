@@ -167,13 +167,16 @@ def _drift(s: dict, run: RunDir) -> dict:
     return walk(s, traj, drift_sites(traj.model_at(0).cfg.n_layers))
 
 
-def _task_loss(s: dict, run: RunDir) -> dict:
-    """Held-out answer loss (test split, the trained labels) at the first and the last checkpoint."""
-    traj = Trajectory.load(run.path / "trajectory")
+def held_out_answer_loss(s: dict, model) -> float:
+    """The task loss: answer cross-entropy on the test split against the trained labels."""
     test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0, digits=s["data.digits"])
-    labels = test.column(s["train.labels"])
-    return {f"step {traj.steps[i]}": answer_loss(traj.model_at(i), test, labels, batch_size=s["capture.batch_size"])
-            for i in (0, len(traj) - 1)}  # fmt: skip
+    return answer_loss(model, test, test.column(s["train.labels"]), batch_size=s["capture.batch_size"])
+
+
+def _task_loss(s: dict, run: RunDir) -> dict:
+    """Held-out answer loss at the first and the last checkpoint."""
+    traj = Trajectory.load(run.path / "trajectory")
+    return {f"step {traj.steps[i]}": held_out_answer_loss(s, traj.model_at(i)) for i in (0, len(traj) - 1)}
 
 
 def _x(steps: list[int]) -> list[str]:

@@ -101,6 +101,8 @@ def _grow_stage(s: dict, run: RunDir) -> dict:
         "small_auroc": {site: auroc(r(acts.at(i)), bob.truth) for i, (site, r) in enumerate(reporters.items())},
         "small_output_auroc": auroc(small_out, bob.truth),
         "small_accuracy": scenario.output_accuracy(s, small),
+        "answer_loss": {"small": scenario.held_out_answer_loss(s, small),
+                        "grown": scenario.held_out_answer_loss(s, grown)},  # fmt: skip
     }  # fmt: skip
 
 
@@ -199,6 +201,8 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
         {"measure": "small -> grown", "value": f"{grown['small']} -> {grown['grown']}"},
         {"measure": "max |change of the output log-odds| at the growth step",
          "value": f"{grown['max_abs_output_log_odds_change']:.2e}"},
+        {"measure": "held-out answer loss: small -> grown step 0",
+         "value": " -> ".join(f"{grown['answer_loss'][k]:.4f}" for k in ("small", "grown"))},
         {"measure": "output AUROC vs truth (Bob-hard disagreements): small -> grown step 0",
          "value": f"{grown['small_output_auroc']:.4f} -> {d['output_auroc']['BH_disagree'][0]:.4f}"},
     ]  # fmt: skip
