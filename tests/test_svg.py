@@ -25,3 +25,14 @@ def test_bands_are_shaded_and_marks_are_drawn_where_their_label_is():
 def test_a_mark_off_the_axis_is_an_error():
     with pytest.raises(ValueError, match=r"marks at \['7'\] are not x labels"):
         line_chart({"a": [0.1, 0.2]}, ["0", "1"], title="t", y_label="y", marks={"7": "?"})
+
+
+def test_heatmap_colours_by_sign_and_scale():
+    from elk_lens.report.svg import heatmap
+
+    svg = heatmap([[1.0, -0.5], [0.0, float("nan")]], ["L0", "L1"], ["H0", "H1"], title="scores")
+    assert 'fill="rgb(255,0,0)"' in svg  # the largest |value| is full red
+    assert 'fill="rgb(128,128,255)"' in svg  # -0.5: half-way blue (255 * (1 - 0.5) rounds to 128)
+    assert 'fill="rgb(255,255,255)"' in svg and 'fill="#ddd"' in svg  # zero white, NaN grey
+    with pytest.raises(ValueError, match="values must be 2 rows of 2"):
+        heatmap([[1.0]], ["L0", "L1"], ["H0", "H1"], title="x")

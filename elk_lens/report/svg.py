@@ -1,8 +1,8 @@
-"""Inline SVG line charts: self-contained figures for the HTML report, with no plotting dependency."""
+"""Inline SVG line charts and heatmaps: self-contained figures for the HTML report, with no plotting dependency."""
 
 from html import escape
 
-__all__ = ["line_chart"]
+__all__ = ["heatmap", "line_chart"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
 
@@ -99,5 +99,51 @@ def line_chart(
             f'stroke-width="2"{dash}/>'
         )
         out.append(f'<text x="{width - right + 42}" y="{ly + 4}" font-size="11">{escape(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def heatmap(
+    values: list[list[float]],
+    row_labels: list[str],
+    col_labels: list[str],
+    *,
+    title: str,
+    cell: int = 34,
+) -> str:
+    """A signed heatmap (blue negative, red positive, white zero; NaN grey), scaled to the largest |value|,
+    each cell labelled with its value: e.g. component scores, layer × head."""
+    if len(values) != len(row_labels) or any(len(r) != len(col_labels) for r in values):
+        raise ValueError(f"values must be {len(row_labels)} rows of {len(col_labels)}; got rows of "
+                         f"{[len(r) for r in values]}")  # fmt: skip
+    finite = [abs(v) for r in values for v in r if v == v]
+    scale = max(finite, default=0.0) or 1.0
+    left, top = 70, 34
+    width, height = left + cell * len(col_labels) + 10, top + cell * len(row_labels) + 30
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="4" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
+    ]
+    for i, (label, row) in enumerate(zip(row_labels, values, strict=True)):
+        y = top + cell * i
+        out.append(f'<text x="{left - 6}" y="{y + cell / 2 + 4:.0f}" font-size="11" text-anchor="end">'
+                   f"{escape(label)}</text>")  # fmt: skip
+        for j, v in enumerate(row):
+            x = left + cell * j
+            if v != v:
+                fill = "#ddd"
+            else:
+                t = min(abs(v) / scale, 1.0)
+                shade = round(255 * (1 - t))
+                fill = f"rgb(255,{shade},{shade})" if v > 0 else f"rgb({shade},{shade},255)"
+            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff"/>')
+            text = "" if v != v else f"{v:.2g}"
+            out.append(f'<text x="{x + cell / 2:.0f}" y="{y + cell / 2 + 4:.0f}" font-size="9" '
+                       f'text-anchor="middle">{text}</text>')  # fmt: skip
+    for j, label in enumerate(col_labels):
+        x = left + cell * j + cell / 2
+        out.append(f'<text x="{x:.0f}" y="{top + cell * len(row_labels) + 14}" font-size="11" '
+                   f'text-anchor="middle">{escape(label)}</text>')  # fmt: skip
     out.append("</svg>")
     return "\n".join(out)
