@@ -58,7 +58,9 @@ def trajectory_drift(
     their ``truth``. Every set stays the same along the trajectory (their fingerprints are recorded).
     ``fixed`` reporters (e.g. one transported from a smaller model through a growth map) are scored at
     every checkpoint beside the refitted ones (``auroc_fixed``), with the cosine of their readout to
-    each method's refitted readout at their site (``cos_fixed_refit``).
+    each method's refitted readout at their site (``cos_fixed_refit``) and of their concept vector to
+    the refitted concept vector (``cos_v_fixed_refit``). The concept vector is the one to compare:
+    readouts of separable classes differ with the regularizer's basis, class-mean differences do not.
     """
     fixed = fixed or {}
     off_sites = {name: r.site for name, r in fixed.items() if r.site not in sites}
@@ -79,6 +81,7 @@ def trajectory_drift(
     output = {e: [] for e in evals}
     fixed_auroc = {name: {e: [] for e in evals} for name in fixed}
     fixed_cos = {name: {m: [] for m in methods} for name in fixed}
+    fixed_cos_v = {name: [] for name in fixed}
     acts0 = None  # the step-0 training activations, for the noise floors
     shape = None
     for t in range(len(trajectory)):
@@ -111,6 +114,7 @@ def trajectory_drift(
                 fixed_auroc[name][e].append(_auroc(r(evs[e].at(i)), s.truth))
             for method in methods:
                 fixed_cos[name][method].append(round(cosine(r.w, reporters[(method, r.site)][-1].w), 5))
+            fixed_cos_v[name].append(round(cosine(r.v, v_hist[(methods[0], r.site)][-1]), 5))
         if t == 0:
             acts0 = acts
     labels = evals[transfer_eval].truth
@@ -118,7 +122,7 @@ def trajectory_drift(
         "steps": trajectory.steps, "sites": sites, "methods": list(methods), "transfer_eval": transfer_eval,
         "data": {"train": train.fingerprint, **{e: s.fingerprint for e, s in evals.items()}},
         "auroc_refit": _nest(refit), "auroc_initial": _nest(initial_auroc), "output_auroc": output,
-        "auroc_fixed": fixed_auroc, "cos_fixed_refit": fixed_cos,
+        "auroc_fixed": fixed_auroc, "cos_fixed_refit": fixed_cos, "cos_v_fixed_refit": fixed_cos_v,
         "cos_w": {}, "cos_v": {}, "transfer": {}, "subspace_angle_deg": {}, "cka_to_first": {},
         "procrustes_to_first": {}, "floors": {"cos_w": {}, "cos_v": {}, "cka_final": {}},
     }  # fmt: skip

@@ -97,5 +97,6 @@ def test_a_fixed_reporter_is_scored_at_every_checkpoint(base, tmp_path):
     assert out["auroc_fixed"]["from step 0"]["held_out"] == out["auroc_initial"]["logistic"][site]["held_out"]
     cos = out["cos_fixed_refit"]["from step 0"]["logistic"]
     assert cos[0] == pytest.approx(1.0, abs=1e-9) and len(cos) == len(traj)
+    assert out["cos_v_fixed_refit"]["from step 0"][0] == pytest.approx(1.0, abs=1e-9)
     with pytest.raises(ValueError, match="not among the drift sites"):
         trajectory_drift(traj, train, evals, SITES[:1], answers=ANSWERS, fixed={"x": fixed})

@@ -27,6 +27,7 @@ probe_rows = 600
 # the transported reporter's scores equal the small model's up to float32 rounding (|Δ| ~1e-5 on
 # log-odds of size ~10), which can reorder two nearly tied rows: at most one pair of 200-odd rows flips
 AUROC_TIE_TOL = 1e-3
+COSINE_TOL = 1e-5  # float32 residuals of width 160 averaged over ~100 rows
 EXACT_OUTPUT_TOL = 1e-4  # the float32 bound on |Δlogit|, applied to the output log-odds
 
 
@@ -51,6 +52,8 @@ def test_exact_growth_keeps_the_small_models_numbers_at_the_growth_step(exact):
         assert m["auroc_fixed"][name]["BH_disagree"][0] == pytest.approx(m["grow"]["small_auroc"][small],
                                                                            abs=AUROC_TIE_TOL)  # fmt: skip
         assert site in m["sites"]
+        # a class-mean difference is linear in the residual: P v is the grown model's own at the growth step
+        assert m["cos_v_fixed_refit"][name][0] == pytest.approx(1.0, abs=COSINE_TOL)
     assert m["output_auroc"]["BH_disagree"][0] == pytest.approx(m["grow"]["small_output_auroc"], abs=AUROC_TIE_TOL)
     for row in m["fitted_map"].values():
         assert 0 <= row["fit residual"] < 1

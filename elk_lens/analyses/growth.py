@@ -179,8 +179,9 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
     marks = {"0": "grown" + ("" if grown["exact"] else " (not preserving)")}
     charts = line_chart(lines, x, title="AUROC vs truth on Bob-hard disagreements (small model, then the grown one)",
                         y_label="AUROC vs truth", marks=marks)  # fmt: skip
-    charts += line_chart({f"cos(transported, refitted {m})": d["cos_fixed_refit"][name][m] for m in d["methods"]},
-                         [str(t) for t in steps], title=f"Transported vs refitted readout at {site}, grown basis",
+    cosines = {"concept vector": d["cos_v_fixed_refit"][name]}
+    cosines |= {f"readout ({m})": d["cos_fixed_refit"][name][m] for m in d["methods"]}
+    charts += line_chart(cosines, [str(t) for t in steps], title=f"Transported vs refitted at {site}, grown basis",
                          y_label="cosine", y_range=(-1.0, 1.0), reference=0.0, marks={"0": "grown"})  # fmt: skip
     transported_at = {grown_site: small for small, grown_site in
                       ((k.removeprefix("transported from "), v) for k, v in d["fixed_sites"].items())}  # fmt: skip
@@ -194,6 +195,7 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
             row["small model"] = grown["small_auroc"][small]
             row["transported, step 0"] = d["auroc_fixed"][f"transported from {small}"]["BH_disagree"][0]
             row["transported, end"] = d["auroc_fixed"][f"transported from {small}"]["BH_disagree"][end]
+            row["cos concept vector to refit, end"] = d["cos_v_fixed_refit"][f"transported from {small}"][end]
         layers.append(row)
     jump_rows = [
         {"measure": "ops", "value": "; ".join(grown["ops"])},
@@ -222,7 +224,9 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
         Section("Does the reporter stay truthful?", charts + "<p class='note'>'small' is the small model before "
                 "growth; the red line marks the growth step. Transported: the small model's logistic reporter "
                 "moved through the growth map (readout as a covector); refitted: fitted anew on Alice-easy "
-                "statements at each checkpoint.</p>"),
+                "statements at each checkpoint. Cosines: the concept vector (class-mean difference) moved as a vector, "
+                "and the logistic readout moved as a covector, each against its refit; refitted readouts of "
+                "separable classes depend on the regularizer's basis, so the concept vector is the one to read.</p>"),
         Section("Which layers hold truth", table_html(layers)),
         Section("A map fitted on activations (no exact map)", table_html(fitted_rows) + "<p class='note'>An affine "
                 "map fitted by least squares from the small model's residuals to the final model's, on Alice-easy "
