@@ -1,0 +1,47 @@
+"""Circuit scores for a reporter: which components write, and which cause, its truth score.
+
+All scores are plain ``{component name: per-pair tensor}`` dicts over the components upstream of the
+reporter's site (``upstream_components``): ``"embed"``, ``"L{l}H{h}"``, ``"L{l}MLP"``.
+
+- ``direct_attribution``: each write at the read position, projected on ``w`` (exact decomposition).
+- ``exact_patching``: the oracle, one patched forward per component.
+- ``attribution_patching``: its first-order estimate from one backward pass.
+- ``edge_attribution_patching`` / ``exact_edge_patching``: the same pair for edges writer -> reader
+  (``upstream_edges``), keyed ``"L0H1->L2MLP"``.
+- ``faithfulness`` / ``faithfulness_curve`` / ``smallest_circuit``: how much of the clean-vs-corrupt
+  gap a set of components keeps when the rest are ablated.
+"""
+
+from elk_lens.circuits.attribution import attribution_patching as attribution_patching
+from elk_lens.circuits.components import BIASES as BIASES
+from elk_lens.circuits.components import upstream_components as upstream_components
+from elk_lens.circuits.direct import direct_attribution as direct_attribution
+from elk_lens.circuits.edges import edge_attribution_patching as edge_attribution_patching
+from elk_lens.circuits.edges import exact_edge_patching as exact_edge_patching
+from elk_lens.circuits.edges import upstream_edges as upstream_edges
+from elk_lens.circuits.faithfulness import Circuit as Circuit
+from elk_lens.circuits.faithfulness import faithfulness as faithfulness
+from elk_lens.circuits.faithfulness import faithfulness_curve as faithfulness_curve
+from elk_lens.circuits.faithfulness import smallest_circuit as smallest_circuit
+from elk_lens.circuits.pairs import sum_vs_sloppy_pairs as sum_vs_sloppy_pairs
+from elk_lens.circuits.patching import exact_patching as exact_patching
+from elk_lens.circuits.ranking import mean_scores as mean_scores
+from elk_lens.circuits.ranking import spearman as spearman
+
+__all__ = [
+    "BIASES",
+    "Circuit",
+    "attribution_patching",
+    "direct_attribution",
+    "edge_attribution_patching",
+    "exact_edge_patching",
+    "exact_patching",
+    "faithfulness",
+    "faithfulness_curve",
+    "mean_scores",
+    "smallest_circuit",
+    "spearman",
+    "sum_vs_sloppy_pairs",
+    "upstream_components",
+    "upstream_edges",
+]
