@@ -1,7 +1,7 @@
 """Analyses that ``elk-lens run`` can execute, by the name a spec gives in its ``analysis`` key."""
 
-from elk_lens.analyses import drift, growth, quirky_elk
+from elk_lens.analyses import circuits, drift, growth, quirky_elk
 
 __all__ = ["ANALYSES"]
 
-ANALYSES = {"drift": drift, "growth": growth, "quirky_elk": quirky_elk}
+ANALYSES = {"circuits": circuits, "drift": drift, "growth": growth, "quirky_elk": quirky_elk}

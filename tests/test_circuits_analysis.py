@@ -1,0 +1,73 @@
+"""The circuits analysis end to end on a tiny scenario: a faithful circuit at every checkpoint, a noise
+floor, drift series, offline figures, resume, and bad specs refused before any work."""
+
+import json
+import re
+
+import pytest
+
+from elk_lens.report.runner import run_analysis
+
+SPEC = """
+name = "circuits-tiny"
+analysis = "circuits"
+[train]
+rows = 200
+steps = 1
+batch_size = 16
+[drift]
+probe_rows = 800
+[circuits]
+pairs = 8
+ig_steps = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("circuits_runs")
+    spec = root / "spec.toml"
+    spec.write_text(SPEC)
+    return spec, run_analysis(spec, runs_root=root / "runs")
+
+
+def test_a_faithful_circuit_at_every_checkpoint_with_its_floor_and_drift(finished):
+    _, run = finished
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["steps"] == [0, 1] and len(m["at"]) == 2
+    for at in m["at"]:
+        assert at["curve"][at["size"]] >= 0.8 and at["curve"][0] == 0.0  # twin ablation: F(empty) = 0
+        assert at["circuit"] and set(at["circuit"]) <= set(at["exact"])
+    assert set(m["floor"]) >= {"jaccard", "weighted_jaccard", "edit_distance"}
+    assert m["drift"]["jaccard_first"][0] == 1.0 and len(m["drift"]["ewma_change"]) == 2
+    html = (run / "report.html").read_text()
+    for title in ("The smallest faithful circuit at every checkpoint", "Circuit drift",
+                  "Which components write the truth score", "Attention of the top heads"):  # fmt: skip
+        assert f"<h2>{title}</h2>" in html
+    assert html.count("CircuitsVis.render(") == 2  # first and last checkpoint
+    assert not re.search(r"""(src|href)=["']https?://""", html)
+
+
+def test_second_run_resumes(finished):
+    spec, run = finished
+    before = (run / "metrics.json").read_text()
+    run_analysis(spec, runs_root=run.parent)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["resumed_stages"] == ["fine_tune", "circuits", "attention"]
+    assert (run / "metrics.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ('character = "Carol"', "'circuits.character' must be 'Alice' or 'Bob'"),
+        ('ablation = "zero"', "'circuits.ablation' must be 'twin' or 'mean'"),
+        ("target = 1.5", "'circuits.target' must lie in (0, 1]"),
+        ('trajectory = "/nonexistent"', "holds no trajectory.json"),
+    ],
+)
+def test_bad_specs_fail_before_any_work(tmp_path, extra, message):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(f'name = "bad"\nanalysis = "circuits"\n[circuits]\n{extra}\n')
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_analysis(spec, runs_root=tmp_path / "runs")
