@@ -71,3 +71,30 @@ def test_bad_specs_fail_before_any_work(tmp_path, extra, message):
     spec.write_text(f'name = "bad"\nanalysis = "circuits"\n[circuits]\n{extra}\n')
     with pytest.raises(ValueError, match=re.escape(message)):
         run_analysis(spec, runs_root=tmp_path / "runs")
+
+
+def test_circuits_follow_a_growth_run_through_its_map(tmp_path):
+    """A block appended after the read site changes nothing below it: at the growth step the circuit,
+    in the grown model's names, is the small model's, with the same shares of the gap."""
+    from elk_lens.data.quirky import quirky_arithmetic
+    from elk_lens.growth import insert_blocks
+    from elk_lens.models import load_model, save_model
+    from elk_lens.train import FineTuneConfig, fine_tune
+
+    grown, growth = insert_blocks(load_model("zoo:quirky-arith-base"), [4])
+    save_model(grown, tmp_path / "g" / "grown")
+    growth.save(tmp_path / "g" / "growth_map")
+    train = quirky_arithmetic(100, split="train")
+    fine_tune(grown, train, train.column("label"), tmp_path / "g" / "trajectory",
+              base_spec=str(tmp_path / "g" / "grown"), config=FineTuneConfig(steps=1, batch_size=8))  # fmt: skip
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'name = "cg"\nanalysis = "circuits"\n[drift]\nprobe_rows = 800\n[circuits]\npairs = 8\n'
+                    f'ig_steps = 2\ngrowth_run = "{tmp_path / "g"}"\n')  # fmt: skip
+    m = json.loads((run_analysis(spec, runs_root=tmp_path / "runs") / "metrics.json").read_text())
+    assert m["steps"] == [0, 0, 1] and m["grown_at"] == [1]
+    assert m["drift"]["jaccard_prev"][1] == 1.0
+    assert m["drift"]["weighted_jaccard_prev"][1] == pytest.approx(1.0, abs=1e-6)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'name = "b"\nanalysis = "circuits"\n[circuits]\ngrowth_run = "{tmp_path}"\n')
+    with pytest.raises(ValueError, match="is not a finished growth run"):
+        run_analysis(bad, runs_root=tmp_path / "runs")

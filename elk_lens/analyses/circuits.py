@@ -18,7 +18,7 @@ from elk_lens._hooks import loud_hooks
 from elk_lens.analyses import drift as scenario
 from elk_lens.analyses.result import AnalysisResult, config_value
 from elk_lens.capture import capture, tokenize
-from elk_lens.circuit_drift import circuit_series, edit_distance, jaccard, weighted_jaccard
+from elk_lens.circuit_drift import circuit_series, edit_distance, jaccard, relabel, weighted_jaccard
 from elk_lens.circuits import (
     attribution_patching,
     exact_patching,
@@ -33,12 +33,13 @@ from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import heatmap, line_chart
 from elk_lens.reporters import fit_logistic
-from elk_lens.trajectory import Trajectory
+from elk_lens.trajectory import Checkpoint, Trajectory
 
 __all__ = ["check_config", "run"]
 
 _CIRCUITS = {
     "circuits.trajectory": ("", str),
+    "circuits.growth_run": ("", str),
     "circuits.site": ("blocks.3.hook_resid_pre", str),
     "circuits.pairs": (256, int),
     "circuits.character": ("Alice", str),
@@ -69,15 +70,28 @@ def check_config(cfg: dict) -> None:
         )
     if s["circuits.trajectory"] and not (Path(s["circuits.trajectory"]) / "trajectory.json").is_file():
         raise ValueError(f"config key 'circuits.trajectory': {s['circuits.trajectory']} holds no trajectory.json")
+    growth_run = Path(s["circuits.growth_run"])
+    if s["circuits.growth_run"] and not ((growth_run / "growth_map").is_dir() and (growth_run / "trajectory").is_dir()):
+        raise ValueError(f"config key 'circuits.growth_run': {growth_run} is not a finished growth run (it needs "
+                         "growth_map/ and trajectory/; run a growth analysis first)")  # fmt: skip
+    if s["circuits.growth_run"] and s["circuits.trajectory"]:
+        raise ValueError("set one of 'circuits.trajectory' and 'circuits.growth_run', not both")
 
 
 def _trajectory(s: dict, run: RunDir) -> Trajectory:
+    """The trajectory walked: fine-tuned here, given, or a growth run's (the small model, then the grown
+    model's checkpoints, joined through the run's growth map)."""
+    if s["circuits.growth_run"]:
+        grown = Path(s["circuits.growth_run"])
+        small = Trajectory([Checkpoint(0, spec=s["model.base"])])
+        return Trajectory.join(small, grown / "growth_map", Trajectory.load(grown / "trajectory"))
     return Trajectory.load(s["circuits.trajectory"] or run.path / "trajectory")
 
 
 def _fine_tune(s: dict, run: RunDir) -> dict:
-    if s["circuits.trajectory"]:
-        return {"steps": Trajectory.load(s["circuits.trajectory"]).steps, "from": s["circuits.trajectory"]}
+    if s["circuits.trajectory"] or s["circuits.growth_run"]:
+        source = s["circuits.trajectory"] or s["circuits.growth_run"]
+        return {"steps": _trajectory(s, run).steps, "from": source}
     model = load_model(s["model.base"])
     return scenario.train_scenario(s, model, s["model.base"], run.path / "trajectory", None)
 
@@ -105,14 +119,17 @@ def _circuits(s: dict, run: RunDir) -> dict:
     clean, corrupt = sum_vs_sloppy_pairs(s["circuits.pairs"], character=s["circuits.character"])
     half = len(clean) // 2
     out = {"steps": traj.steps, "site": site, "pairs": len(clean), "example": [clean[0], corrupt[0]], "at": []}
+    last = len(traj) - 1
     for t in range(len(traj)):
         model = traj.model_at(t)
-        reporter = fit_logistic(capture(model, probe_set, [site]).at(0), probe_set.truth, site=site,
+        growth = traj.growth_map(0, t)
+        here = site if growth is None else growth.site(site)  # the same place in a grown model
+        reporter = fit_logistic(capture(model, probe_set, [here]).at(0), probe_set.truth, site=here,
                                 provenance={"model": fingerprint(model)})  # fmt: skip
         out["at"].append(_score(s, model, reporter, clean, corrupt))
         if t == 0:  # the floor: the same measures between circuits found on two disjoint halves of the pairs
             a, b = (_score(s, model, reporter, clean[sl], corrupt[sl]) for sl in (slice(0, half), slice(half, None)))
-            within = [{k: v for k, v in x["exact"].items() if k in x["circuit"]} for x in (a, b)]
+            within = [{k: v / x["m_diff"] for k, v in x["exact"].items() if k in x["circuit"]} for x in (a, b)]
             out["floor"] = {
                 "jaccard": jaccard(set(a["circuit"]), set(b["circuit"])),
                 "weighted_jaccard": weighted_jaccard(*within),
@@ -120,7 +137,17 @@ def _circuits(s: dict, run: RunDir) -> dict:
                 "halves": [a["circuit"], b["circuit"]],
             }  # fmt: skip
     at = out["at"]
-    out["drift"] = circuit_series([set(x["circuit"]) for x in at], [x["exact"] for x in at])
+    # compare circuits in the last checkpoint's names: components of a smaller model move through the maps
+    maps = [traj.growth_map(t, last) for t in range(len(traj))]
+    circuits = [
+        set(x["circuit"]) if g is None else relabel(set(x["circuit"]), g) for x, g in zip(at, maps, strict=True)
+    ]
+    # scores as shares of the clean-vs-corrupt gap: refitted reporters differ in scale, not in what they read
+    shares = [{k: v / x["m_diff"] for k, v in x["exact"].items()} for x in at]
+    scores = [sh if g is None else relabel(sh, g) for sh, g in zip(shares, maps, strict=True)]
+    out["drift"] = circuit_series(circuits, scores)
+    out["exact_in_final_names"] = scores
+    out["grown_at"] = [i for i, c in enumerate(traj.checkpoints) if c.growth is not None]
     return out
 
 
@@ -129,10 +156,11 @@ def _attention(s: dict, run: RunDir, scored: dict) -> dict:
     example clean prompt, at the first and the last checkpoint."""
     traj = _trajectory(s, run)
     last = scored["at"][-1]["exact"]
+    first = scored["grown_at"][-1] if scored["grown_at"] else 0  # the heads exist from the last growth on
     heads = sorted((k for k in last if "H" in k), key=lambda k: -abs(last[k]))[: s["circuits.top_heads"]]
     text = scored["example"][0]
     out = {"heads": heads, "text": text, "patterns": {}}
-    for t in (0, len(traj) - 1):
+    for t in (first, len(traj) - 1):
         model = traj.model_at(t)
         tokens = tokenize(model, [text])
         grabbed: dict[str, torch.Tensor] = {}
@@ -144,7 +172,7 @@ def _attention(s: dict, run: RunDir, scored: dict) -> dict:
         with torch.no_grad(), loud_hooks(model, [(f"blocks.{layer}.attn.hook_pattern", keep) for layer in layers]):
             model(tokens.ids, attention_mask=tokens.mask)
         out["tokens"] = model.tokenizer.convert_ids_to_tokens(tokens.ids[0].tolist())
-        out["patterns"][str(traj.steps[t])] = [
+        out["patterns"][_labels(scored)[t]] = [
             grabbed[f"blocks.{int(h[1 : h.index('H')])}.attn.hook_pattern"][0, int(h[h.index("H") + 1 :])].tolist()
             for h in heads
         ]  # fmt: skip
@@ -157,6 +185,12 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     scored = run.stage("circuits", lambda: _circuits(s, run))
     attention = run.stage("attention", lambda: _attention(s, run, scored))
     return _report(cfg, s, trained, scored, attention)
+
+
+def _labels(scored: dict) -> list[str]:
+    """x labels: the step, marked "(small)" before a growth step (steps repeat across it)."""
+    grown = scored["grown_at"][-1] if scored["grown_at"] else 0
+    return [f"{t} (small)" if i < grown else str(t) for i, t in enumerate(scored["steps"])]
 
 
 def _layer_grid(scores: dict) -> tuple[list[list[float]], list[str], list[str]]:
@@ -173,7 +207,8 @@ def _layer_grid(scores: dict) -> tuple[list[list[float]], list[str], list[str]]:
 
 def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
     steps, at, floor, dr = scored["steps"], scored["at"], scored["floor"], scored["drift"]
-    x = [str(t) for t in steps]
+    x = _labels(scored)
+    marks = {x[i]: "grown" for i in scored["grown_at"]}
     rows = [{"step": t, "M_diff (clean - corrupt)": a["m_diff"], "circuit size": a["size"],
              "circuit (by |exact|)": ", ".join(a["circuit"]), "Spearman AP vs exact": a["spearman_ap"],
              f"Spearman AP-IG{s['circuits.ig_steps']} vs exact": a["spearman_ig"],
@@ -184,14 +219,16 @@ def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
     bands = {"Jaccard to the first": (floor["jaccard"], 1.0),
              "weighted Jaccard to the first": (floor["weighted_jaccard"], 1.0)}  # fmt: skip
     charts = line_chart(lines, x, title="Circuit drift (node sets at the faithfulness target)", y_label="",
-                        bands=bands)  # fmt: skip
+                        bands=bands, marks=marks)  # fmt: skip
     grids = ""
     for i in sorted({0, len(at) // 2, len(at) - 1}):
         values, row_labels, col_labels = _layer_grid(at[i]["exact"])
-        grids += heatmap(values, row_labels, col_labels, title=f"exact patching score, step {steps[i]}")
-    names = list(at[0]["exact"])
-    over = heatmap([[a["exact"][n] for a in at] for n in names], names, x,
-                   title="exact patching score per component over checkpoints")  # fmt: skip
+        grids += heatmap(values, row_labels, col_labels, title=f"exact patching score, step {x[i]}")
+    final = scored["exact_in_final_names"]
+    names = list(final[-1])
+    over = heatmap([[a.get(n, float("nan")) for a in final] for n in names], names, x,
+                   title="exact patching score / M_diff per component over checkpoints "
+                   "(last checkpoint's names)")  # fmt: skip
     figures = circuitsvis_script() + "".join(
         f"<h3>step {step}</h3>" + attention_heads_html(torch.tensor(p), attention["tokens"], attention["heads"])
         for step, p in attention["patterns"].items()
