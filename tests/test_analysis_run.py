@@ -75,7 +75,10 @@ def test_cli_prints_where_the_report_is(finished_run, capsys):
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ('name = "x"\nanalysis = "nope"\n', r"unknown analysis 'nope'; valid: \['circuits', 'drift', 'growth', 'quirky_elk'\]"),
+        (
+            'name = "x"\nanalysis = "nope"\n',
+            r"unknown analysis 'nope'; valid: \['circuits', 'drift', 'growth', 'quirky_elk'\]",
+        ),
         ('analysis = "quirky_elk"\n', "lacks the top-level key 'name'"),
         ('name = "x"\nanalysis = "quirky_elk"\n[data]\ntest_rows = "many"\n', "'data.test_rows' must be of type int"),
         ('name = "x"\nanalysis = "quirky_elk"\n[data]\ntest_rows = 0\n', "'data.test_rows' must be >= 1"),
