@@ -15,5 +15,7 @@ def test_notebook_executes(path, tmp_path):
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    assert outputs, "the notebook printed nothing"
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
-    assert "<svg" in html and "CircuitsVis.render(" in html  # the figures were drawn
+    if path.stem == "circuits":
+        assert "<svg" in html and "CircuitsVis.render(" in html  # the figures were drawn
