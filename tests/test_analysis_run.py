@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,27 @@ def test_a_run_directory_is_not_reused_for_another_config(tmp_path, finished_run
     other.write_text(SMALL_SPEC.replace("test_rows = 400", "test_rows = 401"))
     with pytest.raises(ValueError, match="different config"):
         run_analysis(other, runs_root=run.parent)
+
+
+def test_unknown_config_keys_are_named_with_a_suggestion_and_the_valid_ones(tmp_path):
+    spec = tmp_path / "typo.toml"
+    spec.write_text('name = "x"\nanalysis = "drift"\n[train]\nstep = 10\n')
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) 'train.step' \(did you mean 'train.steps'\?\)"):
+        run_analysis(spec, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # refused before anything is written
+
+
+def test_every_shipped_spec_uses_only_keys_its_analysis_reads():
+    from elk_lens.report.runner import load_spec
+
+    for spec in sorted((Path(__file__).resolve().parents[1] / "analyses").glob("*.toml")):
+        load_spec(spec)
+
+
+def test_an_unwritable_run_directory_is_a_clear_error(tmp_path):
+    spec = tmp_path / "ok.toml"
+    spec.write_text('name = "x"\nanalysis = "drift"\n')
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match="cannot write the run directory under .*choose a writable place with --runs"):
+        run_analysis(spec, runs_root=blocker)

@@ -50,6 +50,9 @@ _CIRCUITS = {
 }
 
 
+KEYS = scenario.KEYS + tuple(_CIRCUITS)
+
+
 def _settings(cfg: dict) -> dict:
     s = scenario._settings(cfg)
     return s | {key: config_value(cfg, key, default, kind) for key, (default, kind) in _CIRCUITS.items()}

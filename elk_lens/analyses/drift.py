@@ -59,6 +59,7 @@ OBJECTIVES = {
     "stream": "next tokens of a raw stream of the statements, each followed by its answer",
 }
 ANCHORS = ("none", "all", "alice")
+KEYS = tuple(_DEFAULTS)  # every config key this analysis reads (the runner refuses others)
 
 
 def _settings(cfg: dict) -> dict:

@@ -41,6 +41,9 @@ _GROW = {
 }
 
 
+KEYS = scenario.KEYS + tuple(_GROW)
+
+
 def _settings(cfg: dict) -> dict:
     s = scenario._settings(cfg)
     return s | {key: config_value(cfg, key, default, kind) for key, (default, kind) in _GROW.items()}

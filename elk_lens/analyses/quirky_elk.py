@@ -33,6 +33,9 @@ _DEFAULTS = {
 _CHART_SETS = ("alice_easy", "alice_hard", "bob_hard", "bob_disagree", "bob_hard_disagree")
 
 
+KEYS = tuple(_DEFAULTS)  # every config key this analysis reads (the runner refuses others)
+
+
 def _settings(cfg: dict) -> dict:
     return {key: config_value(cfg, key, default, kind) for key, (default, kind) in _DEFAULTS.items()}
 

@@ -1,5 +1,6 @@
 """``elk-lens run spec.toml``: run a declared analysis into a run directory with ``report.html``."""
 
+import difflib
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,26 @@ def load_spec(path: Path) -> tuple[dict, str]:
             raise ValueError(f"{path} lacks the top-level key {key!r}")
     if cfg["analysis"] not in ANALYSES:
         raise ValueError(f"{path}: unknown analysis {cfg['analysis']!r}; valid: {sorted(ANALYSES)}")
+    _check_keys(path, cfg, ANALYSES[cfg["analysis"]].KEYS)
     return cfg, text
+
+
+def _dotted(node: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        out += _dotted(value, f"{name}.") if isinstance(value, dict) else [name]
+    return out
+
+
+def _check_keys(path: Path, cfg: dict, valid: tuple[str, ...]) -> None:
+    """Refuse keys the analysis does not read: a typo would otherwise fall back to a default silently."""
+    unknown = [k for k in _dotted(cfg) if k not in ("name", "analysis") and k not in valid]
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
+        said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+        raise ValueError(f"{path}: unknown config key(s) {said} for analysis {cfg['analysis']!r}; "
+                         f"valid: {sorted(valid)}")  # fmt: skip
 
 
 def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | None = None) -> Path:
@@ -38,7 +58,13 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
     cfg, text = load_spec(spec)
     analysis = ANALYSES[cfg["analysis"]]
     analysis.check_config(cfg)
-    run = RunDir(runs_root / (run_name or cfg["name"]), text)
+    try:
+        run = RunDir(runs_root / (run_name or cfg["name"]), text)
+    except OSError as e:  # not writable, or a file where a directory should be
+        raise OSError(
+            f"cannot write the run directory under {runs_root} ({e.strerror}: {e.filename}); "
+            "choose a writable place with --runs DIR"
+        ) from None
     started = time.time()
     result = analysis.run(cfg, run)
     manifest = {
