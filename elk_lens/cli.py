@@ -16,7 +16,7 @@ def _zoo_list(_: argparse.Namespace) -> int:
         card = zoo_card(name)
         print(f"zoo:{name}")
         print(f"    {card.get('summary', '(no card)')}")
-        for key, value in card.get("measured", {}).items():
+        for key, value in {**card.get("notes", {}), **card.get("measured", {})}.items():
             print(f"    {key}: {value}")
     return 0
 

