@@ -13,7 +13,7 @@ from html import escape
 import numpy as np
 import torch
 
-from elk_lens.analyses.result import AnalysisResult, config_value
+from elk_lens.analyses.result import AnalysisResult, check_model_spec, config_value
 from elk_lens.capture import capture
 from elk_lens.data.quirky import DIGITS, quirky_arithmetic
 from elk_lens.drift_study import trajectory_drift
@@ -68,6 +68,7 @@ def _settings(cfg: dict) -> dict:
 
 def check_config(cfg: dict) -> None:
     s = _settings(cfg)
+    check_model_spec("model.base", s["model.base"])
     if s["train.labels"] not in LABELS:
         raise ValueError(f"config key 'train.labels' must be one of {sorted(LABELS)}, got {s['train.labels']!r}")
     if s["data.digits"] not in DIGITS:

@@ -10,7 +10,7 @@ import json
 from html import escape
 
 from elk_lens.analyses.quirky_methods import method_sections, method_stages, targets_table
-from elk_lens.analyses.result import AnalysisResult, config_value
+from elk_lens.analyses.result import AnalysisResult, check_model_spec, config_value
 from elk_lens.evaluate import QUIRKY_EVAL_SETS
 from elk_lens.models import load_model
 from elk_lens.quirky_protocol import quirky_probe_study, split_layers
@@ -43,6 +43,7 @@ def _settings(cfg: dict) -> dict:
 def check_config(cfg: dict) -> None:
     """Type-check the keys this analysis reads (before any model is loaded)."""
     s = _settings(cfg)
+    check_model_spec("model.spec", s["model.spec"])
     for key in ("data.train_rows", "data.test_rows", "capture.batch_size", "causal.test_rows"):
         if s[key] < 1:
             raise ValueError(f"config key {key!r} must be >= 1, got {s[key]}")

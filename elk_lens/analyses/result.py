@@ -1,6 +1,7 @@
 """What an analysis hands back to the runner."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from elk_lens.report.html import Section
 
@@ -15,6 +16,16 @@ class AnalysisResult:
     metrics: dict
     tables: dict[str, list[dict]] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+
+
+def check_model_spec(key: str, spec: str) -> None:
+    """Refuse a ``zoo:`` name that does not exist, or a local path that is missing, before any work."""
+    from elk_lens.zoo import zoo_names
+
+    if spec.startswith("zoo:") and spec.removeprefix("zoo:") not in zoo_names():
+        raise ValueError(f"config key {key!r}: unknown zoo model {spec!r}; valid: {['zoo:' + n for n in zoo_names()]}")
+    if spec.startswith(("/", "./", "../", "~")) and not Path(spec).expanduser().is_dir():
+        raise ValueError(f"config key {key!r}: model directory {spec!r} does not exist")
 
 
 def config_value(cfg: dict, dotted: str, default, kind: type):
