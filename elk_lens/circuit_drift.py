@@ -7,15 +7,12 @@ head that kept its job keeps its name. A change counts only above the noise floo
 between circuits found on two disjoint halves of the data at one checkpoint.
 """
 
-import re
 from collections.abc import Mapping, Sequence
 
+from elk_lens.circuits.components import Component
 from elk_lens.growth import GrowthMap
 
 __all__ = ["circuit_series", "edit_distance", "ewma_change", "jaccard", "relabel", "weighted_jaccard"]
-
-_HEAD = re.compile(r"^L(\d+)H(\d+)$")
-_MLP = re.compile(r"^L(\d+)MLP$")
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -50,21 +47,17 @@ def ewma_change(similarities: Sequence[float], alpha: float = 0.5) -> list[float
 def relabel(names: Mapping[str, float] | set[str], growth: GrowthMap):
     """Component names of the source model as the grown model calls them (layers and heads mapped)."""
 
-    def layer(name: str, i: int) -> int:
-        if i >= len(growth.layers):
-            raise ValueError(f"{name}: the source model has layers 0..{len(growth.layers) - 1}")
-        return growth.layers[i]
-
     def one(name: str) -> str:
-        if m := _HEAD.match(name):
-            if int(m.group(2)) >= len(growth.heads):
-                raise ValueError(f"{name}: the source model has heads 0..{len(growth.heads) - 1}")
-            return f"L{layer(name, int(m.group(1)))}H{growth.heads[int(m.group(2))]}"
-        if m := _MLP.match(name):
-            return f"L{layer(name, int(m.group(1)))}MLP"
-        if name == "embed":
+        c = Component.from_name(name)
+        if c.is_embed:
             return name
-        raise ValueError(f"unknown component {name!r}: expected 'embed', 'L<layer>H<head>' or 'L<layer>MLP'")
+        if c.layer >= len(growth.layers):
+            raise ValueError(f"{name}: the source model has layers 0..{len(growth.layers) - 1}")
+        if c.head is None:
+            return f"L{growth.layers[c.layer]}MLP"
+        if c.head >= len(growth.heads):
+            raise ValueError(f"{name}: the source model has heads 0..{len(growth.heads) - 1}")
+        return f"L{growth.layers[c.layer]}H{growth.heads[c.head]}"
 
     if not growth.layers:
         raise ValueError("this growth map has no layer map (a map fitted at some sites only): components cannot move")

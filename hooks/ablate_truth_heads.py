@@ -22,7 +22,8 @@ import torch
 import elk_lens as el
 from elk_lens._atomic import atomic_write_text
 from elk_lens._hooks import loud_hooks
-from elk_lens.circuits import exact_patching, mean_scores, sum_vs_sloppy_pairs
+from elk_lens.circuits import exact_patching, mean_scores, sum_vs_sloppy_pairs, top_heads
+from elk_lens.circuits.components import Component
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,9 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def zero_heads(model, heads: list[str]):
     """A loud hook context that zeroes the outputs (``hook_z``) of heads named ``L{layer}H{head}``."""
     by_layer: dict[int, list[int]] = {}
-    for name in heads:
-        layer, head = name[1:].split("H")
-        by_layer.setdefault(int(layer), []).append(int(head))
+    for c in map(Component.from_name, heads):
+        by_layer.setdefault(c.layer, []).append(c.head)
 
     def hook_for(chosen: list[int]):
         def zero(z: torch.Tensor, *, hook) -> torch.Tensor:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
                                provenance={"model": el.fingerprint(model)})  # fmt: skip
     clean, corrupt = sum_vs_sloppy_pairs(args.pairs)
     scores = mean_scores(exact_patching(model, reporter, clean, corrupt))
-    heads = sorted((k for k in scores if "H" in k), key=lambda k: -abs(scores[k]))
+    heads = top_heads(scores, len(scores))
     if not 0 < args.top <= len(heads) // 2:
         raise ValueError(f"--top must lie in 1..{len(heads) // 2} (the control ablates as many other heads)")
     top, control = heads[: args.top], heads[-args.top :]

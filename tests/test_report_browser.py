@@ -10,23 +10,11 @@ import shutil
 import subprocess
 
 import pytest
+from test_circuits_analysis import SPEC  # the tiny circuits scenario: the report with scripts
 
 from elk_lens.report.runner import run_analysis
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-SPEC = """
-name = "browser"
-analysis = "circuits"
-[train]
-rows = 200
-steps = 1
-batch_size = 16
-[drift]
-probe_rows = 800
-[circuits]
-pairs = 8
-ig_steps = 2
-"""
 
 
 def _load(html_path):

@@ -14,18 +14,20 @@ from pathlib import Path
 
 import torch
 
-from elk_lens._hooks import loud_hooks
 from elk_lens.analyses import drift as scenario
 from elk_lens.analyses.result import AnalysisResult, config_value
-from elk_lens.capture import capture, tokenize
+from elk_lens.capture import capture
 from elk_lens.circuit_drift import circuit_series, edit_distance, jaccard, relabel, weighted_jaccard
 from elk_lens.circuits import (
+    attention_patterns,
     attribution_patching,
     exact_patching,
+    layer_grid,
     mean_scores,
     smallest_circuit,
     spearman,
     sum_vs_sloppy_pairs,
+    top_heads,
 )
 from elk_lens.models import fingerprint, load_model
 from elk_lens.report.attention_vis import attention_heads_html, circuitsvis_script
@@ -160,25 +162,12 @@ def _attention(s: dict, run: RunDir, scored: dict) -> dict:
     traj = _trajectory(s, run)
     last = scored["at"][-1]["exact"]
     first = scored["grown_at"][-1] if scored["grown_at"] else 0  # the heads exist from the last growth on
-    heads = sorted((k for k in last if "H" in k), key=lambda k: -abs(last[k]))[: s["circuits.top_heads"]]
+    heads = top_heads(last, s["circuits.top_heads"])
     text = scored["example"][0]
     out = {"heads": heads, "text": text, "patterns": {}}
     for t in (first, len(traj) - 1):
-        model = traj.model_at(t)
-        tokens = tokenize(model, [text])
-        grabbed: dict[str, torch.Tensor] = {}
-        layers = sorted({int(h[1 : h.index("H")]) for h in heads})
-
-        def keep(pattern, *, hook, into=grabbed):
-            into[hook.name] = pattern.detach()
-
-        with torch.no_grad(), loud_hooks(model, [(f"blocks.{layer}.attn.hook_pattern", keep) for layer in layers]):
-            model(tokens.ids, attention_mask=tokens.mask)
-        out["tokens"] = model.tokenizer.convert_ids_to_tokens(tokens.ids[0].tolist())
-        out["patterns"][_labels(scored)[t]] = [
-            grabbed[f"blocks.{int(h[1 : h.index('H')])}.attn.hook_pattern"][0, int(h[h.index("H") + 1 :])].tolist()
-            for h in heads
-        ]  # fmt: skip
+        patterns, out["tokens"] = attention_patterns(traj.model_at(t), text, heads)
+        out["patterns"][_labels(scored)[t]] = patterns.tolist()
     return out
 
 
@@ -194,18 +183,6 @@ def _labels(scored: dict) -> list[str]:
     """x labels: the step, marked "(small)" before a growth step (steps repeat across it)."""
     grown = scored["grown_at"][-1] if scored["grown_at"] else 0
     return [f"{t} (small)" if i < grown else str(t) for i, t in enumerate(scored["steps"])]
-
-
-def _layer_grid(scores: dict) -> tuple[list[list[float]], list[str], list[str]]:
-    """Component scores as rows = layers, columns = heads, MLP; the embedding as its own row."""
-    layers = sorted({int(k[1 : k.index("H")]) for k in scores if "H" in k} | {int(k[1:-3]) for k in scores
-                     if k.endswith("MLP")})  # fmt: skip
-    n_heads = 1 + max(int(k[k.index("H") + 1 :]) for k in scores if "H" in k)
-    cols = [f"H{h}" for h in range(n_heads)] + ["MLP"]
-    rows = [[scores.get("embed", float("nan"))] + [float("nan")] * n_heads]
-    rows += [[scores.get(f"L{layer}H{h}", float("nan")) for h in range(n_heads)] + [scores.get(f"L{layer}MLP",
-             float("nan"))] for layer in layers]  # fmt: skip
-    return rows, ["embed"] + [f"L{layer}" for layer in layers], cols
 
 
 def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
@@ -225,7 +202,7 @@ def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
                         bands=bands, marks=marks)  # fmt: skip
     grids = ""
     for i in sorted({0, len(at) // 2, len(at) - 1}):
-        values, row_labels, col_labels = _layer_grid(at[i]["exact"])
+        values, row_labels, col_labels = layer_grid(at[i]["exact"])
         grids += heatmap(values, row_labels, col_labels, title=f"exact patching score, step {x[i]}")
     final = scored["exact_in_final_names"]
     names = list(final[-1])

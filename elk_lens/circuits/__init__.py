@@ -27,10 +27,14 @@ from elk_lens.circuits.pairs import sum_vs_sloppy_pairs as sum_vs_sloppy_pairs
 from elk_lens.circuits.patching import exact_patching as exact_patching
 from elk_lens.circuits.ranking import mean_scores as mean_scores
 from elk_lens.circuits.ranking import spearman as spearman
+from elk_lens.circuits.views import attention_patterns as attention_patterns
+from elk_lens.circuits.views import layer_grid as layer_grid
+from elk_lens.circuits.views import top_heads as top_heads
 
 __all__ = [
     "BIASES",
     "Circuit",
+    "attention_patterns",
     "attribution_patching",
     "direct_attribution",
     "edge_attribution_patching",
@@ -38,10 +42,12 @@ __all__ = [
     "exact_patching",
     "faithfulness",
     "faithfulness_curve",
+    "layer_grid",
     "mean_scores",
     "smallest_circuit",
     "spearman",
     "sum_vs_sloppy_pairs",
+    "top_heads",
     "upstream_components",
     "upstream_edges",
 ]

@@ -45,6 +45,17 @@ class Component:
     head: int | None = None  # set for heads only
     is_embed: bool = False
 
+    @classmethod
+    def from_name(cls, name: str) -> "Component":
+        """``"embed"``, ``"L{layer}H{head}"`` or ``"L{layer}MLP"`` as a component (no model needed)."""
+        if name == "embed":
+            return cls(name, 0, is_embed=True)
+        if m := _HEAD.match(name):
+            return cls(name, int(m.group(1)), int(m.group(2)))
+        if m := _MLP.match(name):
+            return cls(name, int(m.group(1)))
+        raise ValueError(f"unknown component {name!r}: expected 'embed', 'L<layer>H<head>' or 'L<layer>MLP'")
+
     @property
     def hook(self) -> str:
         """The hook whose output holds this component's activation (shared by the heads of a layer)."""
