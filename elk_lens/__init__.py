@@ -9,12 +9,17 @@
 
 from elk_lens.activations import Activations as Activations
 from elk_lens.capture import capture as capture
+from elk_lens.capture import content_position as content_position
 from elk_lens.contrast import capture_contrast as capture_contrast
 from elk_lens.data import StatementSet as StatementSet
 from elk_lens.data import load_statements as load_statements
 from elk_lens.data import quirky_arithmetic as quirky_arithmetic
+from elk_lens.data import truth_set as truth_set
+from elk_lens.data import truth_sets as truth_sets
+from elk_lens.data import with_splits as with_splits
 from elk_lens.drift_study import trajectory_drift as trajectory_drift
 from elk_lens.erasure import fit_leace as fit_leace
+from elk_lens.generalization import generalization_study as generalization_study
 from elk_lens.growth import GrowthMap as GrowthMap
 from elk_lens.growth import fit_growth_map as fit_growth_map
 from elk_lens.growth import grow as grow
@@ -61,6 +66,7 @@ __all__ = [
     "auroc",
     "capture",
     "capture_contrast",
+    "content_position",
     "erase",
     "fine_tune",
     "fingerprint",
@@ -74,6 +80,7 @@ __all__ = [
     "fit_method",
     "fit_ttpd",
     "fit_vinc",
+    "generalization_study",
     "grow",
     "load_model",
     "load_statements",
@@ -87,4 +94,7 @@ __all__ = [
     "steer",
     "stream_loss",
     "trajectory_drift",
+    "truth_set",
+    "truth_sets",
+    "with_splits",
 ]

@@ -27,7 +27,7 @@ from elk_lens.models import fingerprint
 from elk_lens.sites import Site, parse_sites
 from elk_lens.store import SHARD_ROWS, ActivationStore
 
-__all__ = ["Position", "capture", "tokenize"]
+__all__ = ["Position", "capture", "content_position", "tokenize"]
 
 Position = Literal["last", "all"] | int
 _TOKENIZE_CHUNK = 4096  # texts per tokenizer call (see tokenize)
@@ -111,6 +111,19 @@ def tokenize(model: TransformerBridge, texts: Sequence[str], padding_side: str =
         return torch.nn.functional.pad(t, (extra, 0) if padding_side == "left" else (0, extra), value=value)
 
     return Tokens(torch.cat([pad(ids, pad_id) for ids, _ in parts]), torch.cat([pad(mask, 0) for _, mask in parts]))
+
+
+def content_position(model: TransformerBridge) -> Position:
+    """The read position of a statement's last own token: ``-2`` where the tokenizer closes every text
+    with a special token (an encoder's ``[SEP]``), else ``"last"``.
+
+    Marks & Tegmark read the statement's final period. On a decoder that is the last token; an encoder
+    appends ``[SEP]`` after it, and while ``[SEP]`` also sees every token, it is a token the statement
+    does not contain.
+    """
+    ids = tokenize(model, ["a."]).ids[0].tolist()
+    special = set(getattr(model.tokenizer, "all_special_ids", []))
+    return -2 if len(ids) >= 2 and ids[-1] in special else "last"
 
 
 def _read_index(mask: Int[Tensor, "batch pos"], position: int | str) -> Int[Tensor, " batch"]:

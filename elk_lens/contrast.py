@@ -12,7 +12,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.activations import Activations
-from elk_lens.capture import capture, tokenize
+from elk_lens.capture import Position, capture, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.sites import Site
 
@@ -64,6 +64,7 @@ def capture_contrast(
     sites: Sequence[Site | str],
     *,
     answers: tuple[str, str] = ("True", "False"),
+    position: Position = "last",
     batch_size: int = 64,
     cache_dir=None,
     dtype: torch.dtype = torch.float32,
@@ -71,13 +72,18 @@ def capture_contrast(
     """Capture both halves of every contrast pair at the appended answer token.
 
     ``answers`` are appended verbatim: ``("True", "False")`` fits the zoo models, whose statements
-    end in ``"Bob:"``; a GPT-2-style tokenizer wants ``(" True", " False")``.
+    end in ``"Bob:"``; a GPT-2-style tokenizer wants ``(" True", " False")``. ``position`` is where the
+    answer token sits among the real tokens: ``"last"`` on a decoder, ``-2`` on an encoder that appends
+    ``[SEP]`` (:func:`~elk_lens.capture.content_position` gives the right one for a model).
     """
+    if position not in ("last", -1, -2):
+        raise ValueError(f"the answer token is the last real token or the one before [SEP]: position must be "
+                         f"'last', -1 or -2, got {position!r}")  # fmt: skip
     with_true, with_false = contrast_statements(statements, answers)
     for appended, answer in ((with_true, answers[0]), (with_false, answers[1])):
         _check_one_token(model, statements, appended, answer)
     halves = [
-        capture(model, s, sites, batch_size=batch_size, cache_dir=cache_dir, dtype=dtype)
+        capture(model, s, sites, position=position, batch_size=batch_size, cache_dir=cache_dir, dtype=dtype)
         for s in (with_true, with_false)
     ]
     return ContrastActivations(halves[0], halves[1], tuple(answers))  # type: ignore[arg-type]

@@ -78,7 +78,7 @@ def test_cli_prints_where_the_report_is(finished_run, capsys):
     [
         (
             'name = "x"\nanalysis = "nope"\n',
-            r"unknown analysis 'nope'; valid: \['circuits', 'drift', 'growth', 'quirky_elk'\]",
+            r"unknown analysis 'nope'; valid: \['circuits', 'drift', 'growth', 'quirky_elk', 'truth_generalization'\]",
         ),
         ('analysis = "quirky_elk"\n', "lacks the top-level key 'name'"),
         ('name = "x"\nanalysis = "quirky_elk"\n[data]\ntest_rows = "many"\n', "'data.test_rows' must be of type int"),

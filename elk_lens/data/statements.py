@@ -85,6 +85,23 @@ class StatementSet:
             name=name or self.name,
         )
 
+    def sample(self, n: int, *, seed: int = 0, strata: tuple[str, ...] = ("split",)) -> "StatementSet":
+        """About ``n`` rows drawn at random within each (strata..., truth) cell, in proportion to its size
+        and at least two per cell that has them, so every split keeps both classes; row order is kept."""
+        if n < 1:
+            raise ValueError(f"sample size must be >= 1, got {n}")
+        if n >= len(self):
+            return self
+        cells: dict[tuple, list[int]] = {}
+        for i, key in enumerate(zip(*(self.column(c) for c in strata), self.truth.tolist(), strict=True)):
+            cells.setdefault(key, []).append(i)
+        rng = np.random.default_rng(seed)
+        keep = []
+        for rows in cells.values():
+            k = min(len(rows), max(2, round(n * len(rows) / len(self))))
+            keep += rng.choice(rows, size=k, replace=False).tolist()
+        return self.subset(np.sort(keep))
+
     def mask(self, **equals: object) -> np.ndarray:
         """Boolean row mask: metadata columns equal the given values, e.g. ``mask(character="Bob", hard=True)``."""
         mask = np.ones(len(self), dtype=bool)

@@ -110,16 +110,21 @@ def heatmap(
     *,
     title: str,
     cell: int = 34,
+    center: float = 0.0,
 ) -> str:
-    """A signed heatmap (blue negative, red positive, white zero; NaN grey), scaled to the largest |value|,
-    each cell labelled with its value: e.g. component scores, layer × head."""
+    """A signed heatmap (blue below ``center``, red above, white at it; NaN grey), scaled to the largest
+    |value - center|, each cell labelled with its value: e.g. component scores, layer × head, or AUROC
+    with ``center=0.5`` (chance)."""
     if len(values) != len(row_labels) or any(len(r) != len(col_labels) for r in values):
         raise ValueError(f"values must be {len(row_labels)} rows of {len(col_labels)}; got rows of "
                          f"{[len(r) for r in values]}")  # fmt: skip
-    finite = [abs(v) for r in values for v in r if v == v]
+    finite = [abs(v - center) for r in values for v in r if v == v]
     scale = max(finite, default=0.0) or 1.0
-    left, top = 70, 34
-    width, height = left + cell * len(col_labels) + 10, top + cell * len(row_labels) + 30
+    # margins fit the labels (~6.5 px per character at font size 11); long column labels are slanted
+    left, top = max(70, round(6.5 * max(map(len, row_labels), default=0)) + 12), 34
+    slant = max(map(len, col_labels), default=0) * 6.5 > cell
+    bottom = round(4.6 * max(map(len, col_labels), default=0)) + 24 if slant else 30
+    width, height = left + cell * len(col_labels) + 40, top + cell * len(row_labels) + bottom
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
@@ -134,16 +139,17 @@ def heatmap(
             if v != v:
                 fill = "#ddd"
             else:
-                t = min(abs(v) / scale, 1.0)
+                t = min(abs(v - center) / scale, 1.0)
                 shade = round(255 * (1 - t))
-                fill = f"rgb(255,{shade},{shade})" if v > 0 else f"rgb({shade},{shade},255)"
+                fill = f"rgb(255,{shade},{shade})" if v > center else f"rgb({shade},{shade},255)"
             out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff"/>')
             text = "" if v != v else f"{v:.2g}"
-            out.append(f'<text x="{x + cell / 2:.0f}" y="{y + cell / 2 + 4:.0f}" font-size="9" '
+            ink = "#fff" if v == v and abs(v - center) / scale > 0.6 else "#000"  # readable on a dark cell
+            out.append(f'<text x="{x + cell / 2:.0f}" y="{y + cell / 2 + 4:.0f}" font-size="9" fill="{ink}" '
                        f'text-anchor="middle">{text}</text>')  # fmt: skip
     for j, label in enumerate(col_labels):
-        x = left + cell * j + cell / 2
-        out.append(f'<text x="{x:.0f}" y="{top + cell * len(row_labels) + 14}" font-size="11" '
-                   f'text-anchor="middle">{escape(label)}</text>')  # fmt: skip
+        x, y = left + cell * j + cell / 2, top + cell * len(row_labels) + 14
+        placed = f'text-anchor="end" transform="rotate(-45 {x:.0f} {y})"' if slant else 'text-anchor="middle"'
+        out.append(f'<text x="{x:.0f}" y="{y}" font-size="11" {placed}>{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out)

@@ -1,0 +1,204 @@
+"""Where does a pretrained model hold truth, and does one dataset's truth direction read another's?
+
+Builds the Marks & Tegmark-style datasets offline (:mod:`elk_lens.data.truth_datasets`), captures every
+layer's residual at each statement's final period, fits every reporter (LR, mean-difference, CCS, TTPD)
+per layer on one dataset's train split, scores it on every dataset's test split, and reports the
+generalization matrix at the layer chosen on the training dataset's own val split.
+"""
+
+import json
+from html import escape
+
+from elk_lens.analyses.result import AnalysisResult, check_model_spec, config_value, model_card
+from elk_lens.data.truth_datasets import TRUTH_SETS, truth_set, truth_set_card
+from elk_lens.data.truth_facts import source_versions
+from elk_lens.generalization import DEFAULT_METHODS, Generalization, generalization_study
+from elk_lens.models import load_model
+from elk_lens.report.html import Section, table_html
+from elk_lens.report.rundir import RunDir
+from elk_lens.report.svg import heatmap, line_chart
+from elk_lens.reporters.registry import METHODS
+
+__all__ = ["KEYS", "check_config", "run"]
+
+_DEFAULTS = {
+    "model.spec": ("zoo:minilm", str),
+    "data.sets": (list(TRUTH_SETS), list),
+    "data.seed": (0, int),
+    "data.max_rows": (0, int),
+    "capture.batch_size": (128, int),
+    "capture.position": ("content", str),
+    "probe.methods": (list(DEFAULT_METHODS), list),
+    "contrast.answers": ([" True", " False"], list),
+    "eval.n_boot": (1000, int),
+}
+KEYS = tuple(_DEFAULTS)  # every config key this analysis reads (the runner refuses others)
+# the transfers GoT and TIU single out, drawn per layer where both sets are present
+_KEY_TRANSFERS = (("cities", "cities"), ("cities", "neg_cities"), ("neg_cities", "cities"),
+                  ("cities", "cities_conj"), ("cities", "cities_disj"), ("sp_en_trans", "neg_sp_en_trans"),
+                  ("larger_than", "smaller_than"), ("cities", "sp_en_trans"))  # fmt: skip
+
+
+def _settings(cfg: dict) -> dict:
+    return {key: config_value(cfg, key, default, kind) for key, (default, kind) in _DEFAULTS.items()}
+
+
+def _position(text: str) -> str | int | None:
+    """``"content"`` (the final period; None lets the study pick per model), ``"last"``, or an int."""
+    if text == "content":
+        return None
+    if text == "last":
+        return "last"
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"config key 'capture.position' must be 'content', 'last' or an integer, got {text!r}"
+        ) from None
+
+
+def check_config(cfg: dict) -> None:
+    """Refuse unknown datasets, methods or answers, and a missing data package, before any model is loaded."""
+    s = _settings(cfg)
+    check_model_spec("model.spec", s["model.spec"])
+    unknown = [n for n in s["data.sets"] if n not in TRUTH_SETS]
+    if unknown or not s["data.sets"]:
+        raise ValueError(f"config key 'data.sets': unknown or no datasets {unknown}; valid: {sorted(TRUTH_SETS)}")
+    bad = [m for m in s["probe.methods"] if m not in METHODS]
+    if bad or not s["probe.methods"]:
+        raise ValueError(f"config key 'probe.methods': unknown or no methods {bad}; valid: {sorted(METHODS)}")
+    answers = s["contrast.answers"]
+    if len(answers) != 2 or not all(isinstance(a, str) for a in answers) or answers[0] == answers[1]:
+        raise ValueError(f"config key 'contrast.answers' must be two different strings, got {answers!r}")
+    for key in ("capture.batch_size", "eval.n_boot"):
+        if s[key] < 1:
+            raise ValueError(f"config key {key!r} must be >= 1, got {s[key]}")
+    if s["data.max_rows"] < 0:
+        raise ValueError(f"config key 'data.max_rows' must be >= 0 (0 = every row), got {s['data.max_rows']}")
+    _position(s["capture.position"])
+    source_versions(tuple(dict.fromkeys(p for n in s["data.sets"] for p in TRUTH_SETS[n].sources)))
+
+
+def _sets(s: dict) -> dict:
+    sets = {n: truth_set(n, seed=s["data.seed"]) for n in s["data.sets"]}
+    if s["data.max_rows"]:
+        sets = {n: d.sample(s["data.max_rows"], seed=s["data.seed"]) for n, d in sets.items()}
+    return sets
+
+
+def _study(s: dict, run: RunDir) -> dict:
+    sets = _sets(s)
+    g = generalization_study(
+        load_model(s["model.spec"]), sets, methods=s["probe.methods"], position=_position(s["capture.position"]),
+        answers=tuple(s["contrast.answers"]), batch_size=s["capture.batch_size"], cache_dir=run.path / "cache",
+        n_boot=s["eval.n_boot"], seed=s["data.seed"],
+    )  # fmt: skip
+    cards = [truth_set_card(n, seed=s["data.seed"], statements=d) for n, d in sets.items()]
+    return {**g.__dict__, "cards": cards}
+
+
+def _short(site: str) -> str:
+    return site.removeprefix("blocks.").replace(".hook_", " ")
+
+
+def _matrix_section(g: Generalization, method: str) -> str:
+    sources, values = g.matrix(method)
+    chosen = {r["train"]: _short(r["site"]) for r in g.chosen if r["method"] == method}
+    labels = [f"{src} @ {chosen[src]}" for src in sources]
+    return heatmap(values, labels, g.tests, title=f"{method}: AUROC vs truth (rows: trained on; columns: tested on)",
+                   cell=46, center=0.5)  # fmt: skip
+
+
+def _layer_chart(g: Generalization, method: str) -> str:
+    series = {}
+    for train, test in _KEY_TRANSFERS:
+        train = next((src for src in {r["train"] for r in g.per_site if r["method"] == method}
+                      if train in src.split("+")), None)  # fmt: skip  # TTPD trains on a topic pair
+        cell = {r["site"]: r["auroc"] for r in g.per_site if r["method"] == method and r["train"] == train
+                and r["test"] == test}  # fmt: skip
+        if cell and f"{train} → {test}" not in series:
+            series[f"{train} → {test}"] = [cell[site] for site in g.sites]
+    if not series:
+        return ""
+    return line_chart(series, [_short(x) for x in g.sites], title=f"{method}: AUROC vs truth by layer",
+                      y_label="AUROC vs truth")  # fmt: skip
+
+
+def _findings(g: Generalization) -> str:
+    """What the matrix says, from its intervals: in-distribution reads, transfers, anti-transfers."""
+    items = []
+    for method in dict.fromkeys(r["method"] for r in g.chosen):
+        rows = [r for r in g.chosen if r["method"] == method]
+        own = [r for r in rows if r["test"] in r["train"].split("+")]
+        above = [r for r in rows if r["ci_low"] > 0.5 and r not in own]
+        below = [r for r in rows if r["ci_high"] < 0.5]
+        best = max(own, key=lambda r: r["auroc"])
+        items.append(
+            f"<li><b>{escape(method)}</b>: in-distribution AUROC {min(r['auroc'] for r in own):.2f}–"
+            f"{max(r['auroc'] for r in own):.2f} (best {escape(best['test'])}, {best['auroc']:.3f}); "
+            f"{len(above)} of {len(rows) - len(own)} transfers above chance (95% CI), {len(below)} below it"
+            + (f" — e.g. {escape(below[0]['train'])} → {escape(below[0]['test'])} {below[0]['auroc']:.3f}"
+               if below else "")
+            + "</li>"
+        )  # fmt: skip
+    return f"<ul>{''.join(items)}</ul>"
+
+
+def run(cfg: dict, run: RunDir) -> AnalysisResult:
+    s = _settings(cfg)
+    res = run.stage("study", lambda: _study(s, run))
+    cards = res.pop("cards")
+    g = Generalization(**res)
+    methods = list(dict.fromkeys(r["method"] for r in g.chosen))
+    card_rows = [{"dataset": c["name"], "rows": c["rows"], "true": c["true"], "false": c["false"],
+                  "train / val / test": " / ".join(str(c["splits"][k]) for k in ("train", "val", "test")),
+                  "template": c["template"],
+                  "sources": ", ".join(f"{x['package']} {x['version']} ({x['licence']})" for x in c["sources"])}
+                 for c in cards]  # fmt: skip
+    rules = "".join(f"<li><b>{escape(c['name'])}</b>: {escape(TRUTH_SETS[c['name']].rules)} "
+                    f"<i>e.g.</i> “{escape(c['example'])}”</li>" for c in cards)  # fmt: skip
+    position = g.provenance["position"]
+    where = "the statement's final period" + (" (the token before [SEP])" if position == -2 else "")
+    sections = [
+        Section(
+            "Summary",
+            _findings(g) + "<p class='note'>Each cell: a reporter trained on the row's train split, "
+            "scored on the column's test split; items (a city, a word pair, a number pair) never cross splits. "
+            "0.5 = chance; below 0.5 the reading is anti-correlated with truth. The layer is chosen on the "
+            "row's own val split (earliest informative layer), never on a test set.</p>",
+        ),  # fmt: skip
+        *(Section(f"Generalization matrix: {m}", _matrix_section(g, m) + _layer_chart(g, m)) for m in methods),
+        Section("All cells with intervals", table_html(g.chosen)),
+        Section("Datasets", table_html(card_rows) + f"<ul>{rules}</ul>"),
+        Section(
+            "Model and reading",
+            f"<p><code>{escape(s['model.spec'])}</code> — fingerprint <code>{g.provenance['model']}</code>. "
+            f"Read at {escape(where)} (position <code>{escape(str(position))}</code>); contrast pairs append "
+            f"{escape(repr(g.provenance['answers']))}.</p>" + _card_html(s["model.spec"]),
+        ),
+        Section("Reproduce", f"<pre>elk-lens run {escape(str(run.path / 'config.toml'))}</pre>"),
+    ]
+    return AnalysisResult(
+        title=f"elk-lens: truth generalization in {s['model.spec']}",
+        intro="<p class='note'>Truth datasets in the style of Marks &amp; Tegmark, generated offline. Does a "
+        "reporter trained on one dataset read truth on the others — under negation, in conjunctions, on "
+        "another topic?</p>",
+        sections=sections,
+        metrics={"chosen": g.chosen, "per_site": g.per_site, "datasets": cards},
+        tables={"generalization": g.chosen, "generalization_per_site": g.per_site, "datasets": card_rows},
+        provenance={
+            "model_spec": s["model.spec"],
+            "fingerprints": {"model": g.provenance["model"], "data": g.provenance["data"]},
+            "seeds": {"data": s["data.seed"]},
+            "settings": s,
+        },  # fmt: skip
+    )
+
+
+def _card_html(spec: str) -> str:
+    card = model_card(spec)
+    return (
+        f"<p>{escape(card.get('summary', ''))}</p><pre>{escape(json.dumps(card.get('notes', {}), indent=1))}</pre>"
+        if card
+        else ""
+    )

@@ -1,0 +1,197 @@
+"""Generalization matrix: fit a reporter on one truth dataset, score it on every other one, at every layer.
+
+The question Marks & Tegmark and Bürger et al. ask of a truth direction: does a probe trained on
+``cities`` still read truth on ``neg_cities``, on conjunctions, on translations? Each reporter is fitted
+on the ``train`` split of its source and scored (AUROC vs truth) on the ``test`` split of every set;
+since splits are drawn per item (a city, a word pair), the diagonal is an honest held-out number and no
+off-diagonal cell tests on an item the reporter was trained on under another template.
+
+The layer each cell is reported at is chosen per (method, source) by the earliest informative layer of
+the source's own ``val`` split (:func:`~elk_lens.transfer.earliest_informative_layer`): never by looking
+at a test set. Unsupervised methods (CCS) get their sign and scale from the training labels (Platt).
+TTPD needs affirmative and negated statements, so its sources are topics (``cities+neg_cities``),
+each dataset centred by its own training mean as in TIU.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from elk_lens.capture import Position, capture, content_position
+from elk_lens.contrast import capture_contrast
+from elk_lens.data.statements import StatementSet
+from elk_lens.metrics import auroc, bootstrap_ci
+from elk_lens.models import fingerprint
+from elk_lens.reporters.registry import METHODS, fit_method
+from elk_lens.reporters.ttpd import fit_ttpd
+from elk_lens.sites import Site, residual_sites
+from elk_lens.transfer import earliest_informative_layer
+
+__all__ = ["DEFAULT_METHODS", "Generalization", "Source", "generalization_study", "sources_for"]
+
+DEFAULT_METHODS = ("logistic", "mean_diff", "ccs", "ttpd")
+_SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one reporter is trained on: one dataset, or (TTPD) a topic's affirmative and negated sets."""
+
+    name: str
+    sets: tuple[str, ...]
+
+
+def sources_for(method: str, sets: dict[str, StatementSet]) -> list[Source]:
+    """Training sources of ``method``: every set, or for a polarity method every topic holding both polarities."""
+    if method not in METHODS:
+        raise ValueError(f"unknown reporter method {method!r}; valid methods: {sorted(METHODS)}")
+    if not METHODS[method].needs_polarity:
+        return [Source(name, (name,)) for name in sets]
+    topics: dict[str, list[str]] = {}
+    for name, data in sets.items():
+        topics.setdefault(str(data.column("topic")[0]), []).append(name)
+    out = []
+    for members in topics.values():
+        polarities = {bool(p) for name in members for p in sets[name].column("polarity")}
+        if polarities == {True, False}:
+            out.append(Source("+".join(members), tuple(members)))
+    return out
+
+
+@dataclass
+class Generalization:
+    """Results as JSON-ready rows.
+
+    Attributes:
+        per_site: One row per (method, train source, site, test set): ``auroc`` on the test set's test
+            split, ``val_auroc`` of the source's own val split at that site.
+        chosen: One row per (method, train source, test set) at the site chosen on the source's val
+            split, with a percentile-bootstrap 95% interval (``ci_low``, ``ci_high``).
+        sites: Site names, shallow to deep.
+        tests: Test set names, in the order given.
+        provenance: Model and data fingerprints, position, answers, seed.
+    """
+
+    per_site: list[dict]
+    chosen: list[dict]
+    sites: list[str]
+    tests: list[str]
+    provenance: dict
+
+    def matrix(self, method: str) -> tuple[list[str], list[list[float]]]:
+        """(train sources, AUROC rows over ``tests``) of one method at its chosen sites."""
+        rows = [r for r in self.chosen if r["method"] == method]
+        if not rows:
+            raise ValueError(f"no results for method {method!r}; methods: {sorted({r['method'] for r in self.chosen})}")
+        sources = list(dict.fromkeys(r["train"] for r in rows))
+        cell = {(r["train"], r["test"]): r["auroc"] for r in rows}
+        return sources, [[cell[(s, t)] for t in self.tests] for s in sources]
+
+
+def _check_sets(sets: dict[str, StatementSet], methods: Sequence[str]) -> None:
+    if not sets:
+        raise ValueError("no datasets given")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown reporter methods {unknown}; valid methods: {sorted(METHODS)}")
+    for name, data in sets.items():
+        if "split" not in data.meta:
+            raise ValueError(f"dataset {name!r} has no 'split' column (train / val / test per row)")
+        for split in _SPLITS:
+            labels = data.truth[torch.as_tensor(data.column("split") == split)]
+            if labels.all() or not labels.any():
+                raise ValueError(f"dataset {name!r}: its {split} split needs true and false statements")
+        if any(METHODS[m].needs_polarity for m in methods):
+            for column in ("topic", "polarity"):
+                data.column(column)  # raises, naming the columns present
+
+
+def _fit(method: str, source: Source, split: str, sets, x, pairs, site: Site, i: int, provenance: dict):
+    """One reporter on the ``split`` rows of the source's sets at site ``i``."""
+    masks = [torch.as_tensor(sets[n].column("split") == split) for n in source.sets]
+    labels = torch.cat([sets[n].truth[m] for n, m in zip(source.sets, masks, strict=True)])
+    prov = {**provenance, "train": source.name}
+    if METHODS[method].reads == "contrast":
+        xt = torch.cat([pairs[n].true.at(i)[m] for n, m in zip(source.sets, masks, strict=True)])
+        xf = torch.cat([pairs[n].false.at(i)[m] for n, m in zip(source.sets, masks, strict=True)])
+        return fit_method(method, labels, site=site.name, pair=(xt, xf), provenance=prov)
+    xs = torch.cat([x[n].at(i)[m] for n, m in zip(source.sets, masks, strict=True)])
+    if METHODS[method].needs_polarity:
+        polarity = torch.cat([torch.as_tensor(sets[n].column("polarity")[m.numpy()].astype(bool)) for n, m in
+                              zip(source.sets, masks, strict=True)])  # fmt: skip
+        groups = torch.cat([torch.full((int(m.sum()),), k) for k, m in enumerate(masks)])
+        return fit_ttpd(xs, labels, polarity, site=site.name, groups=groups, provenance=prov)
+    return fit_method(method, labels, site=site.name, statement=xs, provenance=prov)
+
+
+def _scores(reporter, method: str, name: str, split: str, sets, x, pairs, i: int) -> tuple[Tensor, Tensor]:
+    mask = torch.as_tensor(sets[name].column("split") == split)
+    if METHODS[method].reads == "contrast":
+        return reporter(pairs[name].true.at(i)[mask], pairs[name].false.at(i)[mask]), sets[name].truth[mask]
+    return reporter(x[name].at(i)[mask]), sets[name].truth[mask]
+
+
+def generalization_study(
+    model: TransformerBridge,
+    sets: dict[str, StatementSet],
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    sites: Sequence[Site | str] | None = None,
+    position: Position | None = None,
+    answers: tuple[str, str] = (" True", " False"),
+    batch_size: int = 64,
+    cache_dir=None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Generalization:
+    """Every method, trained on every source, scored on every set's test split at every site.
+
+    Args:
+        model: Any TransformerBridge.
+        sets: Name -> statements with ``split`` (train / val / test), and ``topic`` and ``polarity``
+            for TTPD; e.g. :func:`~elk_lens.data.truth_datasets.truth_sets`.
+        methods: Reporter methods (``METHODS``).
+        sites: Residual sites (default: every layer, :func:`residual_sites`).
+        position: Read position (default: :func:`content_position`, the statement's final period).
+        answers: Appended (true, false) answers for contrast methods, each one token.
+        batch_size: Statements per forward pass.
+        cache_dir: Activation cache (a rerun reads it instead of running the model).
+        n_boot: Bootstrap resamples for the intervals at the chosen sites.
+        seed: Seed of the bootstrap.
+    """
+    _check_sets(sets, methods)
+    site_list = [Site.parse(s) for s in sites] if sites is not None else residual_sites(model)
+    position = content_position(model) if position is None else position
+    x = {n: capture(model, d, site_list, position=position, batch_size=batch_size, cache_dir=cache_dir)
+         for n, d in sets.items()}  # fmt: skip
+    pairs = {}
+    if any(METHODS[m].reads == "contrast" for m in methods):
+        pairs = {n: capture_contrast(model, d, site_list, answers=answers, position=position, batch_size=batch_size,
+                                     cache_dir=cache_dir) for n, d in sets.items()}  # fmt: skip
+    provenance = {"model": fingerprint(model), "data": {n: d.fingerprint for n, d in sets.items()},
+                  "position": position, "answers": list(answers), "seed": seed}  # fmt: skip
+    tests = list(sets)
+    per_site, chosen = [], []
+    for method in methods:
+        for source in sources_for(method, sets):
+            val, test_scores, reporters = [], [], []
+            for i, site in enumerate(site_list):
+                r = _fit(method, source, "train", sets, x, pairs, site, i, provenance)
+                val_parts = [_scores(r, method, n, "val", sets, x, pairs, i) for n in source.sets]
+                val.append(auroc(torch.cat([s for s, _ in val_parts]), torch.cat([y for _, y in val_parts])))
+                test_scores.append({t: _scores(r, method, t, "test", sets, x, pairs, i) for t in tests})
+                reporters.append(r)
+                for t in tests:
+                    per_site.append({"method": method, "train": source.name, "site": site.name, "test": t,
+                                     "auroc": auroc(*test_scores[i][t]), "val_auroc": val[i]})  # fmt: skip
+            best = earliest_informative_layer(val)
+            for t in tests:
+                s, y = test_scores[best][t]
+                low, high = bootstrap_ci(auroc, s, y, n_resamples=n_boot, seed=seed)
+                chosen.append({"method": method, "train": source.name, "test": t, "site": site_list[best].name,
+                               "auroc": auroc(s, y), "ci_low": low, "ci_high": high,
+                               "val_auroc": val[best]})  # fmt: skip
+    return Generalization(per_site, chosen, [s.name for s in site_list], tests, provenance)

