@@ -71,6 +71,10 @@ def test_loader_errors(tmp_path):
         bad = tmp_path / "bad.csv"
         bad.write_text("sentence,truth\nA.,maybe\n")
         load_statements(bad, text_column="sentence", label_column="truth")
+    for body in ("A.,1\nB.,\n", "A.,1\nB.\n"):  # an empty label cell, a row missing its label field
+        (tmp_path / "gap.csv").write_text("sentence,truth\n" + body)
+        with pytest.raises(ValueError, match="row 1: no label in column 'truth'"):
+            load_statements(tmp_path / "gap.csv", text_column="sentence", label_column="truth")
     with pytest.raises(ValueError, match="template .* names column 'nope'"):
         load_statements(csv_path, text_column="sentence", label_column="truth", template="{nope}")
     with pytest.raises(FileNotFoundError, match="does not exist"):

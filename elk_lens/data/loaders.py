@@ -18,6 +18,9 @@ _FALSE = {"0", "false", "f", "no", "n"}
 def _parse_label(value: object, row: int, column: str) -> bool:
     if isinstance(value, bool):
         return value
+    if value is None or str(value).strip() == "":
+        raise ValueError(f"row {row}: no label in column {column!r} (an empty cell or a short row); "
+                         f"every statement needs one of {sorted(_TRUE | _FALSE)}")  # fmt: skip
     text = str(value).strip().lower()
     if text in _TRUE:
         return True
