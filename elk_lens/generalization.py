@@ -25,6 +25,7 @@ from elk_lens.contrast import capture_contrast
 from elk_lens.data.statements import StatementSet
 from elk_lens.metrics import auroc, bootstrap_ci
 from elk_lens.models import fingerprint
+from elk_lens.reporters.base import Reporter
 from elk_lens.reporters.registry import METHODS, fit_method
 from elk_lens.reporters.ttpd import fit_ttpd
 from elk_lens.sites import Site, residual_sites
@@ -109,29 +110,43 @@ def _check_sets(sets: dict[str, StatementSet], methods: Sequence[str]) -> None:
                 data.column(column)  # raises, naming the columns present
 
 
-def _fit(method: str, source: Source, split: str, sets, x, pairs, site: Site, i: int, provenance: dict):
-    """One reporter on the ``split`` rows of the source's sets at site ``i``."""
-    masks = [torch.as_tensor(sets[n].column("split") == split) for n in source.sets]
-    labels = torch.cat([sets[n].truth[m] for n, m in zip(source.sets, masks, strict=True)])
-    prov = {**provenance, "train": source.name}
-    if METHODS[method].reads == "contrast":
-        xt = torch.cat([pairs[n].true.at(i)[m] for n, m in zip(source.sets, masks, strict=True)])
-        xf = torch.cat([pairs[n].false.at(i)[m] for n, m in zip(source.sets, masks, strict=True)])
-        return fit_method(method, labels, site=site.name, pair=(xt, xf), provenance=prov)
-    xs = torch.cat([x[n].at(i)[m] for n, m in zip(source.sets, masks, strict=True)])
-    if METHODS[method].needs_polarity:
-        polarity = torch.cat([torch.as_tensor(sets[n].column("polarity")[m.numpy()].astype(bool)) for n, m in
-                              zip(source.sets, masks, strict=True)])  # fmt: skip
-        groups = torch.cat([torch.full((int(m.sum()),), k) for k, m in enumerate(masks)])
-        return fit_ttpd(xs, labels, polarity, site=site.name, groups=groups, provenance=prov)
-    return fit_method(method, labels, site=site.name, statement=xs, provenance=prov)
+@dataclass
+class _AtSite:
+    """Every set's activations at one site: what each fit and score there reads (loaded once per site)."""
 
+    sets: dict[str, StatementSet]
+    x: dict[str, Tensor]
+    pairs: dict[str, tuple[Tensor, Tensor]]
 
-def _scores(reporter, method: str, name: str, split: str, sets, x, pairs, i: int) -> tuple[Tensor, Tensor]:
-    mask = torch.as_tensor(sets[name].column("split") == split)
-    if METHODS[method].reads == "contrast":
-        return reporter(pairs[name].true.at(i)[mask], pairs[name].false.at(i)[mask]), sets[name].truth[mask]
-    return reporter(x[name].at(i)[mask]), sets[name].truth[mask]
+    def _masks(self, names: Sequence[str], split: str) -> list[Tensor]:
+        return [torch.as_tensor(self.sets[n].column("split") == split) for n in names]
+
+    def inputs(self, method: str, names: Sequence[str], split: str) -> tuple[tuple[Tensor, ...], Tensor]:
+        """What ``method`` reads on the ``split`` rows of ``names`` (concatenated in that order), and their truth."""
+        masks = self._masks(names, split)
+        labels = torch.cat([self.sets[n].truth[m] for n, m in zip(names, masks, strict=True)])
+        if METHODS[method].reads == "contrast":
+            halves = [[self.pairs[n][h][m] for n, m in zip(names, masks, strict=True)] for h in (0, 1)]
+            return (torch.cat(halves[0]), torch.cat(halves[1])), labels
+        return (torch.cat([self.x[n][m] for n, m in zip(names, masks, strict=True)]),), labels
+
+    def fit(self, method: str, source: Source, site: str, provenance: dict) -> Reporter:
+        """One reporter on the train rows of the source's sets; TTPD centres each set by its own mean."""
+        inputs, labels = self.inputs(method, source.sets, "train")
+        provenance = {**provenance, "train": source.name}
+        if METHODS[method].needs_polarity:
+            masks = self._masks(source.sets, "train")
+            polarity = torch.cat([torch.as_tensor(self.sets[n].column("polarity")[m.numpy()].astype(bool))
+                                  for n, m in zip(source.sets, masks, strict=True)])  # fmt: skip
+            groups = torch.cat([torch.full((int(m.sum()),), k) for k, m in enumerate(masks)])
+            return fit_ttpd(inputs[0], labels, polarity, site=site, groups=groups, provenance=provenance)
+        if METHODS[method].reads == "contrast":
+            return fit_method(method, labels, site=site, pair=inputs, provenance=provenance)
+        return fit_method(method, labels, site=site, statement=inputs[0], provenance=provenance)
+
+    def score(self, reporter: Reporter, method: str, names: Sequence[str], split: str) -> tuple[Tensor, Tensor]:
+        inputs, labels = self.inputs(method, names, split)
+        return reporter(*inputs), labels
 
 
 def generalization_study(
@@ -174,24 +189,26 @@ def generalization_study(
     provenance = {"model": fingerprint(model), "data": {n: d.fingerprint for n, d in sets.items()},
                   "position": position, "answers": list(answers), "seed": seed}  # fmt: skip
     tests = list(sets)
+    runs = [(method, source) for method in methods for source in sources_for(method, sets)]
+    val: dict[tuple, list[float]] = {run: [] for run in runs}
+    scored: dict[tuple, list[dict]] = {run: [] for run in runs}  # per site: test -> (scores, labels)
+    for i, site in enumerate(site_list):
+        at = _AtSite(sets, {n: a.at(i) for n, a in x.items()}, {n: p.at(i) for n, p in pairs.items()})
+        for method, source in runs:
+            r = at.fit(method, source, site.name, provenance)
+            val[(method, source)].append(auroc(*at.score(r, method, source.sets, "val")))
+            scored[(method, source)].append({t: at.score(r, method, [t], "test") for t in tests})
     per_site, chosen = [], []
-    for method in methods:
-        for source in sources_for(method, sets):
-            val, test_scores, reporters = [], [], []
-            for i, site in enumerate(site_list):
-                r = _fit(method, source, "train", sets, x, pairs, site, i, provenance)
-                val_parts = [_scores(r, method, n, "val", sets, x, pairs, i) for n in source.sets]
-                val.append(auroc(torch.cat([s for s, _ in val_parts]), torch.cat([y for _, y in val_parts])))
-                test_scores.append({t: _scores(r, method, t, "test", sets, x, pairs, i) for t in tests})
-                reporters.append(r)
-                for t in tests:
-                    per_site.append({"method": method, "train": source.name, "site": site.name, "test": t,
-                                     "auroc": auroc(*test_scores[i][t]), "val_auroc": val[i]})  # fmt: skip
-            best = earliest_informative_layer(val)
-            for t in tests:
-                s, y = test_scores[best][t]
-                low, high = bootstrap_ci(auroc, s, y, n_resamples=n_boot, seed=seed)
-                chosen.append({"method": method, "train": source.name, "test": t, "site": site_list[best].name,
-                               "auroc": auroc(s, y), "ci_low": low, "ci_high": high,
-                               "val_auroc": val[best]})  # fmt: skip
+    for method, source in runs:
+        run = (method, source)
+        for i, site in enumerate(site_list):
+            per_site += [{"method": method, "train": source.name, "site": site.name, "test": t,
+                          "auroc": auroc(*scored[run][i][t]), "val_auroc": val[run][i]} for t in tests]  # fmt: skip
+        best = earliest_informative_layer(val[run])
+        for t in tests:
+            s, y = scored[run][best][t]
+            low, high = bootstrap_ci(auroc, s, y, n_resamples=n_boot, seed=seed)
+            chosen.append({"method": method, "train": source.name, "test": t, "site": site_list[best].name,
+                           "auroc": auroc(s, y), "ci_low": low, "ci_high": high,
+                           "val_auroc": val[run][best]})  # fmt: skip
     return Generalization(per_site, chosen, [s.name for s in site_list], tests, provenance)

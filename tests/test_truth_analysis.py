@@ -56,7 +56,7 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["resumed_stages"] == [] and set(manifest["fingerprints"]["data"]) == set(SETS)
     again = json.loads((run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs") / "manifest.json").read_text())
-    assert again["resumed_stages"] == ["study"]
+    assert again["resumed_stages"] == [f"study-{m}" for m in METHODS] + ["datasets"]
 
 
 @pytest.mark.parametrize(

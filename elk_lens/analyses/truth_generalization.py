@@ -86,15 +86,25 @@ def _sets(s: dict) -> dict:
     return sets
 
 
-def _study(s: dict, run: RunDir) -> dict:
-    sets = _sets(s)
-    g = generalization_study(
-        load_model(s["model.spec"]), sets, methods=s["probe.methods"], position=_position(s["capture.position"]),
-        answers=tuple(s["contrast.answers"]), batch_size=s["capture.batch_size"], cache_dir=run.path / "cache",
-        n_boot=s["eval.n_boot"], seed=s["data.seed"],
-    )  # fmt: skip
-    cards = [truth_set_card(n, seed=s["data.seed"], statements=d) for n, d in sets.items()]
-    return {**g.__dict__, "cards": cards}
+def _study(s: dict, run: RunDir) -> tuple[Generalization, list[dict]]:
+    """One stage per method (a killed run redoes only the method it was in; activations stay cached)."""
+    loaded: dict = {}
+
+    def one(method: str) -> dict:
+        if not loaded:
+            loaded.update(model=load_model(s["model.spec"]), sets=_sets(s))
+        return generalization_study(
+            loaded["model"], loaded["sets"], methods=[method], position=_position(s["capture.position"]),
+            answers=tuple(s["contrast.answers"]), batch_size=s["capture.batch_size"], cache_dir=run.path / "cache",
+            n_boot=s["eval.n_boot"], seed=s["data.seed"],
+        ).__dict__  # fmt: skip
+
+    parts = [run.stage(f"study-{m}", lambda m=m: one(m)) for m in s["probe.methods"]]
+    cards = run.stage("datasets", lambda: {"cards": [truth_set_card(n, seed=s["data.seed"], statements=d)
+                                                     for n, d in _sets(s).items()]})["cards"]  # fmt: skip
+    merged = {**parts[0], "per_site": [r for p in parts for r in p["per_site"]],
+              "chosen": [r for p in parts for r in p["chosen"]]}  # fmt: skip
+    return Generalization(**merged), cards
 
 
 def _short(site: str) -> str:
@@ -146,9 +156,7 @@ def _findings(g: Generalization) -> str:
 
 def run(cfg: dict, run: RunDir) -> AnalysisResult:
     s = _settings(cfg)
-    res = run.stage("study", lambda: _study(s, run))
-    cards = res.pop("cards")
-    g = Generalization(**res)
+    g, cards = _study(s, run)
     methods = list(dict.fromkeys(r["method"] for r in g.chosen))
     card_rows = [{"dataset": c["name"], "rows": c["rows"], "true": c["true"], "false": c["false"],
                   "train / val / test": " / ".join(str(c["splits"][k]) for k in ("train", "val", "test")),
