@@ -5,6 +5,7 @@ import csv
 import importlib.util
 import json
 import sys
+from xml.etree import ElementTree
 
 import pytest
 
@@ -53,6 +54,10 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(tmp_path):
     for method in METHODS:
         assert f"<h2>Generalization matrix: {method}</h2>" in html
     assert "the token before [SEP]" in html and "<svg" in html and "http" not in html.split("<body>")[0]
+    figures = sorted((run / "figures").glob("*.svg"))
+    assert len(figures) == html.count("<svg") == 2 * len(METHODS)  # a matrix and a by-layer chart per method
+    assert all(ElementTree.parse(f).getroot().tag == "{http://www.w3.org/2000/svg}svg" for f in figures)
+    assert (run / "figures" / "generalization-matrix--ccs-1.svg").read_text() in html
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["resumed_stages"] == [] and set(manifest["fingerprints"]["data"]) == set(SETS)
     again = json.loads((run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs") / "manifest.json").read_text())

@@ -1,6 +1,7 @@
 """``elk-lens run spec.toml``: run a declared analysis into a run directory with ``report.html``."""
 
 import difflib
+import re
 import sys
 import time
 from pathlib import Path
@@ -81,5 +82,13 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
     run.write_json("metrics.json", result.metrics)
     for name, rows in result.tables.items():
         run.write_csv(f"{name}.csv", rows)
+    _write_figures(run, result.sections)
     run.write_text("report.html", render_page(result.title, result.intro, result.sections))
     return run.path
+
+
+def _write_figures(run: RunDir, sections) -> None:
+    """Every inline SVG figure of the report also as a file, ``figures/<section>-<k>.svg``, for slides and papers."""
+    for section in sections:
+        for k, svg in enumerate(re.findall(r"<svg\b.*?</svg>", section.html, re.S), start=1):
+            run.write_text(f"figures/{section.anchor}-{k}.svg", svg)
