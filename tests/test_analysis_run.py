@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from browser import assert_renders, needs_browser
 
 from elk_lens.cli import main
 from elk_lens.report.runner import run_analysis
@@ -54,6 +55,11 @@ def test_report_is_self_contained_and_has_its_sections(finished_run):
         assert f"<h2>{title}</h2>" in html
     assert "<svg" in html
     assert not re.search(r"""(src|href)=["']https?://""", html)  # nothing fetched from the network
+
+
+@needs_browser
+def test_the_demo_report_opens_in_a_browser_without_console_output(finished_run):
+    assert_renders(finished_run[1] / "report.html", ("Summary", "AUROC vs layer", "Causal checks"))
 
 
 def test_a_second_run_resumes_from_finished_stages(finished_run):

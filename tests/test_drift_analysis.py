@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from browser import assert_renders, needs_browser
 
 from elk_lens.report.runner import run_analysis
 
@@ -62,6 +63,11 @@ def test_a_stream_scenario_trains_on_the_documents_with_their_answers(tmp_path):
     docs = [t + ("True" if y else "False") for t, y in zip(train.texts, train.column("label"), strict=True)]
     assert info["info"]["data"] == TokenStream.from_texts(load_model("zoo:quirky-arith-base"), docs).fingerprint
     assert "trained on: next tokens of a raw stream" in (run / "report.html").read_text()
+
+
+@needs_browser
+def test_the_drift_report_opens_in_a_browser_without_console_output(finished):
+    assert_renders(finished[1] / "report.html", ("Scenario", "Drift over steps", "At the end", "Noise floors"))
 
 
 def test_second_run_resumes(finished):

@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+from browser import assert_renders, needs_browser
 
 from elk_lens.report.runner import run_analysis
 
@@ -62,6 +63,13 @@ def test_exact_growth_keeps_the_small_models_numbers_at_the_growth_step(exact):
                   "A map fitted on activations (no exact map)"):  # fmt: skip
         assert f"<h2>{title}</h2>" in html
     assert ">grown</text>" in html  # the growth step is marked on the charts
+
+
+@needs_browser
+def test_the_growth_report_opens_in_a_browser_without_console_output(exact):
+    assert_renders(
+        exact[1] / "report.html", ("Scenario", "Does the reporter stay truthful?", "Which layers hold truth")
+    )
 
 
 def test_second_run_resumes(exact):
