@@ -1,4 +1,5 @@
-"""The ``elk-lens`` command: ``run`` an analysis, ``zoo list`` / ``zoo train`` the embedded models."""
+"""The ``elk-lens`` command: ``run`` an analysis, ``zoo list`` / ``zoo train`` the embedded models,
+``data list`` / ``data export`` the truth datasets."""
 
 import argparse
 import json
@@ -36,6 +37,26 @@ def _zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_list(_: argparse.Namespace) -> int:
+    from elk_lens.data.truth_datasets import TRUTH_SETS
+
+    for name, spec in TRUTH_SETS.items():
+        print(f"{name}  ({spec.topic}; {', '.join(spec.sources)})\n    {spec.template}\n    {spec.rules}")
+    return 0
+
+
+def _data_export(args: argparse.Namespace) -> int:
+    from elk_lens.data.truth_datasets import TRUTH_SETS, export_truth_set
+
+    unknown = [n for n in args.sets if n not in TRUTH_SETS]
+    if unknown:
+        raise SystemExit(f"elk-lens data export: unknown datasets {unknown}; valid: {sorted(TRUTH_SETS)}")
+    for name in args.sets or TRUTH_SETS:
+        csv_path, _ = export_truth_set(name, args.out, seed=args.seed)
+        print(csv_path)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from elk_lens.report.runner import run_analysis
 
@@ -54,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", default="runs", help="parent directory of run directories")
     run.add_argument("--name", default=None, help="run directory name (default: the spec's name); reused to resume")
     run.set_defaults(func=_run)
+
+    data = sub.add_parser("data", help="the truth datasets (extra 'truth')").add_subparsers(
+        dest="data_command", required=True
+    )
+    data.add_parser("list", help="datasets with their templates and construction rules").set_defaults(func=_data_list)
+    export = data.add_parser("export", help="write datasets as CSV with a card (JSON) each")
+    export.add_argument("out", help="directory to write <name>.csv and <name>.card.json into")
+    export.add_argument("--sets", nargs="*", default=[], help="dataset names (default: all)")
+    export.add_argument("--seed", type=int, default=0)
+    export.set_defaults(func=_data_export)
 
     zoo = sub.add_parser("zoo", help="the embedded models").add_subparsers(dest="zoo_command", required=True)
     zoo.add_parser("list", help="list embedded models with their cards").set_defaults(func=_zoo_list)

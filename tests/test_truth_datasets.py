@@ -8,6 +8,7 @@ in well under a second, so they are built once per module.
 """
 
 import importlib.metadata
+import json
 import math
 import re
 import sys
@@ -15,6 +16,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
 from elk_lens.data import truth_datasets as ts
 from elk_lens.data import truth_facts as facts
@@ -370,3 +372,18 @@ def test_sample_keeps_about_n_rows_both_labels_per_split_and_order(sets):
     assert data.sample(len(data)) is data and data.sample(10**6) is data
     with pytest.raises(ValueError, match="sample size must be >= 1"):
         data.sample(0)
+
+
+def test_export_writes_a_csv_that_loads_back_as_the_same_statements_and_its_card(tmp_path):
+    from elk_lens.cli import main
+    from elk_lens.data import load_statements
+
+    assert main(["data", "export", str(tmp_path), "--sets", "element_symb"]) == 0
+    back = load_statements(tmp_path / "element_symb.csv", text_column="statement")
+    data = ts.truth_set("element_symb")
+    assert back.texts == data.texts and torch.equal(back.truth, data.truth)
+    assert list(back.column("split")) == list(data.column("split"))
+    card = json.loads((tmp_path / "element_symb.card.json").read_text())
+    assert card["rows"] == len(data) and card["fingerprint"] == data.fingerprint
+    with pytest.raises(SystemExit, match=r"unknown datasets \['nope'\]; valid: \['cities'"):
+        main(["data", "export", str(tmp_path), "--sets", "nope"])

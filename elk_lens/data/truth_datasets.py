@@ -12,17 +12,30 @@ that appends [SEP]) is comparable across rows.
 """
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from elk_lens._atomic import atomic_write_text
 from elk_lens.data import truth_facts as facts
 from elk_lens.data.statements import StatementSet
+from elk_lens.report.rundir import csv_text
 
-__all__ = ["TRUTH_SETS", "TruthSetSpec", "item_split", "truth_set", "truth_set_card", "truth_sets", "with_splits"]
+__all__ = [
+    "TRUTH_SETS",
+    "TruthSetSpec",
+    "export_truth_set",
+    "item_split",
+    "truth_set",
+    "truth_set_card",
+    "truth_sets",
+    "with_splits",
+]
 
 SPLIT_SHARES = {"train": 0.5, "val": 0.1, "test": 0.4}
 CONJUNCTION_ROWS = 1500  # GoT's N: int-rounded cells give 1,498 rows
@@ -302,3 +315,16 @@ def truth_set_card(name: str, *, seed: int = 0, statements: StatementSet | None 
         "fingerprint": data.fingerprint,
         "example": data.texts[0],
     }
+
+
+def export_truth_set(name: str, out: str | Path, *, seed: int = 0) -> tuple[Path, Path]:
+    """Write ``<name>.csv`` (columns ``statement``, ``label`` and the metadata, split included) and
+    ``<name>.card.json`` into ``out``, atomically; ``load_statements(csv, text_column="statement")``
+    reads the CSV back as the same statements."""
+    data = truth_set(name, seed=seed)
+    rows = [{"statement": t, "label": int(y), **{c: v[i] for c, v in data.meta.items()}}
+            for i, (t, y) in enumerate(zip(data.texts, data.truth.tolist(), strict=True))]  # fmt: skip
+    out = Path(out)
+    atomic_write_text(out / f"{name}.csv", csv_text(rows))
+    atomic_write_text(out / f"{name}.card.json", json.dumps(truth_set_card(name, seed=seed, statements=data), indent=2))
+    return out / f"{name}.csv", out / f"{name}.card.json"
