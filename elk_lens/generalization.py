@@ -190,6 +190,11 @@ def generalization_study(
                   "position": position, "answers": list(answers), "seed": seed}  # fmt: skip
     tests = list(sets)
     runs = [(method, source) for method in methods for source in sources_for(method, sets)]
+    lacking = [m for m in methods if not any(run[0] == m for run in runs)]
+    if lacking:
+        raise ValueError(f"{lacking} train on a topic's affirmative and negated sets together (e.g. cities and "
+                         f"neg_cities: the same 'topic', 'polarity' True and False); the sets given hold "
+                         f"no such pair")  # fmt: skip
     val: dict[tuple, list[float]] = {run: [] for run in runs}
     scored: dict[tuple, list[dict]] = {run: [] for run in runs}  # per site: test -> (scores, labels)
     for i, site in enumerate(site_list):

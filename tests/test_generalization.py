@@ -156,6 +156,8 @@ def test_bad_input_is_refused_with_the_reason(native_model, sets):
     no_polarity = StatementSet(sets["eq"].texts, sets["eq"].truth, {"split": sets["eq"].column("split")}, name="p")
     with pytest.raises(KeyError, match="has no column 'topic'"):
         generalization_study(native_model, {"p": no_polarity}, methods=("ttpd",), sites=SITES)
+    with pytest.raises(ValueError, match=r"\['ttpd'\] train on a topic's affirmative and negated sets together"):
+        generalization_study(native_model, {"other": sets["other"]}, methods=("ttpd",), sites=SITES)
     with pytest.raises(ValueError, match=r"unknown reporter methods \['svm'\]; valid methods"):
         generalization_study(native_model, sets, methods=("svm",), sites=SITES)
 

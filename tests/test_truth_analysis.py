@@ -72,6 +72,7 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(tmp_path):
         (('"ccs", ', '"svm", '), r"unknown or no methods \['svm'\]; valid:"),
         (("n_boot = 50", 'n_boot = 50\n[contrast]\nanswers = ["y", "y"]'), "must be two different strings"),
         (("n_boot = 50", 'n_boot = 50\n[capture]\nposition = "first"'), "must be 'content', 'last' or an integer"),
+        ((json.dumps(SETS), '["cities", "larger_than"]'), r"\['ttpd'\] need a dataset and its negation in 'data.sets'"),
         (
             ("max_rows = 40", "max_row = 40"),
             r"unknown config key\(s\) 'data.max_row' \(did you mean 'data.max_rows",

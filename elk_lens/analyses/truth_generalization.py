@@ -76,6 +76,10 @@ def check_config(cfg: dict) -> None:
     if s["data.max_rows"] < 0:
         raise ValueError(f"config key 'data.max_rows' must be >= 0 (0 = every row), got {s['data.max_rows']}")
     _position(s["capture.position"])
+    polar = [m for m in s["probe.methods"] if METHODS[m].needs_polarity]
+    if polar and not any(f"neg_{n}" in s["data.sets"] for n in s["data.sets"]):
+        raise ValueError(f"config key 'probe.methods': {polar} need a dataset and its negation in 'data.sets' "
+                         f"(e.g. 'cities' and 'neg_cities'); got {s['data.sets']}")  # fmt: skip
     source_versions(tuple(dict.fromkeys(p for n in s["data.sets"] for p in TRUTH_SETS[n].sources)))
 
 
