@@ -17,5 +17,7 @@ def test_notebook_executes(path, tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     assert outputs, "the notebook printed nothing"
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    if path.stem == "truth":
+        assert sum("image/svg+xml" in o.get("data", {}) for o in outputs) == 3  # two matrices and a layer chart
     if path.stem == "circuits":
         assert "<svg" in html and "CircuitsVis.render(" in html  # the figures were drawn
