@@ -82,6 +82,14 @@ class Generalization:
     tests: list[str]
     provenance: dict
 
+    def by_layer(self, method: str, train: str, test: str) -> list[float]:
+        """AUROC at every site (in ``sites`` order) of ``method`` trained on ``train``, tested on ``test``."""
+        cell = {r["site"]: r["auroc"] for r in self.per_site if (r["method"], r["train"], r["test"]) ==
+                (method, train, test)}  # fmt: skip
+        if not cell:
+            raise ValueError(f"no results for {method} trained on {train!r}, tested on {test!r}")
+        return [cell[site] for site in self.sites]
+
     def matrix(self, method: str) -> tuple[list[str], list[list[float]]]:
         """(train sources, AUROC rows over ``tests``) of one method at its chosen sites."""
         rows = [r for r in self.chosen if r["method"] == method]

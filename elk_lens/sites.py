@@ -7,7 +7,7 @@ from typing import Literal
 
 from transformer_lens.model_bridge import TransformerBridge
 
-__all__ = ["SITE_KINDS", "Site", "parse_sites", "residual_sites"]
+__all__ = ["SITE_KINDS", "Site", "parse_sites", "residual_sites", "short_name"]
 
 SiteKind = Literal["resid_pre", "resid_mid", "resid_post"]
 SITE_KINDS: tuple[str, ...] = ("resid_pre", "resid_mid", "resid_post")
@@ -68,6 +68,12 @@ class Site:
         if match.re is _HOOK:
             return cls(int(match.group(1)), match.group(2))
         return cls(int(match.group(2)), match.group(1))
+
+
+def short_name(site: "Site | str") -> str:
+    """A site as charts label it: ``"blocks.3.hook_resid_pre"`` -> ``"3 resid_pre"``."""
+    site = Site.parse(site)
+    return f"{site.layer} {site.kind}"
 
 
 def parse_sites(sites: Sequence[Site | str]) -> list[Site]:

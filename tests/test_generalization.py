@@ -180,3 +180,13 @@ def test_a_users_csv_gets_item_splits_and_runs_through_the_study(native_model, t
     assert set(data.meta) == {"text", "entity", "split"}
     study = generalization_study(native_model, {"mine": data}, methods=("mean_diff",), sites=SITES[:1], n_boot=50)
     assert [(r["train"], r["test"]) for r in study.chosen] == [("mine", "mine")]
+
+
+def test_by_layer_reads_one_transfer_across_sites(study):
+    from elk_lens.sites import short_name
+
+    assert study.by_layer("logistic", "eq", "neg_eq") == [_cell(study.per_site, "logistic", "eq", s, "neg_eq")
+                                                           for s in SITES]  # fmt: skip
+    with pytest.raises(ValueError, match="no results for ttpd trained on 'eq'"):
+        study.by_layer("ttpd", "eq", "eq")
+    assert [short_name(s) for s in SITES] == ["0 resid_post", "1 resid_post"]

@@ -17,6 +17,7 @@ from elk_lens.quirky_protocol import quirky_probe_study, split_layers
 from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
+from elk_lens.sites import short_name
 
 __all__ = ["check_config", "run"]
 
@@ -89,7 +90,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     methods = method_stages(load_model(s["model.spec"]), s, run)
     rows = res["table"]
     probe_rows = [r for r in rows if r["scored"] in res["probe_sites"]]
-    layers = [r["scored"].removeprefix("blocks.").replace(".hook_", " ") for r in probe_rows]
+    layers = [short_name(r["scored"]) for r in probe_rows]
     chart = line_chart(
         {name: [r[name] for r in probe_rows] for name in _CHART_SETS}
         | {f"model output: {name}": [res["output"][name]] * len(probe_rows) for name in ("bob_hard_disagree",)},

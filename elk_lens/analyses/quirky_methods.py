@@ -13,7 +13,7 @@ from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
 from elk_lens.reporters import fit_logistic, fit_mean_diff, random_direction_baseline
 from elk_lens.rigor import capture_distractor_pairs, distractor_table, seed_stability
-from elk_lens.sites import residual_sites
+from elk_lens.sites import residual_sites, short_name
 
 __all__ = ["method_sections", "method_stages"]
 
@@ -118,7 +118,7 @@ def _chart(res: dict, train: str, eval_set: str, against: str, title: str) -> st
     sites = res["scores"].sites
     rows = [r for r in res["auroc"] if r["train"] == train and r["eval"] == eval_set and r["vs"] == against]
     series = {r["method"]: [r[x] for x in sites] for r in rows}
-    labels = [x.removeprefix("blocks.").replace(".hook_", " ") for x in sites]
+    labels = [short_name(x) for x in sites]
     return line_chart(series, labels, title=title, y_label=f"AUROC vs {against}")
 
 

@@ -18,6 +18,7 @@ from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import heatmap, line_chart
 from elk_lens.reporters.registry import METHODS
+from elk_lens.sites import short_name
 
 __all__ = ["KEYS", "check_config", "run"]
 
@@ -94,47 +95,46 @@ def _study(s: dict, run: RunDir) -> tuple[Generalization, list[dict]]:
     """One stage per method (a killed run redoes only the method it was in; activations stay cached)."""
     loaded: dict = {}
 
+    def sets() -> dict:  # built once, only if a stage has to run
+        if "sets" not in loaded:
+            loaded["sets"] = _sets(s)
+        return loaded["sets"]
+
     def one(method: str) -> dict:
-        if not loaded:
-            loaded.update(model=load_model(s["model.spec"]), sets=_sets(s))
+        if "model" not in loaded:
+            loaded["model"] = load_model(s["model.spec"])
         return generalization_study(
-            loaded["model"], loaded["sets"], methods=[method], position=_position(s["capture.position"]),
+            loaded["model"], sets(), methods=[method], position=_position(s["capture.position"]),
             answers=tuple(s["contrast.answers"]), batch_size=s["capture.batch_size"], cache_dir=run.path / "cache",
             n_boot=s["eval.n_boot"], seed=s["data.seed"],
         ).__dict__  # fmt: skip
 
     parts = [run.stage(f"study-{m}", lambda m=m: one(m)) for m in s["probe.methods"]]
     cards = run.stage("datasets", lambda: {"cards": [truth_set_card(n, seed=s["data.seed"], statements=d)
-                                                     for n, d in _sets(s).items()]})["cards"]  # fmt: skip
+                                                     for n, d in sets().items()]})["cards"]  # fmt: skip
     merged = {**parts[0], "per_site": [r for p in parts for r in p["per_site"]],
               "chosen": [r for p in parts for r in p["chosen"]]}  # fmt: skip
     return Generalization(**merged), cards
 
 
-def _short(site: str) -> str:
-    return site.removeprefix("blocks.").replace(".hook_", " ")
-
-
 def _matrix_section(g: Generalization, method: str) -> str:
     sources, values = g.matrix(method)
-    chosen = {r["train"]: _short(r["site"]) for r in g.chosen if r["method"] == method}
+    chosen = {r["train"]: short_name(r["site"]) for r in g.chosen if r["method"] == method}
     labels = [f"{src} @ {chosen[src]}" for src in sources]
     return heatmap(values, labels, g.tests, title=f"{method}: AUROC vs truth (rows: trained on; columns: tested on)",
                    cell=46, center=0.5)  # fmt: skip
 
 
 def _layer_chart(g: Generalization, method: str) -> str:
+    sources = list(dict.fromkeys(r["train"] for r in g.chosen if r["method"] == method))
     series = {}
     for train, test in _KEY_TRANSFERS:
-        train = next((src for src in {r["train"] for r in g.per_site if r["method"] == method}
-                      if train in src.split("+")), None)  # fmt: skip  # TTPD trains on a topic pair
-        cell = {r["site"]: r["auroc"] for r in g.per_site if r["method"] == method and r["train"] == train
-                and r["test"] == test}  # fmt: skip
-        if cell and f"{train} → {test}" not in series:
-            series[f"{train} → {test}"] = [cell[site] for site in g.sites]
+        source = next((src for src in sources if train in src.split("+")), None)  # TTPD trains on a topic pair
+        if source is not None and test in g.tests and f"{source} → {test}" not in series:
+            series[f"{source} → {test}"] = g.by_layer(method, source, test)
     if not series:
         return ""
-    return line_chart(series, [_short(x) for x in g.sites], title=f"{method}: AUROC vs truth by layer",
+    return line_chart(series, [short_name(x) for x in g.sites], title=f"{method}: AUROC vs truth by layer",
                       y_label="AUROC vs truth")  # fmt: skip
 
 
