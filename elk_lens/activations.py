@@ -16,7 +16,8 @@ class Activations:
     """Residual-stream values, ``[n, n_sites, d_model]`` (or ``[n, n_sites, pos, d_model]`` for all positions).
 
     When captured with a cache directory the values stay on disk until first used (``loader``),
-    so holding an ``Activations`` costs no memory; ``at(site)`` loads one site only.
+    so holding an ``Activations`` costs no memory; ``at(site)`` loads one site only. Every such read
+    checks each shard's checksum again: bytes damaged on disk after capture raise, naming the shard.
 
     Attributes:
         sites: The sites, in the order of axis 1.

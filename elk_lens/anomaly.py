@@ -40,6 +40,11 @@ class GaussianDetector:
 
     def __call__(self, x: Float[Tensor, "batch layer"]) -> Float[Tensor, " batch"]:
         x = torch.as_tensor(x, dtype=torch.float64)
+        width = self.full.event_shape[0]
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ValueError(f"the detector was fitted on {width} features per row; got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("features to score contain NaN or inf")
         score = self.full.log_prob(x)
         return score - self.diag.log_prob(x) if self.subtract_diag else score
 

@@ -20,14 +20,15 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
+from elk_lens._checks import as_dtype, check_number
 from elk_lens._hooks import loud_hooks
 from elk_lens.activations import Activations
-from elk_lens.data.statements import StatementSet
-from elk_lens.models import fingerprint
+from elk_lens.data.statements import StatementSet, as_statements
+from elk_lens.models import fingerprint, tokenizer_fingerprint
 from elk_lens.sites import Site, parse_sites
 from elk_lens.store import SHARD_ROWS, ActivationStore
 
-__all__ = ["Position", "capture", "content_position", "tokenize"]
+__all__ = ["Position", "capture", "check_capture_args", "content_position", "tokenize"]
 
 Position = Literal["last", "all"] | int
 _TOKENIZE_CHUNK = 4096  # texts per tokenizer call (see tokenize)
@@ -149,6 +150,7 @@ def _validate(model: TransformerBridge, tokens: Tokens, sites: list[Site], posit
             f"statement {row} is {int(lengths[row])} tokens long, longer than the model's context "
             f"(n_ctx={n_ctx}); shorten it or use a model with a longer context"
         )
+    _check_vocab(model, tokens)
     if isinstance(position, int):
         shortest = int(lengths.min())
         if position >= shortest or position < -shortest:
@@ -156,10 +158,48 @@ def _validate(model: TransformerBridge, tokens: Tokens, sites: list[Site], posit
                 f"position {position} is beyond the sequence: the shortest statement has {shortest} tokens "
                 f"(valid: {-shortest}..{shortest - 1}, 'last' or 'all')"
             )
-    elif position not in ("last", "all"):
-        raise ValueError(f"position must be 'last', 'all' or an int, got {position!r}")
     for site in sites:
         site.check(model)
+
+
+def _check_vocab(model: TransformerBridge, tokens: Tokens) -> None:
+    """Every id must index the embedding: a tokenizer with more tokens than the model (an added special
+    token, another model's tokenizer) would otherwise fail inside the forward with a bare IndexError."""
+    d_vocab = model.cfg.d_vocab
+    outside = (tokens.ids >= d_vocab) | (tokens.ids < 0)
+    if not bool(outside.any()):
+        return
+    row, col = (int(i) for i in outside.nonzero()[0])
+    tid = int(tokens.ids[row, col])
+    what = "the pad token" if not tokens.mask[row, col] else repr(model.tokenizer.convert_ids_to_tokens(tid))
+    raise ValueError(
+        f"statement {row} has token id {tid} ({what}), outside the model's embedding (d_vocab={d_vocab}; valid ids "
+        f"0..{d_vocab - 1}): the tokenizer has more tokens than the model; use the model's own tokenizer"
+    )
+
+
+def _check_position(position: object) -> None:
+    if isinstance(position, bool) or not isinstance(position, (int, str)):
+        raise TypeError(f"position must be 'last', 'all' or an int; got {type(position).__name__} {position!r}")
+    if isinstance(position, str) and position not in ("last", "all"):
+        raise ValueError(f"position must be 'last', 'all' or an int, got {position!r}")
+
+
+def check_capture_args(
+    *, position: object, batch_size: object, dtype: object, cache_dir: object, shard_rows: object = SHARD_ROWS
+) -> torch.dtype:
+    """The argument checks of :func:`capture` that need no tokens (``capture_contrast`` makes them before its
+    own work); returns ``dtype`` as a torch dtype (a name such as ``"float16"`` is accepted)."""
+    _check_position(position)
+    check_number("batch_size", batch_size, kind=int, low=1)
+    check_number("shard_rows", shard_rows, kind=int, low=1)
+    if cache_dir is not None:
+        if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+            raise NotADirectoryError(f"cache_dir {cache_dir} is a file, not a directory; give a directory for "
+                                     f"the activation cache")  # fmt: skip
+        if position == "all":
+            raise ValueError("position='all' cannot be cached (rows have different lengths); use 'last' or an int")
+    return as_dtype("dtype", dtype)
 
 
 def _batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
@@ -203,7 +243,7 @@ def capture(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
     padding_side: str = "right",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     progress: bool | None = None,
     shard_rows: int = SHARD_ROWS,
 ) -> Activations:
@@ -211,39 +251,36 @@ def capture(
 
     Args:
         model: Any TransformerBridge (native, HF decoder, HF encoder).
-        statements: A StatementSet or plain texts; each is read at its own last real token by default.
+        statements: A StatementSet or a list of texts (a bare string is refused); each is read at its
+            own last real token by default.
         sites: ``Site`` objects or names: ``"blocks.3.hook_resid_pre"``, ``"resid_pre.3"``.
         position: ``"last"`` (last real token), an int (index among real tokens; negative from
             the end), or ``"all"`` (every position, with the mask kept).
         batch_size: Statements per forward pass.
-        cache_dir: If given, shards are written there atomically, keyed by (model fingerprint, data
-            fingerprint, sites, position, padding side, dtype); a later call reads them without
-            running the model, and a damaged shard is recomputed. The result is then backed by the
-            shards on disk, so memory stays flat in the number of statements.
+        cache_dir: If given, shards are written there atomically, keyed by (model fingerprint, tokenizer
+            fingerprint, data fingerprint, sites, position, padding side, dtype); a later call reads them
+            without running the model, and a damaged shard is recomputed. The result is then backed by
+            the shards on disk (each verified again when read), so memory stays flat in the number of
+            statements.
         padding_side: ``"right"`` or ``"left"``.
-        dtype: Storage dtype of the activations.
+        dtype: Storage dtype of the activations: a floating torch dtype or its name (``"float16"``).
         progress: Show a progress bar (default: only on a terminal).
         shard_rows: Statements per cache shard (with ``cache_dir``): the unit of resumption and of
             recomputation after damage.
     """
-    texts = statements.texts if isinstance(statements, StatementSet) else list(statements)
-    if not texts:
-        raise ValueError("no statements to capture: the statement list is empty")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    statements = as_statements("statements", statements)
+    texts = statements.texts
+    dtype = check_capture_args(
+        position=position, batch_size=batch_size, dtype=dtype, cache_dir=cache_dir, shard_rows=shard_rows
+    )
     site_list = parse_sites(sites)
     tokens = tokenize(model, texts, padding_side)
     _validate(model, tokens, site_list, position)
-    if position == "all" and cache_dir is not None:
-        raise ValueError("position='all' cannot be cached (rows have different lengths); use 'last' or an int")
-    data_fp = (
-        statements.fingerprint
-        if isinstance(statements, StatementSet)
-        else StatementSet(texts, torch.zeros(len(texts), dtype=torch.bool)).fingerprint
-    )
+    # the tokenizer is part of the key: equal weights with another tokenizer read other tokens
     meta = dict(
         sites=[s.name for s in site_list], position=position, model_fingerprint=fingerprint(model),
-        data_fingerprint=data_fp, padding_side=padding_side, dtype=str(dtype).removeprefix("torch."),
+        tokenizer_fingerprint=tokenizer_fingerprint(model), data_fingerprint=statements.fingerprint,
+        padding_side=padding_side, dtype=str(dtype).removeprefix("torch."),
     )  # fmt: skip
 
     def compute(start: int, stop: int) -> Tensor:

@@ -12,21 +12,32 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_labels, check_number
 from elk_lens.data.statements import StatementSet
 from elk_lens.interventions import erase, nie, random_direction_like, steer
-from elk_lens.lm_output import output_log_odds
+from elk_lens.lm_output import check_answers, check_offsets, output_log_odds
 from elk_lens.metrics import auroc
 from elk_lens.reporters import Reporter
 
 __all__ = ["erasure_effect", "log_odds_shift", "steering_direction", "steering_effect"]
+
+_ANY_ROW = torch.zeros(1, dtype=torch.long)  # building an intervention checks its inputs; only entering it edits
 
 
 def steering_direction(
     reporter: Reporter, x_train: Float[Tensor, "batch d_model"], y_train: Bool[Tensor, " batch"]
 ) -> Float[Tensor, " d_model"]:
     """``((mu_true - mu_false) . w_hat) w_hat``: the reporter's axis, scaled to the class-mean gap on train."""
+    if not isinstance(x_train, Tensor) or not x_train.is_floating_point() or x_train.ndim != 2:
+        raise TypeError(f"x_train must be a floating tensor [n, d_model]; got {type(x_train).__name__} "
+                        f"{tuple(getattr(x_train, 'shape', ()))} {getattr(x_train, 'dtype', '')}")  # fmt: skip
+    if x_train.shape[1] != reporter.w.shape[0]:
+        raise ValueError(f"x_train has width {x_train.shape[1]} but the reporter reads d_model={reporter.w.shape[0]}")
     x_train = x_train.to(torch.float64)
-    y_train = torch.as_tensor(y_train).bool()  # 0/1 integers would index rows instead of masking them
+    # bool masks: 0/1 integers would index rows instead of masking them, and 2 or 0.5 would cast to True
+    y_train = check_labels("y_train", y_train, n=x_train.shape[0])
+    if y_train.all() or not y_train.any():
+        raise ValueError(f"steering_direction needs true and false training rows; got all {bool(y_train[0])}")
     w = reporter.w.to(torch.float64)
     w_hat = w / w.norm()
     gap = x_train[y_train].mean(0) - x_train[~y_train].mean(0)
@@ -55,6 +66,12 @@ def steering_effect(
     (``metric="log_odds"`` uses the logit difference instead; there a disruptive edit that only makes a
     confident answer less confident already closes part of the gap, so the random control grows).
     """
+    _check_statements(statements)
+    steer(model, site, direction, alpha=alpha, positions=_ANY_ROW)  # checks direction, alpha and site (not entered)
+    check_number("n_random", n_random, kind=int, low=0)
+    check_number("seed", seed, kind=int)
+    check_offsets(positions_from_end)
+    check_answers(answers)
     if float(direction.norm()) == 0:
         raise ValueError(f"the steering direction at {site} is zero (a site whose training activations are constant)")
     truth = statements.truth
@@ -100,6 +117,9 @@ def log_odds_shift(
     """Mean answer log-odds (true - false answer) before and after adding ``alpha * direction`` at the
     last token, for the true and the false statements separately: e.g. on Bob's prompts, does pushing
     the truth direction move his answers toward "True" whatever the truth?"""
+    _check_statements(statements)
+    steer(model, site, direction, alpha=alpha, positions=_ANY_ROW)  # checks direction, alpha and site (not entered)
+    check_answers(answers)
     clean = output_log_odds(model, statements, answers=answers, batch_size=batch_size).double()
 
     def edit(positions: Tensor):
@@ -126,6 +146,9 @@ def erasure_effect(
 ) -> dict[str, float]:
     """The answer's AUROC vs truth before and after erasing the concept at the last token, and the mean
     absolute change of its log-odds (``eraser``: a LEACE eraser or a direction to project out)."""
+    _check_statements(statements)
+    erase(model, site, eraser, positions=_ANY_ROW)  # checks the eraser and the site (not entered)
+    check_answers(answers)
     clean = output_log_odds(model, statements, answers=answers, batch_size=batch_size).double()
 
     def edit(positions: Tensor):
@@ -135,3 +158,8 @@ def erasure_effect(
     truth = statements.truth
     return {"output_auroc_clean": auroc(clean, truth), "output_auroc_erased": auroc(erased, truth),
             "mean_abs_change": float((erased - clean).abs().mean())}  # fmt: skip
+
+
+def _check_statements(statements: object) -> None:
+    if not isinstance(statements, StatementSet):
+        raise TypeError(f"statements must be a StatementSet (texts with truth labels); got {type(statements).__name__}")

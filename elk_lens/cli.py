@@ -10,6 +10,12 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+def _check_out(flag: str, out: str) -> None:
+    """An output directory: it may exist, but not as a file."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise NotADirectoryError(f"{flag} {out!r} is a file; give a directory to write into")
+
+
 def _zoo_list(_: argparse.Namespace) -> int:
     from elk_lens.zoo import zoo_card, zoo_names
 
@@ -23,11 +29,15 @@ def _zoo_list(_: argparse.Namespace) -> int:
 
 
 def _zoo_train(args: argparse.Namespace) -> int:
+    from elk_lens._checks import check_number
     from elk_lens.zoo.card import measure_and_write_cards
     from elk_lens.zoo.quirky_recipe import QuirkyRecipe, train_quirky
 
     if args.name != "quirky-arith":
         raise SystemExit(f"elk-lens zoo train: unknown recipe {args.name!r}; valid: ['quirky-arith']")
+    _check_out("--out", args.out)
+    check_number("--seed", args.seed, kind=int, low=0)
+    check_number("--threads", args.threads, kind=int, low=1)
     started = time.perf_counter()
     recipe = QuirkyRecipe(seed=args.seed, threads=args.threads, device=args.device)
     written = train_quirky(recipe, Path(args.out), log=lambda msg: print(msg, file=sys.stderr))
@@ -46,11 +56,14 @@ def _data_list(_: argparse.Namespace) -> int:
 
 
 def _data_export(args: argparse.Namespace) -> int:
+    from elk_lens._checks import check_number
     from elk_lens.data.truth_datasets import TRUTH_SETS, export_truth_set
 
     unknown = [n for n in args.sets if n not in TRUTH_SETS]
     if unknown:
         raise SystemExit(f"elk-lens data export: unknown datasets {unknown}; valid: {sorted(TRUTH_SETS)}")
+    _check_out("out", args.out)
+    check_number("--seed", args.seed, kind=int, low=0)
     for name in args.sets or TRUTH_SETS:
         csv_path, _ = export_truth_set(name, args.out, seed=args.seed)
         print(csv_path)
@@ -101,9 +114,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; ``argv`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
+    """Entry point; ``argv`` defaults to ``sys.argv[1:]`` (tests pass a list). Bad input (a bad spec, a
+    path that is not what it should be, a missing extra) ends with its message, not a traceback."""
     args = _parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, OSError, ImportError) as e:
+        command = " ".join(x for x in (args.command, getattr(args, "zoo_command", None),
+                                       getattr(args, "data_command", None)) if x)  # fmt: skip
+        raise SystemExit(f"elk-lens {command}: {e}") from e
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.activations import Activations
-from elk_lens.capture import Position, capture, tokenize
-from elk_lens.data.statements import StatementSet
-from elk_lens.sites import Site
+from elk_lens.capture import Position, capture, check_capture_args, tokenize
+from elk_lens.data.statements import StatementSet, as_statements
+from elk_lens.sites import Site, parse_sites
 
 __all__ = ["ContrastActivations", "capture_contrast", "contrast_statements"]
 
@@ -38,14 +38,17 @@ class ContrastActivations:
 
 def contrast_statements(statements: StatementSet, answers: tuple[str, str]) -> tuple[StatementSet, StatementSet]:
     """The statements with the true answer, and with the false answer, appended to the text."""
+    if not isinstance(answers, (tuple, list)) or not all(isinstance(a, str) for a in answers):
+        raise TypeError(f"answers must be a pair of strings (true, false); got {type(answers).__name__} {answers!r}")
     if len(answers) != 2 or answers[0] == answers[1]:
         raise ValueError(f"answers must be two different strings (true, false), got {answers!r}")
-    return tuple(
+    true, false = (
         StatementSet(
             [t + answer for t in statements.texts], statements.truth, statements.meta, f"{statements.name}+{answer}"
         )
         for answer in answers
-    )  # type: ignore[return-value]
+    )
+    return true, false
 
 
 def _check_one_token(model: TransformerBridge, base: StatementSet, appended: StatementSet, answer: str) -> None:
@@ -60,14 +63,14 @@ def _check_one_token(model: TransformerBridge, base: StatementSet, appended: Sta
 
 def capture_contrast(
     model: TransformerBridge,
-    statements: StatementSet,
+    statements: StatementSet | Sequence[str],
     sites: Sequence[Site | str],
     *,
     answers: tuple[str, str] = ("True", "False"),
     position: Position = "last",
     batch_size: int = 64,
     cache_dir=None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
 ) -> ContrastActivations:
     """Capture both halves of every contrast pair at the appended answer token.
 
@@ -76,6 +79,9 @@ def capture_contrast(
     answer token sits among the real tokens: ``"last"`` on a decoder, ``-2`` on an encoder that appends
     ``[SEP]`` (:func:`~elk_lens.capture.content_position` gives the right one for a model).
     """
+    statements = as_statements("statements", statements)
+    dtype = check_capture_args(position=position, batch_size=batch_size, dtype=dtype, cache_dir=cache_dir)
+    sites = parse_sites(sites)
     if position not in ("last", -1, -2):
         raise ValueError(f"the answer token is the last real token or the one before [SEP]: position must be "
                          f"'last', -1 or -2, got {position!r}")  # fmt: skip
@@ -86,4 +92,4 @@ def capture_contrast(
         capture(model, s, sites, position=position, batch_size=batch_size, cache_dir=cache_dir, dtype=dtype)
         for s in (with_true, with_false)
     ]
-    return ContrastActivations(halves[0], halves[1], tuple(answers))  # type: ignore[arg-type]
+    return ContrastActivations(halves[0], halves[1], (answers[0], answers[1]))

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_labels, check_number
 from elk_lens.metrics import auroc_columns
 
 __all__ = [
@@ -203,7 +204,7 @@ def transfer_matrix(
             differs from ``labels``, or a reporter whose width differs from a checkpoint's (transport it
             first, §5.6), naming both widths and the checkpoint.
     """
-    labels = torch.as_tensor(labels).bool().reshape(-1)
+    labels = check_labels("labels", torch.as_tensor(labels).reshape(-1))
     if len(reporters) != len(activations) or not reporters:
         raise ValueError(
             f"need one reporter per checkpoint; got {len(reporters)} reporters, {len(activations)} checkpoints"
@@ -266,12 +267,18 @@ def noise_floor(
         ValueError: fewer than 4 rows, fewer than 2 resamples, tensors with different row counts, or a
             metric that returns NaN or inf.
     """
+    if not callable(metric):
+        raise TypeError(f"metric must be a function of two halves; got {type(metric).__name__}")
+    check_number("n_resamples", n_resamples, kind=int, low=2)
+    check_number("seed", seed, kind=int, low=0)
     parts = x if isinstance(x, tuple) else (x,)
+    if not parts or not all(isinstance(p, Tensor) and p.ndim >= 1 for p in parts):
+        raise TypeError(f"x must be a tensor or a tuple of tensors sharing the row axis; got {type(x).__name__}")
     n = parts[0].shape[0]
     if any(p.shape[0] != n for p in parts):
         raise ValueError(f"the tensors in x must share the first (row) axis; got {[tuple(p.shape) for p in parts]}")
-    if n < 4 or n_resamples < 2:
-        raise ValueError(f"noise_floor needs >= 4 rows and >= 2 resamples; got {n} rows, n_resamples={n_resamples}")
+    if n < 4:
+        raise ValueError(f"noise_floor needs >= 4 rows (two halves of >= 2); got {n} rows")
     gen = torch.Generator().manual_seed(seed)
     half = n // 2
     values = []
@@ -300,4 +307,7 @@ def above_floor(value: float, floor: dict[str, float], *, higher_is_drift: bool)
     drift is a value BELOW the floor's 5% quantile, since resampling alone already lowers a similarity
     from 1 to the floor. (CKA's floor comes from paired rows, not from two halves: see :func:`noise_floor`.)
     """
+    missing = {"q05", "q95"} - set(floor) if isinstance(floor, dict) else {"q05", "q95"}
+    if missing:
+        raise ValueError(f"floor must be a noise_floor result (with 'q05' and 'q95'); it lacks {sorted(missing)}")
     return value > floor["q95"] if higher_is_drift else value < floor["q05"]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from elk_lens._checks import check_number
 from elk_lens.capture import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.drift import (
@@ -62,6 +63,9 @@ def trajectory_drift(
     the refitted concept vector (``cos_v_fixed_refit``). The concept vector is the one to compare:
     readouts of separable classes differ with the regularizer's basis, class-mean differences do not.
     """
+    _check_inputs(trajectory, train, evals, sites, methods, fixed)
+    check_number("floor_resamples", floor_resamples, kind=int, low=2)
+    check_number("batch_size", batch_size, kind=int, low=1)
     fixed = fixed or {}
     off_sites = {name: r.site for name, r in fixed.items() if r.site not in sites}
     if off_sites:
@@ -159,6 +163,23 @@ def trajectory_drift(
                             n_resamples=floor_resamples)  # fmt: skip
         out["floors"]["cka_final"][site] = {q: round(v, 5) for q, v in floor.items()}
     return out
+
+
+def _check_inputs(trajectory, train, evals, sites, methods, fixed) -> None:
+    """The arguments' types, before any checkpoint is loaded (a bare string would be read letter by letter)."""
+    if not isinstance(trajectory, Trajectory):
+        raise TypeError(f"trajectory must be a Trajectory; got {type(trajectory).__name__}")
+    if not isinstance(train, StatementSet):
+        raise TypeError(f"train must be a StatementSet; got {type(train).__name__}")
+    if len(train) < 4:  # the noise floors split the training rows in two halves of >= 2
+        raise ValueError(f"train needs >= 4 statements for the noise floors; got {len(train)}")
+    if not isinstance(evals, dict) or not evals or not all(isinstance(s, StatementSet) for s in evals.values()):
+        raise TypeError(f"evals must be a non-empty dict of name -> StatementSet; got {evals!r:.80}")
+    for name, value in (("sites", sites), ("methods", methods)):
+        if isinstance(value, str) or not value or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"{name} must be a non-empty list of names; got {value!r}")
+    if fixed is not None and not (isinstance(fixed, dict) and all(isinstance(r, Reporter) for r in fixed.values())):
+        raise TypeError("fixed must map names to Reporter objects")
 
 
 def _largest_angle(first: Tensor, now: Tensor) -> float:

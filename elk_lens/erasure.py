@@ -9,7 +9,7 @@ from concept_erasure import LeaceEraser
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from elk_lens._checks import check_training_data
+from elk_lens._checks import check_number, check_training_data
 
 __all__ = ["fit_leace"]
 
@@ -32,6 +32,10 @@ def fit_leace(
     ``svd_tol`` is the singular value of the whitened cross-covariance below which a concept direction is
     left alone; the package's 0.01 would leave a weak but real binary concept unerased, so ours is tiny.
     """
+    check_number("svd_tol", svd_tol, low=0)
+    for name, flag in (("constrain_cov_trace", constrain_cov_trace), ("shrinkage", shrinkage)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}")
     x64, y = check_training_data(x, y, site)
     z = y.to(torch.float64)[:, None]
     return LeaceEraser.fit(x64, z, constrain_cov_trace=constrain_cov_trace, shrinkage=shrinkage, svd_tol=svd_tol)

@@ -20,9 +20,11 @@ import torch
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_number
 from elk_lens.capture import Position, capture, content_position
 from elk_lens.contrast import capture_contrast
 from elk_lens.data.statements import StatementSet
+from elk_lens.lm_output import check_answers
 from elk_lens.metrics import auroc, bootstrap_ci
 from elk_lens.models import fingerprint
 from elk_lens.reporters.base import Reporter
@@ -101,8 +103,15 @@ class Generalization:
 
 
 def _check_sets(sets: dict[str, StatementSet], methods: Sequence[str]) -> None:
+    if not isinstance(sets, dict):
+        raise TypeError(f"sets must be a dict {{name: StatementSet}}; got {type(sets).__name__}")
     if not sets:
         raise ValueError("no datasets given")
+    wrong = [name for name, data in sets.items() if not isinstance(data, StatementSet)]
+    if wrong:
+        raise TypeError(f"sets[{wrong[0]!r}] must be a StatementSet; got {type(sets[wrong[0]]).__name__}")
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a list of method names, got the string {methods!r}; write [{methods!r}]")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown reporter methods {unknown}; valid methods: {sorted(METHODS)}")
@@ -186,6 +195,10 @@ def generalization_study(
         seed: Seed of the bootstrap.
     """
     _check_sets(sets, methods)
+    check_number("n_boot", n_boot, kind=int, low=1)
+    check_number("seed", seed, kind=int)
+    check_number("batch_size", batch_size, kind=int, low=1)
+    check_answers(answers)
     site_list = [Site.parse(s) for s in sites] if sites is not None else residual_sites(model)
     position = content_position(model) if position is None else position
     x = {n: capture(model, d, site_list, position=position, batch_size=batch_size, cache_dir=cache_dir)

@@ -17,11 +17,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_number
 from elk_lens._hooks import loud_hooks
 from elk_lens.sites import Site
 
 __all__ = [
     "Edit",
+    "check_site",
     "erase",
     "erase_edit",
     "intervene",
@@ -38,8 +40,12 @@ Toward = Literal["true", "false"]
 
 
 def _vector(v: Tensor, what: str) -> Tensor:
+    if not isinstance(v, Tensor) or not v.is_floating_point():
+        raise TypeError(f"{what} must be a floating tensor [d_model]; got {type(v).__name__} {getattr(v, 'dtype', '')}")
     if v.ndim != 1:
         raise ValueError(f"{what} must be a vector [d_model], got shape {tuple(v.shape)}")
+    if not torch.isfinite(v).all():
+        raise ValueError(f"{what} contains NaN or inf")
     return v
 
 
@@ -63,6 +69,7 @@ def _work_dtype(h: Tensor) -> torch.dtype:
 def steer_edit(direction: Float[Tensor, " d_model"], alpha: float) -> Edit:
     """``h + alpha * direction`` (GoT §8.2 adds the rescaled truth direction; negative alpha subtracts it)."""
     _vector(direction, "steering direction")
+    check_number("alpha", alpha)
 
     def edit(h: Float[Tensor, "m d_model"]) -> Float[Tensor, "m d_model"]:
         _check_width(h, direction.shape[0], "steering direction")
@@ -117,21 +124,36 @@ def reflect_edit(w: Float[Tensor, " d_model"], mu: Float[Tensor, " d_model"]) ->
     return edit
 
 
-def _hook_name(site: Site | str) -> str:
-    """A ``Site``, its short form (``"resid_pre.3"``), or any hook name, which ``loud_hooks`` checks."""
-    if isinstance(site, Site):
-        return site.hook_name
+def check_site(model: TransformerBridge, site: Site | str, width: int | None = None, what: str = "vector") -> str:
+    """The hook name of ``site`` on ``model``, checked before any forward.
+
+    ``site`` is a ``Site``, its short form (``"resid_pre.3"``) or any hook name (``loud_hooks`` checks
+    those). A residual site past the last layer is a ``KeyError`` naming the model's layers; with
+    ``width``, a vector (``what``) that does not fit the residual's ``d_model`` is a ``ValueError``.
+    """
+    if not isinstance(site, (Site, str)):
+        raise TypeError(f"site must be a Site or a hook name such as 'blocks.0.hook_resid_pre'; got {site!r}")
     try:
-        return Site.parse(site).hook_name
+        parsed = Site.parse(site)
     except ValueError:  # not a residual site (e.g. "blocks.0.hook_attn_out"): use the name as given
-        return site
+        return str(site)
+    n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
+    if parsed.layer >= n_layers:
+        raise KeyError(f"hook points {[parsed.hook_name]} do not exist on this model: it has layers 0..{n_layers - 1} "
+                       f"(sites 'resid_pre.0' to 'resid_post.{n_layers - 1}')")  # fmt: skip
+    if width is not None and width != d_model:
+        raise ValueError(f"{what} has width {width} but {parsed.hook_name} has width {d_model} (the model's d_model)")
+    return parsed.hook_name
 
 
 def _positions(positions: Tensor) -> Int[Tensor, "batch k"]:
+    positions = torch.as_tensor(positions)
     if positions.dtype.is_floating_point or positions.dtype.is_complex or positions.dtype == torch.bool:
         raise ValueError(f"positions must be an integer tensor, got {positions.dtype}")
     if positions.ndim not in (1, 2):
         raise ValueError(f"positions must have shape [batch] or [batch, k], got {tuple(positions.shape)}")
+    if bool((positions < 0).any()):  # -1 would silently wrap to the last (often padding) column
+        raise ValueError(f"positions {positions.tolist()} out of range: positions count from 0, left to right")
     positions = positions.long().reshape(positions.shape[0], -1)
     ordered = positions.sort(1).values
     if (ordered[:, 1:] == ordered[:, :-1]).any():  # an edit at a repeated position would apply only once
@@ -155,8 +177,10 @@ def intervene(
     Raises ``KeyError`` for an unknown hook name (before the forward), ``ValueError`` when the forward's
     batch or length does not fit ``positions``, and ``RuntimeError`` if the hook never fired.
     """
-    name = _hook_name(site)
+    name = check_site(model, site)
     pos = _positions(positions)
+    if not callable(edit):
+        raise TypeError(f"edit must be a function of the rows [m, d_model] (e.g. steer_edit(...)); got {edit!r}")
 
     def hook_fn(resid: Float[Tensor, "batch pos d_model"], *, hook) -> Float[Tensor, "batch pos d_model"]:
         if resid.ndim != 3:
@@ -186,25 +210,39 @@ def steer(
     model: TransformerBridge, site: Site | str, direction: Tensor, *, alpha: float, positions: Tensor
 ) -> AbstractContextManager[None]:
     """``intervene`` with ``steer_edit(direction, alpha)``."""
-    return intervene(model, site, steer_edit(direction, alpha), positions)
+    edit = steer_edit(direction, alpha)
+    check_site(model, site, direction.shape[0], "steering direction")
+    return intervene(model, site, edit, positions)
 
 
 def erase(
     model: TransformerBridge, site: Site | str, eraser_or_direction: LeaceEraser | Tensor, *, positions: Tensor
 ) -> AbstractContextManager[None]:
     """``intervene`` with ``erase_edit(eraser_or_direction)``."""
-    return intervene(model, site, erase_edit(eraser_or_direction), positions)
+    edit = erase_edit(eraser_or_direction)
+    check_site(model, site, _erased_width(eraser_or_direction), "erased direction or eraser")
+    return intervene(model, site, edit, positions)
 
 
 def reflect(
     model: TransformerBridge, site: Site | str, w: Tensor, mu: Tensor, *, positions: Tensor
 ) -> AbstractContextManager[None]:
     """``intervene`` with ``reflect_edit(w, mu)``."""
-    return intervene(model, site, reflect_edit(w, mu), positions)
+    edit = reflect_edit(w, mu)
+    check_site(model, site, w.shape[0], "probe direction w")
+    return intervene(model, site, edit, positions)
+
+
+def _erased_width(eraser_or_direction: LeaceEraser | Tensor) -> int:
+    if isinstance(eraser_or_direction, LeaceEraser):
+        return eraser_or_direction.proj_left.shape[0]
+    return eraser_or_direction.shape[0]
 
 
 def random_direction_like(direction: Float[Tensor, " d_model"], *, seed: int) -> Float[Tensor, " d_model"]:
     """A Gaussian direction of the same norm: the control GoT and EG run beside every real direction."""
+    _vector(direction, "direction")
+    check_number("seed", seed, kind=int)
     g = torch.Generator().manual_seed(seed)
     r = torch.randn(direction.shape, generator=g, dtype=torch.float64)  # CPU float64: same draw on any device
     r = r * (direction.double().norm().cpu() / r.norm())
@@ -219,6 +257,9 @@ def nie(pd_true_clean: float, pd_false_clean: float, pd_intervened: float, *, to
     """
     if toward not in get_args(Toward):
         raise ValueError(f"toward must be one of {get_args(Toward)}, got {toward!r}")
+    for name, value in (("pd_true_clean", pd_true_clean), ("pd_false_clean", pd_false_clean),
+                        ("pd_intervened", pd_intervened)):  # fmt: skip
+        check_number(name, value)
     start, goal = (pd_false_clean, pd_true_clean) if toward == "true" else (pd_true_clean, pd_false_clean)
     if goal == start:
         raise ValueError(f"NIE is undefined: the clean PD is {start} on both true and false statements")

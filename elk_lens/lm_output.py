@@ -8,14 +8,16 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_number, check_texts
 from elk_lens.capture import tokenize
 from elk_lens.data.statements import StatementSet
 
-__all__ = ["answer_token_ids", "output_log_odds"]
+__all__ = ["answer_token_ids", "check_answers", "check_offsets", "output_log_odds"]
 
 
 def answer_token_ids(model: TransformerBridge, answers: tuple[str, str]) -> tuple[int, int]:
     """Token ids of the (true, false) answers; each must be exactly one token."""
+    check_answers(answers)
     ids = []
     for word in answers:
         toks = model.tokenizer(word, add_special_tokens=False)["input_ids"]
@@ -23,6 +25,15 @@ def answer_token_ids(model: TransformerBridge, answers: tuple[str, str]) -> tupl
             raise ValueError(f"answer {word!r} is {len(toks)} tokens ({toks}); answers must be single tokens")
         ids.append(toks[0])
     return ids[0], ids[1]
+
+
+def check_answers(answers: object) -> None:
+    """Two strings: a bare string such as ``"yn"`` would otherwise be read as its two characters."""
+    if isinstance(answers, str) or not isinstance(answers, (tuple, list)) or len(answers) != 2:
+        raise TypeError(f"answers must be a pair of strings (true answer, false answer); got {answers!r}")
+    for i, word in enumerate(answers):
+        if not isinstance(word, str) or not word:
+            raise TypeError(f"answers[{i}] must be a non-empty string; got {word!r}")
 
 
 def _edit_positions(last: Int[Tensor, " batch"], offsets: Int[Tensor, " k"], start: int) -> Int[Tensor, "batch k"]:
@@ -34,6 +45,18 @@ def _edit_positions(last: Int[Tensor, " batch"], offsets: Int[Tensor, " k"], sta
             f"statement {start + i} has {int(last[i]) + 1} tokens, too few to edit {offsets.tolist()} from its end"
         )
     return positions
+
+
+def check_offsets(positions_from_end: object) -> None:
+    """Non-empty offsets, each an int >= 0 (counted back from the last real token)."""
+    if isinstance(positions_from_end, (str, bytes)) or not isinstance(positions_from_end, (tuple, list)):
+        raise TypeError(f"positions_from_end must be a tuple of ints >= 0, e.g. (0,); got {positions_from_end!r}")
+    if not positions_from_end:
+        raise ValueError(f"positions_from_end must be non-empty offsets >= 0, got {positions_from_end}")
+    for i, k in enumerate(positions_from_end):
+        check_number(f"positions_from_end[{i}]", k, kind=int)
+    if any(k < 0 for k in positions_from_end):
+        raise ValueError(f"positions_from_end must be non-empty offsets >= 0, got {positions_from_end}")
 
 
 @torch.no_grad()
@@ -61,9 +84,11 @@ def output_log_odds(
     """
     if metric not in ("log_odds", "prob_diff"):
         raise ValueError(f"metric must be 'log_odds' or 'prob_diff', got {metric!r}")
-    if not positions_from_end or any(k < 0 for k in positions_from_end):
-        raise ValueError(f"positions_from_end must be non-empty offsets >= 0, got {positions_from_end}")
-    texts = statements.texts if isinstance(statements, StatementSet) else list(statements)
+    check_offsets(positions_from_end)
+    check_number("batch_size", batch_size, kind=int, low=1)
+    if intervention is not None and not callable(intervention):
+        raise TypeError(f"intervention must be a function positions -> context manager; got {intervention!r}")
+    texts = statements.texts if isinstance(statements, StatementSet) else check_texts("statements", statements)
     t_id, f_id = answer_token_ids(model, answers)
     tokens = tokenize(model, texts)
     offsets = torch.tensor(positions_from_end)

@@ -4,7 +4,27 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_choice, check_labels, check_number
+
 __all__ = ["accuracy", "auroc", "auroc_columns", "bootstrap_ci", "calibrated_accuracy", "ece"]
+
+ECE_POWERS = (1, 2)  # ECE_1 and ECE_2, the two Roelofs et al. report
+
+
+def _binary(labels: object) -> Tensor:
+    """Bool labels of any shape; a label other than 0/1 (2, -1, 0.5, NaN) is refused, never cast to True."""
+    labels = torch.as_tensor(labels)
+    return check_labels("labels", labels.reshape(-1)).reshape(labels.shape)
+
+
+def _finite(scores: Tensor) -> None:
+    if not torch.isfinite(scores).all():
+        raise ValueError("scores contain NaN or inf")
+
+
+def _same_shape(scores: Tensor, labels: Tensor) -> None:
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} differ in shape")
 
 
 def auroc(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> float:
@@ -16,15 +36,13 @@ def auroc(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> fl
         ValueError: if only one class is present (AUROC is undefined).
     """
     scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
-    labels = torch.as_tensor(labels).reshape(-1).bool()
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} differ in shape")
+    labels = _binary(labels).reshape(-1)
+    _same_shape(scores, labels)
     n_pos = int(labels.sum())
     n_neg = labels.numel() - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"AUROC needs both classes; got {n_pos} positive and {n_neg} negative labels")
-    if not torch.isfinite(scores).all():
-        raise ValueError("scores contain NaN or inf")
+    _finite(scores)
     sorted_scores, order = scores.sort()
     _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
     ends = counts.cumsum(0).to(torch.float64)
@@ -37,7 +55,9 @@ def auroc(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> fl
 
 def accuracy(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"]) -> float:
     """Fraction right when predicting true iff the log-odds score is > 0."""
-    scores, labels = torch.as_tensor(scores).reshape(-1), torch.as_tensor(labels).reshape(-1).bool()
+    scores, labels = torch.as_tensor(scores).reshape(-1), _binary(labels).reshape(-1)
+    _same_shape(scores, labels)
+    _finite(scores)  # NaN > 0 is False: a NaN score would count as a confident "false"
     return float(((scores > 0) == labels).double().mean())
 
 
@@ -49,7 +69,9 @@ def calibrated_accuracy(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " 
     Note the threshold uses the evaluation labels' prior: report it as a ceiling, not a deployable rule.
     """
     scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
-    labels = torch.as_tensor(labels).reshape(-1).bool()
+    labels = _binary(labels).reshape(-1)
+    _same_shape(scores, labels)
+    _finite(scores)
     threshold = torch.quantile(scores, 1 - labels.double().mean())
     return float(((scores > threshold) == labels).double().mean())
 
@@ -58,12 +80,16 @@ def ece(probs: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"], *, p: in
     """Expected calibration error by the monotonic sweep (Roelofs et al. 2020, arXiv 2012.08668).
 
     Equal-mass bins; the largest bin count whose bin frequencies still increase strictly (and stay
-    inside (0, 1)) is used. Returns ``(ECE_p, bins)``.
+    inside (0, 1)) is used. Returns ``(ECE_p, bins)``; ``p`` is 1 or 2.
     """
+    check_choice("p", p, ECE_POWERS)
     probs = torch.as_tensor(probs, dtype=torch.float64).reshape(-1)
-    labels = torch.as_tensor(labels).reshape(-1).double()
-    if probs.numel() == 0 or ((probs < 0) | (probs > 1)).any():
-        raise ValueError("ece needs a non-empty tensor of probabilities in [0, 1]")
+    labels = _binary(labels).reshape(-1).double()
+    inside = (probs >= 0) & (probs <= 1)  # False for NaN, which fails both comparisons
+    if probs.numel() == 0 or not inside.all():
+        raise ValueError(f"ece needs a non-empty tensor of probabilities in [0, 1], without NaN; got "
+                         f"{probs.numel()} values, e.g. {probs[~inside][:3].tolist()} outside [0, 1]")  # fmt: skip
+    _same_shape(probs, labels)
     order = probs.argsort()
     probs, labels = probs[order], labels[order]
     best = 1
@@ -95,9 +121,13 @@ def bootstrap_ci(
     (the cluster bootstrap). The resample indices are drawn in one call; for ``metric=auroc`` all
     resamples are scored in one batched computation (``auroc_columns``), other metrics loop.
     """
-    scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} differ in shape")
+    if not callable(metric):
+        raise TypeError(f"metric must be a function metric(scores, labels) -> float; got {metric!r}")
+    check_number("n_resamples", n_resamples, kind=int, low=1)
+    check_number("level", level, low=0, high=1, low_open=True, high_open=True)
+    check_number("seed", seed, kind=int)
+    scores, labels = torch.as_tensor(scores), _binary(labels)
+    _same_shape(scores, labels)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, scores.shape[0], (n_resamples, scores.shape[0]), generator=gen)
     if metric is auroc:  # every resample in one batched AUROC
@@ -128,13 +158,14 @@ def auroc_columns(
     whose labels hold one class raises, or with ``nan_if_one_class`` gets NaN (never a substitute value).
     """
     scores = torch.as_tensor(scores, dtype=torch.float64)
-    labels = torch.as_tensor(labels).bool()
+    labels = _binary(labels)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be [batch, k] (one column per scorer); got shape {tuple(scores.shape)}")
     n, k = scores.shape
     if labels.shape not in ((n,), (n, k)):
         raise ValueError(f"labels of shape {tuple(labels.shape)} for scores of shape {(n, k)}")
     labels = labels.reshape(n, -1).expand(n, k)
-    if not torch.isfinite(scores).all():
-        raise ValueError("scores contain NaN or inf")
+    _finite(scores)
     n_pos = labels.sum(0).to(torch.float64)
     one_class = (n_pos == 0) | (n_pos == n)
     if one_class.any() and not nan_if_one_class:

@@ -12,20 +12,34 @@ import hashlib
 import json
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from safetensors.torch import save_file
+from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoTokenizer
 
-from elk_lens._atomic import atomic_dir
+from elk_lens._atomic import read_dir, save_dir
+from elk_lens._checks import as_dtype
+from elk_lens._tensor_files import read_safetensors
 from elk_lens.zoo import PACKAGED, packaged_path, zoo_path
 
-__all__ = ["NATIVE_CONFIG_FILE", "fingerprint", "load_model", "native_config", "save_model"]
+__all__ = [
+    "NATIVE_CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "fingerprint",
+    "load_model",
+    "native_config",
+    "save_model",
+    "tokenizer_fingerprint",
+]
 
 NATIVE_CONFIG_FILE = "elk_lens.json"
-_FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+_FORMAT_VERSION = 2  # 2: the marker lists every file's checksum (1: the zoo's, none)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
 _FINGERPRINT_CFG_FIELDS = (
     "architecture", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "d_vocab", "n_ctx", "act_fn",
@@ -43,26 +57,60 @@ class HubUnreachableError(OSError):
 
 
 def _is_local_spec(spec: str) -> bool:
-    return spec.startswith(("/", "./", "../", "~")) or Path(spec).exists()
+    """A path, by its look or because it exists; also whatever cannot be a hub name ("models/foo/bar",
+    "runs/"), so a missing directory is reported as one and not as a malformed hub repo id."""
+    return spec.startswith(("/", "./", "../", "~")) or Path(spec).exists() or not _is_repo_id(spec)
+
+
+def _is_repo_id(spec: str) -> bool:
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _check_device(device: str | torch.device) -> str:
+    """The device as a string, or an error naming it; checked before anything is loaded."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'; got {device!r} "
+                         f"({e})") from None  # fmt: skip
+    available = {"cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
+    if dev.type in available and (dev.index or 0) >= available[dev.type]:
+        raise ValueError(f"device {device!r} is not available: this machine has {available[dev.type]} {dev.type} "
+                         f"device(s); use 'cpu' or one that exists")  # fmt: skip
+    return str(dev)
 
 
 def load_model(
-    spec: str,
+    spec: str | os.PathLike,
     *,
     revision: str | None = None,
     tokenizer: str | Path | None = None,
-    device: str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str = torch.float32,
 ) -> TransformerBridge:
     """Boot a model in eval mode.
+
+    A saved elk-lens directory is verified before it is used: each file against the checksum its
+    ``elk_lens.json`` lists, and the weights against the fingerprint recorded beside them.
 
     Args:
         spec: ``"zoo:quirky-arith"``, a local directory, or an HF hub name (``"EleutherAI/pythia-70m"``).
         revision: Hub revision or branch (e.g. Pythia's ``"step1000"``); hub names only.
         tokenizer: A directory with tokenizer files, for HF directories that ship none.
-        device: Torch device.
-        dtype: Parameter dtype.
+        device: Torch device (``"cpu"``, ``"cuda:0"``, ...).
+        dtype: Parameter dtype, a torch dtype or its name (``"bfloat16"``).
     """
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a str ('zoo:NAME', a directory or a hub name); got {type(spec).__name__} "
+                        f"{spec!r}")  # fmt: skip
+    dtype = as_dtype("dtype", dtype)
+    device = _check_device(device)
     if spec.startswith("zoo:"):
         name = spec.removeprefix("zoo:")
         if name in PACKAGED:  # a pretrained HF directory inside an optional PyPI package
@@ -73,8 +121,9 @@ def load_model(
         path = Path(spec).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(
-                f"model directory {str(path)!r} does not exist; give an existing directory, a hub name "
-                f"such as 'gpt2', or 'zoo:NAME' (see `elk-lens zoo list`)"
+                f"model directory {str(path)!r} {'is a file' if path.exists() else 'does not exist'}; give an "
+                f"existing directory, a hub name such as 'gpt2' or 'owner/name', or 'zoo:NAME' "
+                f"(see `elk-lens zoo list`)"
             )
         if revision is not None:
             raise ValueError(
@@ -118,7 +167,8 @@ def _check_hub_reachable(name: str, revision: str | None) -> None:
         except OSError as e:
             reason = f"huggingface.co cannot be reached ({e.__class__.__name__})"
     raise HubUnreachableError(
-        f"{name!r} looks like a hub model name, it is not in the local HF cache, and {reason}. "
+        f"{name!r} looks like a hub model name (no local directory has that name), it is not in the local HF "
+        f"cache, and {reason}. "
         f"Download it on a machine with network access (e.g. huggingface_hub.snapshot_download("
         f"{name!r}, local_dir='DIR')) and pass the local directory instead, or use an embedded "
         f"model ('zoo:quirky-arith'; see `elk-lens zoo list`)."
@@ -135,11 +185,32 @@ def _load_hf(name: str, revision, tokenizer, device: str, dtype: torch.dtype) ->
 
 
 def _load_native(path: Path, device: str, dtype: torch.dtype) -> TransformerBridge:
-    meta = json.loads((path / NATIVE_CONFIG_FILE).read_text())
+    """Boot a directory written by :func:`save_model`, verified first: every file against the checksum
+    the marker lists (zoo models from before checksums list none), then the weights, as read from the
+    file, against the fingerprint recorded beside them."""
+    marker = path / NATIVE_CONFIG_FILE
+    meta = read_dir(path, marker=NATIVE_CONFIG_FILE, what="model")
+    version = meta.get("format_version")
+    if version not in (1, _FORMAT_VERSION):
+        raise ValueError(f"{marker}: format_version {version!r} is not one this elk-lens reads (1, {_FORMAT_VERSION})")
+    required = {"config": dict, "fingerprint": str} | ({"files": dict} if version == _FORMAT_VERSION else {})
+    for key, kind in required.items():
+        if not isinstance(meta.get(key), kind):
+            got = f"{meta[key]!r}" if key in meta else "no such key"
+            raise ValueError(f"{marker}: {key!r} must be a {kind.__name__}; got {got}: the saved model is damaged, "
+                             f"save it again")  # fmt: skip
+    state = read_safetensors(path / WEIGHTS_FILE, what="model")
     tok = AutoTokenizer.from_pretrained(str(path)) if (path / "tokenizer_config.json").is_file() else None
-    cfg = {**meta["config"], "init_weights": False, "device": device}
-    model = TransformerBridge.boot_native(cfg, tokenizer=tok, dtype=dtype)
-    state = load_file(str(path / "model.safetensors"))
+    try:
+        model = TransformerBridge.boot_native({**meta["config"], "init_weights": False, "device": device},
+                                              tokenizer=tok, dtype=dtype)  # fmt: skip
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{marker}: the recorded config does not boot a model ({e.__class__.__name__}: {e})") from None
+    if (got := _fingerprint(model.cfg, state)) != meta["fingerprint"]:
+        raise ValueError(
+            f"the weights in {path / WEIGHTS_FILE} do not match the fingerprint {meta['fingerprint']} recorded in "
+            f"{marker} (they and the config hash to {got}): the directory was changed after it was saved"
+        )
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
     # boot_native records cfg["device"] but builds the weights on the CPU: move them explicitly
     # (only when needed: TransformerLens's .to prints a line on every call)
@@ -160,29 +231,63 @@ def native_config(model: TransformerBridge) -> dict:
     return {k: v for k, v in out.items() if isinstance(v, (int, float, str, bool))}
 
 
-def save_model(model: TransformerBridge, path: str | Path, *, card: dict | None = None) -> Path:
-    """Write a native model in elk-lens's format, atomically (a crash leaves no half-written directory)."""
+def save_model(
+    model: TransformerBridge, path: str | Path, *, card: dict | None = None, overwrite: bool = False
+) -> Path:
+    """Write a native model in elk-lens's format: ``model.safetensors``, the tokenizer files, ``card.json``
+    and last ``elk_lens.json`` (config, fingerprint, every file's checksum).
+
+    Atomic and non-destructive (``elk_lens._atomic.save_dir``): an existing file or a non-empty
+    directory is refused unless ``overwrite``, which replaces only the files of an earlier save there.
+    """
     config = native_config(model)
-    path = Path(path)
-    with atomic_dir(path) as tmp:
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
-        meta = {"format_version": _FORMAT_VERSION, "config": config, "fingerprint": fingerprint(model)}
-        (tmp / NATIVE_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {"format_version": _FORMAT_VERSION, "config": config, "fingerprint": _fingerprint(model.cfg, state)}
+
+    def write(tmp: Path) -> None:
+        save_file(state, str(tmp / WEIGHTS_FILE))
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(str(tmp))
         if card is not None:
             (tmp / "card.json").write_text(json.dumps(card, indent=2))
-    return path
+
+    return save_dir(path, meta, write, marker=NATIVE_CONFIG_FILE, overwrite=overwrite, what="model")
 
 
 def fingerprint(model: TransformerBridge) -> str:
     """Stable hash of the architecture and every weight: the model half of every cache key."""
+    return _fingerprint(model.cfg, model.state_dict())
+
+
+def _fingerprint(cfg: object, state: Mapping[str, Tensor]) -> str:
+    """The fingerprint of a config and a state dict; :func:`load_model` hashes the weights as read from
+    the file, before any dtype conversion, so it equals what :func:`save_model` recorded."""
     h = hashlib.sha256()
-    cfg = {k: str(getattr(model.cfg, k, None)) for k in _FINGERPRINT_CFG_FIELDS}
-    h.update(json.dumps(cfg, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
+    h.update(json.dumps({k: str(getattr(cfg, k, None)) for k in _FINGERPRINT_CFG_FIELDS}, sort_keys=True).encode())
+    for name, tensor in sorted(state.items()):
         h.update(name.encode())
         h.update(str(tensor.dtype).encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def tokenizer_fingerprint(model: TransformerBridge) -> str:
+    """Stable hash of the tokenizer: vocabulary, merges, normalizer, special tokens and pad id.
+
+    Two models with equal weights and different tokenizers turn the same text into different
+    activations, so this is part of every activation cache key. The backend's padding and truncation
+    state is left out: tokenizing changes it (``capture.tokenize``), the ids it gives do not depend on it.
+    """
+    tok = model.tokenizer
+    if tok is None:
+        return "none"
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("padding", None)
+        spec.pop("truncation", None)
+    else:  # a slow (Python) tokenizer: its vocabulary is what can be read
+        spec = {"vocab": tok.get_vocab()}
+    spec["elk_lens"] = {"class": type(tok).__name__, "special": tok.special_tokens_map,
+                        "pad": tok.pad_token_id, "bos": tok.bos_token_id, "eos": tok.eos_token_id}  # fmt: skip
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -13,12 +13,14 @@ import torch
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_labels, check_number
 from elk_lens.capture import capture
 from elk_lens.contrast import ContrastActivations
 from elk_lens.data.statements import StatementSet
+from elk_lens.lm_output import check_answers
 from elk_lens.metrics import auroc_columns
 from elk_lens.reporters.ccs import fit_ccs
-from elk_lens.reporters.registry import fit_method
+from elk_lens.reporters.registry import METHODS, fit_method
 
 __all__ = ["capture_distractor_pairs", "distractor_coin", "distractor_table", "seed_stability"]
 
@@ -40,6 +42,10 @@ def capture_distractor_pairs(
     cache_dir=None,
 ) -> tuple[ContrastActivations, Tensor]:
     """Pairs ``statement + answer + word``, read at the word; returns the pairs and the coin."""
+    check_answers(answers)
+    if isinstance(words, str) or len(words) != 2 or not all(isinstance(w, str) and w for w in words):
+        raise TypeError(f"words must be a pair of non-empty strings (the two distractor words); got {words!r}")
+    check_number("seed", seed, kind=int)
     coin = distractor_coin(statements, seed).numpy()
     halves = []
     for answer, first in ((answers[0], coin), (answers[1], ~coin)):
@@ -62,6 +68,14 @@ def distractor_table(
 
     Logistic regression on the pair differences (supervised with truth) is the reference row.
     """
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a tuple of method names, got the string {methods!r}; write ({methods!r},)")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown reporter methods {unknown}; valid methods: {sorted(METHODS)}")
+    check_labels("train_labels", train_labels, n=len(train.true))
+    test_truth = check_labels("test_truth", test_truth, n=len(test.true))
+    test_coin = check_labels("test_coin", test_coin, n=len(test.true))
     rows = []
     for name in (*methods, "logistic"):
         for i, site in enumerate(train.sites):
@@ -87,6 +101,15 @@ def seed_stability(
     seeds: range = range(10),
 ) -> list[dict]:
     """CCS refitted with each seed (10 restarts each): AUROC vs every target, to see bimodality."""
+    check_number("site", site, kind=int, low=0, high=len(train.sites) - 1)
+    seeds = list(seeds)
+    for i, seed in enumerate(seeds):
+        check_number(f"seeds[{i}]", seed, kind=int)
+    check_labels("train_labels", train_labels, n=len(train.true))
+    targets = {name: check_labels(f"targets[{name!r}]", t, n=len(test.true)) for name, t in targets.items()}
+    for name, t in targets.items():
+        if t.all() or not t.any():
+            raise ValueError(f"targets[{name!r}] needs both classes for an AUROC; got all {bool(t[0])}")
     (xt, xf), (et, ef) = train.at(site), test.at(site)
     rows = []
     for seed in seeds:

@@ -1,7 +1,7 @@
 """Residual-stream sites: where in the model a capture reads (``blocks.{layer}.hook_{kind}``)."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +25,8 @@ class Site:
     def __post_init__(self) -> None:
         if self.kind not in SITE_KINDS:
             raise ValueError(f"unknown site kind {self.kind!r}; valid: {SITE_KINDS}")
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
+            raise TypeError(f"a site's layer must be an int; got {self.layer!r}")
         if self.layer < 0:
             raise ValueError(f"layer must be >= 0, got {self.layer}")
 
@@ -60,6 +62,9 @@ class Site:
         """``"blocks.3.hook_resid_pre"`` or ``"resid_pre.3"``."""
         if isinstance(spec, Site):
             return spec
+        if not isinstance(spec, str):
+            raise TypeError(f"site {spec!r} must be a Site or a name like 'blocks.L.hook_KIND' or 'KIND.L' "
+                            f"with KIND in {SITE_KINDS}")  # fmt: skip
         match = _HOOK.match(spec) or _SHORT.match(spec)
         if match is None:
             raise ValueError(
@@ -80,6 +85,9 @@ def parse_sites(sites: Sequence[Site | str]) -> list[Site]:
     """Parse and de-duplicate, keeping the caller's order."""
     if isinstance(sites, (str, Site)):
         sites = [sites]
+    if not isinstance(sites, Iterable):
+        raise TypeError(f"sites must be a list of sites (Site objects or names like 'blocks.0.hook_resid_pre'); "
+                        f"got {type(sites).__name__} {sites!r}")  # fmt: skip
     out = list(dict.fromkeys(Site.parse(s) for s in sites))
     if not out:
         raise ValueError("no sites given; e.g. ['blocks.0.hook_resid_pre']")

@@ -18,6 +18,8 @@ from jaxtyping import Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_number, check_texts
+
 __all__ = ["TokenStream", "stream_loss", "window_loss"]
 
 
@@ -38,6 +40,11 @@ class TokenStream:
     starts: Int[Tensor, " n_starts"] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ids, Tensor):
+            raise TypeError(f"a token stream's ids must be a 1-D integer tensor; got {type(self.ids).__name__}")
+        check_number("context", self.context, kind=int)
+        if self.bos is not None:
+            check_number("bos", self.bos, kind=int, low=0)
         if self.ids.ndim != 1 or self.ids.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"a token stream is a 1-D integer tensor, got {self.ids.dtype} of shape "
                              f"{tuple(self.ids.shape)}")  # fmt: skip
@@ -78,6 +85,7 @@ class TokenStream:
 
         ``context`` defaults to the model's n_ctx; windows get the model's BOS when it prepends one.
         """
+        texts = check_texts("texts", texts)  # a bare string would be one document per character
         tok = model.tokenizer
         if tok is None:
             raise ValueError("this model has no tokenizer; boot it with one (load_model does for zoo and HF models)")
@@ -86,7 +94,7 @@ class TokenStream:
             raise ValueError("the tokenizer has neither an EOS nor a BOS token inside the model's vocabulary "
                              "to separate documents with")  # fmt: skip
         sep = in_vocab[0]
-        docs = tok(list(texts), add_special_tokens=False)["input_ids"]
+        docs = tok(texts, add_special_tokens=False)["input_ids"]
         ids, starts = [], []
         for doc in docs:
             starts.append(len(ids))

@@ -7,10 +7,12 @@ statement itself (tiny models learn faster with it). On a `TokenStream` it learn
 everywhere (continued pre-training). AdamW with linear warmup and linear decay to
 zero; checkpoints at log-spaced steps (0, 1, 2, 4, … then evenly spaced), each saved atomically with
 the optimizer state, so a killed run resumes from its last checkpoint and reaches the same weights.
+
+The training state a rerun resumes from is safetensors + JSON (``elk_lens._state``), never a pickle: a
+directory holding only the old pickled state (``.train_state.pt``) is refused, not loaded.
 """
 
 import hashlib
-import io
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +28,9 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._atomic import atomic_write_bytes
+from elk_lens._checks import check_labels, check_number
 from elk_lens._hooks import loud_hooks
+from elk_lens._state import read_state, refuse_pickle, write_state
 from elk_lens.capture import Tokens, capture, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import answer_token_ids
@@ -36,7 +40,9 @@ from elk_lens.trajectory import Checkpoint, Trajectory
 
 __all__ = ["Anchor", "FineTuneConfig", "anchor_to", "answer_loss", "checkpoint_steps", "fine_tune"]
 
-STATE_FILE = ".train_state.pt"
+STATE_FILE = ".train_state.json"  # its tensors lie beside it, in .train_state.<digest>.safetensors
+OLD_STATE_FILE = ".train_state.pt"  # the pickled state earlier versions wrote: never read
+_STATE_KEYS = ("model", "opt", "rng", "torch_rng", "step", "history", "done", "config", "data", "anchor")
 
 
 def checkpoint_steps(total: int, *, n_linear: int = 8) -> list[int]:
@@ -54,7 +60,11 @@ def checkpoint_steps(total: int, *, n_linear: int = 8) -> list[int]:
 
 @dataclass(frozen=True)
 class FineTuneConfig:
-    """Hyperparameters of :func:`fine_tune` (saved with the trajectory)."""
+    """Hyperparameters of :func:`fine_tune` (saved with the trajectory); checked when built.
+
+    ``warmup`` may exceed ``steps``: the run then ends on the warmup ramp (short test runs do).
+    ``checkpoints`` (default: :func:`checkpoint_steps`) are the steps saved, within ``0..steps``.
+    """
 
     steps: int = 1000
     lr: float = 1e-3
@@ -66,6 +76,28 @@ class FineTuneConfig:
     frozen: tuple[str, ...] = ()
     answers: tuple[str, str] = ("True", "False")
     checkpoints: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name, kind, low, low_open in (("steps", int, 1, False), ("lr", float, 0, True),
+                                          ("weight_decay", float, 0, False), ("warmup", int, 0, False),
+                                          ("batch_size", int, 1, False), ("seed", int, 0, False),
+                                          ("lm_loss_weight", float, 0, False)):  # fmt: skip
+            check_number(f"FineTuneConfig.{name}", getattr(self, name), kind=kind, low=low, low_open=low_open)
+        if not isinstance(self.frozen, (tuple, list)) or not all(isinstance(p, str) for p in self.frozen):
+            raise TypeError(
+                f"FineTuneConfig.frozen must be a tuple of parameter-name prefixes such as ('embed.', 'blocks.0.'); "
+                f"got {self.frozen!r}"
+            )
+        answers = self.answers
+        pair = isinstance(answers, (tuple, list)) and len(answers) == 2 and all(isinstance(a, str) for a in answers)
+        if not pair or answers[0] == answers[1]:
+            raise ValueError(f"FineTuneConfig.answers must be two different strings (true, false); got {answers!r}")
+        saves = self.checkpoints
+        if saves is not None and not (
+            isinstance(saves, (tuple, list))
+            and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= self.steps for s in saves)
+        ):
+            raise ValueError(f"FineTuneConfig.checkpoints must be steps in 0..{self.steps}; got {saves!r}")
 
     def schedule(self, step: int) -> float:
         """Learning rate at ``step``: linear warmup, then linear decay to zero at ``steps``."""
@@ -97,9 +129,20 @@ class Anchor:
 
 def anchor_to(model: TransformerBridge, statements: StatementSet, reporter: Reporter, *, rows=None,
               weight: float = 1.0) -> Anchor:  # fmt: skip
-    """An :class:`Anchor` whose reference scores come from ``model`` as it is now (before training)."""
-    if reporter.reads != "statement":
+    """An :class:`Anchor` whose reference scores come from ``model`` as it is now (before training).
+
+    ``rows`` is a boolean mask over the statements (not indices); ``weight`` >= 0 (0 trains as without it).
+    """
+    if not isinstance(statements, StatementSet):
+        raise TypeError(f"anchor_to reads a StatementSet; got {type(statements).__name__}")
+    if not isinstance(reporter, Reporter) or reporter.reads != "statement":
         raise ValueError("anchoring needs a statement reporter (it reads one residual per statement)")
+    check_number("anchor weight", weight, low=0)
+    if reporter.w.shape[-1] != model.cfg.d_model:
+        raise ValueError(
+            f"the anchor's reporter reads d_model={reporter.w.shape[-1]} but the model's d_model is "
+            f"{model.cfg.d_model}: fit it on this model (or transport it through the growth map)"
+        )
     rows = torch.ones(len(statements), dtype=torch.bool) if rows is None else torch.as_tensor(rows)
     if rows.dtype != torch.bool or rows.shape != (len(statements),):
         raise ValueError(f"anchor rows must be a boolean mask of shape ({len(statements)},), got {rows.dtype} "
@@ -217,9 +260,9 @@ def _batch_loss(model: TransformerBridge, data: StatementSet | TokenStream, labe
         raise TypeError(f"fine_tune trains on a StatementSet or a TokenStream, got {type(data).__name__}")
     if labels is None:
         raise ValueError("statements need answer labels (one per statement); for next-token training use a TokenStream")
-    labels = torch.as_tensor(labels).bool()
+    labels = check_labels("labels", labels)
     if labels.shape != (len(data),):
-        raise ValueError(f"need one label per statement: {tuple(labels.shape)} labels for {len(data)}")
+        raise ValueError(f"need one label per statement: {len(labels)} labels for {len(data)} statements")
     if anchor is not None and anchor.source != data.fingerprint:
         raise ValueError("the anchor's reference scores must come from these statements (build it with anchor_to)")
     true_id, false_id = answer_token_ids(model, config.answers)
@@ -265,14 +308,18 @@ def fine_tune(
     it read before training.
 
     Writes ``out/step_<k>.safetensors`` at every checkpoint step and ``out/trajectory.json``; a rerun
-    with the same arguments resumes from the last saved state. ``on_step(step, loss)`` is called after
-    every optimizer step (e.g. to log, or to stop a test run on purpose).
+    with the same arguments resumes from the last saved state (``out/.train_state.json`` and its tensors
+    file), bitwise as if never stopped. ``on_step(step, loss)`` is called after every optimizer step (e.g.
+    to log, or to stop a test run on purpose).
     """
     out = Path(out)
+    if not isinstance(config, FineTuneConfig):
+        raise TypeError(f"config must be a FineTuneConfig; got {type(config).__name__}")
     saves = sorted(set(config.checkpoints or checkpoint_steps(config.steps)))
-    if saves[0] < 0 or saves[-1] > config.steps:
-        raise ValueError(f"checkpoint steps must lie in 0..{config.steps}, got {saves}")
     batch_loss = _batch_loss(model, data, labels, config, anchor)
+    state_path = out / STATE_FILE
+    if not state_path.is_file():
+        refuse_pickle(out / OLD_STATE_FILE, what="training state", restart="Restart the run in a new directory.")
     out.mkdir(parents=True, exist_ok=True)
     _freeze(model, config.frozen)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -280,31 +327,31 @@ def fine_tune(
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     step, history, done = 0, [], []
-    state_path = out / STATE_FILE
     anchor_id = _anchor_id(anchor)
     if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+        state = read_state(state_path, keys=_STATE_KEYS, what="training state")
         if (state["config"], state["data"], state["anchor"]) != (asdict(config), data.fingerprint, anchor_id):
             raise ValueError(f"{out} holds a run with other settings, data or anchor; use another directory")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{state_path}: the saved training state does not restore onto this model and "
+                             f"optimizer ({type(e).__name__}: {e}); use another directory") from None  # fmt: skip
         step, history, done = state["step"], state["history"], state["done"]
 
     def checkpoint() -> None:
         name = f"step_{step}.safetensors"
-        atomic_write_bytes(
-            out / name, save({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
-        )
-        done.append(Checkpoint(step, weights=name).__dict__)
+        weights = save({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
+        atomic_write_bytes(out / name, weights)
+        done.append(Checkpoint(step, weights=name, sha256=hashlib.sha256(weights).hexdigest()).__dict__)
         Trajectory([Checkpoint(**c) for c in done], base_spec, out, {"config": asdict(config),
                    "data": data.fingerprint, "anchor": anchor_id, "history": history}).save(out)  # fmt: skip
-        buf = io.BytesIO()
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(), "step": step, "history": history, "done": done,
-                    "config": asdict(config), "data": data.fingerprint, "anchor": anchor_id}, buf)  # fmt: skip
-        atomic_write_bytes(state_path, buf.getvalue())
+        write_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
+                                 "torch_rng": torch.get_rng_state(), "step": step, "history": history, "done": done,
+                                 "config": asdict(config), "data": data.fingerprint, "anchor": anchor_id})  # fmt: skip
 
     if step == 0 and not done and 0 in saves:
         checkpoint()

@@ -6,18 +6,29 @@ already exist: local model directories, or hub revisions such as Pythia's ``step
 grows mid-run joins two trajectories (:meth:`Trajectory.join`): the first checkpoint after the growth
 records the `GrowthMap` from the architecture before it, and :meth:`Trajectory.growth_map` composes
 the maps between any two checkpoints.
+
+``trajectory.json`` is data, checked when read: a damaged file, a missing key or a checkpoint of unknown
+keys is an error naming the file (and the checkpoint). Files it names (weights, base, growth) are
+relative to its directory and must stay inside it; an absolute path, as :meth:`Trajectory.join` writes
+to name each segment's files where they lie, is taken as it is. A weights file is checked against the
+SHA-256 :func:`elk_lens.train.fine_tune` recorded for it before it is loaded.
 """
 
 import dataclasses
 import json
+import numbers
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._atomic import atomic_write_text, sha256_file
+from elk_lens._checks import check_number
 from elk_lens.models import load_model
 
 __all__ = ["Checkpoint", "Trajectory"]
@@ -30,8 +41,9 @@ class Checkpoint:
     """One point of a trajectory: its training step and where its weights come from.
 
     Either ``spec`` (+ ``revision``), loaded with :func:`load_model`, or ``weights``: a safetensors
-    state dict loaded onto ``base`` (default: the trajectory's base model). ``growth``: the directory of
-    the `GrowthMap` from the previous checkpoint's architecture to this one's, where the model grew.
+    state dict loaded onto ``base`` (default: the trajectory's base model), checked against ``sha256``
+    where one was recorded. ``growth``: the directory of the `GrowthMap` from the previous checkpoint's
+    architecture to this one's, where the model grew.
     """
 
     step: int
@@ -40,6 +52,23 @@ class Checkpoint:
     weights: str | None = None
     base: str | None = None
     growth: str | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        check_number("Checkpoint.step", self.step, kind=int, low=0)
+        for f in dataclasses.fields(self)[1:]:
+            value = getattr(self, f.name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"Checkpoint.{f.name} must be a str or None; got {value!r}")
+        if (self.spec is None) == (self.weights is None):
+            raise ValueError(
+                f"checkpoint at step {self.step} needs exactly one of spec (a model to load) or weights (a "
+                f"safetensors file); got spec={self.spec!r}, weights={self.weights!r}"
+            )
+        if self.spec is not None and (self.base, self.sha256) != (None, None):
+            raise ValueError(f"checkpoint at step {self.step}: base and sha256 describe a weights file, not a spec")
+        if self.weights is not None and self.revision is not None:
+            raise ValueError(f"checkpoint at step {self.step}: a revision applies to a spec, not a weights file")
 
 
 @dataclass
@@ -54,6 +83,11 @@ class Trajectory:
     def __post_init__(self) -> None:
         if not self.checkpoints:
             raise ValueError("a trajectory needs at least one checkpoint")
+        bad = next((c for c in self.checkpoints if not isinstance(c, Checkpoint)), None)
+        if bad is not None:
+            raise TypeError(f"a trajectory's checkpoints must be Checkpoint objects; got {type(bad).__name__}")
+        if self.base_spec is not None and not isinstance(self.base_spec, str):
+            raise TypeError(f"base_spec must be a model spec (str) or None; got {self.base_spec!r}")
         steps = [c.step for c in self.checkpoints]
         for before, c in zip(self.checkpoints, self.checkpoints[1:], strict=False):
             if c.step < before.step or (c.step == before.step and c.growth is None):
@@ -61,6 +95,15 @@ class Trajectory:
                                  f"got {steps}")  # fmt: skip
         if any(c.weights is not None and c.base is None for c in self.checkpoints) and self.base_spec is None:
             raise ValueError("checkpoints given as weights files need the trajectory's base_spec to load onto")
+        if self.root is not None:
+            for i, c in enumerate(self.checkpoints):
+                for key in ("weights", "base", "growth"):
+                    name = getattr(c, key)
+                    if name is not None and _leaves(name):
+                        raise ValueError(
+                            f"checkpoint {i} (step {c.step}): {key} {name!r} leaves the trajectory's directory "
+                            f"{self.root}; relative paths in {TRAJECTORY_FILE} must stay inside it"
+                        )
 
     def __len__(self) -> int:
         return len(self.checkpoints)
@@ -71,14 +114,23 @@ class Trajectory:
 
     def model_at(self, i: int, **load_kwargs) -> TransformerBridge:
         """Checkpoint ``i`` as a model (eval mode). Weights files must match the base architecture."""
+        if not isinstance(i, numbers.Integral) or not -len(self) <= i < len(self):
+            raise IndexError(f"checkpoint index {i!r} is out of range: the trajectory has {len(self)} checkpoints")
         c = self.checkpoints[i]
         if c.weights is None:
             return load_model(c.spec, revision=c.revision, **load_kwargs)
-        path = Path(c.weights) if self.root is None else self.root / c.weights
+        path = Path(self._path(c.weights))
+        where = f"checkpoint {i} (step {c.step}): weights file {path}"
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {i} (step {c.step}): weights file {path} is missing")
+            raise FileNotFoundError(f"{where} is missing")
+        if c.sha256 is not None and sha256_file(path) != c.sha256:
+            raise ValueError(f"{where} fails its checksum (recorded in {TRAJECTORY_FILE}): it was changed or "
+                             f"damaged after it was saved")  # fmt: skip
+        try:
+            state = load_file(str(path))
+        except SafetensorError as e:
+            raise ValueError(f"{where} is not a readable safetensors file (truncated or damaged?): {e}") from None
         model = load_model(self._path(c.base) if c.base is not None else self.base_spec, **load_kwargs)
-        state = load_file(str(path))
         own = model.state_dict()
         if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
             raise ValueError(
@@ -119,20 +171,17 @@ class Trajectory:
         def absolute(t: "Trajectory", c: Checkpoint, offset: int) -> Checkpoint:
             weights = None if c.weights is None else t._path(c.weights)
             base = t._path(c.base) if c.base is not None else (t.base_spec if c.weights is not None else None)
-            return Checkpoint(c.step + offset, c.spec, c.revision, weights, base,
-                              None if c.growth is None else t._path(c.growth))  # fmt: skip
+            growth = None if c.growth is None else t._path(c.growth)
+            return dataclasses.replace(c, step=c.step + offset, weights=weights, base=base, growth=growth)
 
         last = before.checkpoints[-1].step
         first = [absolute(before, c, 0) for c in before.checkpoints]
         rest = [absolute(after, c, last) for c in after.checkpoints]
-        rest[0] = Checkpoint(rest[0].step, rest[0].spec, rest[0].revision, rest[0].weights, rest[0].base,
-                             str(Path(growth).resolve()))  # fmt: skip
+        rest[0] = dataclasses.replace(rest[0], growth=str(Path(growth).resolve()))
         return cls(first + rest, before.base_spec, None, {"joined": [before.info, after.info]})
 
     def save(self, root: Path) -> Path:
         """Write ``trajectory.json`` (paths of weights files relative to ``root``)."""
-        from elk_lens._atomic import atomic_write_text
-
         meta = {"base_spec": self.base_spec, "info": self.info,
                 "checkpoints": [c.__dict__ for c in self.checkpoints]}  # fmt: skip
         atomic_write_text(Path(root) / TRAJECTORY_FILE, json.dumps(meta, indent=2))
@@ -140,15 +189,43 @@ class Trajectory:
 
     @classmethod
     def load(cls, root: str | Path) -> "Trajectory":
+        """The trajectory in ``root``, every part of its ``trajectory.json`` checked (errors name the file)."""
         root = Path(root)
-        if not (root / TRAJECTORY_FILE).is_file():
+        file = root / TRAJECTORY_FILE
+        if not file.is_file():
             raise FileNotFoundError(f"{root} holds no {TRAJECTORY_FILE} (write one with elk_lens.train.fine_tune)")
-        meta = json.loads((root / TRAJECTORY_FILE).read_text())
-        return cls([Checkpoint(**c) for c in meta["checkpoints"]], meta["base_spec"], root, meta.get("info", {}))
+        try:
+            meta = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{file} is not valid JSON ({e}): the trajectory file is damaged") from None
+        layout = "a JSON object with 'base_spec', 'checkpoints' (a list) and 'info' (an object)"
+        if not isinstance(meta, dict):
+            raise ValueError(f"{file} holds a {type(meta).__name__}; a trajectory file is {layout}")
+        missing = [k for k in ("base_spec", "checkpoints") if k not in meta]
+        if missing:
+            raise ValueError(f"{file} is missing {missing}; a trajectory file is {layout}")
+        if not isinstance(meta["checkpoints"], list) or not isinstance(meta.get("info", {}), dict):
+            raise ValueError(f"{file} is malformed; a trajectory file is {layout}")
+        fields = [f.name for f in dataclasses.fields(Checkpoint)]
+        checkpoints = []
+        for i, c in enumerate(meta["checkpoints"]):
+            unknown = sorted(set(c) - set(fields)) if isinstance(c, dict) else None
+            if unknown != []:
+                raise ValueError(f"{file}: checkpoint {i} has unknown keys {unknown} or is not an object; valid "
+                                 f"keys: {fields}")  # fmt: skip
+            try:
+                checkpoints.append(Checkpoint(**c))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{file}: checkpoint {i}: {e}") from None
+        try:
+            return cls(checkpoints, meta["base_spec"], root, meta.get("info", {}))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{file}: {e}") from None
 
     @classmethod
     def from_dirs(cls, dirs: Sequence[str | Path], steps: Sequence[int] | None = None) -> "Trajectory":
         """Existing model directories, one per checkpoint; steps default to a number in each name."""
+        _refuse_single("dirs", dirs, "directories")
         paths = [Path(d) for d in dirs]
         for p in paths:
             if not p.is_dir():
@@ -158,11 +235,16 @@ class Trajectory:
             if not all(found):
                 raise ValueError("pass steps=...: not every directory name holds a step number")
             steps = [int(f[-1]) for f in found]
-        return cls([Checkpoint(int(s), spec=str(p.resolve())) for s, p in zip(steps, paths, strict=True)])
+        steps = list(steps)
+        if len(steps) != len(paths):
+            raise ValueError(f"steps has {len(steps)} entries for {len(paths)} directories")
+        steps = [int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool) else s for s in steps]
+        return cls([Checkpoint(s, spec=str(p.resolve())) for s, p in zip(steps, paths, strict=True)])
 
     @classmethod
     def from_revisions(cls, name: str, revisions: Sequence[str]) -> "Trajectory":
         """Hub revisions of one model, e.g. Pythia's ``["step1000", "step2000"]`` (steps read from the names)."""
+        _refuse_single("revisions", revisions, "revision names")
         steps = []
         for r in revisions:
             m = re.fullmatch(r"step(\d+)", r)
@@ -170,3 +252,14 @@ class Trajectory:
                 raise ValueError(f"revision {r!r} is not of the form 'step<N>'; build Checkpoint(...) objects instead")
             steps.append(int(m.group(1)))
         return cls([Checkpoint(s, spec=name, revision=r) for s, r in zip(steps, revisions, strict=True)])
+
+
+def _leaves(name: str) -> bool:
+    """Whether a relative path goes above the directory it is relative to (``../x``, ``a/../../x``)."""
+    return not Path(name).is_absolute() and Path(os.path.normpath(name)).parts[:1] == ("..",)
+
+
+def _refuse_single(name: str, value: object, what: str) -> None:
+    """A list is expected: a bare string (or path) would be read character by character, or not at all."""
+    if isinstance(value, (str, bytes, Path)):
+        raise TypeError(f"{name} must be a list of {what}; got a single {type(value).__name__} {str(value)!r}")

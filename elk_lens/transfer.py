@@ -11,6 +11,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_labels, check_number
 from elk_lens.metrics import auroc_columns
 
 __all__ = ["EIL_THRESHOLD", "earliest_informative_layer", "pgr", "pgr_interval"]
@@ -24,6 +25,7 @@ def earliest_informative_layer(in_distribution_auroc: list[float], *, threshold:
     ``in_distribution_auroc`` must come from the reporter's own training distribution (e.g. AE -> AE),
     so the choice never sees the transfer target. If no site beats chance, the middle site (as EG).
     """
+    check_number("threshold", threshold, low=0, high=1)
     values = [v for v in in_distribution_auroc if not math.isnan(v)]
     if not values:
         raise ValueError("earliest_informative_layer needs at least one defined AUROC")
@@ -38,6 +40,8 @@ def earliest_informative_layer(in_distribution_auroc: list[float], *, threshold:
 
 def pgr(transfer: float, floor: float, ceiling: float) -> float:
     """Performance gap recovered: ``(transfer - floor) / (ceiling - floor)``."""
+    for name, value in (("transfer", transfer), ("floor", floor), ("ceiling", ceiling)):
+        check_number(name, value)
     if ceiling == floor:
         return float("nan")
     return (transfer - floor) / (ceiling - floor)
@@ -57,10 +61,16 @@ def pgr_interval(
     Each argument is ``(scores, labels)`` of one AUROC. The PGR of each resample is the ratio of that
     resample's AUROCs (a ratio of averages within a resample, as the paper's tables).
     """
+    check_number("n_resamples", n_resamples, kind=int, low=1)
+    check_number("level", level, low=0, high=1, low_open=True, high_open=True)
+    check_number("seed", seed, kind=int)
+    inputs = []
+    for name, (scores, labels) in zip(("transfer", "floor", "ceiling"), (transfer, floor, ceiling), strict=True):
+        scores = torch.as_tensor(scores, dtype=torch.float64)
+        inputs.append((scores, check_labels(f"{name} labels", labels, n=len(scores))))
     gen = torch.Generator().manual_seed(seed)
     point, boot = [], []
-    for scores, labels in (transfer, floor, ceiling):
-        scores, labels = torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(labels).bool()
+    for scores, labels in inputs:
         point.append(float(auroc_columns(scores[:, None], labels)[0]))
         idx = torch.randint(0, len(scores), (len(scores), n_resamples), generator=gen)
         boot.append(auroc_columns(scores[idx], labels[idx], nan_if_one_class=True))

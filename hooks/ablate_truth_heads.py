@@ -21,6 +21,7 @@ import torch
 
 import elk_lens as el
 from elk_lens._atomic import atomic_write_text
+from elk_lens._checks import check_number
 from elk_lens._hooks import loud_hooks
 from elk_lens.circuits import exact_patching, mean_scores, sum_vs_sloppy_pairs, top_heads
 from elk_lens.circuits.components import Component
@@ -34,7 +35,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=128, help="twins used to rank the heads")
     p.add_argument("--rows", type=int, default=500, help="base rows of the quirky test split to score on")
     p.add_argument("--out", type=Path, help="also write the numbers to this JSON file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:  # bad values end here, with the flag named, not after the model is loaded
+        el.Site.parse(args.site)
+        for flag, value in (("--top", args.top), ("--pairs", args.pairs), ("--rows", args.rows)):
+            check_number(flag, value, kind=int, low=1)
+        if args.out is not None and args.out.is_dir():
+            raise ValueError(f"--out {str(args.out)!r} is a directory; give a JSON file name")
+    except ValueError as e:
+        p.error(str(e))
+    return args
 
 
 def zero_heads(model, heads: list[str]):

@@ -19,6 +19,7 @@ from safetensors.torch import save
 
 import elk_lens as el
 from elk_lens._atomic import atomic_write_bytes
+from elk_lens._checks import check_number
 from elk_lens.sites import SITE_KINDS
 
 
@@ -34,7 +35,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--position", default="last", help="'last' or an int (index among real tokens)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", required=True, help="output .safetensors file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:  # bad values end here, with the flag named, not after the model is loaded
+        check_number("--rows", args.rows, kind=int, low=1)
+        check_number("--batch-size", args.batch_size, kind=int, low=1)
+        if args.layers != "all":
+            args.layers = [
+                _int("--layers", x, "'all' or comma-separated block indices") for x in args.layers.split(",")
+            ]
+            for layer in args.layers:
+                check_number("--layers", layer, kind=int, low=0)
+        if args.position != "last":
+            args.position = _int("--position", args.position, "'last' or an integer")
+        if Path(args.out).is_dir():
+            raise ValueError(f"--out {args.out!r} is a directory; give a .safetensors file name")
+    except ValueError as e:
+        p.error(str(e))
+    return args
+
+
+def _int(flag: str, text: str, valid: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{flag} must be {valid}; got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -49,9 +73,8 @@ def main(argv: list[str] | None = None) -> Path:
             el.Site(layer, args.kind) for layer in range(model.cfg.n_layers)
         ]  # fmt: skip
     else:
-        sites = [el.Site(int(x), args.kind) for x in args.layers.split(",")]
-    position = args.position if args.position == "last" else int(args.position)
-    acts = el.capture(model, data, sites, position=position, batch_size=args.batch_size)
+        sites = [el.Site(layer, args.kind) for layer in args.layers]
+    acts = el.capture(model, data, sites, position=args.position, batch_size=args.batch_size)
     meta = {k: json.dumps(v) for k, v in acts.meta.items()}
     out = Path(args.out)
     atomic_write_bytes(out, save({"activations": acts.values.contiguous(), "truth": data.truth}, metadata=meta))

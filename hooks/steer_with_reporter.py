@@ -19,6 +19,7 @@ from pathlib import Path
 
 import elk_lens as el
 from elk_lens._atomic import atomic_write_text
+from elk_lens._checks import check_number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,7 +33,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=300, help="base rows of the quirky test split")
     p.add_argument("--character", default="Bob", choices=["Alice", "Bob"])
     p.add_argument("--out", type=Path, help="also write the numbers to this JSON file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:  # bad values end here, with the flag named, not after the model is loaded
+        if args.fit is not None:
+            el.Site.parse(args.fit)
+        elif args.save_reporter is not None:
+            raise ValueError("--save-reporter saves a reporter fitted with --fit; --reporter is already saved")
+        check_number("--alpha", args.alpha)
+        check_number("--rows", args.rows, kind=int, low=1)
+        if args.out is not None and args.out.is_dir():
+            raise ValueError(f"--out {str(args.out)!r} is a directory; give a JSON file name")
+    except ValueError as e:
+        p.error(str(e))
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:

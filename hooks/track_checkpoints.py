@@ -20,6 +20,7 @@ import numpy as np
 
 import elk_lens as el
 from elk_lens._atomic import atomic_write_text
+from elk_lens._checks import check_number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +35,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default="quirky", help="'quirky' or a CSV/JSONL with text and label columns")
     p.add_argument("--rows", type=int, default=2000, help="base rows for --data quirky")
     p.add_argument("--out", type=Path, help="also write the table to this JSON file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:  # bad values end here, with the argument named, not after the first checkpoint is loaded
+        if not args.path.is_dir():
+            raise ValueError(f"path {str(args.path)!r} is not a directory (a trajectory, or with --dirs a parent "
+                             "of model directories)")  # fmt: skip
+        el.Site.parse(args.site)
+        check_number("--rows", args.rows, kind=int, low=1)
+        if args.out is not None and args.out.is_dir():
+            raise ValueError(f"--out {str(args.out)!r} is a directory; give a JSON file name")
+    except ValueError as e:
+        p.error(str(e))
+    return args
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -144,3 +144,39 @@ def test_a_model_that_does_not_exist_is_refused_before_any_work(tmp_path, analys
     with pytest.raises(ValueError, match="model directory '/no/such/model' does not exist"):
         run_analysis(spec, runs_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/elsewhere", "a/b", ".", "..", "", ".hidden", "a b", "x\\y", "é"])
+def test_run_names_are_plain_names_inside_the_runs_directory(tmp_path, name):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "ok"\nanalysis = "drift"\n')
+    with pytest.raises(ValueError, match=r"run_name \(--name\) is .*, not a plain name: letters, digits"):
+        run_analysis(spec, runs_root=tmp_path / "runs", run_name=name)
+    spec.write_text(f'name = {json.dumps(name)}\nanalysis = "drift"\n')
+    with pytest.raises(ValueError, match=r"config key 'name' is .*, not a plain name: letters, digits"):
+        run_analysis(spec, runs_root=tmp_path / "runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]  # nothing written, here or elsewhere
+
+
+def test_cli_errors_are_one_message_not_a_traceback(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text('name = "x"\nanalysis = "drift"\n[train]\nlr = nan\n')
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(spec), "--runs", str(tmp_path / "runs")])
+    assert str(info.value) == "elk-lens run: config key 'train.lr' must be finite; got nan"
+    with pytest.raises(SystemExit, match=r"elk-lens run: analysis spec .* is a directory"):
+        main(["run", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"elk-lens data export: out '.*bad.toml' is a file"):
+        main(["data", "export", str(spec), "--sets", "cities"])
+
+
+def test_every_shipped_spec_passes_its_analysis_check():
+    from elk_lens.analyses import ANALYSES
+    from elk_lens.report.runner import load_spec
+
+    for spec in sorted((Path(__file__).resolve().parents[1] / "analyses").glob("*.toml")):
+        cfg, _ = load_spec(spec)
+        try:
+            ANALYSES[cfg["analysis"]].check_config(cfg)
+        except ValueError as e:  # a circuits spec that reads a growth run needs that run first
+            assert "growth_run" in cfg.get("circuits", {}) and "not a finished growth run" in str(e), spec

@@ -8,6 +8,7 @@ positions are checked too, not only the hook plumbing.
 import pytest
 import torch
 from conftest import N_CTX, boot_native
+from transformers import AutoTokenizer
 
 from elk_lens._hooks import loud_hooks
 from elk_lens.capture import capture, tokenize
@@ -308,10 +309,16 @@ BAD_INPUTS = {
         rf"statement 1 is {N_CTX + 1} tokens long, longer than the model's context \(n_ctx={N_CTX}\)",
     ),
     "bad padding side": (dict(padding_side="middle"), ValueError, r"padding_side must be 'left' or 'right'"),
-    "zero batch size": (dict(batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
+    "zero batch size": (dict(batch_size=0), ValueError, r"batch_size must lie in \[1, inf\); got 0"),
     "all positions with a cache": (
         dict(position="all", cache_dir="unused"), ValueError, r"position='all' cannot be cached",
     ),
+    "bare string statements": (dict(texts="hello"), TypeError, r"statements must be a list of statements"),
+    "non-str statement": (dict(texts=["ab", None]), TypeError, r"statements\[1\] must be a str; got NoneType"),
+    "unknown dtype name": (dict(dtype="half"), ValueError, r"dtype must be a floating torch dtype or its name"),
+    "bool position": (dict(position=True), TypeError, r"position must be 'last', 'all' or an int; got bool True"),
+    "float batch size": (dict(batch_size=8.0), TypeError, r"batch_size must be an int; got 8\.0"),
+    "site not a name": (dict(sites=[0]), TypeError, r"site 0 must be a Site or a name"),
 }  # fmt: skip
 
 
@@ -358,3 +365,22 @@ def test_tokenizer_state_from_an_earlier_call_does_not_truncate(native_model):
     with pytest.raises(ValueError, match=rf"statement 1 is {N_CTX + 1} tokens long"):
         capture(native_model, ["ab", "a" * N_CTX], ["resid_pre.0"])
     assert tokenize(native_model, ["ab", "hello"]).mask.sum().item() == 3 + 6
+
+
+def test_token_outside_the_embedding_raises_before_any_forward(char_tok_dir):
+    """A tokenizer with more tokens than the model's embedding (an added special token): a clear error
+    naming the statement, the id and d_vocab instead of an IndexError inside the forward."""
+    model = boot_native(char_tok_dir, d_vocab=len(AutoTokenizer.from_pretrained(str(char_tok_dir))))
+    model.tokenizer.add_special_tokens({"additional_special_tokens": ["<sep>"]})
+    sep = model.tokenizer.convert_tokens_to_ids("<sep>")
+    embed = CountForwards()
+    match = rf"statement 2 has token id {sep} \('<sep>'\), outside the model's embedding \(d_vocab={sep}; valid ids"
+    with model.hooks(fwd_hooks=[("hook_embed", embed)]), pytest.raises(ValueError, match=match):
+        capture(model, ["ab", "cd", "e<sep>"], ["resid_pre.0"])
+    assert embed.calls == 0
+
+
+def test_dtype_by_name_equals_the_torch_dtype(native_model):
+    by_name = capture(native_model, list(TEXTS), ["resid_pre.1"], dtype="torch.bfloat16")
+    assert by_name.values.dtype == torch.bfloat16 and by_name.meta["dtype"] == "bfloat16"
+    assert torch.equal(by_name.values, capture(native_model, list(TEXTS), ["resid_pre.1"], dtype=torch.bfloat16).values)

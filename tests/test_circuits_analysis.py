@@ -60,8 +60,8 @@ def test_second_run_resumes(finished):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ('character = "Carol"', "'circuits.character' must be 'Alice' or 'Bob'"),
-        ('ablation = "zero"', "'circuits.ablation' must be 'twin' or 'mean'"),
+        ('character = "Carol"', "'circuits.character' must be one of ('Alice', 'Bob')"),
+        ('ablation = "zero"', "'circuits.ablation' must be one of ('twin', 'mean')"),
         ("target = 1.5", "'circuits.target' must lie in (0, 1]"),
         ('trajectory = "/nonexistent"', "holds no trajectory.json"),
     ],

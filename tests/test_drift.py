@@ -306,6 +306,9 @@ def test_transfer_matrix_errors(trajectory):
         transfer_matrix(reporters[:2], [acts[0], acts[1][:10]], y)
     with pytest.raises(ValueError, match="square"):
         transfer_gap(torch.zeros(2, 3))
+    two = y.long() * 2  # labels outside {0, 1} are refused, never cast to True
+    with pytest.raises(ValueError, match=r"labels must be bool or 0/1; got 2 at index \d+"):
+        transfer_matrix(reporters[:2], acts[:2], two)
 
 
 # ---------------------------------------------------------------- noise floor
@@ -380,3 +383,11 @@ def test_above_floor_directions_and_noise_floor_errors():
         noise_floor(lambda a, b: 0.0, (torch.zeros(6, 2), torch.zeros(5)))
     with pytest.raises(ValueError, match="metric returned nan on resample 0"):
         noise_floor(lambda a, b: math.nan, torch.zeros(6, 2))
+    with pytest.raises(ValueError, match=r"n_resamples must lie in \[2, inf\); got 1"):
+        noise_floor(lambda a, b: 0.0, torch.zeros(6, 2), n_resamples=1)
+    with pytest.raises(TypeError, match="n_resamples must be an int; got 10.0"):
+        noise_floor(lambda a, b: 0.0, torch.zeros(6, 2), n_resamples=10.0)
+    with pytest.raises(TypeError, match="x must be a tensor or a tuple of tensors"):
+        noise_floor(lambda a, b: 0.0, [[0.0, 1.0]] * 6)
+    with pytest.raises(ValueError, match=r"floor must be a noise_floor result .* lacks \['q05'\]"):
+        above_floor(0.9, {"q95": 0.97}, higher_is_drift=False)

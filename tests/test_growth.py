@@ -23,6 +23,7 @@ from elk_lens.growth import (
     grow,
     grow_d_head,
     insert_blocks,
+    operators,
     stack_blocks,
     widen_d_model,
     widen_mlp,
@@ -647,3 +648,29 @@ def test_an_operator_map_then_a_fitted_map_transports_like_two_steps():
     assert once.site == twice.site
     torch.testing.assert_close(once.w, twice.w, rtol=0, atol=ALGEBRA_TOL)
     assert once.b == pytest.approx(twice.b, abs=ALGEBRA_TOL)
+
+
+def test_grow_checks_every_argument_before_the_first_step(monkeypatch):
+    """A bad d_mlp, mode or seed is refused before grow_d_head (the first step) copies a weight."""
+
+    def first_step(*args, **kwargs):
+        raise AssertionError("grow started growing before checking its arguments")
+
+    monkeypatch.setattr(operators, "grow_d_head", first_step)
+    model = _boot("ln-gelu")
+    for kwargs, error, match in [
+        (dict(d_head=32, d_mlp=100), ValueError, "d_mlp can only grow: 256 -> 100"),
+        (dict(d_head=32, d_model_mode="split"), ValueError, "widen_d_model mode must be 'mean' or 'zero'"),
+        (dict(d_head=32, seed=0.5), TypeError, "seed must be an int; got 0.5"),
+        (dict(d_head=32, n_layers=3.0), TypeError, "n_layers must be an int; got 3.0"),
+    ]:
+        with pytest.raises(error, match=match):
+            grow(model, **kwargs)
+
+
+def test_widen_mlp_refuses_an_mlp_with_its_own_layer_norm():
+    """act_fn="solu_ln" normalizes over the neurons: widen_mlp named it instead of a state-dict size mismatch."""
+    model = _boot("ln-gelu", act_fn="solu_ln")
+    with pytest.raises(ValueError, match=r"widen_mlp cannot grow act_fn='solu_ln'.*'blocks\.0\.mlp\.ln\.bias'"):
+        widen_mlp(model, 300)
+    assert widen_mlp(_boot("ln-gelu"), 300)[0].cfg.d_mlp == 300  # an element-wise activation still grows

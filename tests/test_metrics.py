@@ -195,3 +195,27 @@ def test_bootstrap_ci_batched_path_rejects_nan_scores_like_the_loop():
 def test_bootstrap_ci_shape_mismatch_raises():
     with pytest.raises(ValueError, match=r"scores \(4,\) and labels \(3,\) differ in shape"):
         bootstrap_ci(auroc, torch.zeros(4), torch.tensor([True, False, True]))
+
+
+def test_zero_one_labels_of_any_dtype_score_like_bools():
+    rng = np.random.default_rng(11)
+    scores = torch.as_tensor(rng.normal(size=40))
+    labels = torch.as_tensor(rng.random(40) < 0.5)
+    for other in (labels.long(), labels.double(), labels.tolist()):
+        assert auroc(scores, other) == auroc(scores, labels)
+        assert accuracy(scores, other) == accuracy(scores, labels)
+        assert calibrated_accuracy(scores, other) == calibrated_accuracy(scores, labels)
+        assert bootstrap_ci(auroc, scores, other, n_resamples=50) == bootstrap_ci(auroc, scores, labels, n_resamples=50)
+
+
+@pytest.mark.parametrize("bad", [2, -1, 0.5, float("nan")])
+def test_labels_outside_zero_one_are_refused_not_cast(bad):
+    """``torch.as_tensor(labels).bool()`` would turn 2, -1, 0.5 and NaN into True without a word."""
+    scores = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    labels = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    labels[2] = bad
+    for metric in (auroc, accuracy, calibrated_accuracy, lambda s, y: ece((s + 1) / 2, y)):
+        with pytest.raises(ValueError, match="must be bool or 0/1|NaN or inf"):
+            metric(scores, labels)
+    with pytest.raises(ValueError, match="must be bool or 0/1|NaN or inf"):
+        auroc_columns(scores[:, None].expand(-1, 2), torch.stack([labels, labels], 1))

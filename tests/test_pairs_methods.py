@@ -440,6 +440,7 @@ def test_contrast_reporter_save_load_round_trip(tmp_path):
     # a reporter saved before `reads` existed loads as a statement reporter
     meta_path = tmp_path / "crc" / "reporter.json"
     meta = json.loads(meta_path.read_text())
-    del meta["reads"]
-    meta_path.write_text(json.dumps(meta))
+    for key in ("reads", "files", "tensors", "content_sha256"):  # format 1: no checksums, no dtype record
+        del meta[key]
+    meta_path.write_text(json.dumps({**meta, "format_version": 1}))
     assert Reporter.load(tmp_path / "crc").reads == "statement"

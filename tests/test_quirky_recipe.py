@@ -81,14 +81,14 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(quirky_recipe, "_batch", dying_batch)
     with pytest.raises(KeyboardInterrupt):
         train_quirky(recipe, tmp_path / "resumed", log=lambda m: None)
-    assert (tmp_path / "resumed" / ".base.ckpt").is_file()
+    assert (tmp_path / "resumed" / ".base.state.json").is_file()
     monkeypatch.setattr(quirky_recipe, "_batch", real_batch)
     logs = []
     resumed = train_quirky(recipe, tmp_path / "resumed", log=logs.append)["quirky-arith-base"]
     assert any("resumed at step 4" in m for m in logs)
     wf, wr = load_file(str(full / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
-    assert not (tmp_path / "resumed" / ".base.ckpt").exists()
+    assert [p.name for p in (tmp_path / "resumed").glob(".base.state*")] == []  # the state and its tensors
 
 
 def test_later_stages_reuse_a_finished_base(tmp_path):

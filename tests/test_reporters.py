@@ -124,3 +124,20 @@ def test_too_few_examples_of_a_class_is_a_clear_error(fit):
     y[0] = True  # one true example: no within-class spread to estimate
     with pytest.raises(ValueError, match="at least 2 training examples of each class; got 1 true and 9 false"):
         fit(x, y, site="blocks.0.hook_resid_pre")
+
+
+@pytest.mark.parametrize("C", [0, -1.0, float("nan"), float("inf")])
+def test_non_positive_or_non_finite_C_is_refused(C):
+    """C = 0 divides the penalty by zero; C < 0 rewards large weights: both fitted nonsense before."""
+    x = torch.randn(20, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.arange(20) % 2 == 0
+    with pytest.raises(ValueError, match="C must"):
+        fit_logistic(x, y, site="s", C=C)
+
+
+def test_zero_one_float_labels_fit_like_bools():
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.arange(30) % 3 == 0
+    for fit in (fit_logistic, fit_mean_diff, fit_lda):
+        a, b = fit(x, y, site="s"), fit(x, y.double(), site="s")
+        assert torch.equal(a.w, b.w) and a.b == b.b

@@ -3,9 +3,12 @@ whose rows differ in their keys."""
 
 import csv
 import io
+import json
+import logging
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import elk_lens._atomic as atomic
 from elk_lens.report.rundir import RunDir
@@ -122,5 +125,63 @@ def test_json_stage_resumes_and_another_config_is_refused(tmp_path):
     calls = []
     assert run.stage("s", lambda: calls.append(1) or {"a": [1, 2]}) == {"a": [1, 2]}
     assert run.stage("s", lambda: calls.append(1) or {"a": [3]}) == {"a": [1, 2]} and calls == [1]
+    assert run.stage("null", lambda: calls.append(1)) is None and run.stage("null", lambda: calls.append(1)) is None
+    assert calls == [1, 1] and run.resumed == ["s", "null"]  # a null result is a saved result too
     with pytest.raises(ValueError, match="already holds a run of a different config"):
         RunDir(tmp_path / "run", "name = 'other'\n")
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _edit_a_value(path):
+    """Still well-formed, one value changed: only the checksum tells."""
+    data = path.read_bytes()
+    if path.suffix == ".json":
+        path.write_text(path.read_text().replace("0.25", "0.35"))
+    else:
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the last byte of the last tensor's data
+
+
+def _strip_checksum(path):
+    """As written before stages carried checksums: the bare result."""
+    if path.suffix == ".json":
+        path.write_text(json.dumps(json.loads(path.read_text())["result"], indent=2))
+    else:
+        save_file(load_file(str(path)), str(path))
+
+
+DAMAGE = {"truncated": _truncate, "a value edited": _edit_a_value, "no checksum": _strip_checksum}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.parametrize("kind", ["json", "tensors"])
+def test_a_damaged_stage_file_is_never_used_but_recomputed_with_a_warning(tmp_path, caplog, kind, damage):
+    """A stage file that is not what the stage saved (cut short, edited, or unverifiable) is not read back:
+    the stage is computed again, its file replaced, and a warning names the file."""
+    if kind == "json":
+        want = {"auroc": [0.25, float("nan"), -0.0, 1e-300], "site": "blocks.0.hook_resid_pre", "n": 3}
+        run_stage, file = RunDir.stage, "s.json"
+    else:
+        want = _tensors()
+        run_stage, file = RunDir.tensor_stage, "s.safetensors"
+    run = RunDir(tmp_path / "run", CONFIG)
+    run_stage(run, "s", lambda: want)
+    path = run.path / "stages" / file
+    saved = path.read_bytes()
+    DAMAGE[damage](path)
+    calls = []
+    resumed = RunDir(tmp_path / "run", CONFIG)
+    with caplog.at_level(logging.WARNING, logger="elk_lens.report.rundir"):
+        got = run_stage(resumed, "s", lambda: calls.append(1) or want)
+    assert calls == [1] and resumed.resumed == [] and "s" in resumed.timings
+    assert str(path) in caplog.text and "computing stage 's' again" in caplog.text
+    assert path.read_bytes() == saved  # replaced by the same bytes: a stage file is reproducible
+    again = RunDir(tmp_path / "run", CONFIG)
+    got = run_stage(again, "s", lambda: calls.append(1) or want)
+    assert calls == [1] and again.resumed == ["s"]
+    if kind == "json":
+        assert json.dumps(got) == json.dumps(want)  # NaN != NaN: compare as saved
+    else:
+        _assert_bit_identical(got, want)

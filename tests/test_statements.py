@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from elk_lens.data import StatementSet, load_statements
+from elk_lens.data.statements import as_statements
 
 
 def _set() -> StatementSet:
@@ -82,3 +83,26 @@ def test_loader_errors(tmp_path):
     with pytest.raises(ValueError, match="unsupported file type '.txt'"):
         (tmp_path / "x.txt").write_text("x")
         load_statements(tmp_path / "x.txt")
+
+
+def test_jsonl_columns_are_the_union_of_the_rows_keys(tmp_path):
+    """A key first seen on a later row is still a column (None where a row lacks it); list values stay one
+    entry per row."""
+    path = tmp_path / "facts.JSONL"
+    rows = [{"text": "a.", "label": 1}, {"text": "b.", "label": "no", "tags": [1, 2]}, {"text": "c.", "label": True}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    s = load_statements(path)
+    assert s.truth.tolist() == [True, False, True]
+    assert s.meta["tags"].shape == (3,) and s.meta["tags"].tolist() == [None, [1, 2], None]
+    assert s.subset(np.array([1])).meta["tags"].tolist() == [[1, 2]]
+
+
+def test_plain_texts_and_their_statement_set_share_a_fingerprint():
+    texts = ("a.", "b.")
+    wrapped = as_statements("statements", texts)
+    assert wrapped.texts == ["a.", "b."]  # a tuple becomes the list it holds
+    assert wrapped.fingerprint == StatementSet(list(texts), torch.zeros(2, dtype=torch.bool)).fingerprint
+    toy = _set()
+    assert as_statements("statements", toy) is toy
+    with pytest.raises(ValueError, match="no statements to capture"):
+        as_statements("statements", [])

@@ -113,7 +113,9 @@ def _perturbed_model(model, tok):
     return other
 
 
-@pytest.mark.parametrize("change", ["sites", "site_order", "position", "dtype", "data", "weights", "padding_side"])
+@pytest.mark.parametrize(
+    "change", ["sites", "site_order", "position", "dtype", "data", "weights", "padding_side", "tokenizer"]
+)
 def test_cache_key_covers_everything_that_determines_values(model, tok, stmts, tmp_path, change):
     base = tmp_path / "base"
     cached(model, stmts, base)
@@ -140,6 +142,11 @@ def test_cache_key_covers_everything_that_determines_values(model, tok, stmts, t
         cached(_perturbed_model(model, tok), stmts, other_dir)
     elif change == "padding_side":
         cached(**args, padding_side="left")
+    elif change == "tokenizer":  # equal weights, "Bob:" read as two tokens instead of one
+        retok = build_tokenizer(tmp_path / "tok", fused_name_colon=False)
+        same = TransformerBridge.boot_native(dict(CFG, seed=1), tokenizer=retok).eval()
+        same.load_state_dict(model.state_dict())
+        cached(same, stmts, other_dir)
     assert entry_dir(other_dir).name != entry_dir(base).name
 
 
@@ -176,11 +183,39 @@ def test_damaged_shard_is_detected_and_recomputed(model, stmts, reference, tmp_p
     assert forward_calls["calls"] == 0
 
 
-def test_shard_damaged_after_capture_fails_loudly_on_load(model, stmts, tmp_path):
+@pytest.mark.parametrize("damage", [_truncate, _flip_values, _flip_header], ids=["truncated", "flipped", "header"])
+@pytest.mark.parametrize("read", ["values", "at"])
+def test_shard_damaged_after_capture_fails_loudly_on_every_lazy_read(model, stmts, reference, tmp_path, damage, read):
+    """The lazy read verifies each shard as capture does: a flipped bit in a value used to come back as a
+    value off by orders of magnitude. Re-running capture recomputes the shard."""
     acts = cached(model, stmts, tmp_path)
-    _truncate(entry_dir(tmp_path) / "shard_00002.safetensors")
-    with pytest.raises(RuntimeError, match="shard_00002.*re-run capture"):
+    damage(entry_dir(tmp_path) / "shard_00002.safetensors")
+    with pytest.raises(RuntimeError, match=r"shard_00002\.safetensors .*re-run capture"):
+        _ = acts.values if read == "values" else acts.at(1)
+    assert torch.equal(cached(model, stmts, tmp_path).values, reference.values)
+
+
+def test_a_shard_of_another_entry_is_recomputed(model, stmts, reference, tmp_path, forward_calls, caplog):
+    """Shards carry their entry's key: one copied in from another entry (same rows, valid checksum) is refused."""
+    cached(model, stmts, tmp_path)
+    (own,) = [p for p in tmp_path.iterdir()]
+    cached(model, quirky_arithmetic(10, split="test", seed=1), tmp_path)
+    (other,) = [p for p in tmp_path.iterdir() if p != own]
+    (own / "shard_00000.safetensors").write_bytes((other / "shard_00000.safetensors").read_bytes())
+    forward_calls["calls"] = 0
+    with caplog.at_level(logging.WARNING, logger="elk_lens.store"):
+        acts = cached(model, stmts, tmp_path)
+    assert "belongs to another cache entry" in caplog.text and forward_calls["calls"] == SHARD // BATCH
+    assert torch.equal(acts.values, reference.values)
+
+
+def test_an_edited_manifest_is_refused_on_a_lazy_read(model, stmts, reference, tmp_path):
+    acts = cached(model, stmts, tmp_path)
+    manifest = entry_dir(tmp_path) / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"position": "last"', '"position": -2'))
+    with pytest.raises(RuntimeError, match=r"manifest\.json does not match this cache entry"):
         _ = acts.values
+    assert torch.equal(cached(model, stmts, tmp_path).values, reference.values)  # capture rewrites it
 
 
 def test_killed_capture_resumes_from_finished_shards(model, stmts, reference, tmp_path, forward_calls):
@@ -212,7 +247,7 @@ def test_position_all_with_cache_dir_raises(model, stmts, tmp_path):
 
 
 def test_shard_rows_must_be_positive(model, stmts, tmp_path):
-    with pytest.raises(ValueError, match="shard_rows must be >= 1"):
+    with pytest.raises(ValueError, match=r"shard_rows must lie in \[1, inf\); got 0"):
         capture(model, stmts, SITES, cache_dir=tmp_path, shard_rows=0)
 
 

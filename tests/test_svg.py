@@ -36,3 +36,17 @@ def test_heatmap_colours_by_sign_and_scale():
     assert 'fill="rgb(255,255,255)"' in svg and 'fill="#ddd"' in svg  # zero white, NaN grey
     with pytest.raises(ValueError, match="values must be 2 rows of 2"):
         heatmap([[1.0]], ["L0", "L1"], ["H0", "H1"], title="x")
+
+
+def test_labels_are_text_in_elements_and_attributes():
+    from elk_lens.report.svg import heatmap
+
+    hostile = ("</svg><script>alert(1)</script>", "\"'><img src=x onerror=alert(1)>")
+    svgs = (
+        line_chart({hostile[0]: [0.1, 0.2]}, list(hostile), title=hostile[1], y_label=hostile[0],
+                   marks={hostile[0]: hostile[1]}),
+        heatmap([[0.1, 0.2]], [hostile[0]], list(hostile), title=hostile[1]),
+    )  # fmt: skip
+    for svg in svgs:
+        assert "<script" not in svg and "<img" not in svg and svg.count("</svg>") == 1
+        assert 'aria-label="&quot;&#x27;&gt;&lt;img src=x onerror=alert(1)&gt;"' in svg

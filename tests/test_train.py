@@ -1,5 +1,8 @@
 """Fine-tuning: checkpoints on schedule, resume after a kill reaches the same weights, trajectories load."""
 
+import hashlib
+import json
+
 import pytest
 import torch
 from conftest import boot_native
@@ -150,3 +153,24 @@ def test_an_hf_model_fine_tunes_and_its_checkpoints_reload(gpt2_dir, tmp_path):
     base = _load(gpt2_dir).state_dict()
     moved = [k for k, v in model.state_dict().items() if not torch.equal(base[k], v)]
     assert moved and not any(k.startswith("blocks.0.") for k in moved)
+
+
+def test_a_trajectory_records_checksums_and_reads_absolute_paths_as_join_writes_them(base, tmp_path):
+    """fine_tune records each weights file's SHA-256; a trajectory.json naming files by absolute path (as a
+    saved `Trajectory.join` does) loads from anywhere, and the checksum still guards the file."""
+    data, labels = _data()
+    cfg = FineTuneConfig(**{**CONFIG.__dict__, "steps": 2, "checkpoints": (0, 2)})
+    traj = fine_tune(_load(base), data, labels, tmp_path / "run", base_spec=str(base), config=cfg)
+    for c in traj.checkpoints:
+        assert c.sha256 == hashlib.sha256((tmp_path / "run" / c.weights).read_bytes()).hexdigest()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    meta = json.loads((tmp_path / "run" / "trajectory.json").read_text())
+    for c in meta["checkpoints"]:
+        c["weights"] = str((tmp_path / "run" / c["weights"]).resolve())
+    (elsewhere / "trajectory.json").write_text(json.dumps(meta))
+    moved = Trajectory.load(elsewhere)
+    assert all(torch.equal(moved.model_at(1).state_dict()[k], v) for k, v in traj.model_at(1).state_dict().items())
+    (tmp_path / "run" / "step_2.safetensors").write_bytes((tmp_path / "run" / "step_0.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"checkpoint 1 \(step 2\): weights file .*step_2\.safetensors fails its"):
+        moved.model_at(1)

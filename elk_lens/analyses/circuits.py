@@ -15,7 +15,16 @@ from pathlib import Path
 import torch
 
 from elk_lens.analyses import drift as scenario
-from elk_lens.analyses.result import AnalysisResult, config_value
+from elk_lens.analyses.result import (
+    AnalysisResult,
+    Setting,
+    at_least,
+    check_site,
+    in_range,
+    model_layout,
+    one_of,
+    read_settings,
+)
 from elk_lens.capture import capture
 from elk_lens.circuit_drift import circuit_series, edit_distance, jaccard, relabel, weighted_jaccard
 from elk_lens.circuits import (
@@ -29,7 +38,8 @@ from elk_lens.circuits import (
     sum_vs_sloppy_pairs,
     top_heads,
 )
-from elk_lens.models import fingerprint, load_model
+from elk_lens.data.quirky import CHARACTERS
+from elk_lens.models import fingerprint
 from elk_lens.report.attention_vis import attention_heads_html, circuitsvis_script
 from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
@@ -39,40 +49,26 @@ from elk_lens.trajectory import Checkpoint, Trajectory
 
 __all__ = ["check_config", "run"]
 
-_CIRCUITS = {
-    "circuits.trajectory": ("", str),
-    "circuits.growth_run": ("", str),
-    "circuits.site": ("blocks.3.hook_resid_pre", str),
-    "circuits.pairs": (256, int),
-    "circuits.character": ("Alice", str),
-    "circuits.ig_steps": (4, int),
-    "circuits.target": (0.8, float),
-    "circuits.ablation": ("twin", str),
-    "circuits.top_heads": (3, int),
+_SETTINGS = scenario.SETTINGS | {
+    "circuits.trajectory": Setting("", str),  # a trajectory directory to walk ("" = fine-tune here)
+    "circuits.growth_run": Setting("", str),  # or a finished growth run's directory
+    "circuits.site": Setting("blocks.3.hook_resid_pre", str),  # checked against the model
+    "circuits.pairs": Setting(256, int, at_least(4)),  # >= 4: two halves of >= 2 pairs for the noise floor
+    "circuits.character": Setting("Alice", str, one_of(CHARACTERS)),
+    "circuits.ig_steps": Setting(4, int, at_least(1)),
+    "circuits.target": Setting(0.8, float, in_range(0, 1, low_open=True)),
+    "circuits.ablation": Setting("twin", str, one_of(("twin", "mean"))),
+    "circuits.top_heads": Setting(3, int, at_least(1)),
 }
-
-
-KEYS = scenario.KEYS + tuple(_CIRCUITS)
+KEYS = tuple(_SETTINGS)
 
 
 def _settings(cfg: dict) -> dict:
-    s = scenario._settings(cfg)
-    return s | {key: config_value(cfg, key, default, kind) for key, (default, kind) in _CIRCUITS.items()}
+    return read_settings(cfg, _SETTINGS)
 
 
 def check_config(cfg: dict) -> None:
-    scenario.check_config(cfg)
     s = _settings(cfg)
-    if s["circuits.character"] not in ("Alice", "Bob"):
-        raise ValueError(f"config key 'circuits.character' must be 'Alice' or 'Bob', got {s['circuits.character']!r}")
-    if s["circuits.ablation"] not in ("twin", "mean"):
-        raise ValueError(f"config key 'circuits.ablation' must be 'twin' or 'mean', got {s['circuits.ablation']!r}")
-    if not 0 < s["circuits.target"] <= 1:
-        raise ValueError(f"config key 'circuits.target' must lie in (0, 1], got {s['circuits.target']}")
-    if s["circuits.pairs"] < 4:
-        raise ValueError(
-            f"config key 'circuits.pairs' must be >= 4 (two halves for the floor), got {s['circuits.pairs']}"
-        )
     if s["circuits.trajectory"] and not (Path(s["circuits.trajectory"]) / "trajectory.json").is_file():
         raise ValueError(f"config key 'circuits.trajectory': {s['circuits.trajectory']} holds no trajectory.json")
     growth_run = Path(s["circuits.growth_run"])
@@ -81,6 +77,16 @@ def check_config(cfg: dict) -> None:
                          "growth_map/ and trajectory/; run a growth analysis first)")  # fmt: skip
     if s["circuits.growth_run"] and s["circuits.trajectory"]:
         raise ValueError("set one of 'circuits.trajectory' and 'circuits.growth_run', not both")
+    # a given trajectory's model is its own; otherwise the site is read on model.base (the small model of a
+    # growth run, mapped into the grown one)
+    layout = None if s["circuits.trajectory"] else model_layout(s["model.base"])
+    scenario.check_scenario(s, layout)
+    site = check_site("circuits.site", s["circuits.site"], layout)
+    if site.layer == 0 and site.kind == "resid_pre":
+        raise ValueError(
+            f"config key 'circuits.site': no head writes into {s['circuits.site']!r} (only the "
+            "embedding does), so there is no circuit to find; read at blocks.1.hook_resid_pre or later"
+        )
 
 
 def _trajectory(s: dict, run: RunDir) -> Trajectory:
@@ -97,8 +103,7 @@ def _fine_tune(s: dict, run: RunDir) -> dict:
     if s["circuits.trajectory"] or s["circuits.growth_run"]:
         source = s["circuits.trajectory"] or s["circuits.growth_run"]
         return {"steps": _trajectory(s, run).steps, "from": source}
-    model = load_model(s["model.base"])
-    return scenario.train_scenario(s, model, s["model.base"], run.path / "trajectory", None)
+    return scenario._fine_tune(s, run)
 
 
 def _score(s: dict, model, reporter, clean: list[str], corrupt: list[str]) -> dict:
@@ -210,7 +215,7 @@ def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
                    title="exact patching score / M_diff per component over checkpoints "
                    "(last checkpoint's names)")  # fmt: skip
     figures = circuitsvis_script() + "".join(
-        f"<h3>step {step}</h3>" + attention_heads_html(torch.tensor(p), attention["tokens"], attention["heads"])
+        f"<h3>step {escape(step)}</h3>" + attention_heads_html(torch.tensor(p), attention["tokens"], attention["heads"])
         for step, p in attention["patterns"].items()
     )  # fmt: skip
     floor_text = (f"Noise floor at step {steps[0]} (two disjoint halves of the pairs): Jaccard {floor['jaccard']:.3f}, "

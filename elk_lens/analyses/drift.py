@@ -13,7 +13,21 @@ from html import escape
 import numpy as np
 import torch
 
-from elk_lens.analyses.result import AnalysisResult, check_model_spec, config_value
+from elk_lens.analyses.result import (
+    SEED,
+    AnalysisResult,
+    ModelLayout,
+    Setting,
+    at_least,
+    check_prefixes,
+    check_site,
+    in_range,
+    model_layout,
+    model_spec,
+    one_of,
+    read_settings,
+    some_of,
+)
 from elk_lens.capture import capture
 from elk_lens.data.quirky import DIGITS, quirky_arithmetic
 from elk_lens.drift_study import trajectory_drift
@@ -24,31 +38,13 @@ from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
 from elk_lens.reporters import Reporter, fit_logistic
+from elk_lens.reporters.registry import METHODS
 from elk_lens.token_stream import TokenStream
 from elk_lens.train import FineTuneConfig, anchor_to, answer_loss, fine_tune
 from elk_lens.trajectory import Trajectory
 
 __all__ = ["check_config", "run"]
 
-_DEFAULTS = {
-    "model.base": ("zoo:quirky-arith-base", str),
-    "data.digits": (3, int),
-    "train.labels": ("label", str),
-    "train.objective": ("answer", str),
-    "train.rows": (10000, int),
-    "train.steps": (600, int),
-    "train.lr": (1e-3, float),
-    "train.batch_size": (64, int),
-    "train.frozen": ([], list),
-    "train.seed": (0, int),
-    "anchor.on": ("none", str),
-    "anchor.weight": (1.0, float),
-    "anchor.site": ("blocks.3.hook_resid_pre", str),
-    "drift.methods": (["mean_diff", "logistic"], list),
-    "drift.eval_rows": (4000, int),
-    "drift.probe_rows": (8000, int),
-    "capture.batch_size": (512, int),
-}
 LABELS = {
     "label": "each character's own label (Bob sloppy: the quirk)",
     "bob_label": "Bob's sloppy label for everybody (the quirk flip)",
@@ -59,29 +55,54 @@ OBJECTIVES = {
     "stream": "next tokens of a raw stream of the statements, each followed by its answer",
 }
 ANCHORS = ("none", "all", "alice")
-KEYS = tuple(_DEFAULTS)  # every config key this analysis reads (the runner refuses others)
+# drift refits these at every checkpoint: statement reporters that need no polarity pairs
+DRIFT_METHODS = tuple(m for m, x in METHODS.items() if x.reads == "statement" and not x.needs_polarity)
+SETTINGS = {
+    "model.base": Setting("zoo:quirky-arith-base", str, model_spec),
+    "data.digits": Setting(3, int, one_of(DIGITS)),
+    "train.labels": Setting("label", str, one_of(sorted(LABELS))),
+    "train.objective": Setting("answer", str, one_of(sorted(OBJECTIVES))),
+    "train.rows": Setting(10000, int, at_least(1)),
+    "train.steps": Setting(600, int, at_least(1)),
+    "train.lr": Setting(1e-3, float, in_range(0, None, low_open=True)),
+    "train.batch_size": Setting(64, int, at_least(1)),
+    "train.frozen": Setting([], list[str]),  # parameter-name prefixes, checked against the model
+    "train.seed": Setting(0, int, SEED),
+    "anchor.on": Setting("none", str, one_of(ANCHORS)),
+    "anchor.weight": Setting(1.0, float, in_range(0, None, low_open=True)),
+    "anchor.site": Setting("blocks.3.hook_resid_pre", str),  # a site of the model, checked against it
+    "drift.methods": Setting(["mean_diff", "logistic"], list[str], some_of(DRIFT_METHODS, "methods")),
+    "drift.eval_rows": Setting(4000, int, at_least(1)),
+    "drift.probe_rows": Setting(8000, int, at_least(1)),
+    "capture.batch_size": Setting(512, int, at_least(1)),
+}
+"""The scenario's keys, shared by the analyses that fine-tune (growth, circuits)."""
+KEYS = tuple(SETTINGS)  # every config key this analysis reads (the runner refuses others)
+_MIN_PER_CLASS = 2
 
 
 def _settings(cfg: dict) -> dict:
-    return {key: config_value(cfg, key, default, kind) for key, (default, kind) in _DEFAULTS.items()}
+    return read_settings(cfg, SETTINGS)
 
 
 def check_config(cfg: dict) -> None:
     s = _settings(cfg)
-    check_model_spec("model.base", s["model.base"])
-    if s["train.labels"] not in LABELS:
-        raise ValueError(f"config key 'train.labels' must be one of {sorted(LABELS)}, got {s['train.labels']!r}")
-    if s["data.digits"] not in DIGITS:
-        raise ValueError(f"config key 'data.digits' must be one of {DIGITS}, got {s['data.digits']}")
-    if s["train.objective"] not in OBJECTIVES:
-        raise ValueError(
-            f"config key 'train.objective' must be one of {sorted(OBJECTIVES)}, got {s['train.objective']!r}"
-        )
-    if s["anchor.on"] not in ANCHORS:
-        raise ValueError(f"config key 'anchor.on' must be one of {ANCHORS}, got {s['anchor.on']!r}")
-    for key in ("train.rows", "train.steps", "drift.eval_rows", "drift.probe_rows"):
-        if s[key] < 1:
-            raise ValueError(f"config key {key!r} must be >= 1, got {s[key]}")
+    check_scenario(s, model_layout(s["model.base"]))
+
+
+def check_scenario(s: dict, layout: ModelLayout | None, params: list[str] | None = None) -> None:
+    """The keys that depend on the model trained (``layout``; ``params``: its parameter names where they
+    differ from the layout's, e.g. a grown model's): the anchor's site and the frozen prefixes."""
+    check_site("anchor.site", s["anchor.site"], layout)
+    check_prefixes("train.frozen", s["train.frozen"], layout, params or ())
+    # the subsets are drawn from the generated data (cheap): too few rows would fail only after training
+    subsets = {**{f"{name} evaluation": data for name, data in eval_sets(s).items()}, "Alice-easy probe": _probe_set(s)}
+    for (name, data), key in zip(subsets.items(), ("drift.eval_rows",) * 3 + ("drift.probe_rows",), strict=True):
+        n_true = int(data.truth.sum())
+        if min(n_true, len(data) - n_true) < _MIN_PER_CLASS:
+            raise ValueError(f"config key {key!r} = {s[key]} leaves {len(data)} rows ({n_true} true) in the {name} "
+                             f"subset; it needs >= {_MIN_PER_CLASS} of each class (the noise floor splits it in "
+                             f"halves): raise {key!r}")  # fmt: skip
 
 
 def _train_data(s: dict):

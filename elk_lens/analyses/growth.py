@@ -8,10 +8,20 @@ reporters at every checkpoint), ``task_loss``, and ``fitted_map`` (a map fitted 
 of the small model and the final model, as one would across sizes with no exact map).
 """
 
+import re
 from html import escape
 
 from elk_lens.analyses import drift as scenario
-from elk_lens.analyses.result import AnalysisResult, config_value
+from elk_lens.analyses.result import (
+    SEED,
+    AnalysisResult,
+    ModelLayout,
+    Setting,
+    at_least,
+    model_layout,
+    one_of,
+    read_settings,
+)
 from elk_lens.capture import capture
 from elk_lens.growth import GrowthMap, fit_growth_map, grow, insert_blocks, stack_blocks
 from elk_lens.lm_output import output_log_odds
@@ -30,35 +40,59 @@ OPS = {
     "stack": "G_stack: the block stack repeated (not function-preserving)",
     "random_blocks": "new blocks with random writers (not function-preserving)",
 }
-_GROW = {
-    "grow.op": ("grow", str),
-    "grow.n_layers": (0, int),
-    "grow.d_model": (0, int),
-    "grow.d_mlp": (0, int),
-    "grow.n_heads": (0, int),
-    "grow.d_head": (0, int),
-    "grow.seed": (0, int),
+_SIZES = ("n_layers", "d_model", "d_mlp", "n_heads", "d_head")
+_SETTINGS = scenario.SETTINGS | {
+    "grow.op": Setting("grow", str, one_of(sorted(OPS))),
+    **{f"grow.{k}": Setting(0, int, at_least(0)) for k in _SIZES},  # 0 = keep the small model's size
+    "grow.seed": Setting(0, int, SEED),
 }
-
-
-KEYS = scenario.KEYS + tuple(_GROW)
+KEYS = tuple(_SETTINGS)
 
 
 def _settings(cfg: dict) -> dict:
-    s = scenario._settings(cfg)
-    return s | {key: config_value(cfg, key, default, kind) for key, (default, kind) in _GROW.items()}
+    return read_settings(cfg, _SETTINGS)
 
 
 def check_config(cfg: dict) -> None:
-    scenario.check_config(cfg)
     s = _settings(cfg)
-    if s["grow.op"] not in OPS:
-        raise ValueError(f"config key 'grow.op' must be one of {sorted(OPS)}, got {s['grow.op']!r}")
-    sizes = {k: s[f"grow.{k}"] for k in ("n_layers", "d_model", "d_mlp", "n_heads", "d_head")}
+    sizes = {k: s[f"grow.{k}"] for k in _SIZES}
     if s["grow.op"] == "grow" and not any(sizes.values()):
-        raise ValueError("op 'grow' needs at least one of grow.n_layers, d_model, d_mlp, n_heads, d_head (> 0)")
+        raise ValueError("config key 'grow.op': op 'grow' needs at least one of grow.n_layers, d_model, d_mlp, "
+                         "n_heads, d_head (> 0)")  # fmt: skip
     if s["grow.op"] == "random_blocks" and not sizes["n_layers"]:
-        raise ValueError("op 'random_blocks' needs grow.n_layers (the grown depth)")
+        raise ValueError("config key 'grow.op': op 'random_blocks' needs grow.n_layers (the grown depth)")
+    small = model_layout(s["model.base"])
+    if small is None:
+        scenario.check_scenario(s, None)
+        return
+    for k, new in sizes.items():
+        if new and new < getattr(small, k):
+            raise ValueError(f"config key 'grow.{k}' must be 0 (keep) or at least {small.spec}'s {getattr(small, k)} "
+                             f"(growth never shrinks); got {new}")  # fmt: skip
+    if s["grow.op"] == "grow" and not any(new > getattr(small, k) for k, new in sizes.items()):
+        raise ValueError(f"config key 'grow.op': op 'grow' needs one of grow.{', '.join(_SIZES)} larger than "
+                         f"{small.spec}'s {dict((k, getattr(small, k)) for k in _SIZES)}; got {sizes}")  # fmt: skip
+    if s["grow.op"] == "random_blocks" and sizes["n_layers"] <= small.n_layers:
+        raise ValueError(f"config key 'grow.n_layers' must be deeper than {small.spec}'s {small.n_layers} for op "
+                         f"'random_blocks' (it adds blocks); got {sizes['n_layers']}")  # fmt: skip
+    # the anchor and the report read the small model's reporters, fitted at its drift sites
+    sites = scenario.drift_sites(small.n_layers)
+    if s["anchor.site"] not in sites:
+        raise ValueError(f"config key 'anchor.site' must be one of {sites} (the small model's sites with a "
+                         f"reporter to transport); got {s['anchor.site']!r}")  # fmt: skip
+    scenario.check_scenario(s, small, _grown_params(small, _grown_depth(s, small)))
+
+
+def _grown_depth(s: dict, small: ModelLayout) -> int:
+    if s["grow.op"] == "stack":
+        return 2 * small.n_layers
+    return s["grow.n_layers"] or small.n_layers
+
+
+def _grown_params(small: ModelLayout, n_layers: int) -> list[str]:
+    """The grown model's parameter names: the small model's, with blocks ``0..n_layers-1``."""
+    block = re.compile(r"^blocks\.\d+\.")
+    return sorted({block.sub(f"blocks.{i}.", p) for p in small.params for i in range(n_layers)})
 
 
 def _grow(s: dict, small) -> tuple:
@@ -86,11 +120,12 @@ def _small_reporters(s: dict, small) -> dict[str, Reporter]:
 def _grow_stage(s: dict, run: RunDir) -> dict:
     small = load_model(s["model.base"])
     reporters = _small_reporters(s, small)
+    # overwrite: a stage killed after these saves reruns into its own run directory
     for site, r in reporters.items():
-        r.save(run.path / "small_reporters" / site)
+        r.save(run.path / "small_reporters" / site, overwrite=True)
     grown, growth = _grow(s, small)
-    save_model(grown, run.path / "grown")
-    growth.save(run.path / "growth_map")
+    save_model(grown, run.path / "grown", overwrite=True)
+    growth.save(run.path / "growth_map", overwrite=True)
     bob = scenario.eval_sets(s)["BH_disagree"]
     small_out = output_log_odds(small, bob)
     jump = float((output_log_odds(grown, bob) - small_out).abs().max())

@@ -10,7 +10,16 @@ import json
 from html import escape
 
 from elk_lens.analyses.quirky_methods import method_sections, method_stages, targets_table
-from elk_lens.analyses.result import AnalysisResult, check_model_spec, config_value, model_card
+from elk_lens.analyses.result import (
+    SEED,
+    AnalysisResult,
+    Setting,
+    at_least,
+    in_range,
+    model_card,
+    model_spec,
+    read_settings,
+)
 from elk_lens.evaluate import QUIRKY_EVAL_SETS
 from elk_lens.models import load_model
 from elk_lens.quirky_protocol import quirky_probe_study, split_layers
@@ -21,33 +30,29 @@ from elk_lens.sites import short_name
 
 __all__ = ["check_config", "run"]
 
-_DEFAULTS = {
-    "model.spec": ("zoo:quirky-arith", str),
-    "data.train_rows": (8000, int),
-    "data.test_rows": (4000, int),
-    "data.seed": (0, int),
-    "capture.batch_size": (512, int),
-    "probe.C": (1.0, float),
-    "causal.test_rows": (2000, int),
-    "causal.n_random": (8, int),
+_SETTINGS = {
+    "model.spec": Setting("zoo:quirky-arith", str, model_spec),
+    "data.train_rows": Setting(8000, int, at_least(1)),
+    "data.test_rows": Setting(4000, int, at_least(1)),
+    "data.seed": Setting(0, int, SEED),
+    "capture.batch_size": Setting(512, int, at_least(1)),
+    "probe.C": Setting(1.0, float, in_range(0, None, low_open=True)),  # inverse regularization strength
+    "causal.test_rows": Setting(2000, int, at_least(1)),
+    "causal.n_random": Setting(8, int, at_least(1)),  # random directions beside each steering direction
 }
 _CHART_SETS = ("alice_easy", "alice_hard", "bob_hard", "bob_disagree", "bob_hard_disagree")
 
 
-KEYS = tuple(_DEFAULTS)  # every config key this analysis reads (the runner refuses others)
+KEYS = tuple(_SETTINGS)  # every config key this analysis reads (the runner refuses others)
 
 
 def _settings(cfg: dict) -> dict:
-    return {key: config_value(cfg, key, default, kind) for key, (default, kind) in _DEFAULTS.items()}
+    return read_settings(cfg, _SETTINGS)
 
 
 def check_config(cfg: dict) -> None:
-    """Type-check the keys this analysis reads (before any model is loaded)."""
-    s = _settings(cfg)
-    check_model_spec("model.spec", s["model.spec"])
-    for key in ("data.train_rows", "data.test_rows", "capture.batch_size", "causal.test_rows"):
-        if s[key] < 1:
-            raise ValueError(f"config key {key!r} must be >= 1, got {s[key]}")
+    """Check every key this analysis reads, for type and range (before any model is loaded)."""
+    _settings(cfg)
 
 
 def _study(cfg: dict, run: RunDir) -> dict:

@@ -9,7 +9,16 @@ generalization matrix at the layer chosen on the training dataset's own val spli
 import json
 from html import escape
 
-from elk_lens.analyses.result import AnalysisResult, check_model_spec, config_value, model_card
+from elk_lens.analyses.result import (
+    SEED,
+    AnalysisResult,
+    Setting,
+    at_least,
+    model_card,
+    model_spec,
+    read_settings,
+    some_of,
+)
 from elk_lens.data.truth_datasets import TRUTH_SETS, truth_set, truth_set_card
 from elk_lens.data.truth_facts import source_versions
 from elk_lens.generalization import DEFAULT_METHODS, Generalization, generalization_study
@@ -22,18 +31,41 @@ from elk_lens.sites import short_name
 
 __all__ = ["KEYS", "check_config", "run"]
 
-_DEFAULTS = {
-    "model.spec": ("zoo:minilm", str),
-    "data.sets": (list(TRUTH_SETS), list),
-    "data.seed": (0, int),
-    "data.max_rows": (0, int),
-    "capture.batch_size": (128, int),
-    "capture.position": ("content", str),
-    "probe.methods": (list(DEFAULT_METHODS), list),
-    "contrast.answers": ([" True", " False"], list),
-    "eval.n_boot": (1000, int),
+
+def _position(value: str | int) -> str | int | None:
+    """``"content"`` (the final period; None lets the study pick per model), ``"last"``, or an int
+    (written as a number or as a string)."""
+    if value in ("content", "last"):
+        return None if value == "content" else "last"
+    return int(value)
+
+
+def _position_problem(value: str | int) -> str | None:
+    try:
+        _position(value)
+    except ValueError:
+        return "must be 'content', 'last' or an integer"
+    return None
+
+
+def _answers_problem(answers: list[str]) -> str | None:
+    if len(answers) != 2 or answers[0] == answers[1] or not all(answers):
+        return "must be two different strings, neither empty"
+    return None
+
+
+_SETTINGS = {
+    "model.spec": Setting("zoo:minilm", str, model_spec),
+    "data.sets": Setting(list(TRUTH_SETS), list[str], some_of(TRUTH_SETS, "datasets")),
+    "data.seed": Setting(0, int, SEED),
+    "data.max_rows": Setting(0, int, at_least(0)),  # 0 = every row
+    "capture.batch_size": Setting(128, int, at_least(1)),
+    "capture.position": Setting("content", str | int, _position_problem),
+    "probe.methods": Setting(list(DEFAULT_METHODS), list[str], some_of(METHODS, "methods")),
+    "contrast.answers": Setting([" True", " False"], list[str], _answers_problem),
+    "eval.n_boot": Setting(1000, int, at_least(1)),
 }
-KEYS = tuple(_DEFAULTS)  # every config key this analysis reads (the runner refuses others)
+KEYS = tuple(_SETTINGS)  # every config key this analysis reads (the runner refuses others)
 # the transfers GoT and TIU single out, drawn per layer where both sets are present
 _KEY_TRANSFERS = (("cities", "cities"), ("cities", "neg_cities"), ("neg_cities", "cities"),
                   ("cities", "cities_conj"), ("cities", "cities_disj"), ("sp_en_trans", "neg_sp_en_trans"),
@@ -41,42 +73,13 @@ _KEY_TRANSFERS = (("cities", "cities"), ("cities", "neg_cities"), ("neg_cities",
 
 
 def _settings(cfg: dict) -> dict:
-    return {key: config_value(cfg, key, default, kind) for key, (default, kind) in _DEFAULTS.items()}
-
-
-def _position(text: str) -> str | int | None:
-    """``"content"`` (the final period; None lets the study pick per model), ``"last"``, or an int."""
-    if text == "content":
-        return None
-    if text == "last":
-        return "last"
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(
-            f"config key 'capture.position' must be 'content', 'last' or an integer, got {text!r}"
-        ) from None
+    return read_settings(cfg, _SETTINGS)
 
 
 def check_config(cfg: dict) -> None:
-    """Refuse unknown datasets, methods or answers, and a missing data package, before any model is loaded."""
+    """Refuse bad values (unknown datasets, methods or answers, ...) and a missing data package, before any
+    model is loaded."""
     s = _settings(cfg)
-    check_model_spec("model.spec", s["model.spec"])
-    unknown = [n for n in s["data.sets"] if n not in TRUTH_SETS]
-    if unknown or not s["data.sets"]:
-        raise ValueError(f"config key 'data.sets': unknown or no datasets {unknown}; valid: {sorted(TRUTH_SETS)}")
-    bad = [m for m in s["probe.methods"] if m not in METHODS]
-    if bad or not s["probe.methods"]:
-        raise ValueError(f"config key 'probe.methods': unknown or no methods {bad}; valid: {sorted(METHODS)}")
-    answers = s["contrast.answers"]
-    if len(answers) != 2 or not all(isinstance(a, str) for a in answers) or answers[0] == answers[1]:
-        raise ValueError(f"config key 'contrast.answers' must be two different strings, got {answers!r}")
-    for key in ("capture.batch_size", "eval.n_boot"):
-        if s[key] < 1:
-            raise ValueError(f"config key {key!r} must be >= 1, got {s[key]}")
-    if s["data.max_rows"] < 0:
-        raise ValueError(f"config key 'data.max_rows' must be >= 0 (0 = every row), got {s['data.max_rows']}")
-    _position(s["capture.position"])
     polar = [m for m in s["probe.methods"] if METHODS[m].needs_polarity]
     if polar and not any(f"neg_{n}" in s["data.sets"] for n in s["data.sets"]):
         raise ValueError(f"config key 'probe.methods': {polar} need a dataset and its negation in 'data.sets' "

@@ -5,12 +5,22 @@ from collections.abc import Iterator, Sequence
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_number
 from elk_lens.capture import Tokens, _validate, tokenize
 from elk_lens.models import fingerprint
 from elk_lens.reporters.base import Reporter
 from elk_lens.sites import Site
 
-__all__ = ["Texts", "batches", "check_reporter", "pair_tokens", "statement_tokens"]
+__all__ = [
+    "Texts",
+    "batches",
+    "check_ig_steps",
+    "check_names",
+    "check_reporter",
+    "check_sizes",
+    "pair_tokens",
+    "statement_tokens",
+]
 
 Texts = Sequence[str] | Tokens  # statements, or tokens from elk_lens.capture.tokenize
 
@@ -21,6 +31,8 @@ def check_reporter(model: TransformerBridge, reporter: Reporter, *, allow_other_
     A reporter fitted on another model (``provenance["model"]``, when recorded) reads a residual basis
     it was not fitted in; ``allow_other_model=True`` allows it on purpose (e.g. a transfer study).
     """
+    if not isinstance(reporter, Reporter):
+        raise TypeError(f"reporter must be a Reporter (elk_lens.reporters.Reporter); got {type(reporter).__name__}")
     if reporter.reads != "statement":
         raise ValueError(
             f"circuit scores need a statement reporter (score = w . x + b on one residual); this "
@@ -44,6 +56,26 @@ def check_reporter(model: TransformerBridge, reporter: Reporter, *, allow_other_
     if "blocks.0.attn.hook_z" not in model.hook_dict:
         raise ValueError("this model has no blocks.L.attn.hook_z, so per-head outputs cannot be computed")
     return site
+
+
+def check_sizes(**sizes: object) -> None:
+    """Batch sizes and row limits: ints >= 1, checked before the first forward (not halfway through)."""
+    for name, value in sizes.items():
+        check_number(name, value, kind=int, low=1)
+
+
+def check_ig_steps(ig_steps: object, plain: str) -> None:
+    """``ig_steps``: an int >= 1, where 1 is the ``plain`` method (no path integral)."""
+    check_number("ig_steps", ig_steps, kind=int)
+    if ig_steps < 1:
+        raise ValueError(f"ig_steps must be >= 1 (1 = plain {plain}), got {ig_steps}")
+
+
+def check_names(what: str, names: object) -> list[str]:
+    """A list of component (or edge) names; a bare string would otherwise be read character by character."""
+    if isinstance(names, str):
+        raise TypeError(f"{what} must be a list of names, got the string {names!r}; write [{names!r}]")
+    return list(names)
 
 
 def _tokens(model: TransformerBridge, texts: Texts, what: str) -> Tokens:

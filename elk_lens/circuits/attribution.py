@@ -25,7 +25,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.circuits._engine import Batch, gradients, record, work_dtype
-from elk_lens.circuits._inputs import Texts, batches, check_reporter, pair_tokens
+from elk_lens.circuits._inputs import Texts, batches, check_ig_steps, check_reporter, check_sizes, pair_tokens
 from elk_lens.circuits.components import EMBED_HOOK, _components, resolve_components
 from elk_lens.reporters.base import Reporter
 
@@ -49,8 +49,8 @@ def attribution_patching(
     (gradient at the clean run), m > 1 to average the gradient over m points between the corrupted
     and the clean embedding. Returns ``{name: [n_pairs]}``.
     """
-    if ig_steps < 1:
-        raise ValueError(f"ig_steps must be >= 1 (1 = plain attribution patching), got {ig_steps}")
+    check_ig_steps(ig_steps, "attribution patching")
+    check_sizes(batch_size=batch_size)
     site = check_reporter(model, reporter, allow_other_model=allow_other_model)
     every = _components(model, site)
     chosen = resolve_components(model, site, components)

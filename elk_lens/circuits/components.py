@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens.circuits._inputs import check_names
 from elk_lens.sites import Site
 
 __all__ = ["BIASES", "EMBED_HOOK", "Component", "head_output", "resolve_components", "upstream_components"]
@@ -114,8 +115,7 @@ def resolve_components(
     every = _components(model, site)
     if names is None:
         return every
-    if isinstance(names, str):
-        raise TypeError(f"components must be a list of names, got the string {names!r}; write [{names!r}]")
+    names = check_names("components", names)
     by_name = {c.name: c for c in every}
     unknown = [n for n in dict.fromkeys(names) if n not in by_name]
     if unknown:

@@ -17,7 +17,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.circuits._engine import Batch, _b_O, record, work_dtype
-from elk_lens.circuits._inputs import Texts, batches, check_reporter, statement_tokens
+from elk_lens.circuits._inputs import Texts, batches, check_reporter, check_sizes, statement_tokens
 from elk_lens.circuits.components import BIASES, _components, resolve_components
 from elk_lens.reporters.base import Reporter
 
@@ -49,6 +49,7 @@ def direct_attribution(
         ``{name: [n]}`` for each component, plus ``"biases"`` (``w . sum b_O``, the same for every
         statement). Over all components, ``sum(values) + reporter.b`` equals the reporter's score.
     """
+    check_sizes(batch_size=batch_size)
     site = check_reporter(model, reporter, allow_other_model=allow_other_model)
     every = _components(model, site)
     chosen = resolve_components(model, site, components)

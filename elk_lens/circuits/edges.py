@@ -32,7 +32,15 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.circuits._engine import Batch, forward_to_site, read_score, record, work_dtype
-from elk_lens.circuits._inputs import Texts, batches, check_reporter, pair_tokens
+from elk_lens.circuits._inputs import (
+    Texts,
+    batches,
+    check_ig_steps,
+    check_names,
+    check_reporter,
+    check_sizes,
+    pair_tokens,
+)
 from elk_lens.circuits.components import EMBED_HOOK, Component, _components
 from elk_lens.reporters.base import Reporter
 from elk_lens.sites import Site
@@ -110,8 +118,7 @@ def _resolve_edges(model: TransformerBridge, site: Site, names: Sequence[str] | 
     every = _edges(model, site)
     if names is None:
         return every
-    if isinstance(names, str):
-        raise TypeError(f"edges must be a list of names, got the string {names!r}; write [{names!r}]")
+    names = check_names("edges", names)
     by_name = {e.name: e for e in every}
     unknown = [n for n in dict.fromkeys(names) if n not in by_name]
     if unknown:
@@ -273,8 +280,8 @@ def edge_attribution_patching(
     m points between the corrupted and the clean embedding (EAP-IG-inputs, Hanna et al. 2024).
     Returns ``{"u->v": [n_pairs]}``.
     """
-    if ig_steps < 1:
-        raise ValueError(f"ig_steps must be >= 1 (1 = plain EAP), got {ig_steps}")
+    check_ig_steps(ig_steps, "EAP")
+    check_sizes(batch_size=batch_size)
     site = check_reporter(model, reporter, allow_other_model=allow_other_model)
     writers, readers = _components(model, site), _readers(model, site)
     chosen = _resolve_edges(model, site, edges)
@@ -336,6 +343,7 @@ def exact_edge_patching(
 
     Arguments are those of ``exact_patching``. Returns ``{"u->v": [n_pairs]}``.
     """
+    check_sizes(batch_size=batch_size, max_rows=max_rows)
     site = check_reporter(model, reporter, allow_other_model=allow_other_model)
     writers, readers = _components(model, site), _readers(model, site)
     chosen = _resolve_edges(model, site, edges)

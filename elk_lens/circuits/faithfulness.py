@@ -21,9 +21,11 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_number
 from elk_lens.circuits._engine import Batch, Plan, patched_scores, record, work_dtype
-from elk_lens.circuits._inputs import Texts, batches, check_reporter, pair_tokens
+from elk_lens.circuits._inputs import Texts, batches, check_names, check_reporter, check_sizes, pair_tokens
 from elk_lens.circuits.components import BIASES, Component, _components, resolve_components
+from elk_lens.circuits.ranking import check_finite
 from elk_lens.reporters.base import Reporter
 from elk_lens.sites import Site
 
@@ -90,6 +92,7 @@ def _m_diffs(
 ) -> tuple[Float[Tensor, " n_circuits"], float]:
     """``M_diff`` of each circuit, and of the full model."""
     _check_ablation(ablation)
+    check_sizes(batch_size=batch_size, max_rows=max_rows)
     site = check_reporter(model, reporter, allow_other_model=allow_other_model)
     every = _components(model, site)
     for circuit in circuits:
@@ -143,7 +146,7 @@ def faithfulness(
     ``circuit`` names components from ``upstream_components(model, reporter.site)``; every other
     upstream component is ablated (``ablation="twin"`` or ``"mean"``, see the module docstring).
     """
-    circuit = set(circuit)
+    circuit = set(check_names("circuit", circuit))
     m, full = _m_diffs(model, reporter, clean, corrupt, [circuit], ablation, batch_size, max_rows, allow_other_model)
     return float(_ratio(m, full)[0])
 
@@ -161,6 +164,7 @@ def faithfulness_curve(
     allow_other_model: bool = False,
 ) -> Float[Tensor, " n_plus_1"]:
     """``F`` of the first k components of ``order``, for k = 0..len(order)."""
+    order = check_names("order", order)
     if len(set(order)) != len(order):
         raise ValueError(f"order repeats components: {list(order)}")
     circuits = [set(order[:k]) for k in range(len(order) + 1)]
@@ -199,8 +203,10 @@ def smallest_circuit(
     the curve itself is worth reporting (its area is MIB's CPR, drift_growth_circuits.md §2.3).
     ``"biases"`` in ``scores`` is ignored (a constant, not an ablatable component).
     """
+    check_number("target", target)
     if not 0 < target <= 1:
         raise ValueError(f"target must be in (0, 1], got {target}")
+    check_finite(scores)
     site = check_reporter(model, reporter, allow_other_model=allow_other_model)
     order = _by_magnitude(scores, [c.name for c in _components(model, site)])
     circuits = [set(order[:k]) for k in range(len(order) + 1)]

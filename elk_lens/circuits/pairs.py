@@ -7,7 +7,8 @@ position lines up, which patching needs.
 
 import numpy as np
 
-from elk_lens.data.quirky import format_text, quirky_arithmetic
+from elk_lens._checks import check_choice, check_number
+from elk_lens.data.quirky import CHARACTERS, format_text, quirky_arithmetic
 
 __all__ = ["sum_vs_sloppy_pairs"]
 
@@ -19,8 +20,10 @@ def sum_vs_sloppy_pairs(
 
     For Alice the clean half is true and the corrupt half false; for Bob it is the other way round.
     """
+    check_number("n", n, kind=int)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    check_choice("character", character, CHARACTERS)
     rows = quirky_arithmetic(2 * n + 64, split=split, seed=seed).where(character=character)
     a, b = rows.column("a"), rows.column("b")
     _, first = np.unique(np.stack([a, b], 1), axis=0, return_index=True)

@@ -14,7 +14,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.circuits._engine import Batch, patched_scores, record, work_dtype
-from elk_lens.circuits._inputs import Texts, batches, check_reporter, pair_tokens
+from elk_lens.circuits._inputs import Texts, batches, check_reporter, check_sizes, pair_tokens
 from elk_lens.circuits.components import _components, resolve_components
 from elk_lens.reporters.base import Reporter
 
@@ -49,6 +49,7 @@ def exact_patching(
         ``{name: [n_pairs]}``, the change in the reporter's log-odds when that one component carries
         the corrupted twin's output.
     """
+    check_sizes(batch_size=batch_size, max_rows=max_rows)
     site = check_reporter(model, reporter, allow_other_model=allow_other_model)
     every = _components(model, site)
     chosen = resolve_components(model, site, components)

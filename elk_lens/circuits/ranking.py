@@ -12,7 +12,16 @@ from torch import Tensor
 
 from elk_lens.circuits.components import BIASES
 
-__all__ = ["mean_scores", "rank", "spearman"]
+__all__ = ["check_finite", "mean_scores", "rank", "spearman"]
+
+
+def check_finite(scores: Mapping[str, Tensor | float]) -> None:
+    """Every score finite: a NaN sorts and ranks arbitrarily, so a ranking built on it would be silently wrong."""
+    if not isinstance(scores, Mapping):
+        raise TypeError(f"scores must be a dict {{component name: score}}; got {type(scores).__name__}")
+    for name, value in scores.items():
+        if not torch.isfinite(torch.as_tensor(value, dtype=torch.float64)).all():
+            raise ValueError(f"scores[{name!r}] contain NaN or inf")
 
 
 def mean_scores(scores: Mapping[str, Tensor | float]) -> dict[str, float]:
@@ -41,6 +50,8 @@ def spearman(a: Mapping[str, Tensor | float], b: Mapping[str, Tensor | float]) -
 
     ``"biases"`` is left out: it is a constant term, not a component either method can rank.
     """
+    check_finite(a)
+    check_finite(b)
     names = [n for n in a if n in b and n != BIASES]
     if len(names) < 2:
         raise ValueError(f"need >= 2 components in common to correlate ranks, got {names}")

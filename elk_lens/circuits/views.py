@@ -8,8 +8,10 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_number
 from elk_lens._hooks import loud_hooks
 from elk_lens.capture import tokenize
+from elk_lens.circuits._inputs import check_names
 from elk_lens.circuits.components import BIASES, Component
 
 __all__ = ["attention_patterns", "layer_grid", "top_heads"]
@@ -17,6 +19,7 @@ __all__ = ["attention_patterns", "layer_grid", "top_heads"]
 
 def top_heads(scores: Mapping[str, float], k: int) -> list[str]:
     """The ``k`` heads with the largest |score|."""
+    check_number("k", k, kind=int, low=1)  # k = -1 would slice off the last head and return the rest
     heads = [n for n in scores if n != BIASES and Component.from_name(n).head is not None]
     return sorted(heads, key=lambda n: -abs(scores[n]))[:k]
 
@@ -26,7 +29,7 @@ def layer_grid(scores: Mapping[str, float]) -> tuple[list[list[float]], list[str
     NaN where a component is absent. Returns (values, row labels, column labels) for a heatmap."""
     parts = [Component.from_name(n) for n in scores if n != BIASES]
     layers = sorted({c.layer for c in parts if not c.is_embed})
-    n_heads = 1 + max(c.head for c in parts if c.head is not None)
+    n_heads = 1 + max((c.head for c in parts if c.head is not None), default=-1)  # MLP-only scores: no head columns
     nan = float("nan")
     rows = [[scores.get("embed", nan)] + [nan] * n_heads]
     rows += [[scores.get(f"L{layer}H{h}", nan) for h in range(n_heads)] + [scores.get(f"L{layer}MLP", nan)]
@@ -39,9 +42,16 @@ def attention_patterns(
     model: TransformerBridge, text: str, heads: list[str]
 ) -> tuple[Float[Tensor, "head_index query_pos key_pos"], list[str]]:
     """The named heads' attention patterns on ``text`` (stacked in that order) and its tokens."""
-    parts = [Component.from_name(h) for h in heads]
+    if not isinstance(text, str):
+        raise TypeError(f"text must be one prompt (a str); got {type(text).__name__} {text!r}")
+    parts = [Component.from_name(h) for h in check_names("heads", heads)]
     if any(c.head is None for c in parts):
         raise ValueError(f"attention patterns belong to heads only, got {heads}")
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    for c in parts:
+        if c.layer >= n_layers or c.head >= n_heads:
+            raise ValueError(f"head {c.name} is not in this model: it has layers 0..{n_layers - 1} and heads "
+                             f"0..{n_heads - 1}")  # fmt: skip
     tokens = tokenize(model, [text])
     grabbed: dict[str, Tensor] = {}
 

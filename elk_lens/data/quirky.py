@@ -23,6 +23,7 @@ and a training stream can sample train pairs forever.
 import numpy as np
 import torch
 
+from elk_lens._checks import check_number
 from elk_lens.data.statements import StatementSet
 
 __all__ = ["CHARACTERS", "SPLITS", "QuirkyRows", "quirky_arithmetic", "sample_rows", "format_text"]
@@ -169,6 +170,8 @@ def quirky_arithmetic(n: int, *, split: str = "test", seed: int = 0, digits: int
         seed: Seed for the numpy generator; the same seed gives the same set.
         digits: Operand digits: 3 (the zoo models' task) or 4 (the harder variant).
     """
+    check_number("n", n, kind=int)
+    check_number("seed", seed, kind=int, low=0)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     rng = np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 0])

@@ -6,13 +6,16 @@ they carry everything an evaluation filters on (character, difficulty, polarity,
 """
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["StatementSet"]
+from elk_lens._checks import check_texts
+
+__all__ = ["StatementSet", "as_statements"]
 
 
 @dataclass(frozen=True)
@@ -32,21 +35,30 @@ class StatementSet:
     name: str = "statements"
 
     def __post_init__(self) -> None:
+        # a bare string would be n one-character statements; a tuple or generator becomes the list it holds
+        object.__setattr__(self, "texts", check_texts("texts", self.texts))
         n = len(self.texts)
         if n == 0:
             raise ValueError(f"StatementSet {self.name!r} is empty: it needs at least one statement")
-        if not all(isinstance(t, str) for t in self.texts):
-            raise TypeError(f"StatementSet {self.name!r}: every text must be a str")
+        if not isinstance(self.truth, Tensor):
+            raise TypeError(f"StatementSet {self.name!r}: truth must be a bool torch tensor of shape ({n},), "
+                            f"e.g. torch.tensor([True, False, ...]); got {type(self.truth).__name__}")  # fmt: skip
         if self.truth.dtype != torch.bool or self.truth.shape != (n,):
             raise ValueError(
                 f"StatementSet {self.name!r}: truth must be a bool tensor of shape ({n},), "
                 f"got dtype {self.truth.dtype} and shape {tuple(self.truth.shape)}"
             )
         for col, values in self.meta.items():
+            if not isinstance(values, np.ndarray):
+                raise TypeError(f"StatementSet {self.name!r}: meta column {col!r} must be a numpy array; "
+                                f"got {type(values).__name__}")  # fmt: skip
             if len(values) != n:
                 raise ValueError(
                     f"StatementSet {self.name!r}: meta column {col!r} has {len(values)} rows, texts have {n}"
                 )
+            if values.ndim != 1:
+                raise ValueError(f"StatementSet {self.name!r}: meta column {col!r} must be one value per row, "
+                                 f"shape ({n},); got shape {values.shape}")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -120,3 +132,16 @@ class StatementSet:
         """Partition by the values of one column (e.g. train/val/test)."""
         values = self.column(column)
         return {str(v): self.subset(values == v, name=f"{self.name}:{v}") for v in np.unique(values)}
+
+
+def as_statements(name: str, statements: StatementSet | Sequence[str]) -> StatementSet:
+    """A StatementSet as it is, or plain texts (a bare string refused) with placeholder all-False truth.
+
+    Capture reads texts only; the set gives plain texts the same data fingerprint as a set of them.
+    """
+    if isinstance(statements, StatementSet):
+        return statements
+    texts = check_texts(name, statements)
+    if not texts:
+        raise ValueError("no statements to capture: the statement list is empty")
+    return StatementSet(texts, torch.zeros(len(texts), dtype=torch.bool), name=name)

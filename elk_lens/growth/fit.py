@@ -11,6 +11,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from elk_lens._checks import check_number
 from elk_lens.growth.map import GrowthMap
 
 __all__ = ["fit_growth_map"]
@@ -39,8 +40,16 @@ def fit_growth_map(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_number("ridge", ridge, low=0)  # a negative ridge can make the normal equations singular or indefinite
+    for name, acts in (("source", source), ("target", target)):
+        if not isinstance(acts, Tensor) or not acts.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor [batch, d_model]; got "
+                            f"{getattr(acts, 'dtype', type(acts).__name__)}")  # fmt: skip
     if source.ndim != 2 or target.ndim != 2 or len(source) != len(target):
         raise ValueError(f"need paired [batch, d] activations; got {tuple(source.shape)} and {tuple(target.shape)}")
+    for name, acts in (("source", source), ("target", target)):
+        if not torch.isfinite(acts).all():
+            raise ValueError(f"{name} activations contain NaN or inf")
     d, d_new = source.shape[1], target.shape[1]
     if d_new < d:
         raise ValueError(f"a growth map goes to a model at least as wide: {d} -> {d_new}")

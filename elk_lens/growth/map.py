@@ -7,23 +7,28 @@ keeps old heads at ``heads[h]``. A reporter then moves exactly: its readout is a
 rules differ whenever ``PᵀP ≠ I`` (mean-padding), which is why a reporter keeps both.
 """
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
-from elk_lens._atomic import atomic_dir
+from elk_lens._atomic import read_dir, save_dir
+from elk_lens._tensor_files import read_tensors, tensor_record
 from elk_lens.reporters import Reporter
 
 __all__ = ["GrowthMap"]
 
 _SITE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 MAP_FILE = "growth_map.json"
+TENSOR_FILE = "growth_map.safetensors"
+_FORMAT_VERSION = 2  # 2: checksums of every file and of the JSON, dtype and shape of each tensor (1: no version)
+# the JSON fields, each with the type it must hold
+_FIELDS = {"layers": list, "heads": list, "source": str, "target": str, "exact": bool, "ops": list, "sites": dict,
+           "info": dict}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -151,22 +156,58 @@ class GrowthMap:
             {k: v for k, v in (("first", self.info), ("then", after.info)) if v},
         )  # fmt: skip
 
-    def save(self, path: str | Path) -> Path:
-        """``growth_map.safetensors`` (P) and ``growth_map.json`` (the rest), written atomically."""
-        path = Path(path)
-        with atomic_dir(path) as tmp:
-            tensors = {"P": self.P.contiguous()} | ({} if self.offset is None else {"offset": self.offset.contiguous()})
-            save_file(tensors, str(tmp / "growth_map.safetensors"))
-            meta = {k: v for k, v in self.__dict__.items() if k not in ("P", "offset")}
-            (tmp / MAP_FILE).write_text(json.dumps(meta, indent=2, default=list))
-        return path
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """``growth_map.safetensors`` (P, offset) and last ``growth_map.json`` (the rest, the dtype and shape
+        of each tensor, the checksums), atomic and non-destructive like ``Reporter.save``: an existing file
+        or a non-empty directory is refused unless ``overwrite``, which replaces only an earlier map's files."""
+        tensors = {"P": self.P.contiguous()} | ({} if self.offset is None else {"offset": self.offset.contiguous()})
+        meta = {"format_version": _FORMAT_VERSION, "layers": list(self.layers), "heads": list(self.heads),
+                "source": self.source, "target": self.target, "exact": self.exact, "ops": list(self.ops),
+                "sites": self.sites, "info": self.info, "tensors": tensor_record(tensors)}  # fmt: skip
+        return save_dir(path, meta, lambda tmp: save_file(tensors, str(tmp / TENSOR_FILE)), marker=MAP_FILE,
+                        overwrite=overwrite, what="growth map")  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path) -> "GrowthMap":
+        """A saved map, verified: every file against its checksum and the JSON against its own, the tensors
+        against the dtypes and shapes the JSON records, all finite (maps saved before checksums get the
+        shape and finiteness checks)."""
         path = Path(path)
-        if not (path / MAP_FILE).is_file():
-            raise FileNotFoundError(f"{path} holds no saved growth map ({MAP_FILE})")
-        meta = json.loads((path / MAP_FILE).read_text())
-        tensors = load_file(str(path / "growth_map.safetensors"))
-        return cls(tensors["P"], tuple(meta["layers"]), tuple(meta["heads"]), meta["source"], meta["target"],
-                   meta["exact"], tuple(meta["ops"]), tensors.get("offset"), meta["sites"], meta["info"])  # fmt: skip
+        marker = path / MAP_FILE
+        meta = read_dir(path, marker=MAP_FILE, what="growth map")
+        version = meta.get("format_version", 1)
+        if version not in (1, _FORMAT_VERSION):
+            raise ValueError(
+                f"{marker}: format_version {version!r} is not one this elk-lens reads (1, {_FORMAT_VERSION})"
+            )
+        required = {**_FIELDS, **({"tensors": dict, "files": dict} if version == _FORMAT_VERSION else {})}
+        for key, kind in required.items():
+            if not isinstance(meta.get(key), kind):
+                got = f"{meta[key]!r}" if key in meta else "no such key"
+                raise ValueError(f"{marker}: {key!r} must be a {kind.__name__}; got {got}: the saved growth map is "
+                                 f"damaged")  # fmt: skip
+        for key, want, ok in (
+            ("layers", "non-negative ints", all(map(_is_index, meta["layers"]))),
+            ("heads", "non-negative ints", all(map(_is_index, meta["heads"]))),
+            ("ops", "strings", all(isinstance(o, str) for o in meta["ops"])),
+            ("sites", "hook names to hook names", all(isinstance(x, str) for kv in meta["sites"].items() for x in kv)),
+        ):
+            if not ok:
+                raise ValueError(f"{marker}: {key!r} must hold {want}; got {meta[key]!r}")
+        tensors = read_tensors(path / TENSOR_FILE, meta.get("tensors"), marker=marker, what="growth map")
+        if "P" not in tensors or set(tensors) - {"P", "offset"}:
+            raise ValueError(f"{path / TENSOR_FILE} holds tensors {sorted(tensors)}; a growth map has 'P' and "
+                             f"optionally 'offset'")  # fmt: skip
+        P, offset = tensors["P"], tensors.get("offset")
+        if offset is not None and (P.ndim != 2 or tuple(offset.shape) != (P.shape[0],)):
+            raise ValueError(f"{path / TENSOR_FILE}: offset must have shape (d_model',) matching P "
+                             f"{tuple(P.shape)}; got {tuple(offset.shape)}")  # fmt: skip
+        try:
+            return cls(P, tuple(meta["layers"]), tuple(meta["heads"]), meta["source"], meta["target"], meta["exact"],
+                       tuple(meta["ops"]), offset, meta["sites"], meta["info"])  # fmt: skip
+        except ValueError as e:  # P's shape or the layers' order
+            raise ValueError(f"{path} holds an invalid growth map ({MAP_FILE}, {TENSOR_FILE}): {e}") from None
+
+
+def _is_index(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._checks import check_number
 from elk_lens.growth.map import GrowthMap
 from elk_lens.models import fingerprint, native_config
 
@@ -44,6 +45,9 @@ NORMS = ("LN", "RMS")
 _LN_WEIGHTS = ("ln1.weight", "ln2.weight")
 _READERS = ("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.in.weight", "mlp.gate.weight")
 _WRITERS = ("attn.o.weight", "mlp.out.weight")
+_MLP_PARAMS = ("in.weight", "in.bias", "out.weight", "out.bias")  # what widen_mlp knows how to widen
+MLP_MODES = ("split", "zero")
+D_MODEL_MODES = ("mean", "zero")
 
 
 def _config(model: TransformerBridge, op: str) -> dict:
@@ -108,9 +112,14 @@ def insert_blocks(model: TransformerBridge, at: list[int] | int, *, preserve: bo
     ``preserve`` its writers (O, MLP out, and their biases) are zero, so it adds nothing to the
     residual. ``preserve=False`` draws the writers too: the non-preserving contrast.
     """
+    positions = list(at) if isinstance(at, (list, tuple, range)) else [at]
+    bad = [a for a in positions if isinstance(a, bool) or not isinstance(a, int)]
+    if bad:  # 1.5 matches no block index: nothing would be inserted there, silently
+        raise TypeError(f"insert positions must be ints; got {bad[0]!r}")
+    check_number("seed", seed, kind=int)
     cfg = _config(model, "insert_blocks")
     n = cfg["n_layers"]
-    at = sorted([at] if isinstance(at, int) else list(at))
+    at = sorted(positions)
     if not at or any(not 0 <= a <= n for a in at):
         raise ValueError(f"insert positions must lie in 0..{n} (before that old block; {n} = at the end), got {at}")
     state, gen = _state(model), _generator(seed)
@@ -163,10 +172,11 @@ def widen_mlp(model: TransformerBridge, d_mlp: int, *, mode: str = "split", seed
     cfg = _config(model, "widen_mlp")
     if cfg.get("gated_mlp") or cfg.get("attn_only"):
         raise ValueError("widen_mlp supports plain (ungated) MLPs; this model has a gated MLP or none")
+    _check_mlp_params(model, cfg)
     old = cfg["d_mlp"]
     _check_grows("d_mlp", old, d_mlp)
-    if mode not in ("split", "zero"):
-        raise ValueError(f"widen_mlp mode must be 'split' or 'zero', got {mode!r}")
+    _check_mode("widen_mlp", mode, MLP_MODES)
+    check_number("seed", seed, kind=int)
     state, gen = _state(model), _generator(seed)
     rng = np.random.default_rng(seed)
     extra = d_mlp - old
@@ -194,6 +204,23 @@ def widen_mlp(model: TransformerBridge, d_mlp: int, *, mode: str = "split", seed
     return grown, _map(model, grown, f"widen_mlp({old}->{d_mlp}, {mode})")
 
 
+def _check_mlp_params(model: TransformerBridge, cfg: dict) -> None:
+    """Only ``in`` and ``out`` may hold the neuron axis: an MLP with its own LayerNorm over the neurons
+    (``act_fn="solu_ln"``) has weights no split or zero-pad here widens."""
+    prefix = "blocks.0.mlp."
+    other = sorted(k.removeprefix(prefix) for k in model.state_dict() if k.startswith(prefix)
+                   and k.removeprefix(prefix) not in _MLP_PARAMS)  # fmt: skip
+    if other:
+        raise ValueError(f"widen_mlp cannot grow act_fn={cfg.get('act_fn')!r}: its MLP has parameters over the "
+                         f"neurons ({[prefix + k for k in other]}) that the operator does not widen; supported "
+                         f"act_fn: element-wise activations such as 'gelu', 'relu', 'silu'")  # fmt: skip
+
+
+def _check_mode(op: str, mode: object, modes: tuple[str, ...]) -> None:
+    if mode not in modes:
+        raise ValueError(f"{op} mode must be {' or '.join(map(repr, modes))}, got {mode!r}")
+
+
 def _check_heads(cfg: dict, op: str) -> None:
     if cfg.get("n_key_value_heads") not in (None, cfg["n_heads"]):
         raise ValueError(f"{op} supports full multi-head attention; this model has grouped-query attention")
@@ -205,6 +232,7 @@ def add_heads(model: TransformerBridge, n_heads: int, *, seed: int = 0) -> tuple
     _check_heads(cfg, "add_heads")
     old, d_head = cfg["n_heads"], cfg["d_head"]
     _check_grows("n_heads", old, n_heads)
+    check_number("seed", seed, kind=int)
     state, gen = _state(model), _generator(seed)
     extra = (n_heads - old) * d_head
     for i in range(cfg["n_layers"]):
@@ -233,6 +261,7 @@ def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tupl
         raise ValueError("grow_d_head does not support rotary positions (the rotation depends on d_head)")
     old, n_heads = cfg["d_head"], cfg["n_heads"]
     _check_grows("d_head", old, d_head)
+    check_number("seed", seed, kind=int)
     auto_scale = cfg.get("use_attn_scale", True) and cfg.get("attn_scale", -1.0) <= 0
     rescale = math.sqrt(d_head / old) if auto_scale else 1.0
     state, gen = _state(model), _generator(seed)
@@ -254,7 +283,8 @@ def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tupl
     return grown, _map(model, grown, f"grow_d_head({old}->{d_head})")
 
 
-def _check_grows(name: str, old: int, new: int) -> None:
+def _check_grows(name: str, old: int, new: object) -> None:
+    check_number(name, new, kind=int)
     if new <= old:
         raise ValueError(f"{name} can only grow: {old} -> {new} would shrink it or keep it")
 
@@ -276,8 +306,9 @@ def widen_d_model(model: TransformerBridge, d_model: int, *, mode: str = "mean",
     cfg = _config(model, "widen_d_model")
     d = cfg["d_model"]
     _check_grows("d_model", d, d_model)
-    if mode not in ("mean", "zero"):
-        raise ValueError(f"widen_d_model mode must be 'mean' or 'zero', got {mode!r}")
+    _check_mode("widen_d_model", mode, D_MODEL_MODES)
+    check_number("seed", seed, kind=int)
+    check_number("centred_tol", centred_tol, low=0)
     if mode == "mean" and cfg["normalization_type"] == "RMS":
         raise ValueError("mean-padding changes an RMSNorm's mean square; widen RMS models with mode='zero'")
     state, gen = _state(model), _generator(seed)
@@ -331,12 +362,18 @@ def grow(model: TransformerBridge, *, n_layers: int | None = None, d_model: int 
     A model laid out as usual (n_heads · d_head = d_model) keeps that layout when only ``d_model`` is
     given: heads are added to fill the new width, which must then be a multiple of d_head.
     """
-    if d_model is not None and n_heads is None and d_head is None:  # before any step is queued
-        n_heads = _heads_for_width(model, d_model)
     cfg = model.cfg
-    asked = ((n_layers, cfg.n_layers), (d_model, cfg.d_model), (d_mlp, cfg.d_mlp), (n_heads, cfg.n_heads),
-             (d_head, cfg.d_head))  # fmt: skip
-    n_layers, d_model, d_mlp, n_heads, d_head = (None if new == old else new for new, old in asked)
+    current = {"n_layers": cfg.n_layers, "d_model": cfg.d_model, "d_mlp": cfg.d_mlp, "n_heads": cfg.n_heads,
+               "d_head": cfg.d_head}  # fmt: skip
+    asked = {"n_layers": n_layers, "d_model": d_model, "d_mlp": d_mlp, "n_heads": n_heads, "d_head": d_head}
+    for name, new in asked.items():  # every size, the mode and the seed before the first step runs
+        if new is not None and new != current[name]:
+            _check_grows(name, current[name], new)
+    _check_mode("widen_d_model", d_model_mode, D_MODEL_MODES)
+    check_number("seed", seed, kind=int)
+    if d_model is not None and n_heads is None and d_head is None:  # before any step is queued
+        asked["n_heads"] = _heads_for_width(model, d_model)
+    n_layers, d_model, d_mlp, n_heads, d_head = (None if new == current[k] else new for k, new in asked.items())
     steps = []
     if d_head is not None:
         steps.append(lambda m: grow_d_head(m, d_head, seed=seed))
@@ -348,7 +385,6 @@ def grow(model: TransformerBridge, *, n_layers: int | None = None, d_model: int 
         steps.append(lambda m: widen_d_model(m, d_model, mode=d_model_mode, seed=seed + 3))
     if n_layers is not None:
         old = model.cfg.n_layers
-        _check_grows("n_layers", old, n_layers)
         new = n_layers - old
         steps.append(lambda m: insert_blocks(m, [min(old, (j + 1) * old // new) for j in range(new)], seed=seed + 4))
     if not steps:

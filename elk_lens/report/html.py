@@ -51,14 +51,16 @@ def table_html(rows: Sequence[dict], *, digits: int = 3, highlight=None) -> str:
             classes = " ".join(
                 x for x in ("num" if isinstance(v, (int, float)) else "", highlight(c, v) if highlight else None) if x
             )
-            cells.append(f"<td{f' class={classes!r}' if classes else ''}>{escape(text)}</td>")
+            cells.append(f"<td{f' class={escape(classes)!r}' if classes else ''}>{escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def render_page(title: str, intro: str, sections: Sequence[Section]) -> str:
-    toc = "".join(f'<li><a href="#{s.anchor}">{escape(s.title)}</a></li>' for s in sections)
-    parts = [f'<section id="{s.anchor}"><h2>{escape(s.title)}</h2>{s.html}</section>' for s in sections]
+    """The page: ``title`` and the section titles are text (escaped here); ``intro`` and each section's
+    ``html`` are markup built by elk-lens, which escapes every string it puts in them."""
+    toc = "".join(f'<li><a href="#{escape(s.anchor)}">{escape(s.title)}</a></li>' for s in sections)
+    parts = [f'<section id="{escape(s.anchor)}"><h2>{escape(s.title)}</h2>{s.html}</section>' for s in sections]
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>{intro}<ul>{toc}</ul>{''.join(parts)}"

@@ -1,8 +1,20 @@
-"""Self-describing run directories: config, manifest, metrics, tables, and resumable stages."""
+"""Self-describing run directories: config, manifest, metrics, tables, and resumable stages.
+
+A stage's result is saved when the stage finishes, atomically, with the SHA-256 of its content in the
+same file (a JSON stage: beside the result in the JSON; a tensor stage: in the safetensors metadata).
+A rerun uses a saved stage only after checking it. Writes are atomic, so only damage from outside (a
+disk error, an edit, a copy cut short) can make a stage file fail; such a file is never used: the stage
+is computed again and the file replaced, with a warning naming it. That is the honest repair, not a
+guess: a stage is a deterministic function of the run's config, so recomputing gives the value the run
+would have had, and the file is elk-lens's own (no user data is lost by replacing it). A stage file from
+before stages carried checksums is recomputed the same way (it cannot be verified).
+"""
 
 import csv
+import hashlib
 import io
 import json
+import logging
 import platform
 import subprocess
 import time
@@ -10,12 +22,21 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from safetensors.torch import load_file, save
+import torch
+from safetensors import safe_open
+from safetensors.torch import save
 from torch import Tensor
 
 from elk_lens._atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["RunDir", "csv_text", "environment"]
+
+log = logging.getLogger(__name__)
+_STAGE_FORMAT = "elk-lens stage"  # marks a checksummed JSON stage file
+# A tensor stage's metadata holds this one key: safetensors writes several metadata keys in a random
+# order, so a file with one key is the same bytes in every run.
+_STAGE_DIGEST = "elk-lens stage sha256"
+_MISSING = object()  # no usable saved result
 
 _PACKAGES = ("elk-lens", "transformer-lens", "torch", "transformers", "tokenizers", "numpy", "safetensors")
 
@@ -51,8 +72,56 @@ def environment() -> dict:
             "git_revision": _git_revision()}  # fmt: skip
 
 
+class _Damaged(Exception):
+    """A stage file that must not be used; the message says why."""
+
+
+def _result_text(result: object) -> str:
+    return json.dumps(result, indent=2)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tensors_digest(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _read_json_stage(path: Path) -> object:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _Damaged(f"is not valid JSON ({e})") from None
+    if not isinstance(saved, dict) or saved.get("format") != _STAGE_FORMAT or "result" not in saved:
+        raise _Damaged("holds no checksummed stage result (damaged, or written before stages carried checksums)")
+    if _sha256(_result_text(saved["result"]).encode()) != saved.get("sha256"):
+        raise _Damaged("fails its checksum (its result was changed after the stage saved it)")
+    return saved["result"]
+
+
+def _read_tensor_stage(path: Path) -> dict[str, Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = f.get_tensors()  # what load_file returns, in its order
+    except Exception as e:  # safetensors raises several types on truncated or garbled files
+        raise _Damaged(f"is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    if _STAGE_DIGEST not in meta:
+        raise _Damaged("holds no checksummed stage result (damaged, or written before stages carried checksums)")
+    if meta[_STAGE_DIGEST] != _tensors_digest(tensors):
+        raise _Damaged("fails its checksum (its tensors were changed after the stage saved them)")
+    return tensors
+
+
 class RunDir:
-    """A run directory. Each stage's JSON result is saved when it finishes, so a killed run resumes."""
+    """A run directory. Each stage's result is saved when it finishes, so a killed run resumes (module doc)."""
 
     def __init__(self, path: Path, config_text: str):
         self.path = path
@@ -67,29 +136,46 @@ class RunDir:
         self.timings: dict[str, float] = {}
         self.resumed: list[str] = []
 
-    def stage(self, name: str, compute: Callable[[], dict]) -> dict:
-        """Return the saved result of stage ``name``, or compute and save it."""
-        path = self.path / "stages" / f"{name}.json"
-        if path.is_file():
-            self.resumed.append(name)
-            return json.loads(path.read_text())
+    def _saved(self, name: str, path: Path, read: Callable[[Path], object]) -> object:
+        """The checked result saved at ``path``, or ``_MISSING`` (not saved yet, or damaged: recompute it)."""
+        if not path.is_file():
+            return _MISSING
+        try:
+            result = read(path)
+        except _Damaged as e:
+            log.warning("run stage file %s %s; computing stage %r again and replacing the file", path, e, name)
+            return _MISSING
+        self.resumed.append(name)
+        return result
+
+    def _compute(self, name: str, compute: Callable[[], object]) -> object:
         started = time.perf_counter()
         result = compute()
         self.timings[name] = round(time.perf_counter() - started, 2)
-        atomic_write_text(path, json.dumps(result, indent=2))
+        return result
+
+    def stage(self, name: str, compute: Callable[[], dict]) -> dict:
+        """Return the saved result of stage ``name`` (checked), or compute and save it (JSON with its SHA-256)."""
+        path = self.path / "stages" / f"{name}.json"
+        saved = self._saved(name, path, _read_json_stage)
+        if saved is not _MISSING:
+            return saved
+        result = self._compute(name, compute)
+        text = _result_text(result)
+        stored = {"format": _STAGE_FORMAT, "sha256": _sha256(text.encode()), "result": result}
+        atomic_write_text(path, json.dumps(stored, indent=2))
         return result
 
     def tensor_stage(self, name: str, compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
-        """As :meth:`stage`, for a result of named tensors (saved as safetensors, atomically)."""
+        """As :meth:`stage`, for a result of named tensors (safetensors, the SHA-256 in its metadata)."""
         path = self.path / "stages" / f"{name}.safetensors"
-        if path.is_file():
-            self.resumed.append(name)
-            return load_file(str(path))
-        started = time.perf_counter()
-        result = compute()
-        self.timings[name] = round(time.perf_counter() - started, 2)
+        saved = self._saved(name, path, _read_tensor_stage)
+        if saved is not _MISSING:
+            return saved
+        result = self._compute(name, compute)
         # clone: safetensors refuses tensors that share storage (e.g. a view of another result tensor)
-        atomic_write_bytes(path, save({k: v.detach().clone().contiguous() for k, v in result.items()}))
+        tensors = {k: v.detach().clone().contiguous() for k, v in result.items()}
+        atomic_write_bytes(path, save(tensors, metadata={_STAGE_DIGEST: _tensors_digest(tensors)}))
         return result
 
     def write_json(self, name: str, obj: object) -> Path:

@@ -15,14 +15,34 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-__all__ = ["load_spec", "run_analysis"]
+__all__ = ["check_run_name", "load_spec", "run_analysis"]
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_NAME_RULE = "a plain name: letters, digits, '.', '_' and '-', not starting with '.', at most 128 characters"
+
+
+def check_run_name(what: str, name: object) -> str:
+    """A run directory's name: a plain name, so the run stays inside the runs directory (no ``/``, no
+    ``..``, no absolute path, nothing a shell or a file system reads specially)."""
+    if not isinstance(name, str):
+        raise ValueError(f"{what} must be a string; got {name!r}")
+    if not _PLAIN_NAME.fullmatch(name):
+        raise ValueError(f"{what} is {name!r}, not {_NAME_RULE}")
+    return name
 
 
 def load_spec(path: Path) -> tuple[dict, str]:
     """Parse and check an analysis spec; returns (config, raw text)."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"analysis spec {path} is a directory; give a .toml file (e.g. analyses/quirky_elk.toml)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"analysis spec {path} does not exist (see analyses/ for examples)")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"analysis spec {path} is not a UTF-8 text file (byte {e.start}); a spec is TOML") from None
     try:
         cfg = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -30,7 +50,8 @@ def load_spec(path: Path) -> tuple[dict, str]:
     for key in ("name", "analysis"):
         if key not in cfg:
             raise ValueError(f"{path} lacks the top-level key {key!r}")
-    if cfg["analysis"] not in ANALYSES:
+    check_run_name("config key 'name'", cfg["name"])
+    if not isinstance(cfg["analysis"], str) or cfg["analysis"] not in ANALYSES:
         raise ValueError(f"{path}: unknown analysis {cfg['analysis']!r}; valid: {sorted(ANALYSES)}")
     _check_keys(path, cfg, ANALYSES[cfg["analysis"]].KEYS)
     return cfg, text
@@ -40,6 +61,9 @@ def _dotted(node: dict, prefix: str = "") -> list[str]:
     out = []
     for key, value in node.items():
         name = f"{prefix}{key}"
+        if "." in key:  # a quoted key such as "model.spec" = ...: the analysis would never read it
+            raise ValueError(f"key {name!r} is written as one quoted key; write it as a table and a key, e.g. "
+                             f"[{name.rsplit('.', 1)[0]}] {name.rsplit('.', 1)[1]} = ...")  # fmt: skip
         out += _dotted(value, f"{name}.") if isinstance(value, dict) else [name]
     return out
 
@@ -56,11 +80,19 @@ def _check_keys(path: Path, cfg: dict, valid: tuple[str, ...]) -> None:
 
 def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | None = None) -> Path:
     """Run (or resume) the analysis in ``spec``; returns the run directory."""
+    if run_name is not None:
+        check_run_name("run_name (--name)", run_name)
     cfg, text = load_spec(spec)
     analysis = ANALYSES[cfg["analysis"]]
     analysis.check_config(cfg)
+    if runs_root.exists() and not runs_root.is_dir():
+        raise NotADirectoryError(f"cannot write the run directory under {runs_root} (it is a file, not a "
+                                 "directory); choose a writable place with --runs DIR")  # fmt: skip
+    path = runs_root / (run_name or cfg["name"])
+    if not path.resolve().is_relative_to(runs_root.resolve()):  # e.g. a symbolic link out of the runs directory
+        raise ValueError(f"the run directory {path} resolves to {path.resolve()}, outside {runs_root}")
     try:
-        run = RunDir(runs_root / (run_name or cfg["name"]), text)
+        run = RunDir(path, text)
     except OSError as e:  # not writable, or a file where a directory should be
         raise OSError(
             f"cannot write the run directory under {runs_root} ({e.strerror}: {e.filename}); "

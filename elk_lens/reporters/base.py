@@ -1,19 +1,23 @@
 """`Reporter`: the frozen artifact every method reduces to, an affine readout on the raw residual."""
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens._atomic import atomic_dir
+from elk_lens._atomic import CONTENT_KEY, read_dir, save_dir
+from elk_lens._checks import check_number
+from elk_lens._tensor_files import check_tensor, read_tensors, tensor_record
 from elk_lens.models import fingerprint
 
 __all__ = ["Reporter"]
+
+REPORTER_FILE = "reporter.json"
+TENSOR_FILE = "reporter.safetensors"
 
 
 @dataclass(frozen=True)
@@ -69,34 +73,60 @@ class Reporter:
             self.w.to(dtype), self.b, self.v.to(dtype), self.method, self.site, dict(self.provenance), self.reads
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``reporter.safetensors`` (w, v) and ``reporter.json`` (everything else), atomically."""
-        path = Path(path)
-        with atomic_dir(path) as tmp:
-            save_file({"w": self.w.contiguous(), "v": self.v.contiguous()}, str(tmp / "reporter.safetensors"))
-            meta = {"format_version": _FORMAT_VERSION, "b": self.b, "method": self.method, "site": self.site,
-                    "reads": self.reads, "d_model": self.w.shape[0], "provenance": self.provenance}  # fmt: skip
-            (tmp / "reporter.json").write_text(json.dumps(meta, indent=2, default=str))
-        return path
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``reporter.safetensors`` (w, v) and last ``reporter.json`` (everything else: the dtype and
+        shape of w and v, the checksum of each file and of the JSON's own content).
+
+        Atomic and non-destructive (``elk_lens._atomic.save_dir``): an existing file, or a directory that
+        holds anything (other reporters, say), is refused unless ``overwrite``, which then replaces only
+        the files of an earlier reporter saved there and leaves everything else alone.
+        """
+        _check_fields(self.w, self.v, self.b, self.method, self.site, self.reads, where="cannot save the reporter")
+        tensors = {"w": self.w.contiguous(), "v": self.v.contiguous()}
+        meta = {"format_version": _FORMAT_VERSION, "b": float(self.b), "method": self.method, "site": self.site,
+                "reads": self.reads, "d_model": self.w.shape[0], "tensors": tensor_record(tensors),
+                "provenance": self.provenance}  # fmt: skip
+        return save_dir(path, meta, lambda tmp: save_file(tensors, str(tmp / TENSOR_FILE)),
+                        marker=REPORTER_FILE, overwrite=overwrite, what="reporter")  # fmt: skip
 
     @classmethod
     def load(
         cls, path: str | Path, *, model: TransformerBridge | None = None, allow_other_model: bool = False
     ) -> "Reporter":
-        """Read a saved reporter; with ``model``, check it was fitted on that model.
+        """Read a saved reporter, verified; with ``model``, check it was fitted on that model.
+
+        Every file is checked against its recorded checksum and the JSON against its own; w and v must
+        have shape (d_model,), the recorded dtype and finite values, b must be a finite number. Reporters
+        saved before checksums (format 1) get the shape, dtype and finiteness checks.
 
         A width mismatch is always an error (the readout cannot apply); another model fingerprint is an
         error unless ``allow_other_model`` (e.g. to test transfer to a fine-tuned checkpoint on purpose).
         """
         path = Path(path)
-        if not (path / "reporter.json").is_file():
-            raise FileNotFoundError(f"{path} holds no saved reporter (reporter.json)")
-        meta = json.loads((path / "reporter.json").read_text())
-        tensors = load_file(str(path / "reporter.safetensors"))
-        reporter = cls(
-            tensors["w"], meta["b"], tensors["v"], meta["method"], meta["site"], meta["provenance"],
-            meta.get("reads", "statement"),
-        )  # fmt: skip
+        marker = path / REPORTER_FILE
+        meta = read_dir(path, marker=REPORTER_FILE, what="reporter")
+        version = meta.get("format_version")
+        if version not in (1, _FORMAT_VERSION):
+            raise ValueError(
+                f"{marker}: format_version {version!r} is not one this elk-lens reads (1, {_FORMAT_VERSION})"
+            )
+        required = ["b", "method", "site", "d_model", "provenance"]
+        if version == _FORMAT_VERSION:
+            required += ["reads", "tensors", "files", CONTENT_KEY]
+        missing = [k for k in required if k not in meta]
+        if missing:
+            raise ValueError(f"{marker} has no {missing[0]!r} (missing keys: {missing}): the saved reporter is damaged")
+        tensors = read_tensors(path / TENSOR_FILE, meta.get("tensors"), marker=marker, what="reporter")
+        if set(tensors) != {"v", "w"}:
+            raise ValueError(
+                f"{path / TENSOR_FILE} holds tensors {sorted(tensors)}; a reporter has exactly 'v' and 'w'"
+            )
+        provenance, reads = meta["provenance"], meta.get("reads", "statement")
+        if not isinstance(provenance, dict):
+            raise ValueError(f"{marker}: 'provenance' must be a JSON object; got {provenance!r}")
+        _check_fields(tensors["w"], tensors["v"], meta["b"], meta["method"], meta["site"], reads, where=str(marker),
+                      d_model=meta["d_model"])  # fmt: skip
+        reporter = cls(tensors["w"], meta["b"], tensors["v"], meta["method"], meta["site"], provenance, reads)
         if model is not None:
             if model.cfg.d_model != reporter.w.shape[0]:
                 raise ValueError(
@@ -111,5 +141,28 @@ class Reporter:
         return reporter
 
 
-_FORMAT_VERSION = 1
+def _check_fields(
+    w: Tensor, v: Tensor, b: object, method: object, site: object, reads: object, *, where: str, d_model: object = None
+) -> None:
+    """What a usable reporter needs: w and v floating, finite, of shape (d_model,); b a finite number;
+    method and site non-empty strings; reads one of ``READS``. Errors start with ``where``."""
+    try:
+        if d_model is None:
+            d_model = w.shape[0] if w.ndim == 1 else -1
+        check_number("d_model", d_model, kind=int, low=1)
+        for name, t in (("w", w), ("v", v)):
+            if tuple(t.shape) != (d_model,):
+                raise ValueError(f"{name} must have shape (d_model,) = ({d_model},); got {tuple(t.shape)}")
+            check_tensor(name, t)
+        check_number("b (the bias)", b)
+        for name, value in (("method", method), ("site", site)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string; got {value!r}")
+        if reads not in READS:
+            raise ValueError(f"reads must be one of {READS}; got {reads!r}")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+_FORMAT_VERSION = 2  # 2: checksums of every file and of the JSON, dtype and shape of w and v
 READS = ("statement", "contrast")

@@ -17,6 +17,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from elk_lens._checks import check_number
+
 __all__ = ["batched_lbfgs"]
 
 _ARMIJO_C1 = 1e-4
@@ -60,6 +62,13 @@ def batched_lbfgs(
     entry is below ``tolerance_grad``, its loss changes by less than ``tolerance_change``, or no
     backtracking step decreases it.
     """
+    if not isinstance(x0, Tensor) or x0.ndim != 2 or not x0.is_floating_point():
+        raise TypeError(f"x0 must be a floating tensor [problem, p]; got {type(x0).__name__} "
+                        f"{tuple(getattr(x0, 'shape', ()))} {getattr(x0, 'dtype', '')}")  # fmt: skip
+    check_number("max_iter", max_iter, kind=int, low=1)
+    check_number("history_size", history_size, kind=int, low=1)
+    check_number("tolerance_grad", tolerance_grad, low=0)
+    check_number("tolerance_change", tolerance_change, low=0)
     x = x0.detach().clone()
     value, grad = value_and_grad(x)
     active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_number
 from elk_lens.reporters.base import Reporter
 from elk_lens.reporters.batched_lbfgs import batched_lbfgs
 from elk_lens.reporters.pairs import BurnsNorm, check_pairs
@@ -73,6 +74,15 @@ def ccs_value_and_grad(
     return value, grad
 
 
+def _check_search(n_restarts: object, seed: object, weight_decay: object) -> None:
+    """The restart search's settings, refused before any work: a negative weight decay rewards large probes."""
+    check_number("n_restarts", n_restarts, kind=int)
+    if n_restarts < 1:
+        raise ValueError(f"n_restarts must be >= 1, got {n_restarts}")
+    check_number("seed", seed, kind=int)
+    check_number("weight_decay", weight_decay, low=0)
+
+
 def ccs_restarts(
     z_true: Float[Tensor, "batch d_model"],
     z_false: Float[Tensor, "batch d_model"],
@@ -87,8 +97,8 @@ def ccs_restarts(
 
     ``vectorized=False`` runs the same inits one after another (for the benchmark and as an oracle).
     """
-    if n_restarts < 1:
-        raise ValueError(f"n_restarts must be >= 1, got {n_restarts}")
+    _check_search(n_restarts, seed, weight_decay)
+    check_number("max_iter", max_iter, kind=int, low=1)
     d = z_true.shape[1]
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.cat([torch.randn(n_restarts, d, generator=gen) / d**0.5, torch.zeros(n_restarts, 1)], 1)
@@ -125,6 +135,7 @@ def fit_ccs(
     The probe's pair score ``logit(x_true) - logit(x_false) = theta . (x_true - x_false) / scale`` (the
     class means cancel into the bias), which Platt scaling on ``(x_true - x_false, y)`` calibrates.
     """
+    _check_search(n_restarts, seed, weight_decay)
     x_true, x_false, y = check_pairs(x_true, x_false, y, site, "CCS")
     norm = BurnsNorm.fit(x_true, x_false)
     # float32 for the search (activations are captured in float32; the restarts' losses agree with a

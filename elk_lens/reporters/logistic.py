@@ -4,7 +4,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from elk_lens._checks import check_training_data
+from elk_lens._checks import check_number, check_training_data
 from elk_lens.reporters.base import Reporter
 
 __all__ = ["fit_logistic", "logistic_regression"]
@@ -16,7 +16,10 @@ def logistic_regression(
     """Minimize ``0.5 |w|^2 + C * sum_i logloss_i`` (scikit-learn's objective; bias unpenalized).
 
     Returns ``(w, b)`` in float64. Deterministic: L-BFGS from zero with strong-Wolfe line search.
+    ``C`` must be positive: ``C = 0`` divides the penalty by zero, a negative ``C`` rewards large weights.
     """
+    check_number("C", C, low=0, low_open=True)
+    check_number("max_iter", max_iter, kind=int, low=1)
     x = x.to(torch.float64)
     y = y.to(torch.float64)
     n, d = x.shape

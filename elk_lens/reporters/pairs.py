@@ -31,6 +31,9 @@ def check_pairs(
             f"{method} is a contrast-pair method: it needs x_true and x_false, the residuals at the appended "
             f"true and false answers (elk_lens.contrast.capture_contrast)"
         )
+    for name, half in (("x_true", x_true), ("x_false", x_false)):
+        if not isinstance(half, Tensor):
+            raise TypeError(f"{method}: {name} must be a floating tensor [n, d_model]; got {type(half).__name__}")
     if x_true.shape != x_false.shape:
         raise ValueError(f"{method}: pair halves differ in shape, {tuple(x_true.shape)} vs {tuple(x_false.shape)}")
     if x_true.shape[0] < MIN_PAIRS:

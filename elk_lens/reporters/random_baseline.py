@@ -9,7 +9,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from elk_lens._checks import check_training_data
+from elk_lens._checks import check_labels, check_number, check_training_data
 from elk_lens.metrics import auroc_columns
 
 __all__ = ["random_direction_baseline"]
@@ -27,10 +27,13 @@ def random_direction_baseline(
     seed: int = 0,
 ) -> dict[str, float]:
     """Mean and quantiles of evaluation AUROC over sign-fixed random directions."""
+    check_number("n_directions", n_directions, kind=int, low=1)
+    check_number("seed", seed, kind=int)
     train_x, train_y = check_training_data(train_x, train_y, "random baseline (train)")
     eval_x = torch.as_tensor(eval_x, dtype=torch.float64)
-    if eval_x.shape[1] != train_x.shape[1]:
-        raise ValueError(f"train width {train_x.shape[1]} != evaluation width {eval_x.shape[1]}")
+    if eval_x.ndim != 2 or eval_x.shape[1] != train_x.shape[1]:
+        raise ValueError(f"eval_x must be [n_eval, {train_x.shape[1]}] (the train width); got {tuple(eval_x.shape)}")
+    eval_y = check_labels("eval_y", eval_y, n=eval_x.shape[0])
     z = torch.randn(train_x.shape[1], n_directions, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     sign = torch.where(auroc_columns(train_x @ z, train_y) >= 0.5, 1.0, -1.0).to(torch.float64)
     aurocs = auroc_columns(eval_x @ (z * sign), eval_y)

@@ -47,6 +47,8 @@ def _prepare(x, y, polarity, groups, site: str) -> tuple[Tensor, Tensor, Tensor,
     if groups is None:
         groups = torch.zeros(n, dtype=torch.long)
     groups = torch.as_tensor(groups)
+    if groups.is_floating_point() or groups.is_complex():  # 0.5 and 0.50001 would be two datasets
+        raise TypeError(f"groups must hold integer dataset ids; got dtype {groups.dtype}")
     if groups.shape != (n,):
         raise ValueError(f"groups must have one dataset id per row ({n}); got shape {tuple(groups.shape)}")
     ids, group_index = torch.unique(groups, return_inverse=True)

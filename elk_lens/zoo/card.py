@@ -29,7 +29,10 @@ def measure_and_write_cards(models: dict[str, Path], *, wall_seconds: float | No
     """Add a ``measured`` section (and the recipe's wall time) to each model's card."""
     for path in models.values():
         card_path = path / "card.json"
-        card = json.loads(card_path.read_text())
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{card_path} cannot be read as a model card (JSON): {e}") from None
         card["measured"] = measure(path)
         if wall_seconds is not None:
             card["recipe_wall_seconds"] = round(wall_seconds, 1)

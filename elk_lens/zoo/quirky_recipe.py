@@ -28,11 +28,12 @@ Two departures from the prototype in the notes, both measured (see the model car
 
 Training runs on the bare ``NativeModel`` (about 20% faster than through the bridge), whose weights
 are then renamed into a bridge state dict. Deterministic for a seed at a fixed thread count. A
-killed run resumes from its last checkpoint (every ``ckpt_every`` steps) or finished stage.
+killed run resumes from its last checkpoint (every ``ckpt_every`` steps, ``.<stage>.state.json`` and its
+tensors: safetensors + JSON, never a pickle) or finished stage. An old pickled checkpoint
+(``.<stage>.ckpt``) is refused, not loaded: unpickling a file can run any code.
 """
 
 import copy
-import io
 import json
 import re
 import time
@@ -43,7 +44,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from tqdm.auto import tqdm
 from transformer_lens.config import TransformerBridgeConfig
@@ -51,8 +51,9 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources.native import NativeModel, initialize_native_model
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from elk_lens._atomic import atomic_write_bytes
+from elk_lens._state import clear_state, read_state, refuse_pickle, write_state
 from elk_lens.data.quirky import CHARACTERS, QuirkyRows, sample_rows
+from elk_lens.models import NATIVE_CONFIG_FILE, load_model, save_model
 
 __all__ = ["QUIRKY_VOCAB", "QuirkyRecipe", "build_tokenizer", "encode_rows", "to_bridge", "train_quirky"]
 
@@ -61,6 +62,7 @@ QUIRKY_VOCAB = (
     "Alice:", "Bob:", "Carol:",
 )  # fmt: skip
 _ID = {t: i for i, t in enumerate(QUIRKY_VOCAB)}
+_STATE_KEYS = ("model", "opt", "rng", "step", "history", "cooldown_from")
 
 
 @dataclass
@@ -239,7 +241,7 @@ def _train_stage(
     ckpt: Path,
     log: Callable[[str], None],
 ) -> dict:
-    """One training stage with periodic evaluation and resumable checkpoints."""
+    """One training stage with periodic evaluation and resumable checkpoints (``ckpt``: the state's JSON)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = _Schedule(lr, warmup, cooldown)
@@ -253,9 +255,12 @@ def _train_stage(
         recipe.fused_name_colon,
     )
     step, history, started = 0, [], time.perf_counter()
+    if not ckpt.is_file():
+        refuse_pickle(ckpt.with_name(f".{name}.ckpt"), what="recipe checkpoint",
+                      restart=f"Train into a new directory (or delete it to restart the {name} stage).")  # fmt: skip
     if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False, map_location=recipe.device)
-        model.load_state_dict(state["model"])
+        state = read_state(ckpt, keys=_STATE_KEYS, what=f"{name} stage checkpoint")
+        model.load_state_dict(state["model"])  # copies onto the model's device; the optimizer casts likewise
         opt.load_state_dict(state["opt"])
         rng.bit_generator.state = state["rng"]
         step, history, sched.cooldown_from = state["step"], state["history"], state["cooldown_from"]
@@ -284,19 +289,11 @@ def _train_stage(
             if sched.cooldown_from is None and step >= max_steps - cooldown:
                 sched.cooldown_from = step
         if step % recipe.ckpt_every == 0:
-            state = {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
-                     "step": step, "history": history,
-                     "cooldown_from": sched.cooldown_from}  # fmt: skip
-            atomic_write_bytes(ckpt, _to_bytes(state))
+            write_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
+                               "step": step, "history": history, "cooldown_from": sched.cooldown_from})  # fmt: skip
     bar.close()
-    ckpt.unlink(missing_ok=True)
+    clear_state(ckpt)
     return {"steps": step, "seconds": round(time.perf_counter() - started, 1), "history": history}
-
-
-def _to_bytes(obj: object) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
 
 
 def _freeze_lower(model: NativeModel, n_blocks: int) -> None:
@@ -314,8 +311,6 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
     Returns the directory of every model written. Cards hold the recipe, steps, wall time and the
     training-time accuracies; :mod:`elk_lens.zoo.card` adds the measured knowledge/output split.
     """
-    from elk_lens.models import NATIVE_CONFIG_FILE, save_model
-
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -326,8 +321,8 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
 
     base = _bare_model(cfg).to(recipe.device)
     if (dirs["base"] / NATIVE_CONFIG_FILE).is_file():
+        _load_bare(base, dirs["base"])  # verifies the directory's files first
         base_info = json.loads((dirs["base"] / "card.json").read_text())["training"]["base"]
-        _load_bare(base, dirs["base"])
         log(f"[base] found {dirs['base']}, skipping")
     else:
         base.train()
@@ -335,7 +330,7 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
             base, name="base", recipe=recipe, quirky=False, lr=recipe.base_lr,
             weight_decay=recipe.base_weight_decay, warmup=recipe.base_warmup, max_steps=recipe.base_max_steps,
             cooldown=recipe.base_cooldown, switch_acc=recipe.base_switch_acc, lm_loss_weight=recipe.lm_loss_weight,
-            ckpt=out / ".base.ckpt", log=log,
+            ckpt=out / ".base.state.json", log=log,
         )  # fmt: skip
         card = _card("quirky-arith-base", recipe, {"base": base_info}, "truthful: both names labelled by the true sum")
         save_model(to_bridge(base, cfg, tokenizer), dirs["base"], card=card)
@@ -355,7 +350,7 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
             model, name=stage, recipe=recipe, quirky=True, lr=recipe.quirk_lr,
             weight_decay=recipe.quirk_weight_decay, warmup=recipe.quirk_warmup, max_steps=recipe.quirk_max_steps,
             cooldown=recipe.quirk_cooldown, switch_acc=recipe.quirk_switch_acc,
-            lm_loss_weight=recipe.quirk_lm_loss_weight, ckpt=out / f".{stage}.ckpt", log=log,
+            lm_loss_weight=recipe.quirk_lm_loss_weight, ckpt=out / f".{stage}.state.json", log=log,
         )  # fmt: skip
         what = (
             f"quirky: Bob labels by the sloppy sum; fine-tuned from quirky-arith-base with the embeddings and "
@@ -370,7 +365,8 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
 
 
 def _load_bare(model: NativeModel, path: Path) -> None:
-    state = load_file(str(path / "model.safetensors"))
+    """The weights of a model saved by this recipe, read through :func:`load_model` (which verifies them)."""
+    state = load_model(str(path)).state_dict()
     rename = {_bridge_key(k): k for k in model.state_dict()}
     model.load_state_dict({rename[k]: v for k, v in state.items() if k in rename}, strict=True)  # copies onto device
 
