@@ -3,6 +3,7 @@
 
 import importlib.util
 import logging
+import os
 from importlib import metadata
 
 import pytest
@@ -134,10 +135,14 @@ def test_the_zoo_lists_the_real_models_with_cards():
         assert {"quantization", "BOS", "chat template", "licence"} <= set(card["notes"])
 
 
-# --- the real models, where the extra is installed (make test installs it) ---------------------------------
+# --- the real models: ELK_LENS_REAL_LM=1 with the llm extra installed --------------------------------------
+# Off by default: converting both GGUFs costs ~2.5 min on 2 cores on a fresh cache (benchmarks/real_lm_cards.py
+# measures it), which make test's 6-minute budget cannot hold today.
 
 
 def _installed(name: str) -> bool:
+    if os.environ.get("ELK_LENS_REAL_LM") != "1":
+        return False
     entry = zoo_gguf.GGUF_MODELS[name]
     if entry.assembler is not None:
         return importlib.util.find_spec(entry.assembler) is not None
@@ -151,7 +156,7 @@ def _installed(name: str) -> bool:
 @pytest.mark.parametrize("name, bos", [("smollm2-135m", False), ("gemma3-270m", True)])
 def test_a_real_model_boots_and_equals_transformers(name, bos):
     if not _installed(name):
-        pytest.skip(f"zoo:{name}'s package is not installed (pip install 'elk-lens[llm]')")
+        pytest.skip(f"zoo:{name}: set ELK_LENS_REAL_LM=1 with the llm extra installed (make test installs it)")
     model = load_model(f"zoo:{name}")
     assert model.cfg.default_prepend_bos is bos
     ids = model.to_tokens(["The capital of France is Paris."])
