@@ -88,6 +88,14 @@ def _refuse_existing(path: Path, marker: str, overwrite: bool, what: str) -> Non
         )
 
 
+def _is_marker(file: Path) -> bool:
+    """A marker elk-lens wrote: a JSON object (older formats list no files, but are still its own)."""
+    try:
+        return isinstance(json.loads(file.read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def _own_files(path: Path, marker: str) -> set[str]:
     """The files an earlier save listed in its manifest (elk-lens's own, safe to replace)."""
     try:
@@ -142,7 +150,15 @@ def save_dir(
             path.rmdir()
             tmp.rename(path)
             return path
-        stale = _own_files(path, marker) - set(files)
+        own = _own_files(path, marker)
+        # a foreign file that shares a name with one of ours is never replaced, overwrite or not
+        foreign = sorted(f for f in files if (path / f).exists() and f not in own)
+        if foreign or ((path / marker).exists() and not _is_marker(path / marker)):
+            raise FileExistsError(
+                f"cannot save the {what} to {path}: it holds files elk-lens did not write under "
+                f"the names it writes ({', '.join(foreign or [marker])}); give a new directory"
+            )
+        stale = own - set(files)
         for f in [*files, marker]:  # the marker last: until then the old one's checksums refuse a mixture
             os.replace(tmp / f, path / f)
         for f in stale:

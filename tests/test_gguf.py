@@ -36,7 +36,8 @@ def tiny(tmp_path):
 def _hf_logits(gguf, ids):
     hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
     with torch.no_grad():
-        return hf(ids).logits, hf(ids, output_hidden_states=True).hidden_states
+        out = hf(ids, output_hidden_states=True)
+    return out.logits, out.hidden_states
 
 
 def test_bridge_equals_transformers_on_the_same_gguf(cache, tiny):

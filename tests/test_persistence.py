@@ -232,3 +232,16 @@ def test_saved_growth_map_refuses_damage(tmp_path):
     (path / "growth_map.safetensors").write_bytes(data[:-8])
     with pytest.raises(ValueError, match=r"growth_map\.safetensors fails its checksum"):
         GrowthMap.load(path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_overwrite_never_replaces_a_foreign_file_of_the_same_name(artifacts, tmp_path, kind):
+    a = artifacts[kind]
+    first = a.save(a.make(0), tmp_path / "first")
+    name = next(f for f in os.listdir(first) if f != a.marker)  # a data file's name, written by the user
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / name).write_bytes(b"the user's own file")
+    with pytest.raises(FileExistsError, match="files elk-lens did not write under the names it writes"):
+        a.save(a.make(0), tmp_path / "d", overwrite=True)
+    assert (tmp_path / "d" / name).read_bytes() == b"the user's own file"
+    assert os.listdir(tmp_path / "d") == [name]

@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -167,6 +168,7 @@ def convert_gguf(gguf: str | Path, *, expected_sha256: str | None = None) -> tup
             log.warning("%s was converted from another GGUF; converting %s again", out, gguf)
         except (ValueError, FileNotFoundError) as e:
             log.warning("%s; converting %s again", e, gguf)
+            shutil.rmtree(out)  # elk-lens's own cache entry (named by the GGUF's hash), damaged
     meta = {"format_version": _FORMAT_VERSION, "gguf_sha256": digest, "gguf_file": gguf.name, **header}
     save_dir(out, meta, lambda tmp: _write_hf(gguf, tmp), marker=MARKER, overwrite=True, what="converted GGUF model")
     return out, read_dir(out, marker=MARKER, what="converted GGUF model")
