@@ -28,12 +28,13 @@ from elk_lens.lm_output import check_answers
 from elk_lens.metrics import auroc, bootstrap_ci
 from elk_lens.models import fingerprint
 from elk_lens.reporters.base import Reporter
+from elk_lens.reporters.random_baseline import random_direction_baseline
 from elk_lens.reporters.registry import METHODS, fit_method
 from elk_lens.reporters.ttpd import fit_ttpd
 from elk_lens.sites import Site, residual_sites
 from elk_lens.transfer import earliest_informative_layer
 
-__all__ = ["DEFAULT_METHODS", "Generalization", "Source", "generalization_study", "sources_for"]
+__all__ = ["DEFAULT_METHODS", "Generalization", "Source", "generalization_study", "random_floor", "sources_for"]
 
 DEFAULT_METHODS = ("logistic", "mean_diff", "ccs", "ttpd")
 _SPLITS = ("train", "val", "test")
@@ -199,10 +200,7 @@ def generalization_study(
     check_number("seed", seed, kind=int)
     check_number("batch_size", batch_size, kind=int, low=1)
     check_answers(answers)
-    site_list = [Site.parse(s) for s in sites] if sites is not None else residual_sites(model)
-    position = content_position(model) if position is None else position
-    x = {n: capture(model, d, site_list, position=position, batch_size=batch_size, cache_dir=cache_dir)
-         for n, d in sets.items()}  # fmt: skip
+    site_list, position, x = _capture_sets(model, sets, sites, position, batch_size, cache_dir)
     pairs = {}
     if any(METHODS[m].reads == "contrast" for m in methods):
         pairs = {n: capture_contrast(model, d, site_list, answers=answers, position=position, batch_size=batch_size,
@@ -238,3 +236,42 @@ def generalization_study(
                            "auroc": auroc(s, y), "ci_low": low, "ci_high": high,
                            "val_auroc": val[run][best]})  # fmt: skip
     return Generalization(per_site, chosen, [s.name for s in site_list], tests, provenance)
+
+
+def _capture_sets(model, sets, sites, position, batch_size, cache_dir) -> tuple[list[Site], Position, dict]:
+    site_list = [Site.parse(s) for s in sites] if sites is not None else residual_sites(model)
+    position = content_position(model) if position is None else position
+    x = {n: capture(model, d, site_list, position=position, batch_size=batch_size, cache_dir=cache_dir)
+         for n, d in sets.items()}  # fmt: skip
+    return site_list, position, x
+
+
+def random_floor(
+    model: TransformerBridge,
+    sets: dict[str, StatementSet],
+    *,
+    sites: Sequence[Site | str] | None = None,
+    position: Position | None = None,
+    batch_size: int = 64,
+    cache_dir=None,
+    n_directions: int = 200,
+    seed: int = 0,
+) -> list[dict]:
+    """Per dataset and site: test AUROCs of random directions, each signed on the train split
+    (:func:`~elk_lens.reporters.random_baseline.random_direction_baseline`) — the floor a probe's
+    in-distribution cell must clear at that layer. Reads the same cached activations as the study.
+    """
+    _check_sets(sets, ())
+    check_number("n_directions", n_directions, kind=int, low=1)
+    site_list, _, x = _capture_sets(model, sets, sites, position, batch_size, cache_dir)
+    rows = []
+    for name, data in sets.items():
+        train = torch.as_tensor(data.column("split") == "train")
+        test = torch.as_tensor(data.column("split") == "test")
+        for i, site in enumerate(site_list):
+            at = x[name].at(i)
+            q = random_direction_baseline(at[train], data.truth[train], at[test], data.truth[test],
+                                          n_directions=n_directions, seed=seed)  # fmt: skip
+            rows.append({"dataset": name, "site": site.name, "mean": q["mean"], "q0.95": q["q0.95"],
+                         "q0.99": q["q0.99"], "n_directions": n_directions})  # fmt: skip
+    return rows

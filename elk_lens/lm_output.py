@@ -14,7 +14,7 @@ from elk_lens._hooks import loud_hooks
 from elk_lens.capture import tokenize
 from elk_lens.data.statements import StatementSet
 
-__all__ = ["answer_token_ids", "check_answers", "check_offsets", "output_log_odds"]
+__all__ = ["UNEMBED_IN", "answer_logits", "answer_token_ids", "check_answers", "check_offsets", "output_log_odds"]
 
 
 def answer_token_ids(model: TransformerBridge, answers: tuple[str, str]) -> tuple[int, int]:
@@ -103,7 +103,7 @@ def output_log_odds(
         rows = (torch.arange(len(batch), device=device), last.to(device))
         with context:
             if metric == "log_odds":
-                picked = _answer_logits(model, batch.ids.to(device), batch.mask.to(device), rows, (t_id, f_id))
+                picked = answer_logits(model, batch.ids.to(device), batch.mask.to(device), rows, (t_id, f_id))
             else:  # the full softmax needs every column
                 picked = model(batch.ids.to(device), attention_mask=batch.mask.to(device))[rows].float().softmax(-1)
                 picked = picked[:, [t_id, f_id]]
@@ -111,15 +111,21 @@ def output_log_odds(
     return torch.cat(out)
 
 
-def _answer_logits(
-    model: TransformerBridge, ids: Tensor, mask: Tensor, rows: tuple[Tensor, Tensor], answer_ids: tuple[int, int]
+def answer_logits(
+    model: TransformerBridge,
+    ids: Tensor,
+    mask: Tensor,
+    rows: tuple[Tensor, Tensor],
+    answer_ids: tuple[int, int],
+    **forward: object,
 ) -> Float[Tensor, "batch 2"]:
     """The answers' logits at each row's read position, from the unembedding's two columns only.
 
     The full unembedding costs ``pos x d_vocab`` per statement (Gemma 3's vocabulary has 262k tokens) where
     two columns at one position suffice: the forward stops at the unembedding's input, which is read at
     the rows' positions and multiplied by ``W_U[:, answers]`` (plus the bias, and the soft cap where the
-    model has one). Equal to the full logits' columns (tests/test_lm_output.py).
+    model has one). Equal to the full logits' columns (tests/test_lm_output.py). ``forward`` goes to the
+    model's forward (e.g. ``past_key_values``: ``rows`` then index the new tokens).
     """
     resid: list[Tensor] = []
 
@@ -127,8 +133,8 @@ def _answer_logits(
         resid.append(x[rows])
         raise StopAtLayerException(x)
 
-    with loud_hooks(model, [(_UNEMBED_IN, read)]):
-        model(ids, attention_mask=mask)
+    with loud_hooks(model, [(UNEMBED_IN, read)]):
+        model(ids, attention_mask=mask, **forward)
     cols = list(answer_ids)
     logits = resid[0] @ model.W_U[:, cols]
     b_U = getattr(model, "b_U", None)
@@ -138,4 +144,4 @@ def _answer_logits(
     return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
 
-_UNEMBED_IN = "unembed.hook_in"
+UNEMBED_IN = "unembed.hook_in"

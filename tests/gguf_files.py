@@ -24,7 +24,9 @@ def byte_tokens() -> list[str]:
     return [chars[b] for b in range(256)]
 
 
-def write_tiny_llama_gguf(path: Path, *, seed: int = 0, add_bos: bool = True, arch: str = "llama") -> Path:
+def write_tiny_llama_gguf(
+    path: Path, *, seed: int = 0, add_bos: bool = True, arch: str = "llama", n_ctx: int = N_CTX
+) -> Path:
     """A random tiny Llama GGUF at ``path`` (``arch`` other than llama writes a header naming it, for
     the refusal test)."""
     rng = np.random.default_rng(seed)
@@ -32,7 +34,7 @@ def write_tiny_llama_gguf(path: Path, *, seed: int = 0, add_bos: bool = True, ar
     vocab = len(tokens)
     w = GGUFWriter(str(path), arch)
     w.add_block_count(N_LAYERS)
-    w.add_context_length(N_CTX)
+    w.add_context_length(n_ctx)
     w.add_embedding_length(D_MODEL)
     w.add_feed_forward_length(D_MLP)
     w.add_head_count(N_HEADS)

@@ -55,13 +55,15 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(tmp_path):
         assert f"<h2>Generalization matrix: {method}</h2>" in html
     assert "the token before [SEP]" in html and "<svg" in html and "http" not in html.split("<body>")[0]
     figures = sorted((run / "figures").glob("*.svg"))
-    assert len(figures) == html.count("<svg") == 2 * len(METHODS)  # a matrix and a by-layer chart per method
+    assert len(figures) == html.count("<svg") == 2 * len(METHODS) + 1  # + the layers beside the random floor
+    floor = list(csv.DictReader((run / "random_floor.csv").open()))
+    assert len(floor) == len(SETS) * 7 and all(0 < float(r["q0.95"]) < 1 for r in floor)
     assert all(ElementTree.parse(f).getroot().tag == "{http://www.w3.org/2000/svg}svg" for f in figures)
     assert (run / "figures" / "generalization-matrix--ccs-1.svg").read_text() in html
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["resumed_stages"] == [] and set(manifest["fingerprints"]["data"]) == set(SETS)
     again = json.loads((run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs") / "manifest.json").read_text())
-    assert again["resumed_stages"] == [f"study-{m}" for m in METHODS] + ["datasets"]
+    assert again["resumed_stages"] == [f"study-{m}" for m in METHODS] + ["datasets", "floor"]
 
 
 @pytest.mark.parametrize(
@@ -71,7 +73,16 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(tmp_path):
         (('"cities", ', '"citys", '), r"unknown or no datasets \['citys'\]; valid: \['cities'"),
         (('"ccs", ', '"svm", '), r"unknown or no methods \['svm'\]; valid:"),
         (("n_boot = 50", 'n_boot = 50\n[contrast]\nanswers = ["y", "y"]'), "must be two different strings"),
-        (("n_boot = 50", 'n_boot = 50\n[capture]\nposition = "first"'), "must be 'content', 'last' or an integer"),
+        (
+            ("n_boot = 50", 'n_boot = 50\n[capture]\nposition = "first"'),
+            "must be 'content', 'last', 'answer' or an integer",
+        ),
+        (
+            ("n_boot = 50", 'n_boot = 50\n[answer]\nprompts = ["zero_shot", "ten_shot"]'),
+            r"unknown or no prompts \['ten_shot'\]",
+        ),
+        (("n_boot = 50", "n_boot = 50\n[answer]\nk_shot = 1"), "'answer.k_shot' must be >= 2"),
+        ((f"methods = {json.dumps(METHODS)}", 'methods = ["logistic"]\npositions = ["middle"]'), "'middle' must be"),
         ((json.dumps(SETS), '["cities", "larger_than"]'), r"\['ttpd'\] need a dataset and its negation in 'data.sets'"),
         (
             ("max_rows = 40", "max_row = 40"),

@@ -147,8 +147,10 @@ def some_of(choices: Iterable[str], what: str) -> Check:
 
 
 def model_spec(spec: str) -> str | None:
-    """A ``zoo:`` name that exists (with its package installed), an existing local directory, or a hub name."""
+    """A ``zoo:`` name that exists (with its package installed), an existing local directory or ``*.gguf``
+    file, or a hub name."""
     from elk_lens.zoo import PACKAGED, packaged_path, zoo_names
+    from elk_lens.zoo.gguf import GGUF_MODELS, gguf_file
 
     if not spec.strip():
         return "must name a model ('zoo:NAME', a local directory or a hub name)"
@@ -161,6 +163,13 @@ def model_spec(spec: str) -> str | None:
                 packaged_path(name)
             except ValueError as e:
                 return f"cannot be loaded: {e}"
+        if name in GGUF_MODELS:
+            try:
+                gguf_file(name)
+            except ValueError as e:
+                return f"cannot be loaded: {e}"
+    if spec.endswith(".gguf") and _local(spec).is_file():
+        return None
     if spec.startswith(("/", "./", "../", "~")) and not _local(spec).is_dir():
         return f"is not a model: model directory {spec!r} does not exist"
     return None

