@@ -20,6 +20,7 @@ from elk_lens.data import with_splits as with_splits
 from elk_lens.drift_study import trajectory_drift as trajectory_drift
 from elk_lens.erasure import fit_leace as fit_leace
 from elk_lens.generalization import generalization_study as generalization_study
+from elk_lens.generalization import random_floor as random_floor
 from elk_lens.growth import GrowthMap as GrowthMap
 from elk_lens.growth import fit_growth_map as fit_growth_map
 from elk_lens.growth import grow as grow
@@ -31,6 +32,10 @@ from elk_lens.metrics import auroc as auroc
 from elk_lens.models import fingerprint as fingerprint
 from elk_lens.models import load_model as load_model
 from elk_lens.models import save_model as save_model
+from elk_lens.prompts import chat_prompt as chat_prompt
+from elk_lens.prompts import few_shot_prompt as few_shot_prompt
+from elk_lens.prompts import prompted_log_odds as prompted_log_odds
+from elk_lens.prompts import zero_shot_prompt as zero_shot_prompt
 from elk_lens.quirky_protocol import quirky_probe_study as quirky_probe_study
 from elk_lens.quirky_study import quirky_reporter_scores as quirky_reporter_scores
 from elk_lens.reporters import Reporter as Reporter
@@ -66,8 +71,10 @@ __all__ = [
     "auroc",
     "capture",
     "capture_contrast",
+    "chat_prompt",
     "content_position",
     "erase",
+    "few_shot_prompt",
     "fine_tune",
     "fingerprint",
     "fit_ccs",
@@ -85,9 +92,11 @@ __all__ = [
     "load_model",
     "load_statements",
     "output_log_odds",
+    "prompted_log_odds",
     "quirky_arithmetic",
     "quirky_probe_study",
     "quirky_reporter_scores",
+    "random_floor",
     "reflect",
     "residual_sites",
     "save_model",
@@ -97,4 +106,5 @@ __all__ = [
     "truth_set",
     "truth_sets",
     "with_splits",
+    "zero_shot_prompt",
 ]

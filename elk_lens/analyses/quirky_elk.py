@@ -10,6 +10,8 @@ import json
 from html import escape
 
 from elk_lens.analyses.quirky_methods import method_sections, method_stages, targets_table
+from elk_lens.analyses.real_lm_glance import SETTINGS as REAL_LM_SETTINGS
+from elk_lens.analyses.real_lm_glance import glance, glance_section
 from elk_lens.analyses.result import (
     SEED,
     AnalysisResult,
@@ -39,6 +41,7 @@ _SETTINGS = {
     "probe.C": Setting(1.0, float, in_range(0, None, low_open=True)),  # inverse regularization strength
     "causal.test_rows": Setting(2000, int, at_least(1)),
     "causal.n_random": Setting(8, int, at_least(1)),  # random directions beside each steering direction
+    **REAL_LM_SETTINGS,  # a glance at a real LM beside the quirky model (real_lm.spec = "" leaves it out)
 }
 _CHART_SETS = ("alice_easy", "alice_hard", "bob_hard", "bob_disagree", "bob_hard_disagree")
 
@@ -93,6 +96,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     s = _settings(cfg)
     res = run.stage("study", lambda: _study(cfg, run))
     methods = method_stages(load_model(s["model.spec"]), s, run)
+    real_lm = glance(s, run)
     rows = res["table"]
     probe_rows = [r for r in rows if r["scored"] in res["probe_sites"]]
     layers = [short_name(r["scored"]) for r in probe_rows]
@@ -141,6 +145,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "evaluation subset; n/a where a subset has one class only.</p>",
         ),
         *method_sections(methods),
+        *([glance_section(real_lm)] if real_lm else []),
         Section("Evaluation subsets", table_html(subsets)),
         Section(
             "Model",
@@ -169,6 +174,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "split_layers": split,
             "sizes": res["sizes"],
             **{k: methods[k] for k in ("eil", "pgr", "anomaly", "features", "causal", "rigor", "positions")},
+            "real_lm": real_lm,
         },  # fmt: skip
         tables={
             "auroc_by_layer": rows,
