@@ -4,7 +4,9 @@
 ``[n, n_sites, d_model]`` read at one position per statement (default: its last real token), or
 ``[n, n_sites, pos, d_model]`` with ``position="all"``. Values equal ``run_with_cache``'s on the same
 tokens (tested). The forward is cut short by raising ``StopAtLayerException`` from the deepest hook —
-not ``stop_at_layer``, which silently drops hooks at that block and is ignored on BERT.
+not ``stop_at_layer``, which silently drops hooks at that block and is ignored on BERT. Statements run
+in batches of similar token length (within each cache shard), so little of the forward is padding, and
+come back in their own order.
 """
 
 from collections.abc import Iterator, Sequence
@@ -45,13 +47,21 @@ class Tokens:
         return self.ids.shape[0]
 
     def rows(self, start: int, stop: int) -> "Tokens":
-        ids, mask = self.ids[start:stop], self.mask[start:stop]
-        keep = mask.any(0)  # drop columns that are padding in every row of this batch
-        cols = keep.nonzero().squeeze(1).tolist()
-        if cols and cols[-1] - cols[0] + 1 == len(cols):  # one-sided padding: a slice (copied only if trimmed)
-            span = slice(cols[0], cols[-1] + 1)  # contiguous: some HF models .view() their input ids
-            return Tokens(ids[:, span].contiguous(), mask[:, span].contiguous())
-        return Tokens(ids[:, keep], mask[:, keep])
+        """Rows ``start:stop``, without the columns that are padding in all of them."""
+        return _trimmed(self.ids[start:stop], self.mask[start:stop])
+
+    def take(self, index: Int[Tensor, " batch"]) -> "Tokens":
+        """The rows at ``index``, in that order, without the columns that are padding in all of them."""
+        return _trimmed(self.ids[index], self.mask[index])
+
+
+def _trimmed(ids: Int[Tensor, "batch pos"], mask: Int[Tensor, "batch pos"]) -> Tokens:
+    keep = mask.any(0)  # drop columns that are padding in every row of this batch
+    cols = keep.nonzero().squeeze(1).tolist()
+    if cols and cols[-1] - cols[0] + 1 == len(cols):  # one-sided padding: a slice (copied only if trimmed)
+        span = slice(cols[0], cols[-1] + 1)  # contiguous: some HF models .view() their input ids
+        return Tokens(ids[:, span].contiguous(), mask[:, span].contiguous())
+    return Tokens(ids[:, keep], mask[:, keep])
 
 
 def _fast_ids(model: TransformerBridge, texts: list[str]) -> list[list[int]] | None:
@@ -207,6 +217,19 @@ def _batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + batch_size)
 
 
+def length_batches(mask: Int[Tensor, "n pos"], batch_size: int) -> Iterator[Int[Tensor, " batch"]]:
+    """Row indices of each forward batch: rows grouped by their real token length, shortest first.
+
+    A batch is as wide as its longest row, so mixing short and long statements spends most of the
+    forward on padding; grouping by length cuts that (``benchmarks/real_lm_capture.py`` measures the
+    padding fraction on the truth datasets). Ties keep their order (a stable sort), and each batch
+    lists its rows in their original order, so a set that fits one batch runs exactly as before.
+    """
+    order = torch.argsort(mask.sum(1), stable=True)
+    for start, stop in _batches(len(order), batch_size):
+        yield order[start:stop].sort().values
+
+
 @torch.no_grad()
 def _forward_batch(
     model: TransformerBridge, tokens: Tokens, sites: list[Site], position: Position
@@ -255,7 +278,7 @@ def capture(
             own last real token by default.
         sites: ``Site`` objects or names: ``"blocks.3.hook_resid_pre"``, ``"resid_pre.3"``.
         position: ``"last"`` (last real token), an int (index among real tokens; negative from
-            the end), or ``"all"`` (every position, with the mask kept).
+            the end), or ``"all"`` (every position, with the mask kept; padding positions hold zeros).
         batch_size: Statements per forward pass.
         cache_dir: If given, shards are written there atomically, keyed by (model fingerprint, tokenizer
             fingerprint, data fingerprint, sites, position, padding side, dtype); a later call reads them
@@ -266,7 +289,8 @@ def capture(
         dtype: Storage dtype of the activations: a floating torch dtype or its name (``"float16"``).
         progress: Show a progress bar (default: only on a terminal).
         shard_rows: Statements per cache shard (with ``cache_dir``): the unit of resumption and of
-            recomputation after damage.
+            recomputation after damage. Rows are batched by length within each run of ``shard_rows``
+            statements, with or without a cache, so both run the same batches.
     """
     statements = as_statements("statements", statements)
     texts = statements.texts
@@ -283,26 +307,40 @@ def capture(
         padding_side=padding_side, dtype=str(dtype).removeprefix("torch."),
     )  # fmt: skip
 
-    def compute(start: int, stop: int) -> Tensor:
-        chunks = []
-        for a, b in _batches(stop - start, batch_size):
-            chunk = _forward_batch(model, tokens.rows(start + a, start + b), site_list, position).to(dtype)
-            if position == "all":  # re-pad each batch to the width of the whole set, on the padding side
+    row_shape = (len(site_list), *(tokens.ids.shape[1:] if position == "all" else ()), model.cfg.d_model)
+
+    def compute(start: int, stop: int, out: Tensor | None = None) -> Tensor:
+        """Rows ``start:stop`` (one shard) into ``out``, batched by length inside the shard: a shard stays
+        the unit of resumption, and its values do not depend on which other shards are cached."""
+        out = torch.empty((stop - start, *row_shape), dtype=dtype) if out is None else out
+        for index in length_batches(tokens.mask[start:stop], batch_size):
+            batch = tokens.take(start + index)
+            chunk = _forward_batch(model, batch, site_list, position)
+            if position == "all":  # zero the pads (their values depend on the batch), re-pad to the set's width
+                chunk = chunk.masked_fill(~batch.mask.bool()[:, None, :, None], 0)
                 extra = tokens.ids.shape[1] - chunk.shape[2]
                 chunk = torch.nn.functional.pad(chunk, (0, 0, extra, 0) if padding_side == "left" else (0, 0, 0, extra))
-            chunks.append(chunk)
-        return torch.cat(chunks)
+            out[index] = chunk.to(dtype)  # back in the statements' order
+            bar.update(len(index))
+        return out
+
+    finished = 0
+
+    def on_rows(n: int) -> None:  # a shard is done: computed (the bar moved per batch) or read from the cache
+        nonlocal finished
+        finished += n
+        bar.update(finished - bar.n)
 
     bar = tqdm(total=len(texts), desc="capture", unit="stmt", disable=not progress if progress is not None else None)
     try:
-        if cache_dir is None:
-            values = []
-            for start, stop in _batches(len(texts), batch_size):
-                values.append(compute(start, stop))
-                bar.update(stop - start)
+        if cache_dir is None:  # the same shards as with a cache: equal batches, equal values
+            values = torch.empty((len(texts), *row_shape), dtype=dtype)
+            for start, stop in _batches(len(texts), shard_rows):
+                compute(start, stop, values[start:stop])
+                on_rows(stop - start)
             mask = tokens.mask if position == "all" else None
-            return Activations(torch.cat(values), site_list, position, meta, mask=mask)
+            return Activations(values, site_list, position, meta, mask=mask)
         store = ActivationStore(Path(cache_dir), meta, n_rows=len(texts), shard_rows=shard_rows)
-        return store.fill(compute, on_rows=bar.update, sites=site_list)
+        return store.fill(compute, on_rows=on_rows, sites=site_list)
     finally:
         bar.close()

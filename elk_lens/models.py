@@ -281,7 +281,7 @@ def _fingerprint(cfg: object, state: Mapping[str, Tensor]) -> str:
     for name, tensor in sorted(state.items()):
         h.update(name.encode())
         h.update(str(tensor.dtype).encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # a view: no copy
     return h.hexdigest()[:16]
 
 

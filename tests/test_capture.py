@@ -11,7 +11,7 @@ from conftest import N_CTX, boot_native
 from transformers import AutoTokenizer
 
 from elk_lens._hooks import loud_hooks
-from elk_lens.capture import capture, tokenize
+from elk_lens.capture import capture, length_batches, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.sites import SITE_KINDS, Site
 
@@ -173,19 +173,22 @@ def test_all_positions_equal_run_with_cache_on_real_tokens(request, name, side):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_all_positions_with_small_batches_are_repadded_on_the_padding_side(native_model, side):
-    """batch_size=2: the 2nd batch is narrower and is re-padded to the set's width on ``side``."""
+    """batch_size=2: rows run in length batches (shortest first); each narrower batch is re-padded to the
+    set's width on ``side`` and equals ``run_with_cache`` on that batch."""
     sites = all_sites(native_model)
     ids, mask = pad_by_hand(native_model, TEXTS, side)
     acts = capture(native_model, TEXTS, sites, position="all", padding_side=side, batch_size=2)
     assert acts.values.shape[2] == ids.shape[1] and torch.equal(acts.mask, mask)
-    for start in (0, 2):
-        sub_ids, sub_mask = pad_by_hand(native_model, TEXTS[start : start + 2], side)
+    batches = list(length_batches(mask, 2))
+    for index in batches:
+        sub_ids, sub_mask = pad_by_hand(native_model, [TEXTS[i] for i in index], side)
         ref = cached(native_model, sub_ids, sub_mask, sites)
-        for r in range(2):
-            got = acts.values[start + r][:, real_cols(mask[start + r])]
+        for r, row in enumerate(index.tolist()):
+            got = acts.values[row][:, real_cols(mask[row])]
             want = ref[r][:, real_cols(sub_mask[r])]
-            assert torch.equal(got, want), f"{side}: row {start + r} differs from its own batch's run_with_cache"
-    assert ids.shape[1] > pad_by_hand(native_model, TEXTS[2:], side)[0].shape[1], "2nd batch must be narrower"
+            assert torch.equal(got, want), f"{side}: row {row} differs from its own batch's run_with_cache"
+    narrow = pad_by_hand(native_model, [TEXTS[i] for i in batches[0]], side)[0]
+    assert ids.shape[1] > narrow.shape[1], "the 1st (shortest) batch must be narrower than the set"
 
 
 def test_statement_set_input_and_site_forms_agree(native_model):
