@@ -14,6 +14,7 @@ from conftest import boot_native
 from gguf_files import write_tiny_llama_gguf
 from hypothesis import given
 from hypothesis import strategies as st
+from test_capture import pad_by_hand
 
 from elk_lens.capture import capture, length_batches, tokenize
 from elk_lens.models import load_model
@@ -50,18 +51,6 @@ def llama_model(tmp_path_factory):
 @pytest.fixture(params=["native", "llama"])
 def model(request):
     return request.getfixturevalue(f"{request.param}_model")
-
-
-def pad_by_hand(model, texts, side):
-    """Token ids of each text alone (``to_tokens``' BOS rule), padded on ``side``, with a 0/1 mask."""
-    rows = [model.to_tokens(t, move_to_device=False)[0] for t in texts]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), model.tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        cols = slice(0, len(r)) if side == "right" else slice(width - len(r), width)
-        ids[i, cols], mask[i, cols] = r, 1
-    return ids, mask
 
 
 def sites(model) -> list[str]:
