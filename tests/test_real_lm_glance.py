@@ -23,6 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 def test_the_glance_reads_truth_by_layer_beside_the_models_answers_and_resumes(tmp_path):
     cfg = {"real_lm": {"spec": "zoo:smollm2-135m", "rows": 80, "every": 10}}
     s = read_settings(cfg, SETTINGS)

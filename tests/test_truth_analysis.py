@@ -39,8 +39,8 @@ def _spec(tmp_path, text: str = SPEC):
     return path
 
 
-def test_a_run_writes_the_matrix_report_and_tables_and_resumes(tmp_path):
-    run = run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs")
+def test_a_run_writes_the_matrix_report_and_tables_and_resumes(truth_run):
+    spec, run = truth_run  # tests/conftest.py: this module's SPEC, run once per test run
     rows = list(csv.DictReader((run / "generalization.csv").open()))
     ttpd_sources = {"cities+neg_cities", "element_symb+neg_element_symb"}
     assert len(rows) == (3 * len(SETS) + len(ttpd_sources)) * len(SETS)  # every (method, source, test) cell
@@ -62,7 +62,7 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(tmp_path):
     assert (run / "figures" / "generalization-matrix--ccs-1.svg").read_text() in html
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["resumed_stages"] == [] and set(manifest["fingerprints"]["data"]) == set(SETS)
-    again = json.loads((run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs") / "manifest.json").read_text())
+    again = json.loads((run_analysis(spec, runs_root=run.parent) / "manifest.json").read_text())
     assert again["resumed_stages"] == [f"study-{m}" for m in METHODS] + ["datasets", "floor"]
 
 

@@ -163,10 +163,9 @@ def convert_gguf(gguf: str | Path, *, expected_sha256: str | None = None) -> tup
     if expected_sha256 is not None and digest != expected_sha256:
         raise ValueError(f"{gguf} has SHA-256 {digest}, not the {expected_sha256} its package ships: the file is "
                          f"damaged; reinstall the package")  # fmt: skip
-    header = _read_header(gguf)
     out = cache_root() / "models" / f"gguf-{digest[:24]}"
     with _locked(out.name):  # another process may be converting the same GGUF
-        return _cached_or_converted(gguf, digest, header, out)
+        return _cached_or_converted(gguf, digest, out)
 
 
 @contextmanager
@@ -183,7 +182,9 @@ def _locked(name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _cached_or_converted(gguf: Path, digest: str, header: dict, out: Path) -> tuple[Path, dict]:
+def _cached_or_converted(gguf: Path, digest: str, out: Path) -> tuple[Path, dict]:
+    """The entry as cached (its marker holds the header's facts: reading the header again costs seconds,
+    Gemma's 262k-token vocabulary becomes Python objects), or converted now."""
     if out.exists():
         try:
             meta = read_dir(out, marker=MARKER, what="converted GGUF model")
@@ -193,7 +194,7 @@ def _cached_or_converted(gguf: Path, digest: str, header: dict, out: Path) -> tu
         except (ValueError, FileNotFoundError) as e:
             log.warning("%s; converting %s again", e, gguf)
             shutil.rmtree(out)  # elk-lens's own cache entry (named by the GGUF's hash), damaged
-    meta = {"format_version": _FORMAT_VERSION, "gguf_sha256": digest, "gguf_file": gguf.name, **header}
+    meta = {"format_version": _FORMAT_VERSION, "gguf_sha256": digest, "gguf_file": gguf.name, **_read_header(gguf)}
     save_dir(out, meta, lambda tmp: _write_hf(gguf, tmp), marker=MARKER, overwrite=True, what="converted GGUF model")
     return out, read_dir(out, marker=MARKER, what="converted GGUF model")
 
