@@ -16,7 +16,16 @@ from transformer_lens.model_bridge import TransformerBridge
 from elk_lens._checks import check_number
 from elk_lens.data.statements import StatementSet
 from elk_lens.metrics import auroc, bootstrap_ci
-from elk_lens.prompts import Prompt, chat_prompt, few_shot_prompt, prompted_log_odds, zero_shot_prompt
+from elk_lens.prompts import (
+    ANSWERS,
+    CHAT_ANSWERS,
+    QUESTION,
+    Prompt,
+    chat_prompt,
+    few_shot_prompt,
+    prompted_log_odds,
+    zero_shot_prompt,
+)
 
 __all__ = ["PROMPTS", "gap_rows", "model_answers", "prompt_for"]
 
@@ -30,9 +39,9 @@ def prompt_for(
     *,
     k_shot: int = 4,
     seed: int = 0,
-    question: str = " This statement is:",
-    answers: tuple[str, str] = (" True", " False"),
-    chat_answers: tuple[str, str] = ("True", "False"),
+    question: str = QUESTION,
+    answers: tuple[str, str] = ANSWERS,
+    chat_answers: tuple[str, str] = CHAT_ANSWERS,
 ) -> Prompt:
     """The ``kind`` prompt (``PROMPTS``) for one dataset; few-shot examples from its train rows."""
     if kind == "zero_shot":

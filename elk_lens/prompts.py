@@ -31,6 +31,7 @@ __all__ = ["QUESTION", "Prompt", "chat_prompt", "few_shot_prompt", "prompted_log
 
 QUESTION = " This statement is:"
 ANSWERS = (" True", " False")
+CHAT_ANSWERS = ("True", "False")  # the assistant turn's first token: no leading space
 INSTRUCTION = "Is the following statement true or false? Answer with one word: True or False."
 _SLOT = "\x00STATEMENT\x00"  # stands for the statement while the chat template is applied
 
@@ -87,7 +88,7 @@ def few_shot_prompt(
     return Prompt(f"few_shot_{k}", "".join(lines), question, tuple(answers))
 
 
-def chat_prompt(tokenizer, *, instruction: str = INSTRUCTION, answers: tuple[str, str] = ("True", "False")) -> Prompt:
+def chat_prompt(tokenizer, *, instruction: str = INSTRUCTION, answers: tuple[str, str] = CHAT_ANSWERS) -> Prompt:
     """The instruct model's own chat template: one user turn (instruction, blank line, statement), and
     the assistant turn opened, so the answer is the assistant's first token.
 

@@ -193,7 +193,8 @@ def _cached_or_converted(gguf: Path, digest: str, out: Path) -> tuple[Path, dict
             log.warning("%s was converted from another GGUF; converting %s again", out, gguf)
         except (ValueError, FileNotFoundError) as e:
             log.warning("%s; converting %s again", e, gguf)
-            shutil.rmtree(out)  # elk-lens's own cache entry (named by the GGUF's hash), damaged
+            if (out / MARKER).is_file():  # elk-lens's own entry, damaged (a directory without our marker is
+                shutil.rmtree(out)  # never ours: save_dir below refuses to overwrite foreign files in it)
     meta = {"format_version": _FORMAT_VERSION, "gguf_sha256": digest, "gguf_file": gguf.name, **_read_header(gguf)}
     save_dir(out, meta, lambda tmp: _write_hf(gguf, tmp), marker=MARKER, overwrite=True, what="converted GGUF model")
     return out, read_dir(out, marker=MARKER, what="converted GGUF model")
