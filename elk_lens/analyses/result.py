@@ -83,7 +83,7 @@ def _typed(key: str, value: object, kind: typing.Any) -> object:
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
         if not isinstance(value, list) or not all(_is(v, item) for v in value):
-            raise ValueError(f"config key {key!r} must be a list of {item.__name__}; got {value!r}")
+            raise ValueError(f"config key {key!r} must be a list of {_name(item)}; got {value!r}")
         return value
     if not _is(value, kind):
         raise ValueError(f"config key {key!r} must be of type {_name(kind)}, got {value!r}")
