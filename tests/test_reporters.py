@@ -29,6 +29,24 @@ def test_logistic_regression_matches_sklearn(C):
     assert abs(b - ref.intercept_[0]) < COEF_TOL
 
 
+def test_logistic_regression_with_fewer_rows_than_width_matches_sklearn():
+    """n < d (a truth set's train split at a residual layer): separable, so the optimum rests on the penalty
+    alone; Newton's ridge-free Cholesky must still reach scikit-learn's optimum."""
+    x, y = _problem(2, n=60, d=150)
+    ref = LogisticRegression(C=1.0, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(x, y)
+    w, b = logistic_regression(torch.as_tensor(x), torch.as_tensor(y))
+    np.testing.assert_allclose(x @ w.numpy() + b, ref.decision_function(x), atol=SCORE_TOL, rtol=SCORE_TOL)
+
+
+def test_logistic_regression_on_separable_data_with_almost_no_penalty_stays_finite():
+    """TTPD and Platt scaling ask for C = 1e6 (scikit-learn's penalty=None): on separable rows the logits
+    saturate and the bias loses its curvature; the ridge in the solve keeps every step finite."""
+    x = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]], dtype=torch.float64)
+    y = torch.tensor([False, False, True, True])
+    w, b = logistic_regression(x, y, C=1e6)
+    assert torch.isfinite(w).all() and np.isfinite(b) and float(w[0]) > 0
+
+
 def test_reporter_reads_the_raw_residual():
     """Standardization is folded into (w, b): scores on raw x equal sklearn's on standardized x."""
     x, y = _problem(1)
