@@ -1,7 +1,8 @@
 """Input checks at the API boundary: one clear error per kind of bad input, raised before any work.
 
-Every error names the argument, the value it got and the valid choices (``shared/notes/style.md``
-§2.14), so a user never meets a bare ``IndexError`` or ``KeyError`` thirty seconds into a run.
+Every error names the argument, the value it got and the valid choices (errors carry context, the
+convention of einops and jaxtyping), so a user never meets a bare ``IndexError`` or ``KeyError`` thirty
+seconds into a run.
 """
 
 import math

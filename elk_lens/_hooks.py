@@ -1,7 +1,7 @@
 """Hooks that fail loudly: unknown hook points raise before the forward, silent ones raise after it.
 
 TransformerLens 4.3 lists gated hook points that never fire and silently drops hooks at or after
-``stop_at_layer`` (transformer_lens_4_3.md §2.1, §2.3); a hook that never fires is a bug here.
+``stop_at_layer`` (docs/methods/transformer_lens_4_3.md §2.1, §2.3); a hook that never fires is a bug here.
 """
 
 from collections.abc import Callable, Iterator, Sequence

@@ -1,4 +1,5 @@
-"""Mechanistic anomaly detection (Mallen et al.; elk_methods.md §7): a Gaussian on per-layer reporter outputs.
+"""Mechanistic anomaly detection (Mallen et al.; docs/methods/elk_methods.md §7): a Gaussian on per-layer
+reporter outputs.
 
 A reporter fitted on trusted data (Alice-easy) gives each statement a vector of per-layer log-odds.
 On trusted inputs that vector follows one distribution; when the model answers for another reason

@@ -1,6 +1,6 @@
 """Is the found direction causal? Steer or erase it and measure the model's own answer.
 
-Following geometry-of-truth (elk_methods.md §8.2): the reporter's unit direction, rescaled so that
+Following geometry-of-truth (docs/methods/elk_methods.md §8.2): the reporter's unit direction, rescaled so that
 adding it moves the mean false statement's projection onto the mean true one's (both means from the
 training rows), is added to false statements (false→true) or subtracted from true ones (true→false)
 at the read position. The normalized indirect effect (NIE) is the fraction of the clean true/false

@@ -1,7 +1,7 @@
 """How a circuit moves between checkpoints: set and score overlaps, edit distance, a smoothed change rate.
 
 Circuits are sets of component names (``"embed"``, ``"L{layer}H{head}"``, ``"L{layer}MLP"``) with a
-score per component; definitions follow circuits-over-time (notes: drift_growth_circuits.md §3). Across
+score per component; definitions follow circuits-over-time (docs/methods/drift_growth_circuits.md §3). Across
 a growth step, names move through the `GrowthMap`'s layer and head maps first (:func:`relabel`), so a
 head that kept its job keeps its name. A change counts only above the noise floor: the same measure
 between circuits found on two disjoint halves of the data at one checkpoint.

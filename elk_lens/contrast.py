@@ -1,7 +1,7 @@
 """Contrast pairs: each statement read twice, with the true and with the false answer appended.
 
 Unsupervised ELK methods (CCS, CRC-TPC, VINC) compare the residual at the appended answer token of
-``statement + true answer`` with that of ``statement + false answer`` (shared/notes/elk_methods.md
+``statement + true answer`` with that of ``statement + false answer`` (docs/methods/elk_methods.md
 §1). Each answer must add exactly one token, so the read position is that token on every row.
 """
 

@@ -1,6 +1,6 @@
 """Drift metrics: how far concept directions, subspaces, probes and representations move across checkpoints.
 
-Pure tensor math in float64 (shared/notes/drift_growth_circuits.md §1): signed cosines of directions,
+Pure tensor math in float64 (docs/methods/drift_growth_circuits.md §1): signed cosines of directions,
 principal angles between concept subspaces, probe-transfer matrices, linear CKA and orthogonal Procrustes
 between representations, and a resample noise floor: only drift above it counts (§1.8).
 

@@ -1,4 +1,5 @@
-"""Causal interventions on the residual stream: steer, erase or reflect chosen positions (elk_methods.md §8).
+"""Causal interventions on the residual stream: steer, erase or reflect chosen positions
+(docs/methods/elk_methods.md §8).
 
 An edit is a pure function on the rows being edited (``[m, d_model] -> [m, d_model]``); ``intervene``
 applies it at one hook point to ``resid[row, positions[row]]`` only. EG's reference code wrote
@@ -67,7 +68,8 @@ def _work_dtype(h: Tensor) -> torch.dtype:
 
 
 def steer_edit(direction: Float[Tensor, " d_model"], alpha: float) -> Edit:
-    """``h + alpha * direction`` (GoT §8.2 adds the rescaled truth direction; negative alpha subtracts it)."""
+    """``h + alpha * direction`` (GoT, docs/methods/elk_methods.md §8.2, adds the rescaled truth direction; negative
+    alpha subtracts it)."""
     _vector(direction, "steering direction")
     check_number("alpha", alpha)
 
@@ -107,7 +109,8 @@ def erase_edit(eraser_or_direction: LeaceEraser | Float[Tensor, " d_model"]) -> 
 
 
 def reflect_edit(w: Float[Tensor, " d_model"], mu: Float[Tensor, " d_model"]) -> Edit:
-    """Reflect across the probe hyperplane through ``mu``: ``h - 2((h - mu)·ŵ)ŵ`` (EG, elk_methods.md §8.1).
+    """Reflect across the probe hyperplane through ``mu``: ``h - 2((h - mu)·ŵ)ŵ`` (EG,
+    docs/methods/elk_methods.md §8.1).
 
     The probe's reading ``(h - mu)·ŵ`` flips sign; the component orthogonal to ``ŵ`` is untouched.
     """
@@ -250,7 +253,8 @@ def random_direction_like(direction: Float[Tensor, " d_model"], *, seed: int) ->
 
 
 def nie(pd_true_clean: float, pd_false_clean: float, pd_intervened: float, *, toward: Toward) -> float:
-    """Normalised indirect effect (GoT, elk_methods.md §8.2): the fraction of the clean true/false gap closed.
+    """Normalised indirect effect (GoT, docs/methods/elk_methods.md §8.2): the fraction of the clean true/false gap
+    closed.
 
     ``toward="true"`` (false statements pushed to true): ``(PD₋* − PD₋)/(PD₊ − PD₋)``;
     ``toward="false"``: ``(PD₊* − PD₊)/(PD₋ − PD₊)``. All inputs are means over statements.

@@ -82,7 +82,7 @@ def output_log_odds(
             e.g. ``lambda pos: steer(model, site, d, alpha=3.0, positions=pos)``. Positions are worked out
             here because only this function sees each batch's padding.
         positions_from_end: Offsets before each row's last real token: ``(0,)`` is the last token,
-            ``(0, 1)`` also the one before it (GoT's period and the token before, elk_methods.md §8.2).
+            ``(0, 1)`` also the one before it (GoT's period and the token before, docs/methods/elk_methods.md §8.2).
     """
     if metric not in ("log_odds", "prob_diff"):
         raise ValueError(f"metric must be 'log_odds' or 'prob_diff', got {metric!r}")

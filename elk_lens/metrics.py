@@ -65,7 +65,7 @@ def calibrated_accuracy(scores: Float[Tensor, " batch"], labels: Bool[Tensor, " 
     """Accuracy with the threshold at the ``1 - pi`` quantile of the scores, pi = the label prior.
 
     Exactly a fraction pi of the rows is then predicted true (the reference elk code used the
-    ``pi`` quantile, which is right only for balanced labels; shared/notes/elk_methods.md §4.3).
+    ``pi`` quantile, which is right only for balanced labels; docs/methods/elk_methods.md §4.3).
     Note the threshold uses the evaluation labels' prior: report it as a ceiling, not a deployable rule.
     """
     scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)

@@ -1,4 +1,4 @@
-"""The quirky-models protocol on an Alice/Bob model (Mallen et al., arXiv 2312.01037; elk_methods.md §6).
+"""The quirky-models protocol on an Alice/Bob model (Mallen et al., arXiv 2312.01037; docs/methods/elk_methods.md §6).
 
 Reporters of every method are fitted per site on three training sets from the ``val`` split —
 A (Alice, truth labels), AE (Alice easy) and B (Bob, Bob's labels) — and score the ``test`` split,

@@ -17,7 +17,7 @@ __all__ = ["anomaly_table", "auroc_table", "eil_table", "feature_table", "pgr_ta
 # own labels for the in-distribution AUROC that picks each reporter's layer (EG: AE->AE, A->A, B->B)
 _IN_DISTRIBUTION = {"A": ("A", "truth"), "AE": ("AE", "truth"), "B": ("B", "bob")}
 # transfer -> (train set, eval set), floor (train, eval) and ceiling (train, eval); floor/ceiling use
-# final-site logistic regression, all scored against the truth (elk_methods.md §6.5)
+# final-site logistic regression, all scored against the truth (docs/methods/elk_methods.md §6.5)
 PGR_TRANSFERS = {
     "A→B": (("A", "B"), ("B", "B"), ("A", "A")),
     "AE→BH": (("AE", "BH"), ("B", "BH"), ("A", "AH")),

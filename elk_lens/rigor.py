@@ -1,4 +1,4 @@
-"""Farquhar et al.'s rigor checks (arXiv 2312.10029, elk_methods.md §9) for contrast-pair methods.
+"""Farquhar et al.'s rigor checks (arXiv 2312.10029, docs/methods/elk_methods.md §9) for contrast-pair methods.
 
 Theorem 1 there: any binary feature of the question that flips with the appended answer is as good an
 optimum of the CCS loss as truth. The distractor variant plants one: after each pair's answer comes

@@ -1,4 +1,4 @@
-"""Transfer metrics of the quirky-models protocol (Mallen et al., arXiv 2312.01037; elk_methods.md §6):
+"""Transfer metrics of the quirky-models protocol (Mallen et al., arXiv 2312.01037; docs/methods/elk_methods.md §6):
 the earliest informative layer and the performance gap recovered, with bootstrap intervals.
 
 Both are computed from per-site AUROCs; the layer is chosen on in-distribution data only, never by

@@ -7,7 +7,7 @@ pytest's tmp dir, with the char tokenizer's files copied in, and booted through 
 
 import os
 
-# Fail fast instead of retrying the hub for ~23 s (transformer_lens_4_3.md §4.3): huggingface_hub
+# Fail fast instead of retrying the hub for ~23 s (docs/methods/transformer_lens_4_3.md §4.3): huggingface_hub
 # reads this when it is first imported, so it must be set before transformers is imported below.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

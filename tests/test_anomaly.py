@@ -1,4 +1,4 @@
-"""Gaussian anomaly detector (elk_methods.md §7) against SciPy's log-density, and a planted anomaly that
+"""Gaussian anomaly detector (docs/methods/elk_methods.md §7) against SciPy's log-density, and a planted anomaly that
 only the correlation between features reveals."""
 
 import numpy as np

@@ -1,5 +1,5 @@
-"""Causal checks (elk_methods.md §8.2, §8.5): the steering direction, the NIE of steering, and the effect of
-erasure, each against a hand computation.
+"""Causal checks (docs/methods/elk_methods.md §8.2, §8.5): the steering direction, the NIE of steering, and the
+effect of erasure, each against a hand computation.
 
 Two oracles: the package's own pieces recombined by hand (``output_log_odds`` with an ``intervention``,
 ``nie``), which must agree exactly; and a plain forward of one text at a time (``model.to_tokens``, no

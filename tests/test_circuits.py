@@ -348,7 +348,7 @@ def test_sum_vs_sloppy_pairs_are_aligned_twins(zoo):
 
 
 def _eap_edges(L: int, H: int) -> int:
-    """Edge count of drift_growth_circuits.md §2.1 (EAP-IG graph, the site in place of the logits)."""
+    """Edge count of docs/methods/drift_growth_circuits.md §2.1 (EAP-IG graph, the site in place of the logits)."""
     return L * (5 * H + 2) + 1 + (H + 1) * (3 * H + 1) * L * (L - 1) // 2
 
 

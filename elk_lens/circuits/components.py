@@ -7,7 +7,7 @@ output biases. Each write has a name, used as the key of every score dict in thi
 - ``"embed"``: ``blocks.0.hook_resid_pre`` (token + positional embeddings).
 - ``"L{l}H{h}"``: head h of layer l, ``z_h @ W_O[h]``, patched at ``blocks.{l}.attn.hook_z``.
   TL 4.3 native bridges have no ``hook_result`` (``use_attn_result`` raises), so the per-head output
-  is computed from ``hook_z`` and ``W_O`` (transformer_lens_4_3.md §2.2); since it is linear in
+  is computed from ``hook_z`` and ``W_O`` (docs/methods/transformer_lens_4_3.md §2.2); since it is linear in
   ``z_h``, replacing ``z_h`` replaces exactly that head's write and nothing else.
 - ``"L{l}MLP"``: ``blocks.{l}.hook_mlp_out`` (includes the MLP's own output bias).
 - ``"biases"`` (scores only, never patched): the attention ``b_O`` of every included layer, the one

@@ -1,6 +1,6 @@
 """Edge attribution patching (EAP; Syed, Rager, Conmy 2023) and its oracle, exact edge patching.
 
-The graph is EAP-IG's (hannamw/EAP-IG ``graph.py``; drift_growth_circuits.md §2.1) cut at the
+The graph is EAP-IG's (hannamw/EAP-IG ``graph.py``; docs/methods/drift_growth_circuits.md §2.1) cut at the
 reporter's site. Writers are the components of ``components.py``; readers are the Q, K and V input of
 every upstream head (``"L1H2.q"``), the input of every upstream MLP (``"L1MLP"``) and the site
 (``"site"``). An edge ``"u->v"`` joins a writer to each reader that reads the residual after u wrote.

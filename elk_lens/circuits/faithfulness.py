@@ -1,4 +1,5 @@
-"""Faithfulness of a circuit and the smallest circuit that reaches a target (drift_growth_circuits.md §2.3).
+"""Faithfulness of a circuit and the smallest circuit that reaches a target
+(docs/methods/drift_growth_circuits.md §2.3).
 
 ``F(C) = M_diff(circuit C) / M_diff(full model)``, with ``M_diff = mean over pairs of M(clean) -
 M(corrupt)``: how much of the reporter's clean-vs-corrupt gap survives when only the components in C
@@ -200,7 +201,7 @@ def smallest_circuit(
     """Add components in order of |score| (per-pair scores are averaged first) until ``F >= target``.
 
     A linear scan over every prefix: at ~20 components one stacked pass scores the whole curve, and
-    the curve itself is worth reporting (its area is MIB's CPR, drift_growth_circuits.md §2.3).
+    the curve itself is worth reporting (its area is MIB's CPR, docs/methods/drift_growth_circuits.md §2.3).
     ``"biases"`` in ``scores`` is ignored (a constant, not an ablatable component).
     """
     check_number("target", target)

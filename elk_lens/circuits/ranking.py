@@ -1,7 +1,7 @@
 """Comparing two score dicts: Spearman rank correlation over components, and per-pair means.
 
 Circuit methods are judged by whether they *rank* components as the exact-patching oracle does
-(drift_growth_circuits.md §6); the magnitudes of first-order estimates are allowed to be off.
+(docs/methods/drift_growth_circuits.md §6); the magnitudes of first-order estimates are allowed to be off.
 """
 
 from collections.abc import Mapping

