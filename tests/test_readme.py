@@ -1,11 +1,14 @@
-"""The README's quickstart runs as written and prints what the README says it shows."""
+"""The README's quickstart and the docs' snippets run as written and print what the pages say they show."""
 
 import contextlib
 import io
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+REPORTERS_PAGE = ROOT / "docs" / "guide" / "reporters.md"
+TRUTH_PAGE = ROOT / "docs" / "results" / "truth-datasets.md"
 
 
 def test_quickstart_runs_and_shows_the_split(tmp_path, monkeypatch):
@@ -21,11 +24,11 @@ def test_quickstart_runs_and_shows_the_split(tmp_path, monkeypatch):
 
 
 def test_reporter_snippet_runs(tmp_path, monkeypatch):
-    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[1]
+    code = re.findall(r"```python\n(.*?)```", REPORTERS_PAGE.read_text(), re.S)[0]
     monkeypatch.chdir(tmp_path)  # the snippet saves a reporter under ./reporters
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md reporter snippet", "exec"), {})
+        exec(compile(code, "docs/guide/reporters.md snippet", "exec"), {})
     lines = out.getvalue().strip().splitlines()
     assert lines[0].startswith("CCS AUROC"), lines
     before, after = (float(x) for x in re.findall(r"(-?\d+\.\d+)", lines[1]))
@@ -34,8 +37,8 @@ def test_reporter_snippet_runs(tmp_path, monkeypatch):
 
 
 def test_truth_dataset_snippet_runs():
-    (code,) = [c for c in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "el.truth_set(" in c]
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", TRUTH_PAGE.read_text(), re.S) if "el.truth_set(" in c]
     scope = {}
-    exec(compile("import elk_lens as el\n" + code, "README.md truth datasets", "exec"), scope)
+    exec(compile("import elk_lens as el\n" + code, "docs/results/truth-datasets.md", "exec"), scope)
     assert scope["cities"].texts[0] == "The city of Aba is in Nigeria." and scope["card"]["rows"] == 2052
     assert len(scope["sets"]) == 10
