@@ -20,7 +20,8 @@ def tables(run: Path) -> str:
     floor = {(r["dataset"], r["site"]): r for r in metrics["floor"]}
     answers = {(a["dataset"], a["prompt"]): a for a in metrics["answers"]}
     prompts = list(dict.fromkeys(a["prompt"] for a in metrics["answers"]))
-    head = ["dataset", "probe layer (val)", "probe AUROC [95% CI]", "random q95", *prompts, "probe > every prompt"]
+    asked = ["probe > every prompt"] if prompts else []  # a run without [answer] prompts has no gap to judge
+    head = ["dataset", "probe layer (val)", "probe AUROC [95% CI]", "random q95", *prompts, *asked]
     lines = [f"### {manifest['model_spec']} ({run.name})", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]  # fmt: skip
     gap = {g["dataset"]: g for g in metrics["gap"]}
@@ -33,7 +34,8 @@ def tables(run: Path) -> str:
         for p in prompts:
             a = answers.get((r["test"], p))
             cells.append(_ci(a["auroc"], a["ci_low"], a["ci_high"]) + f" (says True {a['says_true']:.0%})" if a else "")
-        cells.append("yes" if gap.get(r["test"], {}).get("knows_more") else "no")
+        if asked:
+            cells.append("yes" if gap.get(r["test"], {}).get("knows_more") else "no")
         lines.append("| " + " | ".join(cells) + " |")
     for position, rows in metrics.get("positions", {}).items():
         own = {x["test"]: x for x in rows if x["train"] == x["test"]}
