@@ -72,7 +72,9 @@ def _solve_positive(matrix: Float[Tensor, "k k"], rhs: Float[Tensor, " k"]) -> F
         if int(info) == 0:
             return torch.cholesky_solve(rhs[:, None], factor)[:, 0]
         if jitter > scale:
-            raise ValueError(f"the logistic Hessian is not positive definite even with a ridge of {jitter:.3g} (NaN in x?)")
+            raise ValueError(
+                f"the logistic Hessian is not positive definite even with a ridge of {jitter:.3g} (NaN in x?)"
+            )
         jitter = max(jitter * 100, scale * 1e-12)
 
 
