@@ -26,7 +26,7 @@ from elk_lens._atomic import read_dir, save_dir
 from elk_lens._checks import as_dtype
 from elk_lens._tensor_files import read_safetensors
 from elk_lens.zoo import PACKAGED, packaged_path, zoo_path
-from elk_lens.zoo.gguf import GGUF_MODELS, convert_gguf, gguf_file
+from elk_lens.zoo.gguf import GGUF_MODELS, check_reference, convert_gguf, gguf_file
 
 __all__ = [
     "NATIVE_CONFIG_FILE",
@@ -191,10 +191,13 @@ def _load_hf(name: str, revision, tokenizer, device: str, dtype: torch.dtype) ->
 
 
 def _load_gguf(gguf: Path, sha256: str | None, device: str, dtype: torch.dtype) -> TransformerBridge:
-    """Boot a GGUF's converted directory with the BOS rule the GGUF records (``elk_lens.zoo.gguf``)."""
+    """Boot a GGUF's converted directory with the BOS rule the GGUF records, checked against the
+    transformers reference the conversion kept (``elk_lens.zoo.gguf``)."""
     path, meta = convert_gguf(gguf, expected_sha256=sha256)
     model = _load_hf(str(path.resolve()), None, AutoTokenizer.from_pretrained(str(path)), device, dtype)
     model.cfg.default_prepend_bos = meta["prepend_bos"]
+    if dtype == torch.float32:  # the reference is float32; a lower precision would need its own tolerance
+        check_reference(model, path)
     return model
 
 

@@ -9,6 +9,7 @@ import torch
 from gguf_files import write_tiny_llama_gguf
 from transformers import AutoModelForCausalLM
 
+from elk_lens._tensor_files import read_safetensors
 from elk_lens.capture import capture
 from elk_lens.models import fingerprint, load_model
 from elk_lens.zoo import gguf as zoo_gguf
@@ -50,6 +51,39 @@ def test_bridge_equals_transformers_on_the_same_gguf(cache, tiny):
     assert gap < LOGIT_TOL, f"residual vs HF hidden_states max gap {gap:.2e}"
 
 
+def test_the_kept_reference_is_transformers_on_the_gguf_and_the_bridge_meets_it(cache, tiny):
+    model = load_model(str(tiny))
+    converted, _ = zoo_gguf.convert_gguf(tiny)
+    reference = read_safetensors(converted / zoo_gguf.REFERENCE, what="reference")
+    ids = reference["input_ids"][None]
+    assert ids[0, 0].item() == model.tokenizer.bos_token_id  # the tiny GGUF asks for BOS
+    assert ids.tolist() == model.to_tokens([zoo_gguf.PROBE]).tolist()
+    hf_logits, _ = _hf_logits(tiny, ids)
+    torch.testing.assert_close(reference["logits"], hf_logits[0], rtol=0, atol=0)  # same weights, same code
+    assert zoo_gguf.reference_gap(model, converted) < LOGIT_TOL
+
+
+def test_a_bridge_that_strays_from_the_reference_is_refused(cache, tiny, monkeypatch):
+    real = zoo_gguf.save_file
+
+    def shifted(tensors, path):  # a reference 0.1 off, as a bridge 0.1 off would look
+        real({**tensors, "logits": tensors["logits"] + 0.1}, path)
+
+    monkeypatch.setattr(zoo_gguf, "save_file", shifted)
+    with pytest.raises(ValueError, match=r"disagrees with transformers on the same GGUF weights: max \|logit gap\| "
+                       r"0\.1 on the reference sentence, over the 0\.01 allowed"):  # fmt: skip
+        load_model(str(tiny))
+    load_model(str(tiny), dtype="bfloat16")  # no float32 reference for bfloat16: booted unchecked
+
+
+def test_an_entry_of_an_older_format_is_converted_again(cache, tiny, monkeypatch, caplog):
+    load_model(str(tiny))
+    monkeypatch.setattr(zoo_gguf, "_FORMAT_VERSION", zoo_gguf._FORMAT_VERSION + 1)
+    with caplog.at_level(logging.WARNING):
+        load_model(str(tiny))
+    assert "by an older elk-lens" in caplog.text
+
+
 def test_conversion_is_cached_and_reused(cache, tiny, monkeypatch):
     first = load_model(str(tiny))
     entries = list((cache / "models").iterdir())
@@ -83,8 +117,8 @@ def test_a_damaged_cache_entry_is_rebuilt_never_used(cache, tiny, caplog):
 def test_a_conversion_killed_midway_leaves_nothing_a_load_trusts(cache, tiny, monkeypatch):
     real = zoo_gguf._write_hf
 
-    def killed(gguf, out):
-        real(gguf, out)
+    def killed(gguf, out, prepend_bos):
+        real(gguf, out, prepend_bos)
         raise KeyboardInterrupt  # after the files are written, before the marker
 
     monkeypatch.setattr(zoo_gguf, "_write_hf", killed)
@@ -142,9 +176,10 @@ def test_the_zoo_lists_the_real_models_with_cards():
 def test_a_real_model_boots_and_equals_transformers(real_lm, name, bos):
     model, gguf = real_lm(name)
     assert model.cfg.default_prepend_bos is bos
-    ids = model.to_tokens(["The capital of France is Paris."])
-    hf_logits, _ = _hf_logits(gguf, ids)
-    with torch.no_grad():
-        gap = (model(ids) - hf_logits).abs().max().item()
-    assert gap < LOGIT_TOL, f"zoo:{name}: bridge vs transformers max |logit gap| {gap:.2e}"
+    converted, _ = zoo_gguf.convert_gguf(gguf)  # the cached entry the load used: transformers' logits on the
+    gap = zoo_gguf.reference_gap(model, converted)  # GGUF, kept by the conversion (the tiny model's test above
+    assert gap < LOGIT_TOL, f"zoo:{name}: bridge vs transformers max |logit gap| {gap:.2e}"  # checks them fresh)
+    reference = read_safetensors(converted / zoo_gguf.REFERENCE, what="reference")
+    ids = model.to_tokens([zoo_gguf.PROBE])
+    assert ids.tolist() == reference["input_ids"][None].tolist()
     assert (ids[0, 0].item() == model.tokenizer.bos_token_id) is bos

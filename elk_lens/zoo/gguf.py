@@ -10,6 +10,12 @@ default ``~/.cache/elk-lens``), keyed by the GGUF's SHA-256 and written with ``s
 checksummed, so a conversion killed midway leaves nothing a later load trusts, and a damaged entry is
 rebuilt, never half-used (``docs/contract.md``).
 
+The conversion also keeps the GGUF-loaded transformers model's logits on a short probe sentence
+(``reference.safetensors``). Every float32 load checks the booted TransformerLens bridge against them, so
+a bridge that disagrees with transformers on these weights (a wrong architecture adapter, an upgrade
+that changed a kernel) is refused instead of read; the tests hold it to the measured gap without
+dequantizing the GGUF a second time.
+
 The BOS rule comes from the GGUF itself (``tokenizer.ggml.add_bos_token``): SmolLM2 was trained without
 one (TransformerLens would otherwise prepend ``<|im_start|>``, doubling its perplexity), Gemma 3 needs
 its ``<bos>``.
@@ -26,17 +32,41 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from safetensors.torch import save_file
 
 from elk_lens._atomic import read_dir, save_dir, sha256_file
+from elk_lens._tensor_files import read_safetensors
+from elk_lens.zoo.gguf_header import read_metadata
 
-__all__ = ["GGUF_MODELS", "SUPPORTED_ARCHITECTURES", "GgufModel", "cache_root", "convert_gguf", "gguf_file"]
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = [
+    "GGUF_MODELS",
+    "REFERENCE_TOL",
+    "SUPPORTED_ARCHITECTURES",
+    "GgufModel",
+    "cache_root",
+    "check_reference",
+    "convert_gguf",
+    "gguf_file",
+    "reference_gap",
+]
 
 log = logging.getLogger(__name__)
 
 MARKER = "elk_lens_gguf.json"
-_FORMAT_VERSION = 1
+REFERENCE = "reference.safetensors"
+_FORMAT_VERSION = 2  # 2: with the reference logits
+PROBE = "The capital of France is Paris, and two plus two is four."
+REFERENCE_TOL = 1e-2
+"""Largest |logit gap| a float32 load accepts between the bridge and the reference. The same float32
+weights through the two implementations differ by 2e-5 (Gemma 3) to 5e-5 (SmolLM2) on a CPU (the tests
+hold them to 1e-4); other devices and kernels add rounding of that order, while a wrong adapter or
+weight is off by whole logits."""
 SUPPORTED_ARCHITECTURES = ("llama", "gemma3")
 """GGUF architectures whose conversion and TransformerLens boot are tested (tests/test_gguf.py)."""
 
@@ -138,19 +168,17 @@ def gguf_file(name: str) -> Path:
 
 def _read_header(gguf: Path) -> dict:
     """Architecture and BOS rule of a GGUF; a truncated or foreign file is an error naming it."""
-    from gguf import GGUFReader
-
+    arch_key, bos_key = "general.architecture", "tokenizer.ggml.add_bos_token"
     try:
-        fields = GGUFReader(str(gguf)).fields
-        arch = fields["general.architecture"].contents()
-    except (KeyError, ValueError, OSError, IndexError) as e:
+        fields = read_metadata(gguf, {arch_key, bos_key})
+        arch = fields[arch_key]
+    except (KeyError, ValueError, OSError) as e:
         raise ValueError(f"{gguf} is not a readable GGUF file ({type(e).__name__}: {e}): it is truncated, "
                          f"damaged or not a GGUF") from None  # fmt: skip
     if arch not in SUPPORTED_ARCHITECTURES:
         raise ValueError(f"{gguf} holds a {arch!r} model; elk-lens converts these GGUF architectures: "
                          f"{list(SUPPORTED_ARCHITECTURES)}")  # fmt: skip
-    add_bos = fields.get("tokenizer.ggml.add_bos_token")
-    return {"architecture": arch, "prepend_bos": bool(add_bos.contents()) if add_bos is not None else True}
+    return {"architecture": arch, "prepend_bos": bool(fields.get(bos_key, True))}
 
 
 def convert_gguf(gguf: str | Path, *, expected_sha256: str | None = None) -> tuple[Path, dict]:
@@ -188,27 +216,57 @@ def _cached_or_converted(gguf: Path, digest: str, out: Path) -> tuple[Path, dict
     if out.exists():
         try:
             meta = read_dir(out, marker=MARKER, what="converted GGUF model")
-            if meta.get("gguf_sha256") == digest:
+            if meta.get("gguf_sha256") == digest and meta.get("format_version") == _FORMAT_VERSION:
                 return out, meta
-            log.warning("%s was converted from another GGUF; converting %s again", out, gguf)
+            log.warning("%s was converted from another GGUF or by an older elk-lens (format %s, now %s); "
+                        "converting %s again", out, meta.get("format_version"), _FORMAT_VERSION, gguf)  # fmt: skip
         except (ValueError, FileNotFoundError) as e:
             log.warning("%s; converting %s again", e, gguf)
             if (out / MARKER).is_file():  # elk-lens's own entry, damaged (a directory without our marker is
                 shutil.rmtree(out)  # never ours: save_dir below refuses to overwrite foreign files in it)
-    meta = {"format_version": _FORMAT_VERSION, "gguf_sha256": digest, "gguf_file": gguf.name, **_read_header(gguf)}
-    save_dir(out, meta, lambda tmp: _write_hf(gguf, tmp), marker=MARKER, overwrite=True, what="converted GGUF model")
+    header = _read_header(gguf)
+    meta = {"format_version": _FORMAT_VERSION, "gguf_sha256": digest, "gguf_file": gguf.name, **header}
+    save_dir(out, meta, lambda tmp: _write_hf(gguf, tmp, header["prepend_bos"]), marker=MARKER, overwrite=True,
+             what="converted GGUF model")  # fmt: skip
     return out, read_dir(out, marker=MARKER, what="converted GGUF model")
 
 
-def _write_hf(gguf: Path, out: Path) -> None:
-    """Dequantize ``gguf`` with transformers and save it as a plain float32 HF directory in ``out``."""
+def _write_hf(gguf: Path, out: Path, prepend_bos: bool) -> None:
+    """Dequantize ``gguf`` with transformers and save it as a plain float32 HF directory in ``out``, with
+    the GGUF-loaded model's logits on :data:`PROBE` (tokenized by the BOS rule) as the reference."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    ids = tokenizer(PROBE, add_special_tokens=False).input_ids
+    ids = torch.tensor([[tokenizer.bos_token_id] * prepend_bos + ids])
+    with torch.no_grad():
+        logits = loaded.eval()(ids).logits[0]
+    save_file({"input_ids": ids[0], "logits": logits.contiguous()}, str(out / REFERENCE))
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the weights are dense floats now; this entry blocks save_pretrained
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def reference_gap(model: "TransformerBridge", converted: Path) -> float:
+    """Max |logit gap| between ``model`` and the transformers reference kept in ``converted`` (a directory
+    :func:`convert_gguf` returned), on the reference's own token ids."""
+    reference = read_safetensors(Path(converted) / REFERENCE, what="GGUF reference logits")
+    with torch.no_grad():
+        logits = model(reference["input_ids"][None].to(model.cfg.device))[0]
+    return (logits.float().cpu() - reference["logits"]).abs().max().item()
+
+
+def check_reference(model: "TransformerBridge", converted: Path) -> None:
+    """Refuse a booted bridge whose float32 logits stray from the reference by more than
+    :data:`REFERENCE_TOL`."""
+    gap = reference_gap(model, converted)
+    if not gap <= REFERENCE_TOL:
+        raise ValueError(f"the TransformerLens bridge booted from {converted} disagrees with transformers on the "
+                         f"same GGUF weights: max |logit gap| {gap:.3g} on the reference sentence, over the "
+                         f"{REFERENCE_TOL:g} allowed; this TransformerLens version does not run this "
+                         f"architecture as transformers does, so its activations would not be the model's")  # fmt: skip
