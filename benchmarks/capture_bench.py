@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.models import load_model
+from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.zoo import zoo_names
 
 ZOO_MODEL = "quirky-arith"

@@ -31,10 +31,10 @@ from elk_lens.circuits import (
     mean_scores,
     smallest_circuit,
     spearman,
-    sum_vs_sloppy_pairs,
 )
-from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.models import fingerprint, load_model
+from elk_lens.quirky.data import quirky_arithmetic
+from elk_lens.quirky.twins import sum_vs_sloppy_pairs
 from elk_lens.reporters import fit_logistic
 
 SITE = "blocks.3.hook_resid_pre"

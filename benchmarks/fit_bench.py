@@ -22,8 +22,8 @@ import torch
 
 from elk_lens.capture import capture
 from elk_lens.contrast import capture_contrast
-from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.models import load_model
+from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.reporters.ccs import ccs_restarts
 from elk_lens.reporters.pairs import BurnsNorm
 from elk_lens.reporters.registry import METHODS, fit_method

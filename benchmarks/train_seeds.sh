@@ -6,7 +6,7 @@ out=$1; device=$2; shift 2
 for seed in "$@"; do
   python3 -c "
 from pathlib import Path
-from elk_lens.zoo.quirky_recipe import QuirkyRecipe, train_quirky
+from elk_lens.quirky.recipe import QuirkyRecipe, train_quirky
 train_quirky(QuirkyRecipe(seed=$seed, device='$device', threads=2), Path('$out/seed$seed'))
 " > "$out/seed$seed.log" 2>&1 &
 done

@@ -7,13 +7,13 @@
 >>> probe = el.fit_logistic(acts.at(3), data.truth, site="blocks.3.hook_resid_pre")  # doctest: +SKIP
 """
 
+from elk_lens import quirky as quirky
 from elk_lens.activations import Activations as Activations
 from elk_lens.capture import capture as capture
 from elk_lens.capture import content_position as content_position
 from elk_lens.contrast import capture_contrast as capture_contrast
 from elk_lens.data import StatementSet as StatementSet
 from elk_lens.data import load_statements as load_statements
-from elk_lens.data import quirky_arithmetic as quirky_arithmetic
 from elk_lens.data import truth_set as truth_set
 from elk_lens.data import truth_sets as truth_sets
 from elk_lens.data import with_splits as with_splits
@@ -36,8 +36,7 @@ from elk_lens.prompts import chat_prompt as chat_prompt
 from elk_lens.prompts import few_shot_prompt as few_shot_prompt
 from elk_lens.prompts import prompted_log_odds as prompted_log_odds
 from elk_lens.prompts import zero_shot_prompt as zero_shot_prompt
-from elk_lens.quirky_protocol import quirky_probe_study as quirky_probe_study
-from elk_lens.quirky_study import quirky_reporter_scores as quirky_reporter_scores
+from elk_lens.quirky import quirky_arithmetic as quirky_arithmetic
 from elk_lens.reporters import Reporter as Reporter
 from elk_lens.reporters import fit_ccs as fit_ccs
 from elk_lens.reporters import fit_crc as fit_crc
@@ -93,9 +92,8 @@ __all__ = [
     "load_statements",
     "output_log_odds",
     "prompted_log_odds",
+    "quirky",
     "quirky_arithmetic",
-    "quirky_probe_study",
-    "quirky_reporter_scores",
     "random_floor",
     "reflect",
     "residual_sites",

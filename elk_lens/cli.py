@@ -30,8 +30,8 @@ def _zoo_list(_: argparse.Namespace) -> int:
 
 def _zoo_train(args: argparse.Namespace) -> int:
     from elk_lens._checks import check_number
-    from elk_lens.zoo.card import measure_and_write_cards
-    from elk_lens.zoo.quirky_recipe import QuirkyRecipe, train_quirky
+    from elk_lens.quirky.card import measure_and_write_cards
+    from elk_lens.quirky.recipe import QuirkyRecipe, train_quirky
 
     if args.name != "quirky-arith":
         raise SystemExit(f"elk-lens zoo train: unknown recipe {args.name!r}; valid: ['quirky-arith']")

@@ -1,5 +1,6 @@
-"""Transfer metrics of the quirky-models protocol (Mallen et al., arXiv 2312.01037; docs/methods/elk_methods.md §6):
-the earliest informative layer and the performance gap recovered, with bootstrap intervals.
+"""Transfer metrics from the quirky-models protocol (Mallen et al., arXiv 2312.01037; docs/methods/elk_methods.md §6):
+the earliest informative layer and the performance gap recovered, with bootstrap intervals. They live
+outside ``elk_lens.quirky`` because the truth-dataset generalization study reads the same layer choice.
 
 Both are computed from per-site AUROCs; the layer is chosen on in-distribution data only, never by
 looking at the transfer target.

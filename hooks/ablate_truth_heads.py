@@ -23,8 +23,9 @@ import elk_lens as el
 from elk_lens._atomic import atomic_write_text
 from elk_lens._checks import check_number
 from elk_lens._hooks import loud_hooks
-from elk_lens.circuits import exact_patching, mean_scores, sum_vs_sloppy_pairs, top_heads
+from elk_lens.circuits import exact_patching, mean_scores, top_heads
 from elk_lens.circuits.components import Component
+from elk_lens.quirky import sum_vs_sloppy_pairs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -7,7 +7,7 @@ import torch
 from scipy.stats import multivariate_normal
 from sklearn.metrics import roc_auc_score
 
-from elk_lens.anomaly import GaussianDetector, anomaly_auroc
+from elk_lens.quirky.anomaly import GaussianDetector, anomaly_auroc
 
 LOGPDF_TOL = 1e-9  # float64 Cholesky (torch) vs float64 LU/eigh (SciPy) of the same well-conditioned matrix
 CAUGHT = 0.95  # AUROC the detector must reach on the planted anomaly (measured 0.976-0.995 over 10 seeds)

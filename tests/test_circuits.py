@@ -22,7 +22,6 @@ from elk_lens.circuits import (
     mean_scores,
     smallest_circuit,
     spearman,
-    sum_vs_sloppy_pairs,
     upstream_components,
     upstream_edges,
 )
@@ -31,8 +30,9 @@ from elk_lens.circuits._inputs import pair_tokens
 from elk_lens.circuits.components import _components
 from elk_lens.circuits.edges import _edge_scores, _edges, _writer_deltas
 from elk_lens.circuits.ranking import rank
-from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.models import fingerprint, load_model
+from elk_lens.quirky.data import quirky_arithmetic
+from elk_lens.quirky.twins import sum_vs_sloppy_pairs
 from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.sites import Site
 

@@ -76,9 +76,9 @@ def test_bad_specs_fail_before_any_work(tmp_path, extra, message):
 def test_circuits_follow_a_growth_run_through_its_map(tmp_path):
     """A block appended after the read site changes nothing below it: at the growth step the circuit,
     in the grown model's names, is the small model's, with the same shares of the gap."""
-    from elk_lens.data.quirky import quirky_arithmetic
     from elk_lens.growth import insert_blocks
     from elk_lens.models import load_model, save_model
+    from elk_lens.quirky.data import quirky_arithmetic
     from elk_lens.train import FineTuneConfig, fine_tune
 
     grown, growth = insert_blocks(load_model("zoo:quirky-arith-base"), [4])

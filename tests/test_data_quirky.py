@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from elk_lens.data import quirky
-from elk_lens.data.quirky import (
+from elk_lens.metrics import auroc
+from elk_lens.quirky import data as quirky
+from elk_lens.quirky.data import (
     EASY_MAX,
     HARD_MIN,
     difficulty_cdf,
@@ -16,7 +17,6 @@ from elk_lens.data.quirky import (
     quirky_arithmetic,
     sample_rows,
 )
-from elk_lens.metrics import auroc
 
 # Surface heuristics count as "near chance" within this distance of 0.5 (the prototype measured
 # 0.44-0.50 on Bob-hard; own-answer distractors give 1.0 for the leading digit).

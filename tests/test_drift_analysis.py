@@ -55,8 +55,8 @@ def test_a_stream_scenario_trains_on_the_documents_with_their_answers(tmp_path):
         "[train]\n", '[train]\nobjective = "stream"\n'))  # fmt: skip
     run = run_analysis(spec, runs_root=tmp_path / "runs")
     info = json.loads((run / "trajectory" / "trajectory.json").read_text())
-    from elk_lens.data.quirky import quirky_arithmetic
     from elk_lens.models import load_model
+    from elk_lens.quirky.data import quirky_arithmetic
     from elk_lens.token_stream import TokenStream
 
     train = quirky_arithmetic(400, split="train", seed=0)

@@ -15,7 +15,6 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.capture import capture
-from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.growth import (
     GrowthMap,
     add_heads,
@@ -29,6 +28,7 @@ from elk_lens.growth import (
     widen_mlp,
 )
 from elk_lens.models import fingerprint, load_model
+from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.reporters import Reporter, fit_logistic, fit_mean_diff
 
 F32_TOL = 1e-4  # the bound in float32 (measured <= 1.1e-5: zoo model, grow_d_head)

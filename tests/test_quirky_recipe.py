@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from elk_lens.data.quirky import sample_rows
 from elk_lens.models import load_model
-from elk_lens.zoo import quirky_recipe
-from elk_lens.zoo.quirky_recipe import QuirkyRecipe, build_tokenizer, encode_rows, train_quirky
+from elk_lens.quirky import recipe as quirky_recipe
+from elk_lens.quirky.data import sample_rows
+from elk_lens.quirky.recipe import QuirkyRecipe, build_tokenizer, encode_rows, train_quirky
 
 # the bridge re-implements LN/attention: ~2e-6 apart (docs/methods/transformer_lens_4_3.md §9.15)
 BRIDGE_VS_BARE_TOL = 1e-4

@@ -13,9 +13,9 @@ from elk_lens.capture import capture
 from elk_lens.contrast import ContrastActivations
 from elk_lens.data.statements import StatementSet
 from elk_lens.metrics import auroc
+from elk_lens.quirky.rigor import capture_distractor_pairs, distractor_coin, distractor_table, seed_stability
 from elk_lens.reporters import fit_ccs, fit_logistic
 from elk_lens.reporters.registry import fit_method
-from elk_lens.rigor import capture_distractor_pairs, distractor_coin, distractor_table, seed_stability
 from elk_lens.sites import Site
 
 ANSWERS = ("y", "n")  # single tokens of the char tokenizer

@@ -8,8 +8,8 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.capture import capture
-from elk_lens.data.quirky import quirky_arithmetic
-from elk_lens.zoo.quirky_recipe import QUIRKY_VOCAB, build_tokenizer
+from elk_lens.quirky.data import quirky_arithmetic
+from elk_lens.quirky.recipe import QUIRKY_VOCAB, build_tokenizer
 
 SITES = ["blocks.1.hook_resid_pre", "blocks.0.hook_resid_mid"]
 BATCH = 4

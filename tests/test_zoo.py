@@ -6,7 +6,7 @@ import pytest
 
 from elk_lens.cli import main
 from elk_lens.models import fingerprint, load_model
-from elk_lens.quirky_protocol import quirky_probe_study, split_layers
+from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
 from elk_lens.zoo import zoo_card, zoo_names, zoo_path
 
 SHIPPED = ("quirky-arith-base", "quirky-arith", "quirky-arith-fullft")
@@ -24,8 +24,7 @@ def test_cards_record_recipe_training_and_measurements(name):
     assert "base" in card["training"] and card["training"]["base"]["steps"] > 0
     measured = card["measured"]
     assert set(measured["accuracy (test split)"]) == {
-        "alice vs own label", "alice_hard vs own label", "bob vs own label", "bob_hard vs own label",
-        "bob vs truth", "bob_hard vs truth",
+        "A vs own label", "AH vs own label", "B vs own label", "BH vs own label", "B vs truth", "BH vs truth",
     }  # fmt: skip
 
 
@@ -42,13 +41,13 @@ def quirky_study():
 
 def test_quirky_model_answers_as_its_characters(quirky_study):
     acc = quirky_study.accuracy
-    assert acc["alice vs own label"] >= ACC_MIN and acc["bob vs own label"] >= ACC_MIN, acc
-    assert acc["bob_hard vs own label"] >= ACC_HARD_MIN, acc
+    assert acc["A vs own label"] >= ACC_MIN and acc["B vs own label"] >= ACC_MIN, acc
+    assert acc["BH vs own label"] >= ACC_HARD_MIN, acc
 
 
 def test_quirky_model_knows_more_than_it_says(quirky_study):
     """Fresh data (seed 11, not the card's): a layer still reads truth where the output follows Bob."""
-    assert split_layers(quirky_study), [r.auroc["bob_hard_disagree"] for r in quirky_study.probes]
+    assert split_layers(quirky_study), [r.auroc["BH_disagree"] for r in quirky_study.probes]
 
 
 def test_zoo_weights_match_their_recorded_fingerprint():

@@ -35,11 +35,11 @@ from elk_lens.circuits import (
     mean_scores,
     smallest_circuit,
     spearman,
-    sum_vs_sloppy_pairs,
     top_heads,
 )
-from elk_lens.data.quirky import CHARACTERS
 from elk_lens.models import fingerprint
+from elk_lens.quirky.data import CHARACTERS
+from elk_lens.quirky.twins import sum_vs_sloppy_pairs
 from elk_lens.report.attention_vis import attention_heads_html, circuitsvis_script
 from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir

@@ -29,11 +29,11 @@ from elk_lens.analyses.result import (
     some_of,
 )
 from elk_lens.capture import capture
-from elk_lens.data.quirky import DIGITS, quirky_arithmetic
 from elk_lens.drift_study import trajectory_drift
 from elk_lens.lm_output import output_log_odds
 from elk_lens.models import fingerprint, load_model
-from elk_lens.quirky_study import EVAL_SETS, subset_mask
+from elk_lens.quirky.data import DIGITS, quirky_arithmetic
+from elk_lens.quirky.subsets import subset_mask
 from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
@@ -167,9 +167,7 @@ def output_accuracy(s: dict, model) -> dict:
 def eval_sets(s: dict) -> dict:
     """The fixed evaluation sets: Bob-hard disagreements, Alice-easy, and the Bob-hard control."""
     test = quirky_arithmetic(s["drift.eval_rows"], split="test", seed=0, digits=s["data.digits"])
-    return {
-        name: test.subset(subset_mask(test, EVAL_SETS[name]).numpy()) for name in ("BH_disagree", "AE", "BH_control")
-    }
+    return {name: test.subset(subset_mask(test, name).numpy()) for name in ("BH_disagree", "AE", "BH_control")}
 
 
 def drift_sites(n_layers: int) -> list[str]:

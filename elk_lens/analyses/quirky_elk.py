@@ -22,9 +22,9 @@ from elk_lens.analyses.result import (
     model_spec,
     read_settings,
 )
-from elk_lens.evaluate import QUIRKY_EVAL_SETS
 from elk_lens.models import load_model
-from elk_lens.quirky_protocol import quirky_probe_study, split_layers
+from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
+from elk_lens.quirky.subsets import PROBE_STUDY_SETS, SUBSETS, TARGET
 from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
@@ -43,7 +43,7 @@ _SETTINGS = {
     "causal.n_random": Setting(8, int, at_least(1)),  # random directions beside each steering direction
     **REAL_LM_SETTINGS,  # a glance at a real LM beside the quirky model (real_lm.spec = "" leaves it out)
 }
-_CHART_SETS = ("alice_easy", "alice_hard", "bob_hard", "bob_disagree", "bob_hard_disagree")
+_CHART_SETS = ("AE", "AH", "BH", "B_disagree", "BH_disagree")
 
 
 KEYS = tuple(_SETTINGS)  # every config key this analysis reads (the runner refuses others)
@@ -83,7 +83,7 @@ def _study(cfg: dict, run: RunDir) -> dict:
 
 
 def _cell_colour(column: str, value: object) -> str | None:
-    if column not in QUIRKY_EVAL_SETS or not isinstance(value, float) or value != value:
+    if column not in PROBE_STUDY_SETS or not isinstance(value, float) or value != value:
         return None
     return "good" if value >= 0.9 else "bad" if value <= 0.6 else None
 
@@ -102,33 +102,31 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     layers = [short_name(r["scored"]) for r in probe_rows]
     chart = line_chart(
         {name: [r[name] for r in probe_rows] for name in _CHART_SETS}
-        | {f"model output: {name}": [res["output"][name]] * len(probe_rows) for name in ("bob_hard_disagree",)},
+        | {f"model output: {name}": [res["output"][name]] * len(probe_rows) for name in (TARGET,)},
         layers,
         title="Probe AUROC vs truth by layer (logistic regression trained on Alice-easy)",
         y_label="AUROC vs truth",
-        dashed=frozenset({"model output: bob_hard_disagree"}),
+        dashed=frozenset({f"model output: {TARGET}"}),
     )
     split = res["split_layers"]
     headline = (
         f"<p><b>Knowledge/output split found</b> at {', '.join(escape(x) for x in split)}: a probe trained on "
         f"Alice-easy reads the truth on Bob-hard disagreements (AUROC ≥ 0.90) while the model's own output there "
-        f"follows Bob (output AUROC vs truth {res['output']['bob_hard_disagree']:.3f}).</p>"
+        f"follows Bob (output AUROC vs truth {res['output'][TARGET]:.3f}).</p>"
         if split
         else "<p><b>No layer shows the knowledge/output split</b> (probe AUROC ≥ 0.90 on Bob-hard disagreements "
         "while the output AUROC vs truth ≤ 0.10).</p>"
     )
     acc_rows = [{"subset": k, "accuracy": v} for k, v in res["accuracy"].items()]
     subsets = [
-        {"subset": k, "statements": res["sizes"].get(k, ""), "meaning": v[1]} for k, v in QUIRKY_EVAL_SETS.items()
+        {"subset": k, "statements": res["sizes"].get(k, ""), "meaning": SUBSETS[k].meaning} for k in PROBE_STUDY_SETS
     ]
     card = res["model_card"]
     sections = [
         Section(
             "Summary",
             headline
-            + table_html(
-                targets_table(methods, split, _probe_at(res, "bob_hard_disagree"), res["output"]["bob_hard_disagree"])
-            )
+            + table_html(targets_table(methods, split, _probe_at(res, TARGET), res["output"][TARGET]))
             + table_html(acc_rows, digits=4),
         ),
         Section(

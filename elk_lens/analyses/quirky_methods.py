@@ -3,16 +3,17 @@ detection, the rigor battery and the causal checks, as resumable stages and repo
 
 from elk_lens.capture import capture
 from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, steering_effect
-from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.erasure import fit_leace
-from elk_lens.position_sweep import position_sweep
-from elk_lens.quirky_study import EVAL_SETS, TRAIN_SETS, QuirkyScores, quirky_reporter_scores, subset_mask
-from elk_lens.quirky_tables import anomaly_table, auroc_table, eil_table, feature_table, pgr_table
+from elk_lens.quirky.data import quirky_arithmetic
+from elk_lens.quirky.position_sweep import position_sweep
+from elk_lens.quirky.rigor import capture_distractor_pairs, distractor_table, seed_stability
+from elk_lens.quirky.scores import QuirkyScores, quirky_reporter_scores
+from elk_lens.quirky.subsets import TRAIN_SETS, subset_mask
+from elk_lens.quirky.tables import anomaly_table, auroc_table, eil_table, feature_table, pgr_table
 from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
 from elk_lens.report.svg import line_chart
 from elk_lens.reporters import fit_logistic, fit_mean_diff, random_direction_baseline
-from elk_lens.rigor import capture_distractor_pairs, distractor_table, seed_stability
 from elk_lens.sites import residual_sites, short_name
 
 __all__ = ["method_sections", "method_stages"]
@@ -40,7 +41,7 @@ def _causal(model, s: dict, run: RunDir) -> dict:
     train = val.where(character="Alice", easy=True)
     test = quirky_arithmetic(s["causal.test_rows"], split="test", seed=s["data.seed"])
     alice = test.where(character="Alice")
-    bob = test.subset(subset_mask(test, EVAL_SETS["BH_disagree"]).numpy())
+    bob = test.subset(subset_mask(test, "BH_disagree").numpy())
     sites = residual_sites(model)
     acts = capture(model, train, sites, batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")
     rows = []
@@ -56,7 +57,7 @@ def _causal(model, s: dict, run: RunDir) -> dict:
                     "site": site.name,
                     "direction": f"AE/{name}",
                     **{k: round(v, 4) for k, v in effect.items()},
-                    **{f"bob_hard_disagree {k}": round(v, 4) for k, v in shift.items()},
+                    **{f"BH_disagree {k}": round(v, 4) for k, v in shift.items()},
                 }
             )
         erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), batch_size=s["capture.batch_size"])
@@ -80,7 +81,7 @@ def _rigor(model, s: dict, run: RunDir, scores: QuirkyScores) -> dict:
     ae = quirky_arithmetic(s["data.train_rows"], split="val", seed=seed).where(character="Alice", easy=True)
     acts = capture(model, ae, sites, **kw)
     test_acts = capture(model, scores.test, sites, **kw)
-    target = subset_mask(scores.test, EVAL_SETS["BH_disagree"])
+    target = subset_mask(scores.test, "BH_disagree")
     floor = []
     for i, site in list(enumerate(sites))[1:]:
         res = random_direction_baseline(acts.at(i), ae.truth, test_acts.at(i)[target], scores.labels("truth")[target],
@@ -93,8 +94,8 @@ def _positions(model, s: dict) -> dict:
     """AUROC by token position at every site: AE-trained logistic regression, on AE and BH disagreements."""
     val = quirky_arithmetic(s["data.train_rows"], split="val", seed=s["data.seed"])
     test = quirky_arithmetic(s["data.test_rows"], split="test", seed=s["data.seed"])
-    evals = {name: test.subset(subset_mask(test, EVAL_SETS[name]).numpy()) for name in ("AE", "BH_disagree")}
-    train = val.subset(subset_mask(val, EVAL_SETS["AE"]).numpy())
+    evals = {name: test.subset(subset_mask(test, name).numpy()) for name in ("AE", "BH_disagree")}
+    train = val.subset(subset_mask(val, "AE").numpy())
     return position_sweep(model, train, evals, residual_sites(model), batch_size=s["capture.batch_size"])
 
 

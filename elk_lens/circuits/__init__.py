@@ -23,7 +23,6 @@ from elk_lens.circuits.faithfulness import Circuit as Circuit
 from elk_lens.circuits.faithfulness import faithfulness as faithfulness
 from elk_lens.circuits.faithfulness import faithfulness_curve as faithfulness_curve
 from elk_lens.circuits.faithfulness import smallest_circuit as smallest_circuit
-from elk_lens.circuits.pairs import sum_vs_sloppy_pairs as sum_vs_sloppy_pairs
 from elk_lens.circuits.patching import exact_patching as exact_patching
 from elk_lens.circuits.ranking import mean_scores as mean_scores
 from elk_lens.circuits.ranking import spearman as spearman
@@ -46,7 +45,6 @@ __all__ = [
     "mean_scores",
     "smallest_circuit",
     "spearman",
-    "sum_vs_sloppy_pairs",
     "top_heads",
     "upstream_components",
     "upstream_edges",

@@ -1,7 +1,6 @@
 """Statement sets: quirky arithmetic, Marks & Tegmark-style truth datasets, and users' own CSV / JSONL."""
 
 from elk_lens.data.loaders import load_statements as load_statements
-from elk_lens.data.quirky import quirky_arithmetic as quirky_arithmetic
 from elk_lens.data.statements import StatementSet as StatementSet
 from elk_lens.data.truth_datasets import TRUTH_SETS as TRUTH_SETS
 from elk_lens.data.truth_datasets import truth_set as truth_set
@@ -13,7 +12,6 @@ __all__ = [
     "TRUTH_SETS",
     "StatementSet",
     "load_statements",
-    "quirky_arithmetic",
     "truth_set",
     "truth_set_card",
     "truth_sets",

@@ -17,9 +17,9 @@ from elk_lens.circuits import (
     layer_grid,
     smallest_circuit,
     spearman,
-    sum_vs_sloppy_pairs,
     top_heads,
 )
+from elk_lens.quirky.twins import sum_vs_sloppy_pairs
 from elk_lens.reporters import Reporter
 
 SITE = "blocks.1.hook_resid_pre"

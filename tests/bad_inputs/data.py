@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from bad_inputs import Case, Env
-from elk_lens.data import StatementSet, load_statements, quirky_arithmetic
+from elk_lens.data import StatementSet, load_statements
+from elk_lens.quirky import quirky_arithmetic
 from elk_lens.token_stream import TokenStream
 
 CLEAN_CSV = "text,label,topic\nParis is in France.,1,geo\nParis is in Peru.,false,geo\n"

@@ -7,7 +7,6 @@ range. Labels outside {0, 1} and non-positive regularization are the battery's f
 import torch
 
 from bad_inputs import Case, Env
-from elk_lens.anomaly import GaussianDetector
 from elk_lens.causal import steering_direction
 from elk_lens.data.statements import StatementSet
 from elk_lens.erasure import fit_leace
@@ -15,6 +14,7 @@ from elk_lens.generalization import generalization_study
 from elk_lens.interventions import erase, intervene, steer, steer_edit
 from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import accuracy, auroc, bootstrap_ci, calibrated_accuracy, ece
+from elk_lens.quirky.anomaly import GaussianDetector
 from elk_lens.reporters import (
     Reporter,
     fit_ccs,

@@ -15,10 +15,10 @@ from conftest import boot_native
 
 from bad_inputs import Case, Env
 from elk_lens.data.statements import StatementSet
+from elk_lens.quirky.recipe import QuirkyRecipe, train_quirky
 from elk_lens.reporters import Reporter
 from elk_lens.token_stream import TokenStream
 from elk_lens.train import FineTuneConfig, anchor_to, fine_tune
-from elk_lens.zoo.quirky_recipe import QuirkyRecipe, train_quirky
 
 TEXTS = [f"{a} plus {b} is {a + b}." for a in range(3) for b in range(3)]
 TRUTH = torch.tensor([i % 3 == 0 for i in range(len(TEXTS))])

@@ -14,18 +14,17 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.capture import capture
-from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.data.statements import StatementSet
-from elk_lens.evaluate import (
-    QUIRKY_EVAL_SETS,
+from elk_lens.lm_output import output_log_odds
+from elk_lens.models import fingerprint
+from elk_lens.quirky.data import quirky_arithmetic
+from elk_lens.quirky.subsets import PROBE_STUDY_SETS, SUBSETS, TARGET, subset_masks
+from elk_lens.quirky.sweep import (
     SweepRow,
     heuristic_rows,
     probe_layer_sweep,
-    quirky_eval_masks,
     score_row,
 )
-from elk_lens.lm_output import output_log_odds
-from elk_lens.models import fingerprint
 from elk_lens.sites import residual_sites
 
 __all__ = ["QuirkyStudy", "quirky_probe_study", "split_layers"]
@@ -61,7 +60,7 @@ def _accuracy(log_odds: torch.Tensor, statements: StatementSet) -> dict[str, flo
         what = "own label" if target == "label" else "truth"
         for only_hard in (False, True):
             rows = (character == who) & (hard if only_hard else True)
-            out[f"{who.lower()}{'_hard' if only_hard else ''} vs {what}"] = float(correct[rows].mean())
+            out[f"{who[0]}{'H' if only_hard else ''} vs {what}"] = float(correct[rows].mean())
     return out
 
 
@@ -93,7 +92,7 @@ def quirky_probe_study(
     test_acts = capture(model, test, sites, batch_size=batch_size, cache_dir=cache_dir)
     timings["capture_s"] = round(time.perf_counter() - started, 2)
 
-    masks = quirky_eval_masks(test)
+    masks = subset_masks(test, PROBE_STUDY_SETS)
     model_fp = fingerprint(model)
     provenance = {"model": model_fp, "train_data": train.fingerprint, "seed": seed}
     started = time.perf_counter()
@@ -105,7 +104,7 @@ def quirky_probe_study(
         output=score_row("model output (logit True - False)", log_odds, test.truth, masks),
         heuristics=heuristic_rows(train, test, test.truth, masks),
         accuracy=_accuracy(log_odds, test),
-        sizes={"train (alice_easy, val split)": len(train), **{k: int(m.sum()) for k, m in masks.items()}},
+        sizes={"train (AE, val split)": len(train), **{k: int(m.sum()) for k, m in masks.items()}},
         provenance={
             **provenance,
             "test_data": test.fingerprint,
@@ -113,7 +112,7 @@ def quirky_probe_study(
             "test_rows": test_rows,
             "C": C,
             "timings": timings,
-            "subsets": {k: v[1] for k, v in QUIRKY_EVAL_SETS.items()},
+            "subsets": {k: SUBSETS[k].meaning for k in PROBE_STUDY_SETS},
         },
     )
 
@@ -121,7 +120,6 @@ def quirky_probe_study(
 def split_layers(study: QuirkyStudy, *, probe_min: float = 0.90, output_max: float = 0.10) -> list[str]:
     """Sites where the probe reads truth on Bob-hard disagreements (AUROC >= ``probe_min``) while the
     model's output there follows Bob (AUROC vs truth <= ``output_max``): the knowledge/output split."""
-    target = "bob_hard_disagree"
-    if study.output.auroc[target] > output_max:
+    if study.output.auroc[TARGET] > output_max:
         return []
-    return [r.name for r in study.probes if r.auroc[target] >= probe_min]
+    return [r.name for r in study.probes if r.auroc[TARGET] >= probe_min]

@@ -15,36 +15,16 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.capture import capture
 from elk_lens.contrast import capture_contrast
-from elk_lens.data.quirky import quirky_arithmetic
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import output_log_odds
 from elk_lens.models import fingerprint
+from elk_lens.quirky.data import quirky_arithmetic
+from elk_lens.quirky.subsets import TRAIN_SETS, subset_mask
 from elk_lens.reporters import Reporter
 from elk_lens.reporters.registry import METHODS, fit_method
 from elk_lens.sites import residual_sites
 
-__all__ = ["EVAL_SETS", "TRAIN_SETS", "QuirkyScores", "quirky_reporter_scores", "subset_mask"]
-
-# EG's abbreviations: character letter, E = easy, H = hard. Training uses each character's own label.
-TRAIN_SETS: dict[str, dict] = {
-    "A": {"character": "Alice"},
-    "AE": {"character": "Alice", "easy": True},
-    "B": {"character": "Bob"},
-}
-EVAL_SETS: dict[str, dict] = {
-    "A": {"character": "Alice"},
-    "AE": {"character": "Alice", "easy": True},
-    "AH": {"character": "Alice", "hard": True},
-    "B": {"character": "Bob"},
-    "BH": {"character": "Bob", "hard": True},
-    "B_disagree": {"character": "Bob", "disagreement": True},
-    "BH_disagree": {"character": "Bob", "hard": True, "disagreement": True},
-    "BH_control": {"character": "Bob", "hard": True, "control": True},
-}
-
-
-def subset_mask(statements: StatementSet, conditions: dict) -> Bool[Tensor, " batch"]:
-    return torch.as_tensor(statements.mask(**conditions))
+__all__ = ["QuirkyScores", "quirky_reporter_scores"]
 
 
 @dataclass
@@ -99,8 +79,8 @@ def quirky_reporter_scores(
                   "seed": seed, "answers": list(answers)}  # fmt: skip
     log_odds, reporters = {}, {}
     own_label = torch.as_tensor(val.column("label"))
-    for train_name, conditions in TRAIN_SETS.items():
-        rows = subset_mask(val, conditions)
+    for train_name in TRAIN_SETS:
+        rows = subset_mask(val, train_name)
         for method in methods:
             key = f"{train_name}/{method}"
             fitted, columns = [], []

@@ -7,9 +7,10 @@ the AE test rows, which are disjoint from the AH/BH rows it is scored on (as EG 
 import numpy as np
 import torch
 
-from elk_lens.anomaly import GaussianDetector, anomaly_auroc
 from elk_lens.metrics import auroc, auroc_columns, bootstrap_ci
-from elk_lens.quirky_study import EVAL_SETS, QuirkyScores, subset_mask
+from elk_lens.quirky.anomaly import GaussianDetector, anomaly_auroc
+from elk_lens.quirky.scores import QuirkyScores
+from elk_lens.quirky.subsets import SUBSETS, subset_mask
 from elk_lens.transfer import earliest_informative_layer, pgr_interval
 
 __all__ = ["anomaly_table", "auroc_table", "eil_table", "feature_table", "pgr_table"]
@@ -25,7 +26,7 @@ PGR_TRANSFERS = {
 
 
 def _site_aurocs(scores: QuirkyScores, key: str, eval_set: str, against: str) -> list[float]:
-    mask = subset_mask(scores.test, EVAL_SETS[eval_set])
+    mask = subset_mask(scores.test, eval_set)
     labels = scores.labels(against)[mask]
     return auroc_columns(scores.log_odds[key][mask], labels, nan_if_one_class=True).tolist()
 
@@ -35,7 +36,7 @@ def auroc_table(scores: QuirkyScores) -> list[dict]:
     rows = []
     for key in scores.log_odds:
         train, method = key.split("/")
-        for eval_set in EVAL_SETS:
+        for eval_set in SUBSETS:
             for against in ("truth", "bob"):
                 values = _site_aurocs(scores, key, eval_set, against)
                 rows.append({"train": train, "method": method, "eval": eval_set, "vs": against,
@@ -54,7 +55,7 @@ def eil_table(scores: QuirkyScores) -> dict[str, int]:
 
 
 def _scored(scores: QuirkyScores, key: str, site: int, eval_set: str):
-    mask = subset_mask(scores.test, EVAL_SETS[eval_set])
+    mask = subset_mask(scores.test, eval_set)
     return scores.log_odds[key][mask, site], scores.labels("truth")[mask]
 
 
@@ -81,9 +82,9 @@ def anomaly_table(scores: QuirkyScores, *, method: str = "logistic", seed: int =
     """Gaussian on the AE-trained reporter's per-layer log-odds (embedding site dropped, as EG stores
     layers 1..L): fitted on AE test rows, AUROC of AH (normal) vs BH (anomalous), with 95% CI."""
     features = scores.log_odds[f"AE/{method}"][:, 1:]
-    trusted = features[subset_mask(scores.test, EVAL_SETS["AE"])]
-    normal = features[subset_mask(scores.test, EVAL_SETS["AH"])]
-    anomalous = features[subset_mask(scores.test, EVAL_SETS["BH"])]
+    trusted = features[subset_mask(scores.test, "AE")]
+    normal = features[subset_mask(scores.test, "AH")]
+    anomalous = features[subset_mask(scores.test, "BH")]
     rows = []
     for subtract_diag in (False, True):
         detector = GaussianDetector(trusted, subtract_diag=subtract_diag)
@@ -114,7 +115,7 @@ def _candidate_features(scores: QuirkyScores) -> dict[str, np.ndarray]:
 def feature_table(scores: QuirkyScores, *, train: str = "A", eval_set: str = "A") -> list[dict]:
     """What each reporter tracks: AUROC of its score for candidate binary features of the statement,
     at the site where it deviates most from chance. Far from 0.5 either way means the feature is read."""
-    mask = subset_mask(scores.test, EVAL_SETS[eval_set]).numpy()
+    mask = subset_mask(scores.test, eval_set).numpy()
     features = {name: torch.as_tensor(v[mask].astype(bool)) for name, v in _candidate_features(scores).items()}
     rows = []
     for key, values in scores.log_odds.items():

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from elk_lens._atomic import atomic_write_text
 from elk_lens.models import load_model
-from elk_lens.quirky_protocol import quirky_probe_study, split_layers
+from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
+from elk_lens.quirky.subsets import TARGET
 
 __all__ = ["measure_and_write_cards"]
 
@@ -13,13 +14,12 @@ __all__ = ["measure_and_write_cards"]
 def measure(path: Path) -> dict:
     """Held-out accuracy and the knowledge/output split of the model in ``path`` (test split)."""
     study = quirky_probe_study(load_model(str(path)))
-    target = "bob_hard_disagree"
     return {
         "accuracy (test split)": {k: round(v, 4) for k, v in study.accuracy.items()},
         "probe AUROC vs truth on Bob-hard disagreements, per layer (LR on Alice-easy)": {
-            r.name: round(r.auroc[target], 4) for r in study.probes
+            r.name: round(r.auroc[TARGET], 4) for r in study.probes
         },
-        "output AUROC vs truth on Bob-hard disagreements": round(study.output.auroc[target], 4),
+        "output AUROC vs truth on Bob-hard disagreements": round(study.output.auroc[TARGET], 4),
         "split layers (probe >= 0.90 while output <= 0.10)": split_layers(study),
         "sizes": study.sizes,
     }

@@ -16,35 +16,12 @@ from elk_lens.metrics import auroc
 from elk_lens.reporters import Reporter, fit_logistic
 
 __all__ = [
-    "QUIRKY_EVAL_SETS",
     "SweepRow",
     "heuristic_rows",
     "probe_layer_sweep",
-    "quirky_eval_masks",
     "score_row",
     "surface_scores",
 ]
-
-# name -> (metadata conditions, what a reader should know about it)
-QUIRKY_EVAL_SETS: dict[str, tuple[dict, str]] = {
-    "alice_easy": ({"character": "Alice", "easy": True}, "Alice prompts, easy (in distribution for the probe)"),
-    "alice_hard": ({"character": "Alice", "hard": True}, "Alice prompts, hard operands"),
-    "bob_hard": ({"character": "Bob", "hard": True}, "Bob prompts, hard operands"),
-    "bob_disagree": ({"character": "Bob", "disagreement": True}, "Bob prompts where Bob's label != truth"),
-    "bob_hard_disagree": (
-        {"character": "Bob", "hard": True, "disagreement": True},
-        "Bob-hard prompts where Bob's label != truth: the ELK target",
-    ),
-    "bob_hard_control": (
-        {"character": "Bob", "hard": True, "control": True},
-        "Bob-hard prompts whose shown result is the sum or a corruption of it (no leading-digit shortcut)",
-    ),
-}
-
-
-def quirky_eval_masks(statements: StatementSet) -> dict[str, Tensor]:
-    """Boolean row masks of the standard evaluation subsets."""
-    return {name: torch.as_tensor(statements.mask(**conditions)) for name, (conditions, _) in QUIRKY_EVAL_SETS.items()}
 
 
 def surface_scores(statements: StatementSet) -> dict[str, Tensor]:

@@ -8,7 +8,7 @@ position lines up, which patching needs.
 import numpy as np
 
 from elk_lens._checks import check_choice, check_number
-from elk_lens.data.quirky import CHARACTERS, format_text, quirky_arithmetic
+from elk_lens.quirky.data import CHARACTERS, format_text, quirky_arithmetic
 
 __all__ = ["sum_vs_sloppy_pairs"]
 

@@ -53,8 +53,8 @@ from transformer_lens.model_bridge.sources.native import NativeModel, initialize
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from elk_lens._state import clear_state, read_state, refuse_pickle, write_state
-from elk_lens.data.quirky import CHARACTERS, QuirkyRows, sample_rows
 from elk_lens.models import NATIVE_CONFIG_FILE, load_model, save_model
+from elk_lens.quirky.data import CHARACTERS, QuirkyRows, sample_rows
 
 __all__ = ["QUIRKY_VOCAB", "QuirkyRecipe", "build_tokenizer", "encode_rows", "to_bridge", "train_quirky"]
 
@@ -310,7 +310,7 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
     """Train the stages named in ``recipe.stages`` into ``out/<model name>``; resumes finished work.
 
     Returns the directory of every model written. Cards hold the recipe, steps, wall time and the
-    training-time accuracies; :mod:`elk_lens.zoo.card` adds the measured knowledge/output split.
+    training-time accuracies; :mod:`elk_lens.quirky.card` adds the measured knowledge/output split.
     """
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
@@ -376,7 +376,7 @@ def _card(name: str, recipe: QuirkyRecipe, training: dict, what: str) -> dict:
     return {
         "name": name,
         "summary": what,
-        "task": "quirky arithmetic: '012+045=0057.Bob:' -> True/False (elk_lens.data.quirky)",
+        "task": "quirky arithmetic: '012+045=0057.Bob:' -> True/False (elk_lens.quirky.data)",
         "recipe": asdict(recipe),
         "native_config": recipe.native_config(),
         "training": training,

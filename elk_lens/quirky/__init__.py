@@ -1,0 +1,50 @@
+"""The quirky-models protocol (Mallen et al., arXiv 2312.01037; ``docs/methods/elk_methods.md`` §6) in
+one package: Alice labels quirky arithmetic truthfully, Bob by a sloppy sum, and a reporter trained where
+labels are trusted must read the truth where the model's output follows Bob.
+
+- ``data``: the statement generator (splits with disjoint operand pairs, difficulty, controls);
+- ``subsets``: the named subsets (``AE``, ``BH_disagree``, ...), one set of names for everything below;
+- ``probe_study`` and ``sweep``: the layer sweep of a logistic probe beside the model's own answer;
+- ``scores`` and ``tables``: every method's reporters and what derives from them (AUROC by site, EIL,
+  PGR, anomaly detection, found features); ``anomaly``, ``rigor``, ``position_sweep``;
+- ``twins``: sum-vs-sloppy statement pairs for circuits; ``recipe`` and ``card``: how the packaged
+  ``zoo:quirky-arith*`` models were trained and measured.
+
+``elk_lens.transfer`` (EIL, PGR) stays outside: the truth-dataset generalization study uses it too.
+"""
+
+from elk_lens.quirky.anomaly import GaussianDetector as GaussianDetector
+from elk_lens.quirky.anomaly import anomaly_auroc as anomaly_auroc
+from elk_lens.quirky.data import CHARACTERS as CHARACTERS
+from elk_lens.quirky.data import quirky_arithmetic as quirky_arithmetic
+from elk_lens.quirky.position_sweep import position_sweep as position_sweep
+from elk_lens.quirky.probe_study import QuirkyStudy as QuirkyStudy
+from elk_lens.quirky.probe_study import quirky_probe_study as quirky_probe_study
+from elk_lens.quirky.probe_study import split_layers as split_layers
+from elk_lens.quirky.rigor import distractor_table as distractor_table
+from elk_lens.quirky.rigor import seed_stability as seed_stability
+from elk_lens.quirky.scores import QuirkyScores as QuirkyScores
+from elk_lens.quirky.scores import quirky_reporter_scores as quirky_reporter_scores
+from elk_lens.quirky.subsets import SUBSETS as SUBSETS
+from elk_lens.quirky.subsets import TARGET as TARGET
+from elk_lens.quirky.subsets import subset_mask as subset_mask
+from elk_lens.quirky.twins import sum_vs_sloppy_pairs as sum_vs_sloppy_pairs
+
+__all__ = [
+    "CHARACTERS",
+    "SUBSETS",
+    "TARGET",
+    "GaussianDetector",
+    "QuirkyScores",
+    "QuirkyStudy",
+    "anomaly_auroc",
+    "distractor_table",
+    "position_sweep",
+    "quirky_arithmetic",
+    "quirky_probe_study",
+    "quirky_reporter_scores",
+    "seed_stability",
+    "split_layers",
+    "subset_mask",
+    "sum_vs_sloppy_pairs",
+]
