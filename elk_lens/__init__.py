@@ -8,9 +8,14 @@
 """
 
 from elk_lens import quirky as quirky
+from elk_lens._atomic import atomic_write_bytes as atomic_write_bytes
+from elk_lens._atomic import atomic_write_text as atomic_write_text
+from elk_lens._checks import check_number as check_number
+from elk_lens._hooks import loud_hooks as loud_hooks
 from elk_lens.activations import Activations as Activations
 from elk_lens.capture import capture as capture
 from elk_lens.capture import content_position as content_position
+from elk_lens.compat import check_compatible as check_compatible
 from elk_lens.contrast import capture_contrast as capture_contrast
 from elk_lens.data import StatementSet as StatementSet
 from elk_lens.data import load_statements as load_statements
@@ -67,10 +72,14 @@ __all__ = [
     "TokenStream",
     "Trajectory",
     "anchor_to",
+    "atomic_write_bytes",
+    "atomic_write_text",
     "auroc",
     "capture",
     "capture_contrast",
     "chat_prompt",
+    "check_compatible",
+    "check_number",
     "content_position",
     "erase",
     "few_shot_prompt",
@@ -90,6 +99,7 @@ __all__ = [
     "grow",
     "load_model",
     "load_statements",
+    "loud_hooks",
     "output_log_odds",
     "prompted_log_odds",
     "quirky",

@@ -23,10 +23,10 @@ from transformer_lens.model_bridge.exceptions import StopAtLayerException
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
 from elk_lens._checks import as_dtype, check_number
+from elk_lens._fingerprint import fingerprint, tokenizer_fingerprint
 from elk_lens._hooks import loud_hooks
 from elk_lens.activations import Activations
 from elk_lens.data.statements import StatementSet, as_statements
-from elk_lens.models import fingerprint, tokenizer_fingerprint
 from elk_lens.sites import Site, parse_sites
 from elk_lens.store import SHARD_ROWS, ActivationStore
 

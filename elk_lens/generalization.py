@@ -21,12 +21,12 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_number
+from elk_lens._fingerprint import fingerprint
 from elk_lens.capture import Position, capture, content_position
 from elk_lens.contrast import capture_contrast
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import check_answers
 from elk_lens.metrics import auroc, bootstrap_ci
-from elk_lens.models import fingerprint
 from elk_lens.reporters.base import Reporter
 from elk_lens.reporters.random_baseline import random_direction_baseline
 from elk_lens.reporters.registry import METHODS, fit_method

@@ -8,22 +8,22 @@ Three kinds of spec, decided before anything is loaded:
 - anything else is an HF hub name, booted with ``boot_transformers`` (``revision`` supported).
 """
 
-import hashlib
 import json
 import os
 import socket
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors.torch import save_file
-from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoTokenizer
 
 from elk_lens._atomic import read_dir, save_dir
 from elk_lens._checks import as_dtype
+from elk_lens._fingerprint import FINGERPRINT_CFG_FIELDS, weights_fingerprint
+from elk_lens._fingerprint import fingerprint as fingerprint
+from elk_lens._fingerprint import tokenizer_fingerprint as tokenizer_fingerprint
 from elk_lens._tensor_files import read_safetensors
 from elk_lens.zoo import PACKAGED, packaged_path, zoo_path
 from elk_lens.zoo.gguf import GGUF_MODELS, check_reference, convert_gguf, gguf_file
@@ -42,15 +42,6 @@ NATIVE_CONFIG_FILE = "elk_lens.json"
 WEIGHTS_FILE = "model.safetensors"
 _FORMAT_VERSION = 2  # 2: the marker lists every file's checksum (1: the zoo's, none)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
-_FINGERPRINT_CFG_FIELDS = (
-    "architecture", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "d_vocab", "n_ctx", "act_fn",
-    "normalization_type", "positional_embedding_type",
-    # these change the function (or the tokens) with the same weights: boot_native reads them, so
-    # save_model must write them and the fingerprint must cover them
-    "eps", "attn_only", "gated_mlp", "final_rms", "n_key_value_heads", "rotary_dim", "rotary_base",
-    "use_attn_scale", "attn_scale", "attn_scores_soft_cap", "output_logits_soft_cap", "attention_dir",
-    "d_vocab_out", "default_prepend_bos",
-)  # fmt: skip
 
 
 class HubUnreachableError(OSError):
@@ -223,7 +214,7 @@ def _load_native(path: Path, device: str, dtype: torch.dtype) -> TransformerBrid
                                               tokenizer=tok, dtype=dtype)  # fmt: skip
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{marker}: the recorded config does not boot a model ({e.__class__.__name__}: {e})") from None
-    if (got := _fingerprint(model.cfg, state)) != meta["fingerprint"]:
+    if (got := weights_fingerprint(model.cfg, state)) != meta["fingerprint"]:
         raise ValueError(
             f"the weights in {path / WEIGHTS_FILE} do not match the fingerprint {meta['fingerprint']} recorded in "
             f"{marker} (they and the config hash to {got}): the directory was changed after it was saved"
@@ -244,7 +235,7 @@ def native_config(model: TransformerBridge) -> dict:
             f"save_model writes native (boot_native) models only; this is a {cfg.architecture!r} bridge. "
             f"Save HF models with their own save_pretrained before wrapping them."
         )
-    out = {k: getattr(cfg, k, None) for k in (*_FINGERPRINT_CFG_FIELDS[1:], "seed")}
+    out = {k: getattr(cfg, k, None) for k in (*FINGERPRINT_CFG_FIELDS[1:], "seed")}
     return {k: v for k, v in out.items() if isinstance(v, (int, float, str, bool))}
 
 
@@ -259,7 +250,7 @@ def save_model(
     """
     config = native_config(model)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    meta = {"format_version": _FORMAT_VERSION, "config": config, "fingerprint": _fingerprint(model.cfg, state)}
+    meta = {"format_version": _FORMAT_VERSION, "config": config, "fingerprint": weights_fingerprint(model.cfg, state)}
 
     def write(tmp: Path) -> None:
         save_file(state, str(tmp / WEIGHTS_FILE))
@@ -269,42 +260,3 @@ def save_model(
             (tmp / "card.json").write_text(json.dumps(card, indent=2))
 
     return save_dir(path, meta, write, marker=NATIVE_CONFIG_FILE, overwrite=overwrite, what="model")
-
-
-def fingerprint(model: TransformerBridge) -> str:
-    """Stable hash of the architecture and every weight: the model half of every cache key."""
-    return _fingerprint(model.cfg, model.state_dict())
-
-
-def _fingerprint(cfg: object, state: Mapping[str, Tensor]) -> str:
-    """The fingerprint of a config and a state dict; :func:`load_model` hashes the weights as read from
-    the file, before any dtype conversion, so it equals what :func:`save_model` recorded."""
-    h = hashlib.sha256()
-    h.update(json.dumps({k: str(getattr(cfg, k, None)) for k in _FINGERPRINT_CFG_FIELDS}, sort_keys=True).encode())
-    for name, tensor in sorted(state.items()):
-        h.update(name.encode())
-        h.update(str(tensor.dtype).encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # a view: no copy
-    return h.hexdigest()[:16]
-
-
-def tokenizer_fingerprint(model: TransformerBridge) -> str:
-    """Stable hash of the tokenizer: vocabulary, merges, normalizer, special tokens and pad id.
-
-    Two models with equal weights and different tokenizers turn the same text into different
-    activations, so this is part of every activation cache key. The backend's padding and truncation
-    state is left out: tokenizing changes it (``capture.tokenize``), the ids it gives do not depend on it.
-    """
-    tok = model.tokenizer
-    if tok is None:
-        return "none"
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None:
-        spec = json.loads(backend.to_str())
-        spec.pop("padding", None)
-        spec.pop("truncation", None)
-    else:  # a slow (Python) tokenizer: its vocabulary is what can be read
-        spec = {"vocab": tok.get_vocab()}
-    spec["elk_lens"] = {"class": type(tok).__name__, "special": tok.special_tokens_map,
-                        "pad": tok.pad_token_id, "bos": tok.bos_token_id, "eos": tok.eos_token_id}  # fmt: skip
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -20,9 +20,6 @@ from pathlib import Path
 import torch
 
 import elk_lens as el
-from elk_lens._atomic import atomic_write_text
-from elk_lens._checks import check_number
-from elk_lens._hooks import loud_hooks
 from elk_lens.circuits import exact_patching, mean_scores, top_heads
 from elk_lens.circuits.components import Component
 from elk_lens.quirky import sum_vs_sloppy_pairs
@@ -40,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     try:  # bad values end here, with the flag named, not after the model is loaded
         el.Site.parse(args.site)
         for flag, value in (("--top", args.top), ("--pairs", args.pairs), ("--rows", args.rows)):
-            check_number(flag, value, kind=int, low=1)
+            el.check_number(flag, value, kind=int, low=1)
         if args.out is not None and args.out.is_dir():
             raise ValueError(f"--out {str(args.out)!r} is a directory; give a JSON file name")
     except ValueError as e:
@@ -62,7 +59,7 @@ def zero_heads(model, heads: list[str]):
 
         return zero
 
-    return loud_hooks(model, [(f"blocks.{layer}.attn.hook_z", hook_for(hs)) for layer, hs in by_layer.items()])
+    return el.loud_hooks(model, [(f"blocks.{layer}.attn.hook_z", hook_for(hs)) for layer, hs in by_layer.items()])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -92,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         out["control heads ablated"] = measure()
     print(json.dumps(out, indent=2))
     if args.out is not None:
-        atomic_write_text(args.out, json.dumps(out, indent=2))
+        el.atomic_write_text(args.out, json.dumps(out, indent=2))
     return out
 
 

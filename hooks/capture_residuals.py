@@ -18,8 +18,6 @@ from pathlib import Path
 from safetensors.torch import save
 
 import elk_lens as el
-from elk_lens._atomic import atomic_write_bytes
-from elk_lens._checks import check_number
 from elk_lens.sites import SITE_KINDS
 
 
@@ -37,14 +35,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output .safetensors file")
     args = p.parse_args(argv)
     try:  # bad values end here, with the flag named, not after the model is loaded
-        check_number("--rows", args.rows, kind=int, low=1)
-        check_number("--batch-size", args.batch_size, kind=int, low=1)
+        el.check_number("--rows", args.rows, kind=int, low=1)
+        el.check_number("--batch-size", args.batch_size, kind=int, low=1)
         if args.layers != "all":
             args.layers = [
                 _int("--layers", x, "'all' or comma-separated block indices") for x in args.layers.split(",")
             ]
             for layer in args.layers:
-                check_number("--layers", layer, kind=int, low=0)
+                el.check_number("--layers", layer, kind=int, low=0)
         if args.position != "last":
             args.position = _int("--position", args.position, "'last' or an integer")
         if Path(args.out).is_dir():
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> Path:
     acts = el.capture(model, data, sites, position=args.position, batch_size=args.batch_size)
     meta = {k: json.dumps(v) for k, v in acts.meta.items()}
     out = Path(args.out)
-    atomic_write_bytes(out, save({"activations": acts.values.contiguous(), "truth": data.truth}, metadata=meta))
+    el.atomic_write_bytes(out, save({"activations": acts.values.contiguous(), "truth": data.truth}, metadata=meta))
     print(f"wrote {tuple(acts.values.shape)} activations at {[s.name for s in sites]} to {out}")
     return out
 

@@ -18,8 +18,6 @@ import json
 from pathlib import Path
 
 import elk_lens as el
-from elk_lens._atomic import atomic_write_text
-from elk_lens._checks import check_number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,8 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             el.Site.parse(args.fit)
         elif args.save_reporter is not None:
             raise ValueError("--save-reporter saves a reporter fitted with --fit; --reporter is already saved")
-        check_number("--alpha", args.alpha)
-        check_number("--rows", args.rows, kind=int, low=1)
+        el.check_number("--alpha", args.alpha)
+        el.check_number("--rows", args.rows, kind=int, low=1)
         if args.out is not None and args.out.is_dir():
             raise ValueError(f"--out {str(args.out)!r} is a directory; give a JSON file name")
     except ValueError as e:
@@ -52,7 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model = el.load_model(args.model)
     if args.reporter is not None:
-        reporter = el.Reporter.load(args.reporter, model=model)
+        reporter = el.Reporter.load(args.reporter)
+        el.check_compatible(reporter, model)
     else:
         train = el.quirky_arithmetic(2000, split="val").where(character="Alice", easy=True)
         reporter = el.fit_mean_diff(el.capture(model, train, [args.fit]).at(0), train.truth, site=args.fit,
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         out[f"log_odds_{name}_steered"] = float(steered[rows].mean())
     print(json.dumps(out, indent=2))
     if args.out is not None:
-        atomic_write_text(args.out, json.dumps(out, indent=2))
+        el.atomic_write_text(args.out, json.dumps(out, indent=2))
     return out
 
 

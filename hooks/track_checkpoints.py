@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 
 import elk_lens as el
-from elk_lens._atomic import atomic_write_text
-from elk_lens._checks import check_number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise ValueError(f"path {str(args.path)!r} is not a directory (a trajectory, or with --dirs a parent "
                              "of model directories)")  # fmt: skip
         el.Site.parse(args.site)
-        check_number("--rows", args.rows, kind=int, low=1)
+        el.check_number("--rows", args.rows, kind=int, low=1)
         if args.out is not None and args.out.is_dir():
             raise ValueError(f"--out {str(args.out)!r} is a directory; give a JSON file name")
     except ValueError as e:
@@ -72,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "refitted": round(el.auroc(fitted(x), test.truth), 4)})  # fmt: skip
         print(json.dumps(rows[-1]))
     if args.out is not None:
-        atomic_write_text(args.out, json.dumps(rows, indent=2))
+        el.atomic_write_text(args.out, json.dumps(rows, indent=2))
     return rows
 
 

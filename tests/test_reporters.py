@@ -80,15 +80,21 @@ def test_save_load_round_trip_and_model_checks(tmp_path):
     data = el.quirky_arithmetic(300, split="val")
     acts = el.capture(model, data, ["blocks.3.hook_resid_pre"]).at(0)
     rep = fit_logistic(acts, data.truth, site="blocks.3.hook_resid_pre", provenance={"model": el.fingerprint(model)})
-    loaded = Reporter.load(rep.save(tmp_path / "rep"), model=model)
+    loaded = Reporter.load(rep.save(tmp_path / "rep"))
+    el.check_compatible(loaded, model)
     assert torch.equal(loaded(acts), rep(acts)) and torch.equal(loaded.v, rep.v) and loaded.site == rep.site
     other = el.load_model("zoo:quirky-arith-base")
     with pytest.raises(ValueError, match="was fitted on model .* pass allow_other_model=True"):
-        Reporter.load(tmp_path / "rep", model=other)
-    assert Reporter.load(tmp_path / "rep", model=other, allow_other_model=True).site == rep.site
+        el.check_compatible(loaded, other)
+    el.check_compatible(loaded, other, allow_other_model=True)
+    unrecorded = Reporter(rep.w, rep.b, rep.v, rep.method, rep.site)  # no provenance: cannot be checked
+    with pytest.raises(ValueError, match=r"records no model fingerprint .* pass allow_other_model=True"):
+        el.check_compatible(unrecorded, model)
     narrow = Reporter(rep.w[:64], rep.b, rep.v[:64], rep.method, rep.site, rep.provenance)
     with pytest.raises(ValueError, match="reads d_model=64 but the model has d_model=128"):
-        Reporter.load(narrow.save(tmp_path / "narrow"), model=model, allow_other_model=True)
+        el.check_compatible(Reporter.load(narrow.save(tmp_path / "narrow")), model, allow_other_model=True)
+    with pytest.raises(TypeError, match="reporter must be a Reporter"):
+        el.check_compatible(rep.w, model)
     with pytest.raises(FileNotFoundError, match="holds no saved reporter"):
         Reporter.load(tmp_path / "missing")
 

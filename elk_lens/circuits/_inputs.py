@@ -7,7 +7,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_number
 from elk_lens.capture import Tokens, _validate, tokenize
-from elk_lens.models import fingerprint
+from elk_lens.compat import check_compatible
 from elk_lens.reporters.base import Reporter
 from elk_lens.sites import Site
 
@@ -28,8 +28,8 @@ Texts = Sequence[str] | Tokens  # statements, or tokens from elk_lens.capture.to
 def check_reporter(model: TransformerBridge, reporter: Reporter, *, allow_other_model: bool = False) -> Site:
     """The reporter's site, after checking that the reporter can read this model's residual.
 
-    A reporter fitted on another model (``provenance["model"]``, when recorded) reads a residual basis
-    it was not fitted in; ``allow_other_model=True`` allows it on purpose (e.g. a transfer study).
+    The reporter must fit the model (:func:`elk_lens.check_compatible`, with ``allow_other_model``
+    passed on: e.g. a transfer study on purpose), read single statements, and read a site the model has.
     """
     if not isinstance(reporter, Reporter):
         raise TypeError(f"reporter must be a Reporter (elk_lens.reporters.Reporter); got {type(reporter).__name__}")
@@ -40,19 +40,7 @@ def check_reporter(model: TransformerBridge, reporter: Reporter, *, allow_other_
         )
     site = Site.parse(reporter.site)
     site.check(model)
-    if reporter.w.shape[0] != model.cfg.d_model:
-        raise ValueError(
-            f"reporter reads d_model={reporter.w.shape[0]} at {reporter.site} but the model has "
-            f"d_model={model.cfg.d_model}; fit the reporter on this model"
-        )
-    fitted_on = reporter.provenance.get("model")
-    if fitted_on is not None and not allow_other_model:
-        given = fingerprint(model)
-        if fitted_on != given:
-            raise ValueError(
-                f"reporter was fitted on model {fitted_on}, this model is {given} (fingerprints differ; "
-                f"a dtype change also changes it); refit it, or pass allow_other_model=True to score anyway"
-            )
+    check_compatible(reporter, model, allow_other_model=allow_other_model)
     if "blocks.0.attn.hook_z" not in model.hook_dict:
         raise ValueError("this model has no blocks.L.attn.hook_z, so per-head outputs cannot be computed")
     return site

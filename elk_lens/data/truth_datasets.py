@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from elk_lens._atomic import atomic_write_text
+from elk_lens._csv import write_csv
 from elk_lens.data import truth_facts as facts
 from elk_lens.data.statements import StatementSet
-from elk_lens.report.rundir import csv_text
 
 __all__ = [
     "TRUTH_SETS",
@@ -325,6 +325,6 @@ def export_truth_set(name: str, out: str | Path, *, seed: int = 0) -> tuple[Path
     rows = [{"statement": t, "label": int(y), **{c: v[i] for c, v in data.meta.items()}}
             for i, (t, y) in enumerate(zip(data.texts, data.truth.tolist(), strict=True))]  # fmt: skip
     out = Path(out)
-    atomic_write_text(out / f"{name}.csv", csv_text(rows))
+    write_csv(out / f"{name}.csv", rows)
     atomic_write_text(out / f"{name}.card.json", json.dumps(truth_set_card(name, seed=seed, statements=data), indent=2))
     return out / f"{name}.csv", out / f"{name}.card.json"

@@ -10,9 +10,7 @@ would have had, and the file is elk-lens's own (no user data is lost by replacin
 before stages carried checksums is recomputed the same way (it cannot be verified).
 """
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import platform
@@ -28,8 +26,9 @@ from safetensors.torch import save
 from torch import Tensor
 
 from elk_lens._atomic import atomic_write_bytes, atomic_write_text
+from elk_lens._csv import write_csv
 
-__all__ = ["RunDir", "csv_text", "environment"]
+__all__ = ["RunDir", "environment"]
 
 log = logging.getLogger(__name__)
 _STAGE_FORMAT = "elk-lens stage"  # marks a checksummed JSON stage file
@@ -49,15 +48,6 @@ def _git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def csv_text(rows: Sequence[dict]) -> str:
-    """CSV of dict rows; the columns are the union of the rows' keys (missing cells left blank)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def environment() -> dict:
@@ -184,9 +174,7 @@ class RunDir:
         return path
 
     def write_csv(self, name: str, rows: Sequence[dict]) -> Path:
-        path = self.path / name
-        atomic_write_text(path, csv_text(rows))
-        return path
+        return write_csv(self.path / name, rows)
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.path / name

@@ -7,12 +7,10 @@ import torch
 from jaxtyping import Float
 from safetensors.torch import save_file
 from torch import Tensor
-from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._atomic import CONTENT_KEY, read_dir, save_dir
 from elk_lens._checks import check_number
 from elk_lens._tensor_files import check_tensor, read_tensors, tensor_record
-from elk_lens.models import fingerprint
 
 __all__ = ["Reporter"]
 
@@ -90,17 +88,15 @@ class Reporter:
                         marker=REPORTER_FILE, overwrite=overwrite, what="reporter")  # fmt: skip
 
     @classmethod
-    def load(
-        cls, path: str | Path, *, model: TransformerBridge | None = None, allow_other_model: bool = False
-    ) -> "Reporter":
-        """Read a saved reporter, verified; with ``model``, check it was fitted on that model.
+    def load(cls, path: str | Path) -> "Reporter":
+        """Read a saved reporter, verified.
 
         Every file is checked against its recorded checksum and the JSON against its own; w and v must
         have shape (d_model,), the recorded dtype and finite values, b must be a finite number. Reporters
         saved before checksums (format 1) get the shape, dtype and finiteness checks.
 
-        A width mismatch is always an error (the readout cannot apply); another model fingerprint is an
-        error unless ``allow_other_model`` (e.g. to test transfer to a fine-tuned checkpoint on purpose).
+        Whether it fits a given model is :func:`elk_lens.check_compatible`'s question (the artifact
+        knows no model): ``check_compatible(Reporter.load(path), model)``.
         """
         path = Path(path)
         marker = path / REPORTER_FILE
@@ -126,19 +122,7 @@ class Reporter:
             raise ValueError(f"{marker}: 'provenance' must be a JSON object; got {provenance!r}")
         _check_fields(tensors["w"], tensors["v"], meta["b"], meta["method"], meta["site"], reads, where=str(marker),
                       d_model=meta["d_model"])  # fmt: skip
-        reporter = cls(tensors["w"], meta["b"], tensors["v"], meta["method"], meta["site"], provenance, reads)
-        if model is not None:
-            if model.cfg.d_model != reporter.w.shape[0]:
-                raise ValueError(
-                    f"reporter {path} reads d_model={reporter.w.shape[0]} but the model has d_model={model.cfg.d_model}"
-                )
-            fitted_on, given = reporter.provenance.get("model"), fingerprint(model)
-            if fitted_on != given and not allow_other_model:
-                raise ValueError(
-                    f"reporter {path} was fitted on model {fitted_on}, this model is {given}; "
-                    f"pass allow_other_model=True to apply it anyway"
-                )
-        return reporter
+        return cls(tensors["w"], meta["b"], tensors["v"], meta["method"], meta["site"], provenance, reads)
 
 
 def _check_fields(

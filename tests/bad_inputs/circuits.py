@@ -19,6 +19,7 @@ from elk_lens.circuits import (
     spearman,
     top_heads,
 )
+from elk_lens.models import fingerprint
 from elk_lens.quirky.twins import sum_vs_sloppy_pairs
 from elk_lens.reporters import Reporter
 
@@ -29,7 +30,7 @@ CORRUPT = ["abd def", "one six", "is at?"]
 
 def _reporter(env: Env) -> Reporter:
     w = torch.linspace(-1, 1, env.model.cfg.d_model, dtype=torch.float64)
-    return Reporter(w, 0.0, w.clone(), "logistic", SITE)
+    return Reporter(w, 0.0, w.clone(), "logistic", SITE, {"model": fingerprint(env.model)})
 
 
 def _grid_without_heads(result, env: Env) -> None:
@@ -82,6 +83,10 @@ CASES = [
     Case("circuits/eap-ig-steps-zero",
          lambda env: edge_attribution_patching(env.model, _reporter(env), CLEAN, CORRUPT, ig_steps=0),
          ValueError, r"ig_steps must be >= 1 \(1 = plain EAP\), got 0"),
+    Case("circuits/reporter-without-fingerprint",  # cannot be checked against the model: refused, as on load
+         lambda env: direct_attribution(env.model, Reporter(_reporter(env).w, 0.0, _reporter(env).v, "logistic", SITE),
+                                        CLEAN),
+         ValueError, r"records no model fingerprint \(provenance\['model'\]\).*pass allow_other_model=True"),
     Case("circuits/reporter-not-a-reporter",
          lambda env: direct_attribution(env.model, _reporter(env).w, CLEAN),
          TypeError, r"reporter must be a Reporter \(elk_lens\.reporters\.Reporter\); got Tensor"),

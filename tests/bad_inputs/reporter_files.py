@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from bad_inputs import Case, Env, edit_marker
+from elk_lens import check_compatible
 from elk_lens._atomic import sha256_file
 from elk_lens.models import fingerprint
 from elk_lens.reporters import Reporter
@@ -191,6 +192,7 @@ CASES = [
     Case("reporter-files/save-nan-refused", lambda env: Reporter(_with_nan(torch.randn(D), 0), 0.0, torch.randn(D),
          "logistic", SITE).save(env.tmp / "r"), ValueError,
          r"cannot save the reporter: w must be finite; got nan at flat index 0"),
-    Case("reporter-files/load-with-model-of-other-width", lambda env: Reporter.load(_reporter(env, d=16).save(
-         env.tmp / "r"), model=env.model), ValueError, r"reads d_model=16 but the model has d_model=32"),
+    Case("reporter-files/loaded-for-model-of-other-width", lambda env: check_compatible(Reporter.load(
+         _reporter(env, d=16).save(env.tmp / "r")), env.model), ValueError,
+         r"reads d_model=16 but the model has d_model=32"),
 ]  # fmt: skip

@@ -1,0 +1,65 @@
+"""Model identity: stable hashes of a model's weights and config, and of its tokenizer.
+
+Kept apart from the loader (:mod:`elk_lens.models`) so that whatever records or checks which model it
+ran on (capture caches, studies, :func:`elk_lens.compat.check_compatible`) needs only these hashes,
+not the zoo and the formats the loader knows.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = ["FINGERPRINT_CFG_FIELDS", "fingerprint", "tokenizer_fingerprint", "weights_fingerprint"]
+
+FINGERPRINT_CFG_FIELDS = (
+    "architecture", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "d_vocab", "n_ctx", "act_fn",
+    "normalization_type", "positional_embedding_type",
+    # these change the function (or the tokens) with the same weights: boot_native reads them, so
+    # save_model must write them and the fingerprint must cover them
+    "eps", "attn_only", "gated_mlp", "final_rms", "n_key_value_heads", "rotary_dim", "rotary_base",
+    "use_attn_scale", "attn_scale", "attn_scores_soft_cap", "output_logits_soft_cap", "attention_dir",
+    "d_vocab_out", "default_prepend_bos",
+)  # fmt: skip
+
+
+def fingerprint(model: TransformerBridge) -> str:
+    """Stable hash of the architecture and every weight: the model half of every cache key."""
+    return weights_fingerprint(model.cfg, model.state_dict())
+
+
+def weights_fingerprint(cfg: object, state: Mapping[str, Tensor]) -> str:
+    """The fingerprint of a config and a state dict; :func:`elk_lens.models.load_model` hashes the weights
+    as read from the file, before any dtype conversion, so it equals what ``save_model`` recorded."""
+    h = hashlib.sha256()
+    h.update(json.dumps({k: str(getattr(cfg, k, None)) for k in FINGERPRINT_CFG_FIELDS}, sort_keys=True).encode())
+    for name, tensor in sorted(state.items()):
+        h.update(name.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # a view: no copy
+    return h.hexdigest()[:16]
+
+
+def tokenizer_fingerprint(model: TransformerBridge) -> str:
+    """Stable hash of the tokenizer: vocabulary, merges, normalizer, special tokens and pad id.
+
+    Two models with equal weights and different tokenizers turn the same text into different
+    activations, so this is part of every activation cache key. The backend's padding and truncation
+    state is left out: tokenizing changes it (``capture.tokenize``), the ids it gives do not depend on it.
+    """
+    tok = model.tokenizer
+    if tok is None:
+        return "none"
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("padding", None)
+        spec.pop("truncation", None)
+    else:  # a slow (Python) tokenizer: its vocabulary is what can be read
+        spec = {"vocab": tok.get_vocab()}
+    spec["elk_lens"] = {"class": type(tok).__name__, "special": tok.special_tokens_map,
+                        "pad": tok.pad_token_id, "bos": tok.bos_token_id, "eos": tok.eos_token_id}  # fmt: skip
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
