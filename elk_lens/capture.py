@@ -17,7 +17,6 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
@@ -25,6 +24,7 @@ from transformer_lens.utilities.tokenize_utils import get_attention_mask
 from elk_lens._checks import as_dtype, check_number
 from elk_lens._fingerprint import fingerprint, tokenizer_fingerprint
 from elk_lens._hooks import loud_hooks
+from elk_lens._progress import progress_bar
 from elk_lens.activations import Activations
 from elk_lens.data.statements import StatementSet, as_statements
 from elk_lens.sites import Site, parse_sites
@@ -287,7 +287,8 @@ def capture(
             statements.
         padding_side: ``"right"`` or ``"left"``.
         dtype: Storage dtype of the activations: a floating torch dtype or its name (``"float16"``).
-        progress: Show a progress bar (default: only on a terminal).
+        progress: Show a progress bar (default: a bar on a terminal, else coarse lines to the
+            ``elk_lens.progress`` logger, which ``elk-lens run`` prints).
         shard_rows: Statements per cache shard (with ``cache_dir``): the unit of resumption and of
             recomputation after damage. Rows are batched by length within each run of ``shard_rows``
             statements, with or without a cache, so both run the same batches.
@@ -331,7 +332,7 @@ def capture(
         finished += n
         bar.update(finished - bar.n)
 
-    bar = tqdm(total=len(texts), desc="capture", unit="stmt", disable=not progress if progress is not None else None)
+    bar = progress_bar(len(texts), "capture", progress=progress, unit="stmt")
     try:
         if cache_dir is None:  # the same shards as with a cache: equal batches, equal values
             values = torch.empty((len(texts), *row_shape), dtype=dtype)

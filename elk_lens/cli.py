@@ -30,6 +30,7 @@ def _zoo_list(_: argparse.Namespace) -> int:
 
 def _zoo_train(args: argparse.Namespace) -> int:
     from elk_lens._checks import check_number
+    from elk_lens._progress import progress_to
     from elk_lens.quirky.card import measure_and_write_cards
     from elk_lens.quirky.recipe import QuirkyRecipe, train_quirky
 
@@ -40,7 +41,8 @@ def _zoo_train(args: argparse.Namespace) -> int:
     check_number("--threads", args.threads, kind=int, low=1)
     started = time.perf_counter()
     recipe = QuirkyRecipe(seed=args.seed, threads=args.threads, device=args.device)
-    written = train_quirky(recipe, Path(args.out), log=lambda msg: print(msg, file=sys.stderr))
+    with progress_to(sys.stderr):
+        written = train_quirky(recipe, Path(args.out), log=lambda msg: print(msg, file=sys.stderr))
     measure_and_write_cards(written, wall_seconds=time.perf_counter() - started)
     for name, path in written.items():
         print(f"{name}: {path}")
@@ -71,9 +73,11 @@ def _data_export(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from elk_lens._progress import progress_to
     from elk_lens.report.runner import run_analysis
 
-    run_dir = run_analysis(Path(args.config), runs_root=Path(args.runs), run_name=args.name)
+    with progress_to(sys.stderr):  # stages and progress as lines, also when stderr is a log file
+        run_dir = run_analysis(Path(args.config), runs_root=Path(args.runs), run_name=args.name)
     print(json.dumps({"run_dir": str(run_dir), "report": str(run_dir / "report.html")}))
     print(f"report: {run_dir / 'report.html'}", file=sys.stderr)
     return 0

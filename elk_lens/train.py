@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._atomic import atomic_write_bytes
 from elk_lens._checks import check_labels, check_number
 from elk_lens._hooks import loud_hooks
+from elk_lens._progress import progress_bar
 from elk_lens._state import read_state, refuse_pickle, write_state
 from elk_lens.capture import Tokens, capture, tokenize
 from elk_lens.data.statements import StatementSet
@@ -357,9 +357,7 @@ def fine_tune(
         checkpoint()
     model.train()
     started = time.perf_counter()
-    bar = tqdm(
-        total=config.steps, initial=step, desc="fine-tune", disable=not progress if progress is not None else None
-    )
+    bar = progress_bar(config.steps, "fine-tune", progress=progress, initial=step)
     try:
         while step < config.steps:
             for group in opt.param_groups:

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_capture import pad_by_hand
 
+import elk_lens._progress as progress_mod
 from elk_lens.capture import capture, length_batches, tokenize
 from elk_lens.models import load_model
 
@@ -193,13 +194,22 @@ def test_the_progress_bar_counts_each_statement_once(native_model, tmp_path, mon
     """The bar moves per batch while a shard is computed and per shard when it is read from the cache."""
     bars = []
 
-    class Recording(capture_mod.tqdm):
+    class Recording(progress_mod.tqdm):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **{**kwargs, "file": io.StringIO()})
             bars.append(self)
 
-    monkeypatch.setattr(capture_mod, "tqdm", Recording)
+    monkeypatch.setattr(progress_mod, "tqdm", Recording)
     kwargs = dict(batch_size=BATCH, shard_rows=4, progress=True, cache_dir=tmp_path if cache else None)
     for _ in range(2):  # with a cache, the second run reads every shard
         capture(native_model, TEXTS, ["blocks.0.hook_resid_pre"], **kwargs)
     assert [bar.n for bar in bars] == [len(TEXTS), len(TEXTS)]
+
+
+def test_without_a_terminal_capture_reports_progress_as_lines(native_model, caplog):
+    """pytest's stderr is no terminal: the default (progress=None) writes lines, not a hidden bar."""
+    with caplog.at_level("INFO", logger="elk_lens.progress"):
+        capture(native_model, TEXTS, ["blocks.0.hook_resid_pre"], batch_size=BATCH, shard_rows=4)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[-1].startswith(f"capture: done {len(TEXTS)}/{len(TEXTS)} stmt, ") and "\r" not in "".join(lines)
+    assert 2 <= len(lines) <= 11, lines  # a line per tenth at most, and the last one

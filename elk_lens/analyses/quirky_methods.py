@@ -10,9 +10,9 @@ from elk_lens.quirky.rigor import capture_distractor_pairs, distractor_table, se
 from elk_lens.quirky.scores import QuirkyScores, quirky_reporter_scores
 from elk_lens.quirky.subsets import TRAIN_SETS, subset_mask
 from elk_lens.quirky.tables import anomaly_table, auroc_table, eil_table, feature_table, pgr_table
-from elk_lens.report.html import Section, table_html
+from elk_lens.report.html import Section, folded, table_html
 from elk_lens.report.rundir import RunDir
-from elk_lens.report.svg import line_chart
+from elk_lens.report.svg import heatmap, line_chart
 from elk_lens.reporters import fit_logistic, fit_mean_diff, random_direction_baseline
 from elk_lens.sites import residual_sites, short_name
 
@@ -123,6 +123,30 @@ def _chart(res: dict, train: str, eval_set: str, against: str, title: str) -> st
     return line_chart(series, labels, title=title, y_label=f"AUROC vs {against}")
 
 
+def _transfer_heatmap(res: dict, against: str) -> str:
+    """The transfer table at a glance: a row per (training set, method), the sites of each evaluation subset
+    side by side, AUROC on the fixed 0–1 scale (white at chance) so the two label sets compare by colour."""
+    sites = res["scores"].sites
+    rows = [r for r in res["auroc"] if r["vs"] == against]
+    reporters = list(dict.fromkeys((r["train"], r["method"]) for r in rows))
+    evals = list(dict.fromkeys(r["eval"] for r in rows))
+    at = {(r["train"], r["method"], r["eval"]): r for r in rows}
+    values = [[at[(*key, e)][site] for e in evals for site in sites] for key in reporters]
+    labels = [short_name(x).replace("resid_", "") for x in sites]
+    return heatmap(
+        values,
+        [f"{train} · {method}" for train, method in reporters],
+        labels * len(evals),
+        title=f"Transfer AUROC vs {'truth' if against == 'truth' else 'Bob’s labels'}",
+        cell=16,
+        center=0.5,
+        value_range=(0.0, 1.0),
+        col_groups=[(e, len(sites)) for e in evals],
+        axis_labels=("trained on · method", "evaluated on (subset above; site below)"),
+        scale_label="AUROC",
+    )
+
+
 def _position_tables(pos: dict) -> str:
     tokens = pos["tokens"]
     parts = []
@@ -207,11 +231,14 @@ def method_sections(res: dict) -> list[Section]:
         ),
         Section(
             "All transfer AUROCs",
-            table_html(res["auroc"])
+            _transfer_heatmap(res, "truth")
+            + _transfer_heatmap(res, "bob")
             + note(
-                "Every (training set, method) × evaluation subset × labels (truth = "
-                "Alice's labels, bob = Bob's labels), one column per site."
-            ),
+                "Every (training set, method) × evaluation subset × labels (truth = Alice's labels, bob = Bob's "
+                "labels) × site. Red: reads the labels (AUROC near 1); white: chance (0.5); blue: reads them "
+                "inverted; grey: n/a (one class only). Hover a cell for its value."
+            )
+            + folded(f"The full table ({len(res['auroc'])} rows, one column per site)", table_html(res["auroc"])),
         ),
         Section(
             "Anomaly detection",

@@ -199,7 +199,7 @@ def _matrix_section(g: Generalization, method: str) -> str:
     chosen = {r["train"]: short_name(r["site"]) for r in g.chosen if r["method"] == method}
     labels = [f"{src} @ {chosen[src]}" for src in sources]
     return heatmap(values, labels, g.tests, title=f"{method}: AUROC vs truth (rows: trained on; columns: tested on)",
-                   cell=46, center=0.5)  # fmt: skip
+                   cell=46, center=0.5, value_range=(0.0, 1.0), scale_label="AUROC")  # fmt: skip
 
 
 def _layer_chart(g: Generalization, method: str) -> str:

@@ -46,12 +46,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from tqdm.auto import tqdm
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources.native import NativeModel, initialize_native_model
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from elk_lens._progress import progress_bar
 from elk_lens._state import clear_state, read_state, refuse_pickle, write_state
 from elk_lens.models import NATIVE_CONFIG_FILE, load_model, save_model
 from elk_lens.quirky.data import CHARACTERS, QuirkyRows, sample_rows
@@ -266,7 +266,7 @@ def _train_stage(
         rng.bit_generator.state = state["rng"]
         step, history, sched.cooldown_from = state["step"], state["history"], state["cooldown_from"]
         log(f"[{name}] resumed at step {step}")
-    bar = tqdm(total=max_steps, initial=step, desc=name, disable=None, leave=False)
+    bar = progress_bar(max_steps, name, initial=step, leave=False)
     while step < max_steps and (sched.cooldown_from is None or step < sched.cooldown_from + cooldown):
         for group in opt.param_groups:
             group["lr"] = sched(step)

@@ -4,11 +4,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-__all__ = ["Section", "render_page", "table_html"]
+__all__ = ["Section", "folded", "render_page", "table_html"]
 
 _CSS = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 1040px; margin: 2em auto;
-       padding: 0 1em; color: #222; line-height: 1.45; }
+       padding: 0 1em; color: #222; line-height: 1.45; overflow-wrap: anywhere; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .9em; margin: .8em 0; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
@@ -16,8 +16,16 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f4f4f4; }
 .note { color: #555; font-size: .92em; }
 .good { background: #e6f4e6; } .bad { background: #fbe9e9; }
-pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .85em; }
+pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .85em; overflow-wrap: normal; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.scroll td, .scroll th { overflow-wrap: normal; } td.mark { white-space: nowrap; }
+svg { max-width: 100%; height: auto; }
+details > summary { cursor: pointer; color: #555; margin: .6em 0; }
 """
+# A wide table scrolls inside its own box (.scroll) and a figure shrinks to the page (svg max-width), so the
+# page itself never scrolls sideways; the viewBox keeps a shrunk figure's shape.
+
+_MARKS = {True: ("✓ yes", "mark good"), False: ("✗ no", "mark bad")}  # a mark and a word: readable without colour
 
 
 @dataclass
@@ -34,9 +42,10 @@ class Section:
 
 
 def table_html(rows: Sequence[dict], *, digits: int = 3, highlight=None) -> str:
-    """An HTML table from dict rows (keys of the first row are the columns).
+    """An HTML table from dict rows (keys of the first row are the columns), in a box that scrolls sideways.
 
-    ``highlight(column, value) -> "good" | "bad" | None`` colours individual cells.
+    Floats are shown with ``digits`` decimals (NaN as n/a), booleans as a mark and a word (✓ yes / ✗ no,
+    shaded good / bad). ``highlight(column, value) -> "good" | "bad" | None`` colours individual cells.
     """
     if not rows:
         return "<p class='note'>(no rows)</p>"
@@ -47,13 +56,25 @@ def table_html(rows: Sequence[dict], *, digits: int = 3, highlight=None) -> str:
         cells = []
         for c in cols:
             v = row.get(c, "")
-            text = ("n/a" if v != v else f"{v:.{digits}f}") if isinstance(v, float) else str(v)
-            classes = " ".join(
-                x for x in ("num" if isinstance(v, (int, float)) else "", highlight(c, v) if highlight else None) if x
-            )
+            text, kind = _cell(v, digits)
+            classes = " ".join(x for x in (kind, highlight(c, v) if highlight else None) if x)
             cells.append(f"<td{f' class={escape(classes)!r}' if classes else ''}>{escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def _cell(v: object, digits: int) -> tuple[str, str]:
+    """A cell's text and class: bool before int, since ``True`` is an ``int`` too."""
+    if isinstance(v, bool):
+        return _MARKS[v]
+    if isinstance(v, float):
+        return ("n/a" if v != v else f"{v:.{digits}f}"), "num"
+    return str(v), "num" if isinstance(v, int) else ""
+
+
+def folded(summary: str, html: str) -> str:
+    """``html`` (trusted markup) folded away under a one-line ``summary`` (text, escaped here) that opens it."""
+    return f"<details><summary>{escape(summary)}</summary>{html}</details>"
 
 
 def render_page(title: str, intro: str, sections: Sequence[Section]) -> str:

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from elk_lens._atomic import atomic_write_bytes, atomic_write_text
 from elk_lens._csv import write_csv
+from elk_lens._progress import log as progress
 
 __all__ = ["RunDir", "environment"]
 
@@ -136,12 +137,15 @@ class RunDir:
             log.warning("run stage file %s %s; computing stage %r again and replacing the file", path, e, name)
             return _MISSING
         self.resumed.append(name)
+        progress.info("stage %s: resumed from %s", name, path.relative_to(self.path))
         return result
 
     def _compute(self, name: str, compute: Callable[[], object]) -> object:
+        progress.info("stage %s: started", name)
         started = time.perf_counter()
         result = compute()
         self.timings[name] = round(time.perf_counter() - started, 2)
+        progress.info("stage %s: done in %.1f s", name, self.timings[name])
         return result
 
     def stage(self, name: str, compute: Callable[[], dict]) -> dict:

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from elk_lens._progress import log as progress
 from elk_lens.analyses import ANALYSES
 from elk_lens.report.html import render_page
 from elk_lens.report.rundir import RunDir, environment
@@ -99,7 +100,9 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
             "choose a writable place with --runs DIR"
         ) from None
     started = time.time()
+    progress.info("run %s (%s) in %s", cfg["name"], cfg["analysis"], path)
     result = analysis.run(cfg, run)
+    progress.info("analysis done in %.1f s; writing the report", time.time() - started)
     manifest = {
         "analysis": cfg["analysis"],
         "name": cfg["name"],
@@ -116,6 +119,7 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
         run.write_csv(f"{name}.csv", rows)
     _write_figures(run, result.sections)
     run.write_text("report.html", render_page(result.title, result.intro, result.sections))
+    progress.info("finished in %.1f s", time.time() - started)
     return run.path
 
 

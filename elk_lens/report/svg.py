@@ -1,4 +1,7 @@
-"""Inline SVG line charts and heatmaps: self-contained figures for the HTML report, with no plotting dependency."""
+"""Inline SVG line charts and heatmaps: self-contained figures for the HTML report, with no plotting dependency.
+
+The report's CSS scales every figure down to the page width (``max-width: 100%``); the ``viewBox`` keeps its shape.
+"""
 
 from html import escape
 
@@ -111,45 +114,117 @@ def heatmap(
     title: str,
     cell: int = 34,
     center: float = 0.0,
+    value_range: tuple[float, float] | None = None,
+    col_groups: list[tuple[str, int]] | None = None,
+    axis_labels: tuple[str, str] = ("", ""),
+    scale_label: str = "",
 ) -> str:
-    """A signed heatmap (blue below ``center``, red above, white at it; NaN grey), scaled to the largest
-    |value - center|, each cell labelled with its value: e.g. component scores, layer × head, or AUROC
-    with ``center=0.5`` (chance)."""
+    """A signed heatmap (blue below ``center``, red above, white at it; NaN grey) with a labelled colour scale.
+
+    Args:
+        values: one list per row, one value per column.
+        row_labels: the rows' names, drawn at the left.
+        col_labels: the columns' names, drawn below (slanted when longer than a cell is wide).
+        title: drawn at the top and given as the figure's accessible name.
+        cell: side of a cell in px. Cells of at least 24 px show their value; every cell has it as a tooltip.
+        center: the white value, e.g. 0.5 (chance) for AUROC.
+        value_range: a fixed scale ``(low, high)``, so that figures compare by colour (e.g. ``(0, 1)`` for
+            AUROC); values outside it take the end colour. Default: scaled to the largest |value - center|.
+        col_groups: ``(label, number of columns)`` spans, in order, covering every column: the label is
+            drawn above its columns and a gap separates the groups (e.g. evaluation subsets × sites).
+        axis_labels: what the rows and the columns are, drawn beside the row labels and below the columns.
+        scale_label: what the colour measures, drawn above the colour scale (e.g. ``"AUROC"``).
+
+    Used for component scores, layer × head, or AUROC with ``center=0.5``.
+    """
     if len(values) != len(row_labels) or any(len(r) != len(col_labels) for r in values):
         raise ValueError(f"values must be {len(row_labels)} rows of {len(col_labels)}; got rows of "
                          f"{[len(r) for r in values]}")  # fmt: skip
-    finite = [abs(v - center) for r in values for v in r if v == v]
-    scale = max(finite, default=0.0) or 1.0
+    groups = col_groups or [("", len(col_labels))]
+    if sum(n for _, n in groups) != len(col_labels) or any(n < 1 for _, n in groups):
+        raise ValueError(f"col_groups must span the {len(col_labels)} columns, each at least one; got "
+                         f"{[n for _, n in groups]}")  # fmt: skip
+    if value_range is None:
+        scale = max((abs(v - center) for r in values for v in r if v == v), default=0.0) or 1.0
+        low, high = center - scale, center + scale
+    else:
+        low, high = value_range
+        if not low <= center <= high or low == high:
+            raise ValueError(f"value_range {value_range} must be an interval around center {center}")
+        scale = max(high - center, center - low)
+    row_title, col_title = axis_labels
+    gap = cell // 2 if col_groups else 0
+    col_x, x = [], 0
+    for k, (_, n) in enumerate(groups):
+        col_x += [x + gap * k + cell * j for j in range(n)]
+        x += cell * n
     # margins fit the labels (~6.5 px per character at font size 11); long column labels are slanted
-    left, top = max(70, round(6.5 * max(map(len, row_labels), default=0)) + 12), 34
+    left = max(70, round(6.5 * max(map(len, row_labels), default=0)) + 12) + (18 if row_title else 0)
+    top = 34 + (16 if col_groups else 0)
     slant = max(map(len, col_labels), default=0) * 6.5 > cell
-    bottom = round(4.6 * max(map(len, col_labels), default=0)) + 24 if slant else 30
-    width, height = left + cell * len(col_labels) + 40, top + cell * len(row_labels) + bottom
+    bottom = (round(4.6 * max(map(len, col_labels), default=0)) + 24 if slant else 30) + (18 if col_title else 0)
+    grid_w, grid_h = (col_x[-1] + cell if col_x else 0), cell * len(row_labels)
+    legend_x = left + grid_w + 24
+    width, height = legend_x + 64, top + max(grid_h, 120) + bottom
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f'<text x="4" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
     ]
+    if row_title:
+        mid = top + grid_h / 2
+        out.append(f'<text x="14" y="{mid:.0f}" font-size="11" text-anchor="middle" '
+                   f'transform="rotate(-90 14 {mid:.0f})">{escape(row_title)}</text>')  # fmt: skip
+    start = 0
+    for label, n in groups if col_groups else []:
+        x0 = left + col_x[start]
+        out.append(f'<text x="{x0 + cell * n / 2:.0f}" y="{top - 6}" font-size="10" text-anchor="middle">'
+                   f"{escape(label)}</text>")  # fmt: skip
+        start += n
     for i, (label, row) in enumerate(zip(row_labels, values, strict=True)):
         y = top + cell * i
         out.append(f'<text x="{left - 6}" y="{y + cell / 2 + 4:.0f}" font-size="11" text-anchor="end">'
                    f"{escape(label)}</text>")  # fmt: skip
         for j, v in enumerate(row):
-            x = left + cell * j
-            if v != v:
-                fill = "#ddd"
-            else:
-                t = min(abs(v - center) / scale, 1.0)
-                shade = round(255 * (1 - t))
-                fill = f"rgb(255,{shade},{shade})" if v > center else f"rgb({shade},{shade},255)"
-            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff"/>')
-            text = "" if v != v else f"{v:.2g}"
-            ink = "#fff" if v == v and abs(v - center) / scale > 0.6 else "#000"  # readable on a dark cell
-            out.append(f'<text x="{x + cell / 2:.0f}" y="{y + cell / 2 + 4:.0f}" font-size="9" fill="{ink}" '
-                       f'text-anchor="middle">{text}</text>')  # fmt: skip
+            x = left + col_x[j]
+            tip = escape(f"{label} · {col_labels[j]}: {'n/a' if v != v else f'{v:.4g}'}")
+            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_fill(v, center, scale)}" '
+                       f'stroke="#fff"><title>{tip}</title></rect>')  # fmt: skip
+            if cell >= 24 and v == v:
+                ink = "#fff" if abs(v - center) / scale > 0.6 else "#000"  # readable on a dark cell
+                out.append(f'<text x="{x + cell / 2:.0f}" y="{y + cell / 2 + 4:.0f}" font-size="9" fill="{ink}" '
+                           f'text-anchor="middle">{v:.2g}</text>')  # fmt: skip
     for j, label in enumerate(col_labels):
-        x, y = left + cell * j + cell / 2, top + cell * len(row_labels) + 14
+        x, y = left + col_x[j] + cell / 2, top + grid_h + 14
         placed = f'text-anchor="end" transform="rotate(-45 {x:.0f} {y})"' if slant else 'text-anchor="middle"'
         out.append(f'<text x="{x:.0f}" y="{y}" font-size="11" {placed}>{escape(label)}</text>')
+    if col_title:
+        out.append(f'<text x="{left + grid_w / 2:.0f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+                   f"{escape(col_title)}</text>")  # fmt: skip
+    out += _colour_scale(legend_x, top, low, high, center, scale, scale_label)
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _fill(v: float, center: float, scale: float) -> str:
+    if v != v:
+        return "#ddd"
+    shade = round(255 * (1 - min(abs(v - center) / scale, 1.0)))
+    return f"rgb(255,{shade},{shade})" if v > center else f"rgb({shade},{shade},255)"
+
+
+def _colour_scale(x: int, top: int, low: float, high: float, center: float, scale: float, label: str) -> list[str]:
+    """A vertical bar of the heatmap's colours, ``high`` at the top, with ``high``, ``center`` and ``low`` marked."""
+    steps, bar_h = 24, 120
+    step_h = bar_h / steps
+    out = [f'<text x="{x}" y="{top - 6}" font-size="10">{escape(label)}</text>'] if label else []
+    for k in range(steps):
+        v = high - (high - low) * (k + 0.5) / steps
+        out.append(f'<rect x="{x}" y="{top + k * step_h:.1f}" width="12" height="{step_h + 0.5:.1f}" '
+                   f'fill="{_fill(v, center, scale)}"/>')  # fmt: skip
+    out.append(f'<rect x="{x}" y="{top}" width="12" height="{bar_h}" fill="none" stroke="#999"/>')
+    for v in (high, center, low):
+        y = top + bar_h * (high - v) / (high - low)
+        out.append(f'<line x1="{x + 12}" x2="{x + 16}" y1="{y:.1f}" y2="{y:.1f}" stroke="#555"/>')
+        out.append(f'<text x="{x + 18}" y="{y + 4:.1f}" font-size="10">{v:.3g}</text>')
+    return out
