@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from elk_lens.report.runner import run_analysis
+from elk_lens.runner import run_analysis
 
 ROOT = Path(__file__).resolve().parent
 ANCHOR = '\n[anchor]\non = "{on}"\nweight = {weight}\nsite = "blocks.3.hook_resid_pre"\n'

@@ -74,7 +74,7 @@ def _data_export(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from elk_lens._progress import progress_to
-    from elk_lens.report.runner import run_analysis
+    from elk_lens.runner import run_analysis
 
     with progress_to(sys.stderr):  # stages and progress as lines, also when stderr is a log file
         run_dir = run_analysis(Path(args.config), runs_root=Path(args.runs), run_name=args.name)

@@ -41,7 +41,7 @@ from transformers import (  # noqa: E402
 )
 
 from elk_lens.models import load_model  # noqa: E402
-from elk_lens.report.runner import run_analysis  # noqa: E402
+from elk_lens.runner import run_analysis  # noqa: E402
 from elk_lens.zoo import gguf as zoo_gguf  # noqa: E402
 
 # Tiny models gain nothing from intra-op threads, and on busy cores the thread handoff dominates:

@@ -8,7 +8,7 @@ import pytest
 from browser import assert_renders, needs_browser
 
 from elk_lens.cli import main
-from elk_lens.report.runner import run_analysis
+from elk_lens.runner import run_analysis
 
 SMALL_SPEC = """
 name = "quirky-small"
@@ -116,7 +116,7 @@ def test_unknown_config_keys_are_named_with_a_suggestion_and_the_valid_ones(tmp_
 
 
 def test_every_shipped_spec_uses_only_keys_its_analysis_reads():
-    from elk_lens.report.runner import load_spec
+    from elk_lens.runner import load_spec
 
     for spec in sorted((Path(__file__).resolve().parents[1] / "analyses").glob("*.toml")):
         load_spec(spec)
@@ -172,7 +172,7 @@ def test_cli_errors_are_one_message_not_a_traceback(tmp_path):
 
 def test_every_shipped_spec_passes_its_analysis_check():
     from elk_lens.analyses import ANALYSES
-    from elk_lens.report.runner import load_spec
+    from elk_lens.runner import load_spec
 
     for spec in sorted((Path(__file__).resolve().parents[1] / "analyses").glob("*.toml")):
         cfg, _ = load_spec(spec)

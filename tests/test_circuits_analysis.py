@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from elk_lens.report.runner import run_analysis
+from elk_lens.runner import run_analysis
 
 SPEC = """
 name = "circuits-tiny"

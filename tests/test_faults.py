@@ -32,9 +32,9 @@ from elk_lens.data.statements import StatementSet
 from elk_lens.growth import GrowthMap
 from elk_lens.models import load_model, save_model
 from elk_lens.report.html import Section
-from elk_lens.report.runner import run_analysis
 from elk_lens.report.svg import line_chart
 from elk_lens.reporters import Reporter
+from elk_lens.runner import run_analysis
 from elk_lens.train import FineTuneConfig, fine_tune
 from elk_lens.trajectory import Trajectory
 
@@ -114,7 +114,7 @@ def _probe_analysis(tok_dir: Path) -> SimpleNamespace:
         chart = line_chart({s: [r[i] for r in norms] for i, s in enumerate(SITES)}, [str(i) for i in range(len(norms))],
                            title="Residual norms", y_label="norm", y_range=(0.0, max(map(max, norms))))  # fmt: skip
         return AnalysisResult(
-            "Fault probe", "", [Section("Norms", chart)], {"means": means, "summary": summary},
+            {"means": means, "summary": summary}, title="Fault probe", sections=[Section("Norms", chart)],
             tables={"norms": [dict(zip(SITES, r, strict=True)) for r in norms],
                     "means": [{"site": s, "first": v[0]} for s, v in means.items()]},
         )  # fmt: skip

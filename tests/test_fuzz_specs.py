@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from elk_lens.analyses import ANALYSES
-from elk_lens.report.runner import load_spec
+from elk_lens.runner import load_spec
 
 # strings a spec plausibly holds, so that values get past the type checks into the deeper ones
 PLAUSIBLE = [

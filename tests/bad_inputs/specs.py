@@ -14,7 +14,7 @@ from pathlib import Path
 from bad_inputs import Case, Env
 from elk_lens.analyses import ANALYSES
 from elk_lens.cli import main
-from elk_lens.report.runner import load_spec, run_analysis
+from elk_lens.runner import load_spec, run_analysis
 
 NAME_RULE = r"letters, digits, '\.', '_' and '-'"
 

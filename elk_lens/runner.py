@@ -1,4 +1,7 @@
-"""``elk-lens run spec.toml``: run a declared analysis into a run directory with ``report.html``."""
+"""``elk-lens run spec.toml``: run a declared analysis into a run directory, then draw ``report.html``.
+
+The engine sits outside ``elk_lens.report``: it runs an analysis (``elk_lens.analyses``) and hands its
+view to that analysis's renderer (``elk_lens.report.pages``), so the report package only draws."""
 
 import difflib
 import re
@@ -8,7 +11,8 @@ from pathlib import Path
 
 from elk_lens._progress import log as progress
 from elk_lens.analyses import ANALYSES
-from elk_lens.report.html import render_page
+from elk_lens.report.html import Page, render_page
+from elk_lens.report.pages import RENDERERS
 from elk_lens.report.rundir import RunDir, environment
 
 if sys.version_info >= (3, 11):
@@ -117,8 +121,10 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
     run.write_json("metrics.json", result.metrics)
     for name, rows in result.tables.items():
         run.write_csv(f"{name}.csv", rows)
-    _write_figures(run, result.sections)
-    run.write_text("report.html", render_page(result.title, result.intro, result.sections))
+    render = RENDERERS.get(cfg["analysis"])
+    page = render(result.view) if render else Page(result.title, result.intro, result.sections)
+    _write_figures(run, page.sections)
+    run.write_text("report.html", render_page(page.title, page.intro, page.sections))
     progress.info("finished in %.1f s", time.time() - started)
     return run.path
 
