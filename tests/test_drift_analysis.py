@@ -6,7 +6,12 @@ import re
 import pytest
 from browser import assert_renders, needs_browser
 
-from elk_lens.runner import run_analysis
+from elk_lens.analyses import drift
+from elk_lens.report.html import render_page
+from elk_lens.report.pages import RENDERERS
+from elk_lens.report.pages.drift import catalogue_html
+from elk_lens.report.rundir import RunDir
+from elk_lens.runner import load_spec, run_analysis
 
 SPEC = """
 name = "drift-tiny"
@@ -106,3 +111,16 @@ def test_catalogue_lists_the_run(finished):
     assert rows[0]["step-0 reporter at end"] == metrics["auroc_initial"]["mean_diff"]["blocks.3.hook_resid_pre"][
         "BH_disagree"][-1]  # fmt: skip
     assert write_catalogue(run.parent).is_file() and (run.parent / "drift_catalogue.csv").is_file()
+
+
+def test_the_report_escapes_what_the_spec_writes(finished):
+    spec, run = finished
+    cfg, text = load_spec(spec)
+    view = drift.run(cfg, RunDir(run, text)).view  # every stage resumed from disk
+    assert json.loads(json.dumps(view)) == view  # plain data, no markup objects
+    hostile = "<script>x</script>"
+    view = {**view, "name": hostile, "settings": {**view["settings"], "train.frozen": [hostile]}}
+    page = RENDERERS["drift"](view)
+    html = render_page(page.title, page.intro, page.sections)
+    assert hostile not in html and html.count("&lt;script&gt;x&lt;/script&gt;") == 3  # <title>, <h1>, scenario
+    assert hostile not in catalogue_html([{"run": hostile}])

@@ -8,8 +8,6 @@ stay frozen, the learning rate, the steps, and optional concept anchoring of a r
 base model.
 """
 
-from html import escape
-
 import numpy as np
 import torch
 
@@ -34,9 +32,7 @@ from elk_lens.lm_output import output_log_odds
 from elk_lens.models import fingerprint, load_model
 from elk_lens.quirky.data import DIGITS, quirky_arithmetic
 from elk_lens.quirky.subsets import subset_mask
-from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
-from elk_lens.report.svg import line_chart
 from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.reporters.registry import METHODS
 from elk_lens.token_stream import TokenStream
@@ -200,35 +196,13 @@ def _task_loss(s: dict, run: RunDir) -> dict:
     return {f"step {traj.steps[i]}": held_out_answer_loss(s, traj.model_at(i)) for i in (0, len(traj) - 1)}
 
 
-def _x(steps: list[int]) -> list[str]:
-    return [str(x) for x in steps]
-
-
 def run(cfg: dict, run: RunDir) -> AnalysisResult:
     s = _settings(cfg)
     trained = run.stage("fine_tune", lambda: _fine_tune(s, run))
     d = run.stage("drift", lambda: _drift(s, run))
     task_loss = run.stage("task_loss", lambda: _task_loss(s, run))
-    steps, sites, methods = d["steps"], d["sites"], d["methods"]
-    first = methods[0]
-    charts = line_chart(
-        {f"refit {x}": d["auroc_refit"][first][x]["BH_disagree"] for x in sites}
-        | {f"initial {x}": d["auroc_initial"][first][x]["BH_disagree"] for x in sites}
-        | {"model output": d["output_auroc"]["BH_disagree"]},
-        _x(steps), title=f"AUROC vs truth on Bob-hard disagreements ({first}; initial = fitted at step 0)",
-        y_label="AUROC vs truth", dashed=frozenset(f"initial {x}" for x in sites),
-    )  # fmt: skip
-    cos = {f"cos v {x}": d["cos_v"][x]["to_first"] for x in sites}
-    floor_bands = {f"cos v {x}": (d["floors"]["cos_v"][x]["q05"], 1.0) for x in sites}
-    charts += line_chart(cos, _x(steps), title="Concept vector (class-mean difference on Alice-easy): cosine to step 0",
-                         y_label="cosine", y_range=(-1.0, 1.0), reference=0.0, bands=floor_bands)  # fmt: skip
-    # CKA's floor: how far two disjoint halves of the final evaluation rows disagree (5% quantile); a CKA
-    # within that distance of 1 is not told apart from no change
-    cka_bands = {f"CKA {x}": (1.0 + d["floors"]["cka_final"][x]["q05"], 1.0) for x in sites}
-    charts += line_chart({f"CKA {x}": d["cka_to_first"][x] for x in sites}, _x(steps),
-                         title="Linear CKA of Bob-hard-disagreement residuals to step 0", y_label="CKA",
-                         bands=cka_bands)  # fmt: skip
-    end = len(steps) - 1
+    sites, methods = d["sites"], d["methods"]
+    first, end = methods[0], len(d["steps"]) - 1
     summary = [{"site": x, **{f"{m} refit (end)": d["auroc_refit"][m][x]["BH_disagree"][end] for m in methods},
                 **{f"{m} initial (end)": d["auroc_initial"][m][x]["BH_disagree"][end] for m in methods},
                 "initial on control (end)": d["auroc_initial"][first][x]["BH_control"][end],
@@ -239,49 +213,19 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
                 "CKA to step 0 (end)": d["cka_to_first"][x][end],
                 "CKA half-sample spread (q05, q95)": _spread(d["floors"]["cka_final"][x])} for x in sites]  # fmt: skip
     transfer_site = s["anchor.site"] if s["anchor.site"] in sites else sites[-1]
-    matrix = d["transfer"][first][transfer_site]
-    transfer_rows = [{"fitted at step": st, **{str(c): round(v, 3) for c, v in zip(steps, row, strict=True)}}
-                     for st, row in zip(steps, matrix, strict=True)]  # fmt: skip
-    scenario = (
-        f"labels: {LABELS[s['train.labels']]}; trained on: {OBJECTIVES[s['train.objective']]}; "
-        f"{s['data.digits']}-digit operands; "
-        f"frozen: {s['train.frozen'] or 'nothing'}; lr {s['train.lr']}; "
-        f"{s['train.steps']} steps; seed {s['train.seed']}; anchor: {s['anchor.on']}"
-        + (f" (weight {s['anchor.weight']} at {s['anchor.site']})" if s["anchor.on"] != "none" else "")
-    )  # noqa: E501 fmt: skip
-    acc_rows = [{"measure": f"accuracy, {k}", "value": round(v, 4)} for k, v in d["final_accuracy"].items()]
-    acc_rows += [{"measure": f"held-out answer loss, {k}", "value": round(v, 5)} for k, v in task_loss.items()]
-    sections = [
-        Section("Scenario", f"<p>{escape(scenario)}</p>" + table_html(acc_rows)
-                + f"<p class='note'>Fine-tuning took {trained['seconds']} s for {s['train.steps']} steps.</p>"),
-        Section("Drift over steps", charts + "<p class='note'>Shaded bands: the noise floor, from the 5% quantile "
-                "of the same cosine between directions fitted on two disjoint halves of the step-0 probe set up to "
-                "1; drift counts only below it. On the CKA chart the band runs from 1 down by the 5% quantile of the "
-                "difference between the final CKA computed on two disjoint halves of the evaluation rows.</p>"),
-        Section("At the end", table_html(summary)),
-        Section(f"Probe transfer ({first}, {transfer_site})", table_html(transfer_rows, highlight=_heat)
-                + "<p class='note'>Row: reporter fitted at that step; column: scored on that step's residuals; "
-                "AUROC vs truth on Bob-hard disagreements. The diagonal is the refitted reporter.</p>"),
-        Section("Noise floors", table_html([{"metric": f"{kind} {key}", **v} for kind in ("cos_v", "cka_final")
-                for key, v in d["floors"][kind].items()] + [{"metric": f"cos_w {m} {x}", **v} for m in methods
-                for x, v in d["floors"]["cos_w"][m].items()])),
-    ]  # fmt: skip
+    transfer_rows = [{"fitted at step": st, **{str(c): round(v, 3) for c, v in zip(d["steps"], row, strict=True)}}
+                     for st, row in zip(d["steps"], d["transfer"][first][transfer_site], strict=True)]  # fmt: skip
+    view = {"name": cfg["name"], "settings": s, "labels": LABELS[s["train.labels"]],
+            "objective": OBJECTIVES[s["train.objective"]], "seconds": trained["seconds"], "drift": d,
+            "task_loss": task_loss, "summary": summary, "transfer_site": transfer_site,
+            "transfer": transfer_rows}  # fmt: skip
     return AnalysisResult(
-        title=f"elk-lens: concept drift, {cfg['name']}",
-        intro="<p class='note'>A truthful base model is fine-tuned; at every checkpoint reporters are refitted on "
-        "Alice-easy statements and scored on Bob-hard disagreements, beside the reporter fitted at step 0.</p>",
-        sections=sections,
         metrics={"fine_tune": trained, "task_loss": task_loss, **{k: d[k] for k in d}},
         tables={"drift_summary": summary, "transfer": transfer_rows},
         provenance={"model_spec": s["model.base"], "seeds": {"train": s["train.seed"]}, "settings": s},
+        view=view,
     )
 
 
 def _spread(floor: dict) -> str:
     return f"{floor['q05']:+.4f}, {floor['q95']:+.4f}"
-
-
-def _heat(column: str, value: object) -> str | None:
-    if column == "fitted at step" or not isinstance(value, float) or np.isnan(value):
-        return None
-    return "good" if value >= 0.9 else "bad" if value <= 0.1 else None

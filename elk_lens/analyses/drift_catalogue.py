@@ -9,7 +9,7 @@ from pathlib import Path
 
 from elk_lens._atomic import atomic_write_text
 from elk_lens._csv import write_csv
-from elk_lens.report.html import Section, render_page, table_html
+from elk_lens.report.pages.drift import catalogue_html
 
 __all__ = ["catalogue_rows", "write_catalogue"]
 
@@ -41,10 +41,7 @@ def write_catalogue(runs_root: Path) -> Path:
         raise FileNotFoundError(f"no finished drift runs under {runs_root}")
     root = Path(runs_root)
     write_csv(root / "drift_catalogue.csv", rows)
-    note = ("<p class='note'>AUROC vs truth on Bob-hard disagreements at blocks.3.hook_resid_pre; the step-0 "
-            "reporter was fitted on the model before fine-tuning.</p>")  # fmt: skip
-    page = render_page("elk-lens: drift runs", note, [Section("Runs", table_html(rows))])
-    atomic_write_text(root / "drift_catalogue.html", page)
+    atomic_write_text(root / "drift_catalogue.html", catalogue_html(rows))
     return root / "drift_catalogue.html"
 
 
