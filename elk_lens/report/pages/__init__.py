@@ -4,10 +4,11 @@ returned (``AnalysisResult.view``); ``elk_lens.runner`` looks it up by the analy
 from collections.abc import Callable
 
 from elk_lens.report.html import Page
-from elk_lens.report.pages import drift
+from elk_lens.report.pages import drift, truth_generalization
 
 __all__ = ["RENDERERS"]
 
 RENDERERS: dict[str, Callable[[dict], Page]] = {
     "drift": drift.render,
+    "truth_generalization": truth_generalization.render,
 }
