@@ -3,10 +3,15 @@ floor, drift series, offline figures, resume, and bad specs refused before any w
 
 import json
 import re
+from html import escape
 
 import pytest
 
-from elk_lens.runner import run_analysis
+from elk_lens.analyses import circuits
+from elk_lens.report.html import render_page
+from elk_lens.report.pages import circuits as circuits_page
+from elk_lens.report.rundir import RunDir
+from elk_lens.runner import load_spec, run_analysis
 
 SPEC = """
 name = "circuits-tiny"
@@ -55,6 +60,17 @@ def test_second_run_resumes(finished):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["resumed_stages"] == ["fine_tune", "circuits", "attention"]
     assert (run / "metrics.json").read_text() == before
+
+
+def test_the_page_shows_hostile_names_as_text(finished):
+    """The run's name and a given trajectory's path reach the page; as text, never as markup."""
+    spec, run = finished
+    cfg, text = load_spec(spec)
+    view = circuits.run(cfg, RunDir(run, text)).view  # every stage resumed from disk
+    hostile = "<script>x</script>"
+    page = circuits_page.render({**view, "name": hostile, "trained_from": hostile})
+    html = render_page(page.title, page.intro, page.sections)
+    assert hostile not in html and html.count(escape(hostile)) == 3  # <title>, <h1>, the setup
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,11 @@ Stages: ``fine_tune`` (a drift scenario, or an existing trajectory named by ``ci
 component scored by exact patching, attribution patching and its integrated-gradients variant on
 sum-vs-sloppy twins, the smallest circuit at the faithfulness target, and the noise floor from two
 disjoint halves of the pairs at the first checkpoint), ``attention`` (the top heads' patterns on one
-prompt at the first and the last checkpoint, drawn with circuitsvis offline).
+prompt at the first and the last checkpoint). ``elk_lens.report.pages.circuits`` draws the report from
+the view (the attention with circuitsvis, offline).
 """
 
-from html import escape
 from pathlib import Path
-
-import torch
 
 from elk_lens.analyses import drift as scenario
 from elk_lens.analyses.result import (
@@ -31,7 +29,6 @@ from elk_lens.circuits import (
     attention_patterns,
     attribution_patching,
     exact_patching,
-    layer_grid,
     mean_scores,
     smallest_circuit,
     spearman,
@@ -40,10 +37,7 @@ from elk_lens.circuits import (
 from elk_lens.models import fingerprint
 from elk_lens.quirky.data import CHARACTERS
 from elk_lens.quirky.twins import sum_vs_sloppy_pairs
-from elk_lens.report.attention_vis import attention_heads_html, circuitsvis_script
-from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
-from elk_lens.report.svg import heatmap, line_chart
 from elk_lens.reporters import fit_logistic
 from elk_lens.trajectory import Checkpoint, Trajectory
 
@@ -191,57 +185,17 @@ def _labels(scored: dict) -> list[str]:
 
 
 def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
-    steps, at, floor, dr = scored["steps"], scored["at"], scored["floor"], scored["drift"]
-    x = _labels(scored)
-    marks = {x[i]: "grown" for i in scored["grown_at"]}
+    steps, at = scored["steps"], scored["at"]
     rows = [{"step": t, "M_diff (clean - corrupt)": a["m_diff"], "circuit size": a["size"],
              "circuit (by |exact|)": ", ".join(a["circuit"]), "Spearman AP vs exact": a["spearman_ap"],
              f"Spearman AP-IG{s['circuits.ig_steps']} vs exact": a["spearman_ig"],
              "F of every component": a["curve"][-1]} for t, a in zip(steps, at, strict=True)]  # fmt: skip
-    lines = {"Jaccard to the previous": dr["jaccard_prev"], "Jaccard to the first": dr["jaccard_first"],
-             "weighted Jaccard to the first": dr["weighted_jaccard_first"],
-             "EWMA change": dr["ewma_change"]}  # fmt: skip
-    bands = {"Jaccard to the first": (floor["jaccard"], 1.0),
-             "weighted Jaccard to the first": (floor["weighted_jaccard"], 1.0)}  # fmt: skip
-    charts = line_chart(lines, x, title="Circuit drift (node sets at the faithfulness target)", y_label="",
-                        bands=bands, marks=marks)  # fmt: skip
-    grids = ""
-    for i in sorted({0, len(at) // 2, len(at) - 1}):
-        values, row_labels, col_labels = layer_grid(at[i]["exact"])
-        grids += heatmap(values, row_labels, col_labels, title=f"exact patching score, step {x[i]}")
-    final = scored["exact_in_final_names"]
-    names = list(final[-1])
-    over = heatmap([[a.get(n, float("nan")) for a in final] for n in names], names, x,
-                   title="exact patching score / M_diff per component over checkpoints "
-                   "(last checkpoint's names)")  # fmt: skip
-    figures = circuitsvis_script() + "".join(
-        f"<h3>step {escape(step)}</h3>" + attention_heads_html(torch.tensor(p), attention["tokens"], attention["heads"])
-        for step, p in attention["patterns"].items()
-    )  # fmt: skip
-    floor_text = (f"Noise floor at step {steps[0]} (two disjoint halves of the pairs): Jaccard {floor['jaccard']:.3f}, "
-                  f"weighted Jaccard {floor['weighted_jaccard']:.3f}, edit distance {floor['edit_distance']} "
-                  f"(halves: {floor['halves'][0]} vs {floor['halves'][1]}).")  # fmt: skip
-    source = trained.get("from") or f"fine-tuned here: {scenario.LABELS[s['train.labels']]}, {s['train.steps']} steps"
-    sections = [
-        Section("Setup", f"<p>{escape(str(source))}. Reporter: logistic, refitted at every checkpoint on Alice-easy "
-                f"statements at {escape(s['circuits.site'])}. Pairs: {scored['pairs']} twins said by "
-                f"{escape(s['circuits.character'])}, e.g. {escape(scored['example'][0])} vs "
-                f"{escape(scored['example'][1])}. Ablation outside the circuit: {escape(s['circuits.ablation'])}; "
-                f"target F &ge; {s['circuits.target']}.</p>"),
-        Section("The smallest faithful circuit at every checkpoint", table_html(rows)),
-        Section("Circuit drift", charts + f"<p class='note'>{escape(floor_text)} Shaded: from the floor up to 1; "
-                "a drop below it is drift.</p>"),
-        Section("Which components write the truth score", grids + over + "<p class='note'>Exact patching: the "
-                "change of the reporter's score when one component's output is replaced by its output on the "
-                "twin (mean over pairs).</p>"),
-        Section("Attention of the top heads", figures + f"<p class='note'>Heads with the largest |score| at the "
-                f"last checkpoint, on {escape(attention['text'])}.</p>"),
-    ]  # fmt: skip
+    view = {"name": cfg["name"], "settings": s, "trained_from": trained.get("from"),
+            "train_labels": scenario.LABELS[s["train.labels"]], "circuits": scored, "attention": attention,
+            "x": _labels(scored), "rows": rows}  # fmt: skip
     return AnalysisResult(
-        title=f"elk-lens: circuits, {cfg['name']}",
-        intro="<p class='note'>Which heads and MLPs write the truth reporter's score, and how that moves.</p>",
-        sections=sections,
         metrics={"fine_tune": trained, **scored, "attention": {k: attention[k] for k in ("heads", "text")}},
         tables={"circuits": rows},
         provenance={"model_spec": s["model.base"], "seeds": {"train": s["train.seed"]}, "settings": s},
+        view=view,
     )

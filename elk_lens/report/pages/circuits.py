@@ -1,0 +1,81 @@
+"""The circuits report: the smallest faithful circuit at every checkpoint, its drift against the noise
+floor, per-component scores as heatmaps, and the top heads' attention drawn with circuitsvis offline."""
+
+from html import escape
+
+import torch
+
+from elk_lens.circuits import layer_grid
+from elk_lens.report.attention_vis import attention_heads_html, circuitsvis_script
+from elk_lens.report.html import Page, Section, table_html
+from elk_lens.report.svg import heatmap, line_chart
+
+__all__ = ["render"]
+
+
+def render(view: dict) -> Page:
+    """The page from the circuits analysis's view: its settings ``s``, the ``circuits`` and ``attention``
+    stage results, the checkpoint labels ``x``, the table ``rows``, and where the trajectory came from."""
+    s, scored, attention, x = view["settings"], view["circuits"], view["attention"], view["x"]
+    source = view["trained_from"] or f"fine-tuned here: {view['train_labels']}, {s['train.steps']} steps"
+    setup = (
+        f"<p>{escape(str(source))}. Reporter: logistic, refitted at every checkpoint on Alice-easy statements at "
+        f"{escape(s['circuits.site'])}. Pairs: {scored['pairs']} twins said by {escape(s['circuits.character'])}, "
+        f"e.g. {escape(scored['example'][0])} vs {escape(scored['example'][1])}. Ablation outside the circuit: "
+        f"{escape(s['circuits.ablation'])}; target F &ge; {s['circuits.target']}.</p>"
+    )
+    return Page(
+        title=f"elk-lens: circuits, {view['name']}",
+        intro="<p class='note'>Which heads and MLPs write the truth reporter's score, and how that moves.</p>",
+        sections=[
+            Section("Setup", setup),
+            Section("The smallest faithful circuit at every checkpoint", table_html(view["rows"])),
+            Section("Circuit drift", _drift(scored, x)),
+            Section("Which components write the truth score", _scores(scored, x)),
+            Section("Attention of the top heads", _attention(attention)),
+        ],
+    )
+
+
+def _drift(scored: dict, x: list[str]) -> str:
+    """The drift series, with the band from the noise floor up to 1 and the growth steps marked."""
+    floor, dr = scored["floor"], scored["drift"]
+    lines = {"Jaccard to the previous": dr["jaccard_prev"], "Jaccard to the first": dr["jaccard_first"],
+             "weighted Jaccard to the first": dr["weighted_jaccard_first"],
+             "EWMA change": dr["ewma_change"]}  # fmt: skip
+    bands = {"Jaccard to the first": (floor["jaccard"], 1.0),
+             "weighted Jaccard to the first": (floor["weighted_jaccard"], 1.0)}  # fmt: skip
+    marks = {x[i]: "grown" for i in scored["grown_at"]}
+    chart = line_chart(lines, x, title="Circuit drift (node sets at the faithfulness target)", y_label="",
+                       bands=bands, marks=marks)  # fmt: skip
+    floor_text = (f"Noise floor at step {scored['steps'][0]} (two disjoint halves of the pairs): Jaccard "
+                  f"{floor['jaccard']:.3f}, weighted Jaccard {floor['weighted_jaccard']:.3f}, edit distance "
+                  f"{floor['edit_distance']} (halves: {floor['halves'][0]} vs {floor['halves'][1]}).")  # fmt: skip
+    return chart + f"<p class='note'>{escape(floor_text)} Shaded: from the floor up to 1; a drop below it is drift.</p>"
+
+
+def _scores(scored: dict, x: list[str]) -> str:
+    """Exact scores as layer-by-head grids at the first, middle and last checkpoint, then every component
+    over all checkpoints (as shares of the gap, in the last checkpoint's names)."""
+    at = scored["at"]
+    grids = ""
+    for i in sorted({0, len(at) // 2, len(at) - 1}):
+        values, row_labels, col_labels = layer_grid(at[i]["exact"])
+        grids += heatmap(values, row_labels, col_labels, title=f"exact patching score, step {x[i]}")
+    final = scored["exact_in_final_names"]
+    names = list(final[-1])
+    over = heatmap([[a.get(n, float("nan")) for a in final] for n in names], names, x,
+                   title="exact patching score / M_diff per component over checkpoints "
+                   "(last checkpoint's names)")  # fmt: skip
+    return grids + over + ("<p class='note'>Exact patching: the change of the reporter's score when one component's "
+                           "output is replaced by its output on the twin (mean over pairs).</p>")  # fmt: skip
+
+
+def _attention(attention: dict) -> str:
+    """The circuitsvis bundle once, then one figure per checkpoint drawn."""
+    figures = "".join(
+        f"<h3>step {escape(step)}</h3>" + attention_heads_html(torch.tensor(p), attention["tokens"], attention["heads"])
+        for step, p in attention["patterns"].items()
+    )
+    return circuitsvis_script() + figures + (f"<p class='note'>Heads with the largest |score| at the last "
+                                             f"checkpoint, on {escape(attention['text'])}.</p>")  # fmt: skip
