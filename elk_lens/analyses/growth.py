@@ -9,7 +9,6 @@ of the small model and the final model, as one would across sizes with no exact 
 """
 
 import re
-from html import escape
 
 from elk_lens.analyses import drift as scenario
 from elk_lens.analyses.result import (
@@ -27,9 +26,7 @@ from elk_lens.growth import GrowthMap, fit_growth_map, grow, insert_blocks, stac
 from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import auroc
 from elk_lens.models import fingerprint, load_model, save_model
-from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
-from elk_lens.report.svg import line_chart
 from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.trajectory import Trajectory
 
@@ -202,25 +199,33 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
 
 
 def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
-    steps, first = d["steps"], d["methods"][0]
-    x = ["small", *(str(t) for t in steps)]
-    anchor_small = s["anchor.site"]
-    name = f"transported from {anchor_small}"
-    site = d["fixed_sites"][name]
-    end = len(steps) - 1
-    lines = {
-        f"transported ({anchor_small} -> {site})": [grown["small_auroc"][anchor_small],
-                                                     *d["auroc_fixed"][name]["BH_disagree"]],
-        f"refitted at {site}": [grown["small_auroc"][anchor_small], *d["auroc_refit"][first][site]["BH_disagree"]],
-        "model output": [grown["small_output_auroc"], *d["output_auroc"]["BH_disagree"]],
-    }  # fmt: skip
-    marks = {"0": "grown" + ("" if grown["exact"] else " (not preserving)")}
-    charts = line_chart(lines, x, title="AUROC vs truth on Bob-hard disagreements (small model, then the grown one)",
-                        y_label="AUROC vs truth", marks=marks)  # fmt: skip
-    cosines = {"concept vector": d["cos_v_fixed_refit"][name]}
-    cosines |= {f"readout ({m})": d["cos_fixed_refit"][name][m] for m in d["methods"]}
-    charts += line_chart(cosines, [str(t) for t in steps], title=f"Transported vs refitted at {site}, grown basis",
-                         y_label="cosine", y_range=(-1.0, 1.0), reference=0.0, marks={"0": "grown"})  # fmt: skip
+    rows = {"growth_layers": _layer_rows(grown, d), "growth_step": _step_rows(grown, d),
+            "fitted_map": [{"small site": k, **v} for k, v in fitted.items()]}  # fmt: skip
+    return AnalysisResult(
+        metrics={"grow": grown, "fine_tune": trained, "task_loss": task_loss, "fitted_map": fitted, **d},
+        tables=rows,
+        provenance={
+            "model_spec": s["model.base"],
+            "seeds": {"train": s["train.seed"], "grow": s["grow.seed"]},
+            "settings": s,
+        },  # fmt: skip
+        view={
+            "name": cfg["name"],
+            "settings": s,
+            "op": OPS[s["grow.op"]],
+            "train_labels": scenario.LABELS[s["train.labels"]],
+            "grow": grown,
+            "drift": d,
+            "task_loss": task_loss,
+            "rows": rows,
+        },
+    )
+
+
+def _layer_rows(grown: dict, d: dict) -> list[dict]:
+    """Per grown-model site: the refitted reporter at the first and last checkpoint, and where a small
+    model's reporter was transported to it, that reporter's numbers."""
+    first, end = d["methods"][0], len(d["steps"]) - 1
     transported_at = {grown_site: small for small, grown_site in
                       ((k.removeprefix("transported from "), v) for k, v in d["fixed_sites"].items())}  # fmt: skip
     layers = []
@@ -235,7 +240,12 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
             row["transported, end"] = d["auroc_fixed"][f"transported from {small}"]["BH_disagree"][end]
             row["cos concept vector to refit, end"] = d["cos_v_fixed_refit"][f"transported from {small}"][end]
         layers.append(row)
-    jump_rows = [
+    return layers
+
+
+def _step_rows(grown: dict, d: dict) -> list[dict]:
+    """What the growth step did: the ops, whether it preserved the function, and the jumps it caused."""
+    return [
         {"measure": "ops", "value": "; ".join(grown["ops"])},
         {"measure": "function-preserving", "value": str(grown["exact"])},
         {"measure": "small -> grown", "value": f"{grown['small']} -> {grown['grown']}"},
@@ -246,41 +256,3 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
         {"measure": "output AUROC vs truth (Bob-hard disagreements): small -> grown step 0",
          "value": f"{grown['small_output_auroc']:.4f} -> {d['output_auroc']['BH_disagree'][0]:.4f}"},
     ]  # fmt: skip
-    acc = [{"measure": f"small model accuracy, {k}", "value": round(v, 4)} for k, v in grown["small_accuracy"].items()]
-    acc += [{"measure": f"end accuracy, {k}", "value": round(v, 4)} for k, v in d["final_accuracy"].items()]
-    acc += [{"measure": f"held-out answer loss, {k}", "value": round(v, 5)} for k, v in task_loss.items()]
-    fitted_rows = [{"small site": k, **v} for k, v in fitted.items()]
-    scenario_text = (
-        f"{OPS[s['grow.op']]}; then trained on {scenario.LABELS[s['train.labels']]} with {s['data.digits']}-digit "
-        f"operands, lr {s['train.lr']}, "
-        f"{s['train.steps']} steps, seed {s['train.seed']}; anchor: {s['anchor.on']}"
-        + (f" (the transported reporter from {anchor_small}, weight {s['anchor.weight']})"
-           if s["anchor.on"] != "none" else "")
-    )  # fmt: skip
-    sections = [
-        Section("Scenario", f"<p>{escape(scenario_text)}</p>" + table_html(jump_rows) + table_html(acc)),
-        Section("Does the reporter stay truthful?", charts + "<p class='note'>'small' is the small model before "
-                "growth; the red line marks the growth step. Transported: the small model's logistic reporter "
-                "moved through the growth map (readout as a covector); refitted: fitted anew on Alice-easy "
-                "statements at each checkpoint. Cosines: the concept vector (class-mean difference) moved as a vector, "
-                "and the logistic readout moved as a covector, each against its refit; refitted readouts of "
-                "separable classes depend on the regularizer's basis, so the concept vector is the one to read.</p>"),
-        Section("Which layers hold truth", table_html(layers)),
-        Section("A map fitted on activations (no exact map)", table_html(fitted_rows) + "<p class='note'>An affine "
-                "map fitted by least squares from the small model's residuals to the final model's, on Alice-easy "
-                "statements; the small reporter goes through it and is scored on Bob-hard disagreements. The fit "
-                "residual is the share of the target's variation the map does not explain.</p>"),
-    ]  # fmt: skip
-    return AnalysisResult(
-        title=f"elk-lens: growth, {cfg['name']}",
-        intro="<p class='note'>A reporter fitted on the small truthful model, the model grown and trained on: "
-        "does the reporter still read truth?</p>",
-        sections=sections,
-        metrics={"grow": grown, "fine_tune": trained, "task_loss": task_loss, "fitted_map": fitted, **d},
-        tables={"growth_layers": layers, "growth_step": jump_rows, "fitted_map": fitted_rows},
-        provenance={
-            "model_spec": s["model.base"],
-            "seeds": {"train": s["train.seed"], "grow": s["grow.seed"]},
-            "settings": s,
-        },  # fmt: skip
-    )

@@ -4,12 +4,13 @@ returned (``AnalysisResult.view``); ``elk_lens.runner`` looks it up by the analy
 from collections.abc import Callable
 
 from elk_lens.report.html import Page
-from elk_lens.report.pages import circuits, drift, truth_generalization
+from elk_lens.report.pages import circuits, drift, growth, truth_generalization
 
 __all__ = ["RENDERERS"]
 
 RENDERERS: dict[str, Callable[[dict], Page]] = {
     "circuits": circuits.render,
     "drift": drift.render,
+    "growth": growth.render,
     "truth_generalization": truth_generalization.render,
 }
