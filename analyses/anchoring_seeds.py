@@ -37,16 +37,19 @@ def spec_text(scenario: str, anchor: str, seed: int, weight: float) -> str:
 def summarize(run: Path) -> dict:
     m = json.loads((run / "metrics.json").read_text())
     end = -1
-    out = {"bob_acc": m["final_accuracy"]["Bob vs the trained labels"],
-           "alice_acc": m["final_accuracy"]["Alice vs the trained labels"],
-           "label_loss_end": m["fine_tune"]["history"][-1]["loss"],
-           "held_out_loss_end": list(m["task_loss"].values())[-1]}  # fmt: skip
+    out = {
+        "bob_acc": m["final_accuracy"]["Bob vs the trained labels"],
+        "alice_acc": m["final_accuracy"]["Alice vs the trained labels"],
+        "label_loss_end": m["fine_tune"]["history"][-1]["loss"],
+        "held_out_loss_end": list(m["task_loss"].values())[-1],
+    }
     for site in ("blocks.2.hook_resid_pre", "blocks.3.hook_resid_pre"):
         out[f"base reporter {site}"] = m["auroc_initial"]["logistic"][site]["BH_disagree"][end]
         out[f"refit {site}"] = m["auroc_refit"]["logistic"][site]["BH_disagree"][end]
         out[f"base reporter min over steps {site}"] = min(m["auroc_initial"]["logistic"][site]["BH_disagree"])
     out["base reporter on control, blocks.3.hook_resid_pre"] = m["auroc_initial"]["logistic"][
-        "blocks.3.hook_resid_pre"]["BH_control"][end]  # fmt: skip
+        "blocks.3.hook_resid_pre"
+    ]["BH_control"][end]
     return out
 
 

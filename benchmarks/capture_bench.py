@@ -134,29 +134,39 @@ def time_part(spec: str, repeats: int, layer: int) -> None:
     def paired(name: str) -> float:  # median over repeats of capture / call measured back to back
         return statistics.median(c / t for c, t in zip(times["capture"], times[name], strict=True))
 
-    print(f"model {spec}, {len(stmts)} statements x {tokens.ids.shape[1]} tokens, batch {BATCH}, site {site}, "
-          f"torch threads {torch.get_num_threads()}, {repeats} repeats after 1 warm-up")  # fmt: skip
-    print(f"| {'call':<34} | {'median ms':>9} | {'min ms':>8} | {'max ms':>8} | {'capture / call':>14} "
-          f"| {'paired ratio':>12} |")  # fmt: skip
+    print(
+        f"model {spec}, {len(stmts)} statements x {tokens.ids.shape[1]} tokens, batch {BATCH}, site {site}, "
+        f"torch threads {torch.get_num_threads()}, {repeats} repeats after 1 warm-up"
+    )
+    print(
+        f"| {'call':<34} | {'median ms':>9} | {'min ms':>8} | {'max ms':>8} | {'capture / call':>14} "
+        f"| {'paired ratio':>12} |"
+    )
     print(f"|{'-' * 36}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 16}|{'-' * 14}|")
     for name, ts in times.items():
         ratio = "" if name == "capture" else f"{cap_t / med[name]:.3f}"
         pair = "" if name == "capture" else f"{paired(name):.3f}"
-        print(f"| {name:<34} | {med[name] * 1e3:9.1f} | {min(ts) * 1e3:8.1f} | {max(ts) * 1e3:8.1f} | {ratio:>14} "
-              f"| {pair:>12} |")  # fmt: skip
+        print(
+            f"| {name:<34} | {med[name] * 1e3:9.1f} | {min(ts) * 1e3:8.1f} | {max(ts) * 1e3:8.1f} | {ratio:>14} "
+            f"| {pair:>12} |"
+        )
     print("capture / call = ratio of medians; paired ratio = median of per-repeat ratios (robust to load drift)")
     b_name, t_name = f"(b) forward stop_at_layer={layer}", "(t) tokenize (inside capture)"
     b, t = med[b_name], med[t_name]
     verdict = "meets" if cap_t <= 1.05 * b else "MISSES"
     print(f"capture / (b) = {cap_t / b:.3f} (paired {paired(b_name):.3f}): {verdict} the target <= 1.05")
     bt = [x + y for x, y in zip(times[b_name], times[t_name], strict=True)]
-    print(f"capture / ((b) + (t)) = {cap_t / (b + t):.3f} (paired "
-          f"{statistics.median(c / x for c, x in zip(times['capture'], bt, strict=True)):.3f}); "
-          f"the baselines get pre-tokenized batches, capture takes texts")  # fmt: skip
+    print(
+        f"capture / ((b) + (t)) = {cap_t / (b + t):.3f} (paired "
+        f"{statistics.median(c / x for c, x in zip(times['capture'], bt, strict=True)):.3f}); "
+        f"the baselines get pre-tokenized batches, capture takes texts"
+    )
     bp_name = "(b') same, on the texts"
     verdict = "meets" if cap_t <= 1.05 * med[bp_name] else "MISSES"
-    print(f"capture / (b') = {cap_t / med[bp_name]:.3f} (paired {paired(bp_name):.3f}): {verdict} the target <= 1.05 "
-          f"against the forward on the same texts")  # fmt: skip
+    print(
+        f"capture / (b') = {cap_t / med[bp_name]:.3f} (paired {paired(bp_name):.3f}): {verdict} the target <= 1.05 "
+        f"against the forward on the same texts"
+    )
 
 
 def memory_child(spec: str, n: int, layer: int) -> None:
@@ -167,15 +177,17 @@ def memory_child(spec: str, n: int, layer: int) -> None:
     setup_peak, before = peak_rss_mb(), rss_mb()
     with tempfile.TemporaryDirectory() as cache_dir:
         reset_peak()
-        acts = cap.capture(model, stmts, [f"blocks.{layer}.hook_resid_pre"], batch_size=BATCH, cache_dir=cache_dir,
-                           progress=False)  # fmt: skip
+        acts = cap.capture(
+            model, stmts, [f"blocks.{layer}.hook_resid_pre"], batch_size=BATCH, cache_dir=cache_dir, progress=False
+        )
         capture_peak, after = peak_rss_mb(), rss_mb()
         reset_peak()
         values = acts.values
         values_peak = peak_rss_mb()
         size = values.numel() * values.element_size() / 2**20
-    out = dict(n=n, setup_peak=setup_peak, before=before, capture=capture_peak, after=after, values=values_peak,
-               values_mb=size)  # fmt: skip
+    out = dict(
+        n=n, setup_peak=setup_peak, before=before, capture=capture_peak, after=after, values=values_peak, values_mb=size
+    )
     print(json.dumps(out))
 
 
@@ -183,16 +195,30 @@ def memory_part(spec: str, layer: int, threads: int) -> None:
     print()
     print("RSS (MB) around capture(..., cache_dir=...) of one site, each size in a fresh process:")
     print("before = RSS after imports, model load and statement generation; peak = high-water mark during the step")
-    print(f"| {'statements':>10} | {'before':>6} | {'capture peak':>12} | {'after':>6} | {'.values peak':>12} "
-          f"| {'values size':>11} |")  # fmt: skip
+    print(
+        f"| {'statements':>10} | {'before':>6} | {'capture peak':>12} | {'after':>6} | {'.values peak':>12} "
+        f"| {'values size':>11} |"
+    )
     print(f"|{'-' * 12}|{'-' * 8}|{'-' * 14}|{'-' * 8}|{'-' * 14}|{'-' * 13}|")
     for n in MEMORY_SIZES:
-        cmd = [sys.executable, __file__, "--model", spec, "--memory-child", str(n), "--layer", str(layer),
-               "--threads", str(threads)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--model",
+            spec,
+            "--memory-child",
+            str(n),
+            "--layer",
+            str(layer),
+            "--threads",
+            str(threads),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
-        print(f"| {n:>10,} | {r['before']:6.0f} | {r['capture']:12.0f} | {r['after']:6.0f} | {r['values']:12.0f} "
-              f"| {r['values_mb']:11.1f} |")  # fmt: skip
+        print(
+            f"| {n:>10,} | {r['before']:6.0f} | {r['capture']:12.0f} | {r['after']:6.0f} | {r['values']:12.0f} "
+            f"| {r['values_mb']:11.1f} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

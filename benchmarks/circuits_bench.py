@@ -104,9 +104,11 @@ def main() -> None:
         eap_ig, t_eap_ig = timed(lambda: edge_attribution_patching(model, reporter, c, k, ig_steps=args.ig_steps))
         exact_e, t_exact_e = timed(lambda: exact_edge_patching(model, reporter, c, k))
         edge_numbers = {
-            "pairs": len(c), "edges": len(exact_e), "seconds": {"eap": t_eap, "eap_ig": t_eap_ig, "exact": t_exact_e},
+            "pairs": len(c),
+            "edges": len(exact_e),
+            "seconds": {"eap": t_eap, "eap_ig": t_eap_ig, "exact": t_exact_e},
             "spearman": {"EAP": spearman(eap, exact_e), f"EAP-IG{args.ig_steps}": spearman(eap_ig, exact_e)},
-        }  # fmt: skip
+        }
         top = sorted(exact_e, key=lambda e: -abs(float(exact_e[e].mean())))[:8]
         print(
             f"edges ({len(exact_e)}, {len(c)} pairs): EAP {t_eap:.1f} s, EAP-IG{args.ig_steps} {t_eap_ig:.1f} s, "
@@ -117,11 +119,18 @@ def main() -> None:
 
     if args.json:
         out = {
-            "pairs": len(clean), "threads": torch.get_num_threads(), "seconds": {"da": t_da, "ap": t_ap,
-            "exact": t_exact, "total": total, "ap_ig": t_ig}, "identity_error": identity, "spearman": rho,
-            "mean_scores": table, "circuits": {a: {"size": c.size, "components": list(c.components),
-            "curve": c.curve.tolist(), "m_diff": c.m_diff} for a, c in circuits.items()}, "edges": edge_numbers,
-        }  # fmt: skip
+            "pairs": len(clean),
+            "threads": torch.get_num_threads(),
+            "seconds": {"da": t_da, "ap": t_ap, "exact": t_exact, "total": total, "ap_ig": t_ig},
+            "identity_error": identity,
+            "spearman": rho,
+            "mean_scores": table,
+            "circuits": {
+                a: {"size": c.size, "components": list(c.components), "curve": c.curve.tolist(), "m_diff": c.m_diff}
+                for a, c in circuits.items()
+            },
+            "edges": edge_numbers,
+        }
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
 

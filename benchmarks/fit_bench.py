@@ -53,8 +53,12 @@ def capture_and_fit(model, n: int, batch: int) -> dict:
             else:
                 fit_method(name, statements.truth, site=site.name, statement=acts.at(i))
             per_method[name] += time.perf_counter() - started
-    return {"rows": len(statements), "capture_s": round(t1 - t0, 3), "fit_s": round(sum(per_method.values()), 3),
-            "fit_s_per_method": {k: round(v, 3) for k, v in per_method.items()}}  # fmt: skip
+    return {
+        "rows": len(statements),
+        "capture_s": round(t1 - t0, 3),
+        "fit_s": round(sum(per_method.values()), 3),
+        "fit_s_per_method": {k: round(v, 3) for k, v in per_method.items()},
+    }
 
 
 def ccs_speedup(model, n: int, batch: int, device: str, repeats: int) -> dict:
@@ -74,8 +78,14 @@ def ccs_speedup(model, n: int, batch: int, device: str, repeats: int) -> dict:
             losses[vectorized] = fit.loss.cpu()
     vec, seq = statistics.median(times[True]), statistics.median(times[False])
     gap = float((losses[True] - losses[False]).abs().max())
-    return {"rows": len(statements), "device": device, "vectorized_s": round(vec, 3), "sequential_s": round(seq, 3),
-            "speedup": round(seq / vec, 2), "max_loss_gap": gap}  # fmt: skip
+    return {
+        "rows": len(statements),
+        "device": device,
+        "vectorized_s": round(vec, 3),
+        "sequential_s": round(seq, 3),
+        "speedup": round(seq / vec, 2),
+        "max_loss_gap": gap,
+    }
 
 
 def main() -> None:

@@ -100,14 +100,22 @@ def main() -> None:
         objs = {name: objective(w, b, x, y, 1.0) for name, (w, b) in results.items()}
         best = min(objs.values())
         for name, (w, b) in results.items():
-            rows.append({
-                "n": n, "d": d, "solver": name, "cpu_s": statistics.median(times[name]),
-                "objective_excess": (objs[name] - best) / abs(best),
-                "test_auroc": float(roc_auc_score(yt, xt @ w + b)),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "n": n,
+                    "d": d,
+                    "solver": name,
+                    "cpu_s": statistics.median(times[name]),
+                    "objective_excess": (objs[name] - best) / abs(best),
+                    "test_auroc": float(roc_auc_score(yt, xt @ w + b)),
+                }
+            )
             r = rows[-1]
-            print(f"n={n:5d} d={d:4d} {name:34s} {r['cpu_s']:8.3f} s  excess {r['objective_excess']:.1e}  "
-                  f"test AUROC {r['test_auroc']:.4f}", flush=True)  # fmt: skip
+            print(
+                f"n={n:5d} d={d:4d} {name:34s} {r['cpu_s']:8.3f} s  excess {r['objective_excess']:.1e}  "
+                f"test AUROC {r['test_auroc']:.4f}",
+                flush=True,
+            )
     for n, d in SHAPES:
         cpu = {r["solver"]: r["cpu_s"] for r in rows if (r["n"], r["d"]) == (n, d)}
         matched = cpu["elk_lens"] / cpu["sklearn_lbfgs_tol1e-10"]

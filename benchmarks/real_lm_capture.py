@@ -240,17 +240,35 @@ def memory_child(n: int, layer: int, shard_rows: int, batch_size: int) -> None:
     before = rss_mb()
     with tempfile.TemporaryDirectory() as cache_dir:
         reset_peak()
-        cap.capture(model, texts, [Site(layer, "resid_pre")], batch_size=batch_size, cache_dir=cache_dir,
-                    shard_rows=shard_rows, progress=False)  # fmt: skip
+        cap.capture(
+            model,
+            texts,
+            [Site(layer, "resid_pre")],
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+            shard_rows=shard_rows,
+            progress=False,
+        )
         print(json.dumps({"statements": n, "rss before MB": before, "capture peak MB": peak_rss_mb()}))
 
 
 def memory_part(args: argparse.Namespace) -> dict:
     rows = []
     for n in args.memory_sizes:
-        cmd = [sys.executable, __file__, "--memory-child", str(n), "--threads", str(args.threads),
-               "--memory-layer", str(args.memory_layer), "--memory-shard-rows", str(args.memory_shard_rows),
-               "--batch-size", str(args.batch_size)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            str(n),
+            "--threads",
+            str(args.threads),
+            "--memory-layer",
+            str(args.memory_layer),
+            "--memory-shard-rows",
+            str(args.memory_shard_rows),
+            "--batch-size",
+            str(args.batch_size),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
     return {"site": f"blocks.{args.memory_layer}.hook_resid_pre", "shard_rows": args.memory_shard_rows, "runs": rows}
@@ -283,13 +301,17 @@ def print_tables(res: dict) -> None:
     if "padding" in res:
         p = res["padding"]
         plain, batched = p["in order"]["padding share"], p["length batches"]["padding share"]
-        print(f"padding share of the token positions computed, {p['statements']} statements, batches of "
-              f"{p['batch_size']}: in order {plain:.1%}, length batches {batched:.1%}")  # fmt: skip
+        print(
+            f"padding share of the token positions computed, {p['statements']} statements, batches of "
+            f"{p['batch_size']}: in order {plain:.1%}, length batches {batched:.1%}"
+        )
     if "memory" in res:
         mem = res["memory"]
         for r in mem["runs"]:
-            print(f"cache_dir, {r['statements']:>5} statements ({mem['site']}, shards of {mem['shard_rows']}): "
-                  f"RSS before {r['rss before MB']:.0f} MB, capture peak {r['capture peak MB']:.0f} MB")  # fmt: skip
+            print(
+                f"cache_dir, {r['statements']:>5} statements ({mem['site']}, shards of {mem['shard_rows']}): "
+                f"RSS before {r['rss before MB']:.0f} MB, capture peak {r['capture peak MB']:.0f} MB"
+            )
     if "attention" in res:
         att = res["attention"]
         print(f"\nattention, {att['statements']} statements to {att['site']}:")
@@ -298,12 +320,16 @@ def print_tables(res: dict) -> None:
         for name, r in att.items():
             if isinstance(r, dict) and "median_s" in r:
                 diff, rel = r["max |diff| vs bridge, last residual"], r["relative to max |residual|"]
-                print(f"| {name:<52} | {r['median_s']:8.1f} | {r['paired_ratio_to_bridge']:12.3f} "
-                      f"| {diff:10.2e} | {rel:8.1e} |")  # fmt: skip
+                print(
+                    f"| {name:<52} | {r['median_s']:8.1f} | {r['paired_ratio_to_bridge']:12.3f} "
+                    f"| {diff:10.2e} | {rel:8.1e} |"
+                )
     if "timing" in res:
         print(f"\ncapture vs the bare forward to the deepest site (target <= {TARGET}):")
-        print(f"| {'sites':<36} | {'(a) s':>7} | {'(c) s':>7} | {'(t) s':>6} | {'(c)/(a)':>7} | {'((c)-(t))/(a)':>13} "
-              f"| {'meets':>5} | {'(a2)/(a)':>8} |")  # fmt: skip
+        print(
+            f"| {'sites':<36} | {'(a) s':>7} | {'(c) s':>7} | {'(t) s':>6} | {'(c)/(a)':>7} | {'((c)-(t))/(a)':>13} "
+            f"| {'meets':>5} | {'(a2)/(a)':>8} |"
+        )
         print(f"|{'-' * 38}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 9}|{'-' * 15}|{'-' * 7}|{'-' * 10}|")
         for label, e in res["timing"].items():
             if "median_s" not in e:
@@ -312,8 +338,10 @@ def print_tables(res: dict) -> None:
             saved = f"{e['(a2) / (a)']:.3f}" if "(a2) / (a)" in e else ""
             meets = "yes" if e["meets target"] else "NO"
             ratio, untokenized = e["capture / (a)"], e["(capture - tokenize) / (a)"]
-            print(f"| {label:<36} | {m[BARE]:7.1f} | {m[CAPTURE]:7.1f} | {m[TOKENIZE]:6.2f} "
-                  f"| {ratio:7.3f} | {untokenized:13.3f} | {meets:>5} | {saved:>8} |")  # fmt: skip
+            print(
+                f"| {label:<36} | {m[BARE]:7.1f} | {m[CAPTURE]:7.1f} | {m[TOKENIZE]:6.2f} "
+                f"| {ratio:7.3f} | {untokenized:13.3f} | {meets:>5} | {saved:>8} |"
+            )
         print("ratios: medians of per-repeat ratios; (a2) = the bare forward over batches in the statements' order")
 
 
@@ -328,8 +356,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-sizes", type=int, nargs="+", default=[1024, 4096], help="statements per memory run")
     parser.add_argument("--memory-layer", type=int, default=2, help="layer of the memory part's site (default 2)")
     parser.add_argument("--memory-shard-rows", type=int, default=1024, help="shard size of the memory part")
-    parser.add_argument("--parts", nargs="*", default=["padding", "memory", "attention", "timing"],
-                        choices=["padding", "memory", "attention", "timing"])  # fmt: skip
+    parser.add_argument(
+        "--parts",
+        nargs="*",
+        default=["padding", "memory", "attention", "timing"],
+        choices=["padding", "memory", "attention", "timing"],
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -350,9 +382,15 @@ def main(argv: list[str] | None = None) -> None:
     if "padding" in args.parts:
         padding_texts = statements(args.padding_n)
         tokens = cap.tokenize(model, padding_texts)
-        save("padding", {"statements": len(padding_texts), "batch_size": args.batch_size,
-                         "in order": padding_share(in_order(tokens, args.batch_size)),
-                         "length batches": padding_share(length_batched(tokens, args.batch_size))})  # fmt: skip
+        save(
+            "padding",
+            {
+                "statements": len(padding_texts),
+                "batch_size": args.batch_size,
+                "in order": padding_share(in_order(tokens, args.batch_size)),
+                "length batches": padding_share(length_batched(tokens, args.batch_size)),
+            },
+        )
     if "memory" in args.parts:
         save("memory", memory_part(args))
     if "attention" in args.parts:

@@ -22,15 +22,18 @@ def tables(run: Path) -> str:
     prompts = list(dict.fromkeys(a["prompt"] for a in metrics["answers"]))
     asked = ["probe > every prompt"] if prompts else []  # a run without [answer] prompts has no gap to judge
     head = ["dataset", "probe layer (val)", "probe AUROC [95% CI]", "random q95", *prompts, *asked]
-    lines = [f"### {manifest['model_spec']} ({run.name})", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]  # fmt: skip
+    lines = [f"### {manifest['model_spec']} ({run.name})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     gap = {g["dataset"]: g for g in metrics["gap"]}
     for r in metrics["chosen"]:
         if r["method"] != "logistic" or r["train"] != r["test"]:
             continue
         q95 = floor[(r["test"], r["site"])]["q0.95"]
-        cells = [r["test"], r["site"].replace("blocks.", "L").replace(".hook_", " "),
-                 _ci(r["auroc"], r["ci_low"], r["ci_high"]), f"{q95:.3f}"]  # fmt: skip
+        cells = [
+            r["test"],
+            r["site"].replace("blocks.", "L").replace(".hook_", " "),
+            _ci(r["auroc"], r["ci_low"], r["ci_high"]),
+            f"{q95:.3f}",
+        ]
         for p in prompts:
             a = answers.get((r["test"], p))
             cells.append(_ci(a["auroc"], a["ci_low"], a["ci_high"]) + f" (says True {a['says_true']:.0%})" if a else "")
@@ -40,14 +43,25 @@ def tables(run: Path) -> str:
     for position, rows in metrics.get("positions", {}).items():
         own = {x["test"]: x for x in rows if x["train"] == x["test"]}
         base = {x["test"]: x for x in metrics["chosen"] if x["method"] == "logistic" and x["train"] == x["test"]}
-        lines += ["", f"Read position: final period vs `{position}` (logistic, layer chosen on val):", "",
-                  "| dataset | final period | " + position + " |", "|---|---|---|"]  # fmt: skip
-        lines += [f"| {t} | {_ci(base[t]['auroc'], base[t]['ci_low'], base[t]['ci_high'])} | "
-                  f"{_ci(o['auroc'], o['ci_low'], o['ci_high'])} |" for t, o in own.items()]  # fmt: skip
+        lines += [
+            "",
+            f"Read position: final period vs `{position}` (logistic, layer chosen on val):",
+            "",
+            "| dataset | final period | " + position + " |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {t} | {_ci(base[t]['auroc'], base[t]['ci_low'], base[t]['ci_high'])} | "
+            f"{_ci(o['auroc'], o['ci_low'], o['ci_high'])} |"
+            for t, o in own.items()
+        ]
     stages = manifest["stage_seconds"]
-    lines += ["", f"Wall time {manifest['wall_seconds'] / 60:.1f} min (resumed stages: "
-              f"{manifest['resumed_stages'] or 'none'}); per stage (s): "
-              + ", ".join(f"{k} {v:.0f}" for k, v in stages.items())]  # fmt: skip
+    lines += [
+        "",
+        f"Wall time {manifest['wall_seconds'] / 60:.1f} min (resumed stages: "
+        f"{manifest['resumed_stages'] or 'none'}); per stage (s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()),
+    ]
     return "\n".join(lines)
 
 

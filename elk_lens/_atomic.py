@@ -73,8 +73,10 @@ def content_digest(meta: dict) -> str:
 
 def _refuse_existing(path: Path, marker: str, overwrite: bool, what: str) -> None:
     if path.exists() and not path.is_dir():
-        raise FileExistsError(f"cannot save the {what} to {path}: it is an existing file, not a directory; "
-                              f"give a new or empty directory path")  # fmt: skip
+        raise FileExistsError(
+            f"cannot save the {what} to {path}: it is an existing file, not a directory; "
+            f"give a new or empty directory path"
+        )
     if overwrite or not path.is_dir():
         return
     present = sorted(p.name for p in path.iterdir())
@@ -187,8 +189,10 @@ def read_dir(path: str | Path, *, marker: str, what: str) -> dict:
     if not isinstance(meta, dict):
         raise ValueError(f"{path / marker} must hold a JSON object; got {type(meta).__name__}")
     if CONTENT_KEY in meta and meta[CONTENT_KEY] != content_digest({k: v for k, v in meta.items() if k != CONTENT_KEY}):
-        raise ValueError(f"{path / marker} was edited or damaged after the {what} was saved: its content no longer "
-                         f"matches its {CONTENT_KEY}; save it again")  # fmt: skip
+        raise ValueError(
+            f"{path / marker} was edited or damaged after the {what} was saved: its content no longer "
+            f"matches its {CONTENT_KEY}; save it again"
+        )
     files = meta.get("files", {})
     if not isinstance(files, dict):
         raise ValueError(f"{path / marker}: 'files' must map file names to SHA-256 digests; got {files!r}")

@@ -27,8 +27,11 @@ __all__ = [
 MIN_PER_CLASS = 2  # a class mean and a within-class spread need two rows
 
 DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
-}  # fmt: skip
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
 """The floating dtypes elk-lens accepts for models and activations, by name."""
 
 
@@ -113,8 +116,9 @@ def check_labels(name: str, labels: object, n: int | None = None) -> Tensor:
 def check_training_data(x: Tensor, y: Tensor, site: str) -> tuple[Tensor, Tensor]:
     """Float64 activations and bool labels, or a clear error (one class, NaN/inf, shape mismatch)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"activations at {site} must be a floating tensor; got {type(x).__name__} "
-                        f"{getattr(x, 'dtype', '')}")  # fmt: skip
+        raise TypeError(
+            f"activations at {site} must be a floating tensor; got {type(x).__name__} {getattr(x, 'dtype', '')}"
+        )
     y = check_labels("labels", y)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(

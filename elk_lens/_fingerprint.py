@@ -16,14 +16,34 @@ from transformer_lens.model_bridge import TransformerBridge
 __all__ = ["FINGERPRINT_CFG_FIELDS", "fingerprint", "tokenizer_fingerprint", "weights_fingerprint"]
 
 FINGERPRINT_CFG_FIELDS = (
-    "architecture", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "d_vocab", "n_ctx", "act_fn",
-    "normalization_type", "positional_embedding_type",
+    "architecture",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "d_head",
+    "d_mlp",
+    "d_vocab",
+    "n_ctx",
+    "act_fn",
+    "normalization_type",
+    "positional_embedding_type",
     # these change the function (or the tokens) with the same weights: boot_native reads them, so
     # save_model must write them and the fingerprint must cover them
-    "eps", "attn_only", "gated_mlp", "final_rms", "n_key_value_heads", "rotary_dim", "rotary_base",
-    "use_attn_scale", "attn_scale", "attn_scores_soft_cap", "output_logits_soft_cap", "attention_dir",
-    "d_vocab_out", "default_prepend_bos",
-)  # fmt: skip
+    "eps",
+    "attn_only",
+    "gated_mlp",
+    "final_rms",
+    "n_key_value_heads",
+    "rotary_dim",
+    "rotary_base",
+    "use_attn_scale",
+    "attn_scale",
+    "attn_scores_soft_cap",
+    "output_logits_soft_cap",
+    "attention_dir",
+    "d_vocab_out",
+    "default_prepend_bos",
+)
 
 
 def fingerprint(model: TransformerBridge) -> str:
@@ -60,6 +80,11 @@ def tokenizer_fingerprint(model: TransformerBridge) -> str:
         spec.pop("truncation", None)
     else:  # a slow (Python) tokenizer: its vocabulary is what can be read
         spec = {"vocab": tok.get_vocab()}
-    spec["elk_lens"] = {"class": type(tok).__name__, "special": tok.special_tokens_map,
-                        "pad": tok.pad_token_id, "bos": tok.bos_token_id, "eos": tok.eos_token_id}  # fmt: skip
+    spec["elk_lens"] = {
+        "class": type(tok).__name__,
+        "special": tok.special_tokens_map,
+        "pad": tok.pad_token_id,
+        "bos": tok.bos_token_id,
+        "eos": tok.eos_token_id,
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

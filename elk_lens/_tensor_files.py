@@ -24,8 +24,9 @@ def read_safetensors(file: Path, *, what: str) -> dict[str, Tensor]:
     try:
         return load_file(str(file))
     except SafetensorError as e:
-        raise ValueError(f"{file} is not a readable safetensors file ({e}): it is truncated or damaged; save the "
-                         f"{what} again") from None  # fmt: skip
+        raise ValueError(
+            f"{file} is not a readable safetensors file ({e}): it is truncated or damaged; save the {what} again"
+        ) from None
 
 
 def tensor_record(tensors: dict[str, Tensor]) -> dict[str, dict]:

@@ -205,8 +205,9 @@ def check_capture_args(
     check_number("shard_rows", shard_rows, kind=int, low=1)
     if cache_dir is not None:
         if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
-            raise NotADirectoryError(f"cache_dir {cache_dir} is a file, not a directory; give a directory for "
-                                     f"the activation cache")  # fmt: skip
+            raise NotADirectoryError(
+                f"cache_dir {cache_dir} is a file, not a directory; give a directory for the activation cache"
+            )
         if position == "all":
             raise ValueError("position='all' cannot be cached (rows have different lengths); use 'last' or an int")
     return as_dtype("dtype", dtype)
@@ -303,10 +304,14 @@ def capture(
     _validate(model, tokens, site_list, position)
     # the tokenizer is part of the key: equal weights with another tokenizer read other tokens
     meta = dict(
-        sites=[s.name for s in site_list], position=position, model_fingerprint=fingerprint(model),
-        tokenizer_fingerprint=tokenizer_fingerprint(model), data_fingerprint=statements.fingerprint,
-        padding_side=padding_side, dtype=str(dtype).removeprefix("torch."),
-    )  # fmt: skip
+        sites=[s.name for s in site_list],
+        position=position,
+        model_fingerprint=fingerprint(model),
+        tokenizer_fingerprint=tokenizer_fingerprint(model),
+        data_fingerprint=statements.fingerprint,
+        padding_side=padding_side,
+        dtype=str(dtype).removeprefix("torch."),
+    )
 
     row_shape = (len(site_list), *(tokens.ids.shape[1:] if position == "all" else ()), model.cfg.d_model)
 

@@ -29,8 +29,10 @@ def steering_direction(
 ) -> Float[Tensor, " d_model"]:
     """``((mu_true - mu_false) . w_hat) w_hat``: the reporter's axis, scaled to the class-mean gap on train."""
     if not isinstance(x_train, Tensor) or not x_train.is_floating_point() or x_train.ndim != 2:
-        raise TypeError(f"x_train must be a floating tensor [n, d_model]; got {type(x_train).__name__} "
-                        f"{tuple(getattr(x_train, 'shape', ()))} {getattr(x_train, 'dtype', '')}")  # fmt: skip
+        raise TypeError(
+            f"x_train must be a floating tensor [n, d_model]; got {type(x_train).__name__} "
+            f"{tuple(getattr(x_train, 'shape', ()))} {getattr(x_train, 'dtype', '')}"
+        )
     if x_train.shape[1] != reporter.w.shape[0]:
         raise ValueError(f"x_train has width {x_train.shape[1]} but the reporter reads d_model={reporter.w.shape[0]}")
     x_train = x_train.to(torch.float64)
@@ -89,9 +91,14 @@ def steering_effect(
             return steer(model, site, vector.float(), alpha=sign * alpha, positions=positions)
 
         moved = output_log_odds(
-            model, rows, answers=answers, batch_size=batch_size, intervention=edit,
-            positions_from_end=positions_from_end, metric=metric,
-        ).double()  # fmt: skip
+            model,
+            rows,
+            answers=answers,
+            batch_size=batch_size,
+            intervention=edit,
+            positions_from_end=positions_from_end,
+            metric=metric,
+        ).double()
         return nie(pd_true, pd_false, float(moved.mean()), toward=toward)
 
     randoms = [random_direction_like(direction, seed=seed + k) for k in range(n_random)]
@@ -156,8 +163,11 @@ def erasure_effect(
 
     erased = output_log_odds(model, statements, answers=answers, batch_size=batch_size, intervention=edit).double()
     truth = statements.truth
-    return {"output_auroc_clean": auroc(clean, truth), "output_auroc_erased": auroc(erased, truth),
-            "mean_abs_change": float((erased - clean).abs().mean())}  # fmt: skip
+    return {
+        "output_auroc_clean": auroc(clean, truth),
+        "output_auroc_erased": auroc(erased, truth),
+        "mean_abs_change": float((erased - clean).abs().mean()),
+    }
 
 
 def _check_statements(statements: object) -> None:

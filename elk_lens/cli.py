@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, OSError, ImportError) as e:
-        command = " ".join(x for x in (args.command, getattr(args, "zoo_command", None),
-                                       getattr(args, "data_command", None)) if x)  # fmt: skip
+        command = " ".join(
+            x for x in (args.command, getattr(args, "zoo_command", None), getattr(args, "data_command", None)) if x
+        )
         raise SystemExit(f"elk-lens {command}: {e}") from e
 
 

@@ -83,8 +83,10 @@ def capture_contrast(
     dtype = check_capture_args(position=position, batch_size=batch_size, dtype=dtype, cache_dir=cache_dir)
     sites = parse_sites(sites)
     if position not in ("last", -1, -2):
-        raise ValueError(f"the answer token is the last real token or the one before [SEP]: position must be "
-                         f"'last', -1 or -2, got {position!r}")  # fmt: skip
+        raise ValueError(
+            f"the answer token is the last real token or the one before [SEP]: position must be "
+            f"'last', -1 or -2, got {position!r}"
+        )
     with_true, with_false = contrast_statements(statements, answers)
     for appended, answer in ((with_true, answers[0]), (with_false, answers[1])):
         _check_one_token(model, statements, appended, answer)

@@ -123,13 +123,25 @@ def trajectory_drift(
             acts0 = acts
     labels = evals[transfer_eval].truth
     out = {
-        "steps": trajectory.steps, "sites": sites, "methods": list(methods), "transfer_eval": transfer_eval,
+        "steps": trajectory.steps,
+        "sites": sites,
+        "methods": list(methods),
+        "transfer_eval": transfer_eval,
         "data": {"train": train.fingerprint, **{e: s.fingerprint for e, s in evals.items()}},
-        "auroc_refit": _nest(refit), "auroc_initial": _nest(initial_auroc), "output_auroc": output,
-        "auroc_fixed": fixed_auroc, "cos_fixed_refit": fixed_cos, "cos_v_fixed_refit": fixed_cos_v,
-        "cos_w": {}, "cos_v": {}, "transfer": {}, "subspace_angle_deg": {}, "cka_to_first": {},
-        "procrustes_to_first": {}, "floors": {"cos_w": {}, "cos_v": {}, "cka_final": {}},
-    }  # fmt: skip
+        "auroc_refit": _nest(refit),
+        "auroc_initial": _nest(initial_auroc),
+        "output_auroc": output,
+        "auroc_fixed": fixed_auroc,
+        "cos_fixed_refit": fixed_cos,
+        "cos_v_fixed_refit": fixed_cos_v,
+        "cos_w": {},
+        "cos_v": {},
+        "transfer": {},
+        "subspace_angle_deg": {},
+        "cka_to_first": {},
+        "procrustes_to_first": {},
+        "floors": {"cos_w": {}, "cos_v": {}, "cka_final": {}},
+    }
     for k in keys:
         method, site = k
         ws = cosine_series(torch.stack(w_hist[k]))
@@ -149,8 +161,9 @@ def trajectory_drift(
         # v, the class-mean difference, is the same for every method: one series and floor per site
         out["cos_v"][site] = {n: _floats(x) for n, x in cosine_series(torch.stack(v_hist[k])).items()}
         x0 = acts0.at(sites.index(site)).double()
-        floor = noise_floor(lambda a, b: cosine(_mean_diff(*a), _mean_diff(*b)), (x0, train.truth),
-                            n_resamples=floor_resamples)  # fmt: skip
+        floor = noise_floor(
+            lambda a, b: cosine(_mean_diff(*a), _mean_diff(*b)), (x0, train.truth), n_resamples=floor_resamples
+        )
         out["floors"]["cos_v"][site] = {q: round(v, 4) for q, v in floor.items()}
         finals = [
             torch.stack([r.w for r in (reporters[(m, site)][t] for m in methods)], 1) for t in range(len(trajectory))
@@ -159,8 +172,9 @@ def trajectory_drift(
         a0 = eval_acts[site][0]
         out["cka_to_first"][site] = [round(linear_cka(a0, a), 5) for a in eval_acts[site]]
         out["procrustes_to_first"][site] = [round(procrustes_distance(a0, a), 5) for a in eval_acts[site]]
-        floor = noise_floor(lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, eval_acts[site][-1]),
-                            n_resamples=floor_resamples)  # fmt: skip
+        floor = noise_floor(
+            lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, eval_acts[site][-1]), n_resamples=floor_resamples
+        )
         out["floors"]["cka_final"][site] = {q: round(v, 5) for q, v in floor.items()}
     return out
 

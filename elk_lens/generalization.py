@@ -87,8 +87,11 @@ class Generalization:
 
     def by_layer(self, method: str, train: str, test: str) -> list[float]:
         """AUROC at every site (in ``sites`` order) of ``method`` trained on ``train``, tested on ``test``."""
-        cell = {r["site"]: r["auroc"] for r in self.per_site if (r["method"], r["train"], r["test"]) ==
-                (method, train, test)}  # fmt: skip
+        cell = {
+            r["site"]: r["auroc"]
+            for r in self.per_site
+            if (r["method"], r["train"], r["test"]) == (method, train, test)
+        }
         if not cell:
             raise ValueError(f"no results for {method} trained on {train!r}, tested on {test!r}")
         return [cell[site] for site in self.sites]
@@ -154,8 +157,12 @@ class _AtSite:
         provenance = {**provenance, "train": source.name}
         if METHODS[method].needs_polarity:
             masks = self._masks(source.sets, "train")
-            polarity = torch.cat([torch.as_tensor(self.sets[n].column("polarity")[m.numpy()].astype(bool))
-                                  for n, m in zip(source.sets, masks, strict=True)])  # fmt: skip
+            polarity = torch.cat(
+                [
+                    torch.as_tensor(self.sets[n].column("polarity")[m.numpy()].astype(bool))
+                    for n, m in zip(source.sets, masks, strict=True)
+                ]
+            )
             groups = torch.cat([torch.full((int(m.sum()),), k) for k, m in enumerate(masks)])
             return fit_ttpd(inputs[0], labels, polarity, site=site, groups=groups, provenance=provenance)
         if METHODS[method].reads == "contrast":
@@ -203,17 +210,28 @@ def generalization_study(
     site_list, position, x = _capture_sets(model, sets, sites, position, batch_size, cache_dir)
     pairs = {}
     if any(METHODS[m].reads == "contrast" for m in methods):
-        pairs = {n: capture_contrast(model, d, site_list, answers=answers, position=position, batch_size=batch_size,
-                                     cache_dir=cache_dir) for n, d in sets.items()}  # fmt: skip
-    provenance = {"model": fingerprint(model), "data": {n: d.fingerprint for n, d in sets.items()},
-                  "position": position, "answers": list(answers), "seed": seed}  # fmt: skip
+        pairs = {
+            n: capture_contrast(
+                model, d, site_list, answers=answers, position=position, batch_size=batch_size, cache_dir=cache_dir
+            )
+            for n, d in sets.items()
+        }
+    provenance = {
+        "model": fingerprint(model),
+        "data": {n: d.fingerprint for n, d in sets.items()},
+        "position": position,
+        "answers": list(answers),
+        "seed": seed,
+    }
     tests = list(sets)
     runs = [(method, source) for method in methods for source in sources_for(method, sets)]
     lacking = [m for m in methods if not any(run[0] == m for run in runs)]
     if lacking:
-        raise ValueError(f"{lacking} train on a topic's affirmative and negated sets together (e.g. cities and "
-                         f"neg_cities: the same 'topic', 'polarity' True and False); the sets given hold "
-                         f"no such pair")  # fmt: skip
+        raise ValueError(
+            f"{lacking} train on a topic's affirmative and negated sets together (e.g. cities and "
+            f"neg_cities: the same 'topic', 'polarity' True and False); the sets given hold "
+            f"no such pair"
+        )
     val: dict[tuple, list[float]] = {run: [] for run in runs}
     scored: dict[tuple, list[dict]] = {run: [] for run in runs}  # per site: test -> (scores, labels)
     for i, site in enumerate(site_list):
@@ -226,23 +244,43 @@ def generalization_study(
     for method, source in runs:
         run = (method, source)
         for i, site in enumerate(site_list):
-            per_site += [{"method": method, "train": source.name, "site": site.name, "test": t,
-                          "auroc": auroc(*scored[run][i][t]), "val_auroc": val[run][i]} for t in tests]  # fmt: skip
+            per_site += [
+                {
+                    "method": method,
+                    "train": source.name,
+                    "site": site.name,
+                    "test": t,
+                    "auroc": auroc(*scored[run][i][t]),
+                    "val_auroc": val[run][i],
+                }
+                for t in tests
+            ]
         best = earliest_informative_layer(val[run])
         for t in tests:
             s, y = scored[run][best][t]
             low, high = bootstrap_ci(auroc, s, y, n_resamples=n_boot, seed=seed)
-            chosen.append({"method": method, "train": source.name, "test": t, "site": site_list[best].name,
-                           "auroc": auroc(s, y), "ci_low": low, "ci_high": high,
-                           "val_auroc": val[run][best]})  # fmt: skip
+            chosen.append(
+                {
+                    "method": method,
+                    "train": source.name,
+                    "test": t,
+                    "site": site_list[best].name,
+                    "auroc": auroc(s, y),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "val_auroc": val[run][best],
+                }
+            )
     return Generalization(per_site, chosen, [s.name for s in site_list], tests, provenance)
 
 
 def _capture_sets(model, sets, sites, position, batch_size, cache_dir) -> tuple[list[Site], Position, dict]:
     site_list = [Site.parse(s) for s in sites] if sites is not None else residual_sites(model)
     position = content_position(model) if position is None else position
-    x = {n: capture(model, d, site_list, position=position, batch_size=batch_size, cache_dir=cache_dir)
-         for n, d in sets.items()}  # fmt: skip
+    x = {
+        n: capture(model, d, site_list, position=position, batch_size=batch_size, cache_dir=cache_dir)
+        for n, d in sets.items()
+    }
     return site_list, position, x
 
 
@@ -270,8 +308,17 @@ def random_floor(
         test = torch.as_tensor(data.column("split") == "test")
         for i, site in enumerate(site_list):
             at = x[name].at(i)
-            q = random_direction_baseline(at[train], data.truth[train], at[test], data.truth[test],
-                                          n_directions=n_directions, seed=seed)  # fmt: skip
-            rows.append({"dataset": name, "site": site.name, "mean": q["mean"], "q0.95": q["q0.95"],
-                         "q0.99": q["q0.99"], "n_directions": n_directions})  # fmt: skip
+            q = random_direction_baseline(
+                at[train], data.truth[train], at[test], data.truth[test], n_directions=n_directions, seed=seed
+            )
+            rows.append(
+                {
+                    "dataset": name,
+                    "site": site.name,
+                    "mean": q["mean"],
+                    "q0.95": q["q0.95"],
+                    "q0.99": q["q0.99"],
+                    "n_directions": n_directions,
+                }
+            )
     return rows

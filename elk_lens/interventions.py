@@ -142,8 +142,10 @@ def check_site(model: TransformerBridge, site: Site | str, width: int | None = N
         return str(site)
     n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
     if parsed.layer >= n_layers:
-        raise KeyError(f"hook points {[parsed.hook_name]} do not exist on this model: it has layers 0..{n_layers - 1} "
-                       f"(sites 'resid_pre.0' to 'resid_post.{n_layers - 1}')")  # fmt: skip
+        raise KeyError(
+            f"hook points {[parsed.hook_name]} do not exist on this model: it has layers 0..{n_layers - 1} "
+            f"(sites 'resid_pre.0' to 'resid_post.{n_layers - 1}')"
+        )
     if width is not None and width != d_model:
         raise ValueError(f"{what} has width {width} but {parsed.hook_name} has width {d_model} (the model's d_model)")
     return parsed.hook_name
@@ -261,8 +263,11 @@ def nie(pd_true_clean: float, pd_false_clean: float, pd_intervened: float, *, to
     """
     if toward not in get_args(Toward):
         raise ValueError(f"toward must be one of {get_args(Toward)}, got {toward!r}")
-    for name, value in (("pd_true_clean", pd_true_clean), ("pd_false_clean", pd_false_clean),
-                        ("pd_intervened", pd_intervened)):  # fmt: skip
+    for name, value in (
+        ("pd_true_clean", pd_true_clean),
+        ("pd_false_clean", pd_false_clean),
+        ("pd_intervened", pd_intervened),
+    ):
         check_number(name, value)
     start, goal = (pd_false_clean, pd_true_clean) if toward == "true" else (pd_true_clean, pd_false_clean)
     if goal == start:

@@ -76,12 +76,20 @@ def model_answers(
             s, y = odds[is_test], scored.truth[is_test]
             threshold = float(odds[~is_test].median())
             low, high = bootstrap_ci(auroc, s, y, n_resamples=n_boot, seed=seed)
-            rows.append({
-                "dataset": name, "prompt": kind, "auroc": auroc(s, y), "ci_low": low, "ci_high": high,
-                "calibrated_accuracy": float(((s > threshold) == y).double().mean()), "val_median": threshold,
-                "says_true": float((s > 0).double().mean()), "n_test": int(is_test.sum()),
-                "prompt_text": prompt.prefix + "<statement>" + prompt.suffix + "|".join(prompt.answers),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "dataset": name,
+                    "prompt": kind,
+                    "auroc": auroc(s, y),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "calibrated_accuracy": float(((s > threshold) == y).double().mean()),
+                    "val_median": threshold,
+                    "says_true": float((s > 0).double().mean()),
+                    "n_test": int(is_test.sum()),
+                    "prompt_text": prompt.prefix + "<statement>" + prompt.suffix + "|".join(prompt.answers),
+                }
+            )
     return rows
 
 
@@ -96,8 +104,12 @@ def gap_rows(probe: Sequence[dict], answers: Sequence[dict]) -> list[dict]:
         if not mine:
             continue
         best = max(mine, key=lambda a: a["auroc"])
-        row = {"dataset": p["test"], "probe_site": p["site"], "probe_auroc": p["auroc"],
-               "probe_ci": [p["ci_low"], p["ci_high"]]}  # fmt: skip
+        row = {
+            "dataset": p["test"],
+            "probe_site": p["site"],
+            "probe_auroc": p["auroc"],
+            "probe_ci": [p["ci_low"], p["ci_high"]],
+        }
         for a in mine:
             row[f"{a['prompt']}_auroc"] = a["auroc"]
             row[f"{a['prompt']}_ci"] = [a["ci_low"], a["ci_high"]]

@@ -87,8 +87,10 @@ def ece(probs: Float[Tensor, " batch"], labels: Bool[Tensor, " batch"], *, p: in
     labels = _binary(labels).reshape(-1).double()
     inside = (probs >= 0) & (probs <= 1)  # False for NaN, which fails both comparisons
     if probs.numel() == 0 or not inside.all():
-        raise ValueError(f"ece needs a non-empty tensor of probabilities in [0, 1], without NaN; got "
-                         f"{probs.numel()} values, e.g. {probs[~inside][:3].tolist()} outside [0, 1]")  # fmt: skip
+        raise ValueError(
+            f"ece needs a non-empty tensor of probabilities in [0, 1], without NaN; got "
+            f"{probs.numel()} values, e.g. {probs[~inside][:3].tolist()} outside [0, 1]"
+        )
     _same_shape(probs, labels)
     order = probs.argsort()
     probs, labels = probs[order], labels[order]

@@ -67,12 +67,15 @@ def _check_device(device: str | torch.device) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'; got {device!r} "
-                         f"({e})") from None  # fmt: skip
+        raise ValueError(
+            f"device must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'; got {device!r} ({e})"
+        ) from None
     available = {"cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
     if dev.type in available and (dev.index or 0) >= available[dev.type]:
-        raise ValueError(f"device {device!r} is not available: this machine has {available[dev.type]} {dev.type} "
-                         f"device(s); use 'cpu' or one that exists")  # fmt: skip
+        raise ValueError(
+            f"device {device!r} is not available: this machine has {available[dev.type]} {dev.type} "
+            f"device(s); use 'cpu' or one that exists"
+        )
     return str(dev)
 
 
@@ -100,8 +103,9 @@ def load_model(
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str):
-        raise TypeError(f"spec must be a str ('zoo:NAME', a directory or a hub name); got {type(spec).__name__} "
-                        f"{spec!r}")  # fmt: skip
+        raise TypeError(
+            f"spec must be a str ('zoo:NAME', a directory or a hub name); got {type(spec).__name__} {spec!r}"
+        )
     dtype = as_dtype("dtype", dtype)
     device = _check_device(device)
     if spec.startswith("zoo:"):
@@ -205,13 +209,15 @@ def _load_native(path: Path, device: str, dtype: torch.dtype) -> TransformerBrid
     for key, kind in required.items():
         if not isinstance(meta.get(key), kind):
             got = f"{meta[key]!r}" if key in meta else "no such key"
-            raise ValueError(f"{marker}: {key!r} must be a {kind.__name__}; got {got}: the saved model is damaged, "
-                             f"save it again")  # fmt: skip
+            raise ValueError(
+                f"{marker}: {key!r} must be a {kind.__name__}; got {got}: the saved model is damaged, save it again"
+            )
     state = read_safetensors(path / WEIGHTS_FILE, what="model")
     tok = AutoTokenizer.from_pretrained(str(path)) if (path / "tokenizer_config.json").is_file() else None
     try:
-        model = TransformerBridge.boot_native({**meta["config"], "init_weights": False, "device": device},
-                                              tokenizer=tok, dtype=dtype)  # fmt: skip
+        model = TransformerBridge.boot_native(
+            {**meta["config"], "init_weights": False, "device": device}, tokenizer=tok, dtype=dtype
+        )
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{marker}: the recorded config does not boot a model ({e.__class__.__name__}: {e})") from None
     if (got := weights_fingerprint(model.cfg, state)) != meta["fingerprint"]:

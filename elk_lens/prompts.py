@@ -80,8 +80,10 @@ def few_shot_prompt(
     for label, n in need.items():
         rows = np.flatnonzero(truth == label)
         if len(rows) < n:
-            raise ValueError(f"few_shot_prompt: {examples.name!r} has {len(rows)} {'true' if label else 'false'} "
-                             f"statements; k={k} needs {n}")  # fmt: skip
+            raise ValueError(
+                f"few_shot_prompt: {examples.name!r} has {len(rows)} {'true' if label else 'false'} "
+                f"statements; k={k} needs {n}"
+            )
         picked += rng.choice(rows, size=n, replace=False).tolist()
     order = rng.permutation(picked)
     lines = [f"{examples.texts[i]}{question}{answers[0] if truth[i] else answers[1]}\n" for i in order]
@@ -128,8 +130,10 @@ def prompted_log_odds(
     body = model.tokenizer(bodies, add_special_tokens=False)["input_ids"]
     longest = len(prefix) + max(len(ids) for ids in body)
     if model.cfg.n_ctx is not None and longest > model.cfg.n_ctx:
-        raise ValueError(f"prompt {prompt.name!r}: {longest} tokens (prefix {len(prefix)}) exceed the model's "
-                         f"context (n_ctx={model.cfg.n_ctx})")  # fmt: skip
+        raise ValueError(
+            f"prompt {prompt.name!r}: {longest} tokens (prefix {len(prefix)}) exceed the model's "
+            f"context (n_ctx={model.cfg.n_ctx})"
+        )
     device = next(model.parameters()).device
     cache = _prefix_cache(model, torch.tensor([prefix], device=device))
     order = sorted(range(len(body)), key=lambda i: len(body[i]))  # like lengths together: less padding
@@ -148,9 +152,14 @@ def prompted_log_odds(
         batch_cache.batch_repeat_interleave(len(rows))
         last = torch.tensor([len(body[i]) - 1 for i in rows], device=device)
         with cache_reaches_attention(model):
-            picked = answer_logits(model, ids.to(device), mask.to(device),
-                                   (torch.arange(len(rows), device=device), last), answers,
-                                   past_key_values=batch_cache)  # fmt: skip
+            picked = answer_logits(
+                model,
+                ids.to(device),
+                mask.to(device),
+                (torch.arange(len(rows), device=device), last),
+                answers,
+                past_key_values=batch_cache,
+            )
         out[rows] = (picked[:, 0] - picked[:, 1]).float().cpu()
     return out
 
@@ -170,8 +179,9 @@ def cache_reaches_attention(model: TransformerBridge) -> Iterator[None]:
             kwargs = {**kwargs, "past_key_values": kwargs["cache"]}
         return args, kwargs
 
-    handles = [m.register_forward_pre_hook(rename, with_kwargs=True) for m in model.modules()
-               if hasattr(m, "_update_kv_cache")]  # fmt: skip
+    handles = [
+        m.register_forward_pre_hook(rename, with_kwargs=True) for m in model.modules() if hasattr(m, "_update_kv_cache")
+    ]
     try:
         yield
     finally:
@@ -197,6 +207,8 @@ def _prefix_cache(model: TransformerBridge, prefix: Tensor) -> DynamicCache:
     with loud_hooks(model, [(UNEMBED_IN, stop)]), cache_reaches_attention(model):
         model(prefix, past_key_values=cache)
     if cache.get_seq_length() != prefix.shape[1]:
-        raise RuntimeError(f"the prefix's key/value cache holds {cache.get_seq_length()} positions, not "
-                           f"{prefix.shape[1]}: this model's forward does not fill a HuggingFace cache")  # fmt: skip
+        raise RuntimeError(
+            f"the prefix's key/value cache holds {cache.get_seq_length()} positions, not "
+            f"{prefix.shape[1]}: this model's forward does not fill a HuggingFace cache"
+        )
     return cache

@@ -67,8 +67,10 @@ def _dotted(node: dict, prefix: str = "") -> list[str]:
     for key, value in node.items():
         name = f"{prefix}{key}"
         if "." in key:  # a quoted key such as "model.spec" = ...: the analysis would never read it
-            raise ValueError(f"key {name!r} is written as one quoted key; write it as a table and a key, e.g. "
-                             f"[{name.rsplit('.', 1)[0]}] {name.rsplit('.', 1)[1]} = ...")  # fmt: skip
+            raise ValueError(
+                f"key {name!r} is written as one quoted key; write it as a table and a key, e.g. "
+                f"[{name.rsplit('.', 1)[0]}] {name.rsplit('.', 1)[1]} = ..."
+            )
         out += _dotted(value, f"{name}.") if isinstance(value, dict) else [name]
     return out
 
@@ -79,8 +81,9 @@ def _check_keys(path: Path, cfg: dict, valid: tuple[str, ...]) -> None:
     if unknown:
         hints = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
         said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
-        raise ValueError(f"{path}: unknown config key(s) {said} for analysis {cfg['analysis']!r}; "
-                         f"valid: {sorted(valid)}")  # fmt: skip
+        raise ValueError(
+            f"{path}: unknown config key(s) {said} for analysis {cfg['analysis']!r}; valid: {sorted(valid)}"
+        )
 
 
 def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | None = None) -> Path:
@@ -91,8 +94,10 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
     analysis = ANALYSES[cfg["analysis"]]
     analysis.check_config(cfg)
     if runs_root.exists() and not runs_root.is_dir():
-        raise NotADirectoryError(f"cannot write the run directory under {runs_root} (it is a file, not a "
-                                 "directory); choose a writable place with --runs DIR")  # fmt: skip
+        raise NotADirectoryError(
+            f"cannot write the run directory under {runs_root} (it is a file, not a "
+            "directory); choose a writable place with --runs DIR"
+        )
     path = runs_root / (run_name or cfg["name"])
     if not path.resolve().is_relative_to(runs_root.resolve()):  # e.g. a symbolic link out of the runs directory
         raise ValueError(f"the run directory {path} resolves to {path.resolve()}, outside {runs_root}")

@@ -63,8 +63,10 @@ class Site:
         if isinstance(spec, Site):
             return spec
         if not isinstance(spec, str):
-            raise TypeError(f"site {spec!r} must be a Site or a name like 'blocks.L.hook_KIND' or 'KIND.L' "
-                            f"with KIND in {SITE_KINDS}")  # fmt: skip
+            raise TypeError(
+                f"site {spec!r} must be a Site or a name like 'blocks.L.hook_KIND' or 'KIND.L' "
+                f"with KIND in {SITE_KINDS}"
+            )
         match = _HOOK.match(spec) or _SHORT.match(spec)
         if match is None:
             raise ValueError(
@@ -86,8 +88,10 @@ def parse_sites(sites: Sequence[Site | str]) -> list[Site]:
     if isinstance(sites, (str, Site)):
         sites = [sites]
     if not isinstance(sites, Iterable):
-        raise TypeError(f"sites must be a list of sites (Site objects or names like 'blocks.0.hook_resid_pre'); "
-                        f"got {type(sites).__name__} {sites!r}")  # fmt: skip
+        raise TypeError(
+            f"sites must be a list of sites (Site objects or names like 'blocks.0.hook_resid_pre'); "
+            f"got {type(sites).__name__} {sites!r}"
+        )
     out = list(dict.fromkeys(Site.parse(s) for s in sites))
     if not out:
         raise ValueError("no sites given; e.g. ['blocks.0.hook_resid_pre']")

@@ -46,13 +46,15 @@ class TokenStream:
         if self.bos is not None:
             check_number("bos", self.bos, kind=int, low=0)
         if self.ids.ndim != 1 or self.ids.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"a token stream is a 1-D integer tensor, got {self.ids.dtype} of shape "
-                             f"{tuple(self.ids.shape)}")  # fmt: skip
+            raise ValueError(
+                f"a token stream is a 1-D integer tensor, got {self.ids.dtype} of shape {tuple(self.ids.shape)}"
+            )
         if self.context < 2:
             raise ValueError(f"context must be >= 2 tokens (one to read, one to predict), got {self.context}")
         if len(self.ids) < self.span + 1:
-            raise ValueError(f"the stream has {len(self.ids)} tokens; one window of context {self.context} "
-                             f"needs {self.span + 1}")  # fmt: skip
+            raise ValueError(
+                f"the stream has {len(self.ids)} tokens; one window of context {self.context} needs {self.span + 1}"
+            )
         if self.starts is not None:
             ok = (self.starts >= 0) & (self.starts <= self.last_start)
             if len(self.starts) == 0 or not bool(ok.any()):
@@ -78,8 +80,9 @@ class TokenStream:
         return h.hexdigest()[:16]
 
     @classmethod
-    def from_texts(cls, model: TransformerBridge, texts: Sequence[str], *, context: int | None = None,
-                   aligned: bool = True) -> "TokenStream":  # fmt: skip
+    def from_texts(
+        cls, model: TransformerBridge, texts: Sequence[str], *, context: int | None = None, aligned: bool = True
+    ) -> "TokenStream":
         """Documents tokenized without BOS and joined by the tokenizer's EOS (its BOS where the EOS is
         missing or outside the model's vocabulary, as in the zoo's char-level tokenizer).
 
@@ -91,8 +94,10 @@ class TokenStream:
             raise ValueError("this model has no tokenizer; boot it with one (load_model does for zoo and HF models)")
         in_vocab = [t for t in (tok.eos_token_id, tok.bos_token_id) if t is not None and t < model.cfg.d_vocab]
         if not in_vocab:
-            raise ValueError("the tokenizer has neither an EOS nor a BOS token inside the model's vocabulary "
-                             "to separate documents with")  # fmt: skip
+            raise ValueError(
+                "the tokenizer has neither an EOS nor a BOS token inside the model's vocabulary "
+                "to separate documents with"
+            )
         sep = in_vocab[0]
         docs = tok(texts, add_special_tokens=False)["input_ids"]
         ids, starts = [], []
@@ -135,8 +140,9 @@ def window_loss(model: TransformerBridge, windows: Int[Tensor, "batch pos"]) -> 
 
 
 @torch.no_grad()
-def stream_loss(model: TransformerBridge, stream: TokenStream, *, max_windows: int | None = None,
-                batch_size: int = 256) -> float:  # fmt: skip
+def stream_loss(
+    model: TransformerBridge, stream: TokenStream, *, max_windows: int | None = None, batch_size: int = 256
+) -> float:
     """Held-out next-token loss on ``stream``'s fixed tiling of windows (see :meth:`TokenStream.tiling`)."""
     offsets = stream.tiling(max_windows)
     total = 0.0

@@ -78,10 +78,15 @@ class FineTuneConfig:
     checkpoints: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name, kind, low, low_open in (("steps", int, 1, False), ("lr", float, 0, True),
-                                          ("weight_decay", float, 0, False), ("warmup", int, 0, False),
-                                          ("batch_size", int, 1, False), ("seed", int, 0, False),
-                                          ("lm_loss_weight", float, 0, False)):  # fmt: skip
+        for name, kind, low, low_open in (
+            ("steps", int, 1, False),
+            ("lr", float, 0, True),
+            ("weight_decay", float, 0, False),
+            ("warmup", int, 0, False),
+            ("batch_size", int, 1, False),
+            ("seed", int, 0, False),
+            ("lm_loss_weight", float, 0, False),
+        ):
             check_number(f"FineTuneConfig.{name}", getattr(self, name), kind=kind, low=low, low_open=low_open)
         if not isinstance(self.frozen, (tuple, list)) or not all(isinstance(p, str) for p in self.frozen):
             raise TypeError(
@@ -127,8 +132,9 @@ class Anchor:
     weight: float = 1.0
 
 
-def anchor_to(model: TransformerBridge, statements: StatementSet, reporter: Reporter, *, rows=None,
-              weight: float = 1.0) -> Anchor:  # fmt: skip
+def anchor_to(
+    model: TransformerBridge, statements: StatementSet, reporter: Reporter, *, rows=None, weight: float = 1.0
+) -> Anchor:
     """An :class:`Anchor` whose reference scores come from ``model`` as it is now (before training).
 
     ``rows`` is a boolean mask over the statements (not indices); ``weight`` >= 0 (0 trains as without it).
@@ -145,15 +151,17 @@ def anchor_to(model: TransformerBridge, statements: StatementSet, reporter: Repo
         )
     rows = torch.ones(len(statements), dtype=torch.bool) if rows is None else torch.as_tensor(rows)
     if rows.dtype != torch.bool or rows.shape != (len(statements),):
-        raise ValueError(f"anchor rows must be a boolean mask of shape ({len(statements)},), got {rows.dtype} "
-                         f"{tuple(rows.shape)}")  # fmt: skip
+        raise ValueError(
+            f"anchor rows must be a boolean mask of shape ({len(statements)},), got {rows.dtype} {tuple(rows.shape)}"
+        )
     if int(rows.sum()) < 2:
         raise ValueError(
             f"anchoring needs at least 2 anchored statements (a variance to scale by), got {int(rows.sum())}"
         )
     acts = capture(model, statements, [reporter.site], batch_size=256, dtype=torch.float64)
-    return Anchor(reporter, reporter(acts.at(0)).detach(), rows, tokenize(model, statements.texts),
-                  statements.fingerprint, weight)  # fmt: skip
+    return Anchor(
+        reporter, reporter(acts.at(0)).detach(), rows, tokenize(model, statements.texts), statements.fingerprint, weight
+    )
 
 
 def _anchor_id(anchor: Anchor | None) -> str | None:
@@ -232,8 +240,13 @@ def _with_resid(model: TransformerBridge, site: str, forward: Callable[[], Tenso
     return result, grabbed["resid"]
 
 
-def _batch_loss(model: TransformerBridge, data: StatementSet | TokenStream, labels: Tensor | None,
-                config: FineTuneConfig, anchor: Anchor | None) -> Callable[[np.random.Generator], Tensor]:  # fmt: skip
+def _batch_loss(
+    model: TransformerBridge,
+    data: StatementSet | TokenStream,
+    labels: Tensor | None,
+    config: FineTuneConfig,
+    anchor: Anchor | None,
+) -> Callable[[np.random.Generator], Tensor]:
     """Checks the data against the model and returns ``loss(rng)`` of one random training batch."""
     if isinstance(data, TokenStream):
         if labels is not None:
@@ -338,8 +351,10 @@ def fine_tune(
             rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
         except (RuntimeError, ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{state_path}: the saved training state does not restore onto this model and "
-                             f"optimizer ({type(e).__name__}: {e}); use another directory") from None  # fmt: skip
+            raise ValueError(
+                f"{state_path}: the saved training state does not restore onto this model and "
+                f"optimizer ({type(e).__name__}: {e}); use another directory"
+            ) from None
         step, history, done = state["step"], state["history"], state["done"]
 
     def checkpoint() -> None:
@@ -347,11 +362,27 @@ def fine_tune(
         weights = save({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
         atomic_write_bytes(out / name, weights)
         done.append(Checkpoint(step, weights=name, sha256=hashlib.sha256(weights).hexdigest()).__dict__)
-        Trajectory([Checkpoint(**c) for c in done], base_spec, out, {"config": asdict(config),
-                   "data": data.fingerprint, "anchor": anchor_id, "history": history}).save(out)  # fmt: skip
-        write_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
-                                 "torch_rng": torch.get_rng_state(), "step": step, "history": history, "done": done,
-                                 "config": asdict(config), "data": data.fingerprint, "anchor": anchor_id})  # fmt: skip
+        Trajectory(
+            [Checkpoint(**c) for c in done],
+            base_spec,
+            out,
+            {"config": asdict(config), "data": data.fingerprint, "anchor": anchor_id, "history": history},
+        ).save(out)
+        write_state(
+            state_path,
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "history": history,
+                "done": done,
+                "config": asdict(config),
+                "data": data.fingerprint,
+                "anchor": anchor_id,
+            },
+        )
 
     if step == 0 and not done and 0 in saves:
         checkpoint()

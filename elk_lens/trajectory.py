@@ -91,8 +91,9 @@ class Trajectory:
         steps = [c.step for c in self.checkpoints]
         for before, c in zip(self.checkpoints, self.checkpoints[1:], strict=False):
             if c.step < before.step or (c.step == before.step and c.growth is None):
-                raise ValueError(f"checkpoint steps must be strictly increasing (equal only at a growth step), "
-                                 f"got {steps}")  # fmt: skip
+                raise ValueError(
+                    f"checkpoint steps must be strictly increasing (equal only at a growth step), got {steps}"
+                )
         if any(c.weights is not None and c.base is None for c in self.checkpoints) and self.base_spec is None:
             raise ValueError("checkpoints given as weights files need the trajectory's base_spec to load onto")
         if self.root is not None:
@@ -124,8 +125,10 @@ class Trajectory:
         if not path.is_file():
             raise FileNotFoundError(f"{where} is missing")
         if c.sha256 is not None and sha256_file(path) != c.sha256:
-            raise ValueError(f"{where} fails its checksum (recorded in {TRAJECTORY_FILE}): it was changed or "
-                             f"damaged after it was saved")  # fmt: skip
+            raise ValueError(
+                f"{where} fails its checksum (recorded in {TRAJECTORY_FILE}): it was changed or "
+                f"damaged after it was saved"
+            )
         try:
             state = load_file(str(path))
         except SafetensorError as e:
@@ -182,8 +185,7 @@ class Trajectory:
 
     def save(self, root: Path) -> Path:
         """Write ``trajectory.json`` (paths of weights files relative to ``root``)."""
-        meta = {"base_spec": self.base_spec, "info": self.info,
-                "checkpoints": [c.__dict__ for c in self.checkpoints]}  # fmt: skip
+        meta = {"base_spec": self.base_spec, "info": self.info, "checkpoints": [c.__dict__ for c in self.checkpoints]}
         atomic_write_text(Path(root) / TRAJECTORY_FILE, json.dumps(meta, indent=2))
         return Path(root)
 
@@ -211,8 +213,9 @@ class Trajectory:
         for i, c in enumerate(meta["checkpoints"]):
             unknown = sorted(set(c) - set(fields)) if isinstance(c, dict) else None
             if unknown != []:
-                raise ValueError(f"{file}: checkpoint {i} has unknown keys {unknown} or is not an object; valid "
-                                 f"keys: {fields}")  # fmt: skip
+                raise ValueError(
+                    f"{file}: checkpoint {i} has unknown keys {unknown} or is not an object; valid keys: {fields}"
+                )
             try:
                 checkpoints.append(Checkpoint(**c))
             except (TypeError, ValueError) as e:

@@ -78,5 +78,11 @@ def pgr_interval(
     ratio = (boot[0] - boot[1]) / (boot[2] - boot[1])
     ratio = ratio[ratio.isfinite()]
     alpha = (1 - level) / 2
-    return {"pgr": pgr(*point), "low": float(ratio.quantile(alpha)), "high": float(ratio.quantile(1 - alpha)),
-            "transfer_auroc": point[0], "floor_auroc": point[1], "ceiling_auroc": point[2]}  # fmt: skip
+    return {
+        "pgr": pgr(*point),
+        "low": float(ratio.quantile(alpha)),
+        "high": float(ratio.quantile(1 - alpha)),
+        "transfer_auroc": point[0],
+        "floor_auroc": point[1],
+        "ceiling_auroc": point[2],
+    }

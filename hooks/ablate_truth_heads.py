@@ -66,8 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model = el.load_model(args.model)
     train = el.quirky_arithmetic(2000, split="val").where(character="Alice", easy=True)
-    reporter = el.fit_logistic(el.capture(model, train, [args.site]).at(0), train.truth, site=args.site,
-                               provenance={"model": el.fingerprint(model)})  # fmt: skip
+    reporter = el.fit_logistic(
+        el.capture(model, train, [args.site]).at(0),
+        train.truth,
+        site=args.site,
+        provenance={"model": el.fingerprint(model)},
+    )
     clean, corrupt = sum_vs_sloppy_pairs(args.pairs)
     scores = mean_scores(exact_patching(model, reporter, clean, corrupt))
     heads = top_heads(scores, len(scores))
@@ -78,11 +82,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     def measure() -> dict:
         x = el.capture(model, test, [args.site]).at(0)
-        return {"reporter AUROC": round(el.auroc(reporter(x), test.truth), 4),
-                "answer AUROC": round(el.auroc(el.output_log_odds(model, test), test.truth), 4)}  # fmt: skip
+        return {
+            "reporter AUROC": round(el.auroc(reporter(x), test.truth), 4),
+            "answer AUROC": round(el.auroc(el.output_log_odds(model, test), test.truth), 4),
+        }
 
-    out = {"site": args.site, "top heads": top, "control heads": control,
-           "scores": {h: round(scores[h], 4) for h in heads}, "intact": measure()}  # fmt: skip
+    out = {
+        "site": args.site,
+        "top heads": top,
+        "control heads": control,
+        "scores": {h: round(scores[h], 4) for h in heads},
+        "intact": measure(),
+    }
     with zero_heads(model, top):
         out["top heads ablated"] = measure()
     with zero_heads(model, control):

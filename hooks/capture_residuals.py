@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         data = el.load_statements(args.data, text_column=args.text_column, label_column=args.label_column)
     if args.layers == "all":
-        sites = el.residual_sites(model) if args.kind == "resid_pre" else [
-            el.Site(layer, args.kind) for layer in range(model.cfg.n_layers)
-        ]  # fmt: skip
+        sites = (
+            el.residual_sites(model)
+            if args.kind == "resid_pre"
+            else [el.Site(layer, args.kind) for layer in range(model.cfg.n_layers)]
+        )
     else:
         sites = [el.Site(layer, args.kind) for layer in args.layers]
     acts = el.capture(model, data, sites, position=args.position, batch_size=args.batch_size)

@@ -54,8 +54,12 @@ def main(argv: list[str] | None = None) -> dict:
         el.check_compatible(reporter, model)
     else:
         train = el.quirky_arithmetic(2000, split="val").where(character="Alice", easy=True)
-        reporter = el.fit_mean_diff(el.capture(model, train, [args.fit]).at(0), train.truth, site=args.fit,
-                                    provenance={"model": el.fingerprint(model)})  # fmt: skip
+        reporter = el.fit_mean_diff(
+            el.capture(model, train, [args.fit]).at(0),
+            train.truth,
+            site=args.fit,
+            provenance={"model": el.fingerprint(model)},
+        )
         if args.save_reporter is not None:
             reporter.save(args.save_reporter)
     data = el.quirky_arithmetic(args.rows, split="test").where(character=args.character)

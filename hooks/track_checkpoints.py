@@ -36,8 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     try:  # bad values end here, with the argument named, not after the first checkpoint is loaded
         if not args.path.is_dir():
-            raise ValueError(f"path {str(args.path)!r} is not a directory (a trajectory, or with --dirs a parent "
-                             "of model directories)")  # fmt: skip
+            raise ValueError(
+                f"path {str(args.path)!r} is not a directory (a trajectory, or with --dirs a parent "
+                "of model directories)"
+            )
         el.Site.parse(args.site)
         el.check_number("--rows", args.rows, kind=int, low=1)
         if args.out is not None and args.out.is_dir():
@@ -66,8 +68,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fitted = el.fit_logistic(el.capture(model, train, [args.site]).at(0), train.truth, site=args.site)
         first = first or fitted
         x = el.capture(model, test, [args.site]).at(0)
-        rows.append({"step": step, "first reporter": round(el.auroc(first(x), test.truth), 4),
-                     "refitted": round(el.auroc(fitted(x), test.truth), 4)})  # fmt: skip
+        rows.append(
+            {
+                "step": step,
+                "first reporter": round(el.auroc(first(x), test.truth), 4),
+                "refitted": round(el.auroc(fitted(x), test.truth), 4),
+            }
+        )
         print(json.dumps(rows[-1]))
     if args.out is not None:
         el.atomic_write_text(args.out, json.dumps(rows, indent=2))

@@ -17,8 +17,17 @@ needs_browser = pytest.mark.skipif(
 
 def load(html_path) -> tuple[str, list[str]]:
     """The DOM after the page's scripts ran, and the console lines the browser logged."""
-    cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-           "--virtual-time-budget=5000", "--dump-dom", html_path.resolve().as_uri()]  # fmt: skip
+    cmd = [
+        BROWSER,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        html_path.resolve().as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
 

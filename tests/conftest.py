@@ -52,9 +52,7 @@ VOCAB = 48  # the char tokenizer has 47 tokens (4 specials + 43 characters); one
 N_CTX = 24
 D_MODEL = 32
 N_LAYERS = 2
-NATIVE_CFG = dict(
-    d_model=D_MODEL, d_head=8, n_layers=N_LAYERS, n_ctx=N_CTX, d_vocab=VOCAB, act_fn="gelu", seed=0
-)  # fmt: skip
+NATIVE_CFG = dict(d_model=D_MODEL, d_head=8, n_layers=N_LAYERS, n_ctx=N_CTX, d_vocab=VOCAB, act_fn="gelu", seed=0)
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
 
@@ -128,9 +126,15 @@ def native_model(char_tok_dir) -> TransformerBridge:
 def gpt2_notok_dir(tmp_path_factory) -> Path:
     """A tiny HF GPT-2 directory WITHOUT tokenizer files."""
     cfg = GPT2Config(
-        vocab_size=VOCAB, n_embd=D_MODEL, n_layer=N_LAYERS, n_head=4, n_positions=N_CTX,
-        bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID,
-    )  # fmt: skip
+        vocab_size=VOCAB,
+        n_embd=D_MODEL,
+        n_layer=N_LAYERS,
+        n_head=4,
+        n_positions=N_CTX,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+    )
     return _save_hf(GPT2LMHeadModel, cfg, tmp_path_factory.mktemp("hf_gpt2_notok"))
 
 
@@ -151,10 +155,18 @@ def gpt2_dir(tmp_path_factory, gpt2_notok_dir, char_tok_dir) -> Path:
 @pytest.fixture(scope="session")
 def neox_dir(tmp_path_factory, char_tok_dir) -> Path:
     cfg = GPTNeoXConfig(
-        vocab_size=VOCAB, hidden_size=D_MODEL, num_hidden_layers=N_LAYERS, num_attention_heads=4,
-        intermediate_size=4 * D_MODEL, max_position_embeddings=N_CTX, rotary_pct=0.25,
-        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=BOS_ID, eos_token_id=EOS_ID,
-    )  # fmt: skip
+        vocab_size=VOCAB,
+        hidden_size=D_MODEL,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=4,
+        intermediate_size=4 * D_MODEL,
+        max_position_embeddings=N_CTX,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+    )
     path = _save_hf(GPTNeoXForCausalLM, cfg, tmp_path_factory.mktemp("hf_neox"))
     return _with_tokenizer(path, char_tok_dir)
 
@@ -164,9 +176,14 @@ def bert_dir(tmp_path_factory, char_tok_dir) -> Path:
     """A tiny BERT encoder. Saved as BertForMaskedLM so the MLM head is stored too: a BertModel
     checkpoint also boots (as BertForMaskedLM) but with a head re-randomised on every boot (§4.2)."""
     cfg = BertConfig(
-        vocab_size=VOCAB, hidden_size=D_MODEL, num_hidden_layers=N_LAYERS, num_attention_heads=4,
-        intermediate_size=4 * D_MODEL, max_position_embeddings=N_CTX, pad_token_id=PAD_ID,
-    )  # fmt: skip
+        vocab_size=VOCAB,
+        hidden_size=D_MODEL,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=4,
+        intermediate_size=4 * D_MODEL,
+        max_position_embeddings=N_CTX,
+        pad_token_id=PAD_ID,
+    )
     path = _save_hf(BertForMaskedLM, cfg, tmp_path_factory.mktemp("hf_bert"))
     return _with_tokenizer(path, char_tok_dir)
 

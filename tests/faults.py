@@ -65,8 +65,11 @@ def visible_files(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` a reader could find (temporary files left by a kill excluded), by relative path."""
     if not root.exists():
         return {}
-    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*"))
-            if f.is_file() and not _is_temporary(f.relative_to(root))}  # fmt: skip
+    return {
+        str(f.relative_to(root)): f.read_bytes()
+        for f in sorted(root.rglob("*"))
+        if f.is_file() and not _is_temporary(f.relative_to(root))
+    }
 
 
 def leftovers(root: Path) -> list[str]:

@@ -293,7 +293,9 @@ def test_hooks_are_removed_when_the_forward_raises(native_model):
 
 BAD_INPUTS = {
     "layer out of range": (
-        dict(sites=["resid_pre.2"]), ValueError, r"layer 2 is out of range: the model has layers 0\.\.1",
+        dict(sites=["resid_pre.2"]),
+        ValueError,
+        r"layer 2 is out of range: the model has layers 0\.\.1",
     ),
     "unknown site kind": (dict(sites=["blocks.0.hook_attn_out"]), ValueError, r"unknown site kind 'attn_out'"),
     "unknown short kind": (dict(sites=["resid.0"]), ValueError, r"unknown site kind 'resid'; valid: \('resid_pre'"),
@@ -301,20 +303,24 @@ BAD_INPUTS = {
     "negative layer": (dict(sites=["blocks.-1.hook_resid_pre"]), ValueError, r"cannot parse site"),
     "no sites": (dict(sites=[]), ValueError, r"no sites given"),
     "position beyond shortest": (
-        dict(position=3), ValueError,
+        dict(position=3),
+        ValueError,
         r"position 3 is beyond the sequence: the shortest statement has 3 tokens \(valid: -3\.\.2",
     ),
     "negative position beyond shortest": (dict(position=-4), ValueError, r"position -4 is beyond the sequence"),
     "unknown position": (dict(position="first"), ValueError, r"position must be 'last', 'all' or an int, got 'first'"),
     "empty statement list": (dict(texts=[]), ValueError, r"no statements to capture: the statement list is empty"),
     "longer than n_ctx": (
-        dict(texts=["ab", "a" * N_CTX]), ValueError,
+        dict(texts=["ab", "a" * N_CTX]),
+        ValueError,
         rf"statement 1 is {N_CTX + 1} tokens long, longer than the model's context \(n_ctx={N_CTX}\)",
     ),
     "bad padding side": (dict(padding_side="middle"), ValueError, r"padding_side must be 'left' or 'right'"),
     "zero batch size": (dict(batch_size=0), ValueError, r"batch_size must lie in \[1, inf\); got 0"),
     "all positions with a cache": (
-        dict(position="all", cache_dir="unused"), ValueError, r"position='all' cannot be cached",
+        dict(position="all", cache_dir="unused"),
+        ValueError,
+        r"position='all' cannot be cached",
     ),
     "bare string statements": (dict(texts="hello"), TypeError, r"statements must be a list of statements"),
     "non-str statement": (dict(texts=["ab", None]), TypeError, r"statements\[1\] must be a str; got NoneType"),
@@ -322,7 +328,7 @@ BAD_INPUTS = {
     "bool position": (dict(position=True), TypeError, r"position must be 'last', 'all' or an int; got bool True"),
     "float batch size": (dict(batch_size=8.0), TypeError, r"batch_size must be an int; got 8\.0"),
     "site not a name": (dict(sites=[0]), TypeError, r"site 0 must be a Site or a name"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

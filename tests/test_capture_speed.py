@@ -26,9 +26,17 @@ capture_mod = importlib.import_module("elk_lens.capture")
 # Shuffled lengths (1 to 22 characters; the char tokenizer's n_ctx is 24), so batches of 3 in the given
 # order mix short and long rows and length batching changes every batch.
 TEXTS = (
-    "the cat sat on the mat.", "ab", "hello world", "x", "one two three four", "cat.", "a b c d e f g",
-    "paris is big.", "no", "seven ate nine",
-)  # fmt: skip
+    "the cat sat on the mat.",
+    "ab",
+    "hello world",
+    "x",
+    "one two three four",
+    "cat.",
+    "a b c d e f g",
+    "paris is big.",
+    "no",
+    "seven ate nine",
+)
 BATCH = 3
 SIDES = ("right", "left")
 POSITIONS = ("last", 1, -2, "all")

@@ -155,9 +155,13 @@ def _by_hand(model, statements, direction, *, alpha, seed, n_random, metric, off
 
     def effect(vector, toward):
         moved = output_log_odds(
-            model, rows[toward], answers=ANSWERS, metric=metric, positions_from_end=offsets,
+            model,
+            rows[toward],
+            answers=ANSWERS,
+            metric=metric,
+            positions_from_end=offsets,
             intervention=lambda pos: steer(model, SITE, vector.float(), alpha=sign[toward] * alpha, positions=pos),
-        ).double()  # fmt: skip
+        ).double()
         return nie(pd_true, pd_false, float(moved.mean()), toward=toward)
 
     randoms = [random_direction_like(direction, seed=seed + k) for k in range(n_random)]
@@ -212,17 +216,24 @@ def test_nie_equals_a_plain_forward_with_a_hand_written_hook(native_model):
     clean = _plain_answer(native_model, statements.texts, metric="prob_diff")
     pd_true, pd_false = float(clean[truth].mean()), float(clean[~truth].mean())
     v = direction.float()
-    to_true = _plain_answer(native_model, statements.subset(~truth.numpy()).texts, metric="prob_diff",
-                            edit=lambda h: h + alpha * v)  # fmt: skip
-    to_false = _plain_answer(native_model, statements.subset(truth.numpy()).texts, metric="prob_diff",
-                             edit=lambda h: h - alpha * v)  # fmt: skip
+    to_true = _plain_answer(
+        native_model, statements.subset(~truth.numpy()).texts, metric="prob_diff", edit=lambda h: h + alpha * v
+    )
+    to_false = _plain_answer(
+        native_model, statements.subset(truth.numpy()).texts, metric="prob_diff", edit=lambda h: h - alpha * v
+    )
     want_true = (float(to_true.mean()) - pd_false) / (pd_true - pd_false)
     want_false = (float(to_false.mean()) - pd_true) / (pd_false - pd_true)
     assert abs(out["pd_true_clean"] - pd_true) < OUTPUT_TOL and abs(out["pd_false_clean"] - pd_false) < OUTPUT_TOL
     assert out["nie_truth_to_true"] == pytest.approx(want_true, rel=NIE_REL)
     assert out["nie_truth_to_false"] == pytest.approx(want_false, rel=NIE_REL)
-    assert set(out) == {"pd_true_clean", "pd_false_clean", "direction_norm", "nie_truth_to_true",
-                        "nie_truth_to_false"}  # fmt: skip  # n_random=0: no random keys
+    assert set(out) == {
+        "pd_true_clean",
+        "pd_false_clean",
+        "direction_norm",
+        "nie_truth_to_true",
+        "nie_truth_to_false",
+    }  # n_random=0: no random keys
 
 
 def test_random_nie_mean_is_float64(native_model):
@@ -257,9 +268,11 @@ def test_erasure_effect_with_a_leace_eraser_equals_the_hand_computation(model64)
     erased = output_log_odds(
         model64, statements, answers=ANSWERS, intervention=lambda pos: erase(model64, SITE, eraser, positions=pos)
     ).double()
-    assert out == {"output_auroc_clean": auroc(clean, statements.truth),
-                   "output_auroc_erased": auroc(erased, statements.truth),
-                   "mean_abs_change": float((erased - clean).abs().mean())}  # fmt: skip
+    assert out == {
+        "output_auroc_clean": auroc(clean, statements.truth),
+        "output_auroc_erased": auroc(erased, statements.truth),
+        "mean_abs_change": float((erased - clean).abs().mean()),
+    }
     # and through a hook written here: the eraser applied to each text's own last token
     plain = _plain_answer(model64, statements.texts, edit=lambda h: eraser(h[None])[0])
     assert (erased - plain).abs().max() < OUTPUT_TOL
@@ -299,9 +312,11 @@ def test_log_odds_shift_matches_a_hand_steered_run(native_model):
     out = log_odds_shift(native_model, statements, SITE, direction, alpha=2.0, answers=ANSWERS)
     clean = output_log_odds(native_model, statements, answers=ANSWERS).double()
     moved = output_log_odds(
-        native_model, statements, answers=ANSWERS,
+        native_model,
+        statements,
+        answers=ANSWERS,
         intervention=lambda pos: steer(native_model, SITE, direction, alpha=2.0, positions=pos),
-    ).double()  # fmt: skip
+    ).double()
     t = statements.truth
     assert out["log_odds_true_clean"] == pytest.approx(float(clean[t].mean()), abs=1e-9)
     assert out["log_odds_false_steered"] == pytest.approx(float(moved[~t].mean()), abs=1e-9)

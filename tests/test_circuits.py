@@ -189,8 +189,10 @@ def test_attribution_patching_is_the_derivative_of_exact_patching(model64):
     eps = 1e-4
 
     def plans(sign):
-        return [{c: c.take(base.acts[c.hook]) + sign * eps * (c.take(twin.acts[c.hook]) - c.take(base.acts[c.hook]))}
-                for c in every]  # fmt: skip
+        return [
+            {c: c.take(base.acts[c.hook]) + sign * eps * (c.take(twin.acts[c.hook]) - c.take(base.acts[c.hook]))}
+            for c in every
+        ]
 
     up = patched_scores(model64, reporter, site, clean_b, plans(1), torch.float64)
     down = patched_scores(model64, reporter, site, clean_b, plans(-1), torch.float64)

@@ -46,8 +46,12 @@ def test_a_faithful_circuit_at_every_checkpoint_with_its_floor_and_drift(finishe
     assert set(m["floor"]) >= {"jaccard", "weighted_jaccard", "edit_distance"}
     assert m["drift"]["jaccard_first"][0] == 1.0 and len(m["drift"]["ewma_change"]) == 2
     html = (run / "report.html").read_text()
-    for title in ("The smallest faithful circuit at every checkpoint", "Circuit drift",
-                  "Which components write the truth score", "Attention of the top heads"):  # fmt: skip
+    for title in (
+        "The smallest faithful circuit at every checkpoint",
+        "Circuit drift",
+        "Which components write the truth score",
+        "Attention of the top heads",
+    ):
         assert f"<h2>{title}</h2>" in html
     assert html.count("CircuitsVis.render(") == 2  # first and last checkpoint
     assert not re.search(r"""(src|href)=["']https?://""", html)
@@ -101,11 +105,19 @@ def test_circuits_follow_a_growth_run_through_its_map(tmp_path):
     save_model(grown, tmp_path / "g" / "grown")
     growth.save(tmp_path / "g" / "growth_map")
     train = quirky_arithmetic(100, split="train")
-    fine_tune(grown, train, train.column("label"), tmp_path / "g" / "trajectory",
-              base_spec=str(tmp_path / "g" / "grown"), config=FineTuneConfig(steps=1, batch_size=8))  # fmt: skip
+    fine_tune(
+        grown,
+        train,
+        train.column("label"),
+        tmp_path / "g" / "trajectory",
+        base_spec=str(tmp_path / "g" / "grown"),
+        config=FineTuneConfig(steps=1, batch_size=8),
+    )
     spec = tmp_path / "spec.toml"
-    spec.write_text(f'name = "cg"\nanalysis = "circuits"\n[drift]\nprobe_rows = 800\n[circuits]\npairs = 8\n'
-                    f'ig_steps = 2\ngrowth_run = "{tmp_path / "g"}"\n')  # fmt: skip
+    spec.write_text(
+        f'name = "cg"\nanalysis = "circuits"\n[drift]\nprobe_rows = 800\n[circuits]\npairs = 8\n'
+        f'ig_steps = 2\ngrowth_run = "{tmp_path / "g"}"\n'
+    )
     m = json.loads((run_analysis(spec, runs_root=tmp_path / "runs") / "metrics.json").read_text())
     assert m["steps"] == [0, 0, 1] and m["grown_at"] == [1]
     assert m["drift"]["jaccard_prev"][1] == 1.0

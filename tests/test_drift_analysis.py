@@ -56,8 +56,11 @@ def test_run_directory_and_report(finished):
 
 def test_a_stream_scenario_trains_on_the_documents_with_their_answers(tmp_path):
     spec = tmp_path / "stream.toml"
-    spec.write_text(SPEC.replace('name = "drift-tiny"', 'name = "drift-stream-tiny"').replace(
-        "[train]\n", '[train]\nobjective = "stream"\n'))  # fmt: skip
+    spec.write_text(
+        SPEC.replace('name = "drift-tiny"', 'name = "drift-stream-tiny"').replace(
+            "[train]\n", '[train]\nobjective = "stream"\n'
+        )
+    )
     run = run_analysis(spec, runs_root=tmp_path / "runs")
     info = json.loads((run / "trajectory" / "trajectory.json").read_text())
     from elk_lens.models import load_model
@@ -108,8 +111,10 @@ def test_catalogue_lists_the_run(finished):
     rows = catalogue_rows(run.parent)
     assert [r["run"] for r in rows] == ["drift-tiny"] and rows[0]["anchor"] == "alice"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert rows[0]["step-0 reporter at end"] == metrics["auroc_initial"]["mean_diff"]["blocks.3.hook_resid_pre"][
-        "BH_disagree"][-1]  # fmt: skip
+    assert (
+        rows[0]["step-0 reporter at end"]
+        == metrics["auroc_initial"]["mean_diff"]["blocks.3.hook_resid_pre"]["BH_disagree"][-1]
+    )
     assert write_catalogue(run.parent).is_file() and (run.parent / "drift_catalogue.csv").is_file()
 
 

@@ -92,8 +92,16 @@ def test_a_fixed_reporter_is_scored_at_every_checkpoint(base, tmp_path):
     fixed = fit_logistic(capture(load_model(str(base)), train, [site]).at(0), train.truth, site=site)
     config = FineTuneConfig(steps=4, lr=1e-2, warmup=1, batch_size=16, answers=ANSWERS, lm_loss_weight=0.5)
     traj = fine_tune(load_model(str(base)), train, train.truth, tmp_path / "run", base_spec=str(base), config=config)
-    out = trajectory_drift(traj, train, evals, SITES, methods=("logistic",), answers=ANSWERS, floor_resamples=3,
-                           fixed={"from step 0": fixed})  # fmt: skip
+    out = trajectory_drift(
+        traj,
+        train,
+        evals,
+        SITES,
+        methods=("logistic",),
+        answers=ANSWERS,
+        floor_resamples=3,
+        fixed={"from step 0": fixed},
+    )
     assert out["auroc_fixed"]["from step 0"]["held_out"] == out["auroc_initial"]["logistic"][site]["held_out"]
     cos = out["cos_fixed_refit"]["from step 0"]["logistic"]
     assert cos[0] == pytest.approx(1.0, abs=1e-9) and len(cos) == len(traj)

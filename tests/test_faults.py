@@ -111,13 +111,22 @@ def _probe_analysis(tok_dir: Path) -> SimpleNamespace:
         scores = run.tensor_stage("norms", lambda: {"norms": acts().values.norm(dim=-1), "rows": torch.arange(4)})
         summary = run.stage("summary", lambda: {"largest": scores["norms"].max().item(), "first": means[SITES[0]][0]})
         norms = scores["norms"].tolist()
-        chart = line_chart({s: [r[i] for r in norms] for i, s in enumerate(SITES)}, [str(i) for i in range(len(norms))],
-                           title="Residual norms", y_label="norm", y_range=(0.0, max(map(max, norms))))  # fmt: skip
+        chart = line_chart(
+            {s: [r[i] for r in norms] for i, s in enumerate(SITES)},
+            [str(i) for i in range(len(norms))],
+            title="Residual norms",
+            y_label="norm",
+            y_range=(0.0, max(map(max, norms))),
+        )
         return AnalysisResult(
-            {"means": means, "summary": summary}, title="Fault probe", sections=[Section("Norms", chart)],
-            tables={"norms": [dict(zip(SITES, r, strict=True)) for r in norms],
-                    "means": [{"site": s, "first": v[0]} for s, v in means.items()]},
-        )  # fmt: skip
+            {"means": means, "summary": summary},
+            title="Fault probe",
+            sections=[Section("Norms", chart)],
+            tables={
+                "norms": [dict(zip(SITES, r, strict=True)) for r in norms],
+                "means": [{"site": s, "first": v[0]} for s, v in means.items()],
+            },
+        )
 
     return SimpleNamespace(KEYS=tuple(settings), check_config=lambda cfg: read_settings(cfg, settings), run=run)
 
@@ -290,8 +299,11 @@ def test_a_save_killed_at_each_file_leaves_the_old_the_new_or_a_clear_error(tmp_
         new, _ = faults.call(partial(read, whole))
         n = len(renamed)
         # overwriting renames each file, the marker last; a new directory appears in one rename
-        assert new != old and ({Path(p).name for p in renamed} == set(visible_files(template)) - {"notes.txt"}
-                               if overwrite else renamed == [str(whole)])  # fmt: skip
+        assert new != old and (
+            {Path(p).name for p in renamed} == set(visible_files(template)) - {"notes.txt"}
+            if overwrite
+            else renamed == [str(whole)]
+        )
         for at in kills(n):
             path = tmp_path / f"{overwrite}-{at.at}-{at.when}" / "saved"
             if overwrite:
@@ -310,8 +322,9 @@ def test_a_save_killed_at_each_file_leaves_the_old_the_new_or_a_clear_error(tmp_
 
 
 # no checkpoint at step 1: a run killed before step 2's is resumed from step 0 and replays two steps
-CONFIG = FineTuneConfig(steps=3, lr=3e-3, warmup=1, batch_size=8, seed=0, answers=("y", "n"), lm_loss_weight=0.5,
-                        checkpoints=(0, 2, 3))  # fmt: skip
+CONFIG = FineTuneConfig(
+    steps=3, lr=3e-3, warmup=1, batch_size=8, seed=0, answers=("y", "n"), lm_loss_weight=0.5, checkpoints=(0, 2, 3)
+)
 
 
 def _fine_tune(model, base: Path, out: Path) -> dict:

@@ -48,12 +48,19 @@ def _loads_the_same_or_names_the_file(path: Path, original: Reporter) -> None:
     assert torch.equal(loaded.w, original.w) and loaded.w.dtype == original.w.dtype
     assert torch.equal(loaded.v, original.v) and loaded.v.dtype == original.v.dtype
     assert (loaded.b, loaded.method, loaded.site, loaded.provenance, loaded.reads) == (
-        original.b, original.method, original.site, original.provenance, original.reads)  # fmt: skip
+        original.b,
+        original.method,
+        original.site,
+        original.provenance,
+        original.reads,
+    )
 
 
 @FUZZ
-@given(name=st.sampled_from(FILES), edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
-       st.integers(0, 255)), min_size=1, max_size=4))  # fmt: skip
+@given(
+    name=st.sampled_from(FILES),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4),
+)
 def test_changed_bytes(saved, name, edits):
     original, src = saved
     for path in _copy(src):

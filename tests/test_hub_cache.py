@@ -113,8 +113,13 @@ def loaded(hub_cache, tmp_path_factory) -> tuple[dict, dict]:
     cache, snapshots = hub_cache
     out = tmp_path_factory.mktemp("hub_out")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k != "TRANSFORMERS_CACHE"}
-    env.update(HF_HUB_CACHE=str(cache), HF_HOME=str(cache.parent / "hf_home"), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")  # fmt: skip
+    env.update(
+        HF_HUB_CACHE=str(cache),
+        HF_HOME=str(cache.parent / "hf_home"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
     args = [REPO, TEXT, MISSING, str(out), json.dumps({r: str(p) for r, p in snapshots.items()})]
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, *args], env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S

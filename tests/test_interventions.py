@@ -293,9 +293,13 @@ def test_output_log_odds_without_an_intervention_is_unchanged(native_model):
 def test_output_log_odds_with_a_zero_steer_is_identical(native_model):
     clean = output_log_odds(native_model, TEXTS, answers=ANSWERS, batch_size=3)
     zero = output_log_odds(
-        native_model, TEXTS, answers=ANSWERS, batch_size=3, positions_from_end=(0, 1),
+        native_model,
+        TEXTS,
+        answers=ANSWERS,
+        batch_size=3,
+        positions_from_end=(0, 1),
         intervention=lambda pos: steer(native_model, SITE, torch.randn(D_MODEL), alpha=0.0, positions=pos),
-    )  # fmt: skip
+    )
     assert torch.equal(zero, clean)
 
 
@@ -320,9 +324,12 @@ def test_output_log_odds_edits_each_batchs_last_tokens(native_model):
 def test_output_log_odds_rejects_offsets_past_the_start(native_model):
     with pytest.raises(ValueError, match="statement 1 has 3 tokens"):
         output_log_odds(
-            native_model, TEXTS, answers=ANSWERS, positions_from_end=(0, 3),
+            native_model,
+            TEXTS,
+            answers=ANSWERS,
+            positions_from_end=(0, 3),
             intervention=lambda pos: steer(native_model, SITE, torch.randn(D_MODEL), alpha=1.0, positions=pos),
-        )  # fmt: skip
+        )
 
 
 # --------------------------------------------------------------------------- controls and metrics

@@ -255,8 +255,18 @@ def test_the_sign_comes_from_the_training_labels_only(method):
     params = inspect.signature(fit).parameters
     assert list(params)[:3] == ["x_true", "x_false", "y"]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(params.values())[3:])
-    assert set(params) <= {"x_true", "x_false", "y", "site", "provenance", "n_restarts", "seed", "weight_decay",
-                           "var_weight", "neg_cov_weight"}  # fmt: skip
+    assert set(params) <= {
+        "x_true",
+        "x_false",
+        "y",
+        "site",
+        "provenance",
+        "n_restarts",
+        "seed",
+        "weight_decay",
+        "var_weight",
+        "neg_cov_weight",
+    }
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -36,8 +36,14 @@ class Artifact:
 
 def _reporter(seed: int) -> Reporter:
     gen = torch.Generator().manual_seed(seed)
-    return Reporter(torch.randn(16, generator=gen), 0.5 * seed, torch.randn(16, generator=gen, dtype=torch.float64),
-                    "lda", f"blocks.{seed}.hook_resid_pre", {"model": "m", "seed": seed})  # fmt: skip
+    return Reporter(
+        torch.randn(16, generator=gen),
+        0.5 * seed,
+        torch.randn(16, generator=gen, dtype=torch.float64),
+        "lda",
+        f"blocks.{seed}.hook_resid_pre",
+        {"model": "m", "seed": seed},
+    )
 
 
 def _same_reporter(a: Reporter, b: Reporter) -> bool:
@@ -49,27 +55,47 @@ def _same_reporter(a: Reporter, b: Reporter) -> bool:
 def _growth_map(seed: int) -> GrowthMap:
     gen = torch.Generator().manual_seed(seed)
     P = torch.randn(6, 4, generator=gen, dtype=torch.float64)
-    return GrowthMap(P, (0, 2), (1, 0), f"src{seed}", f"dst{seed}", seed == 0, ("widen",), torch.ones(6).double(),
-                     {"blocks.0.hook_resid_pre": "blocks.0.hook_resid_pre"}, {"residual": 0.01 * seed})  # fmt: skip
+    return GrowthMap(
+        P,
+        (0, 2),
+        (1, 0),
+        f"src{seed}",
+        f"dst{seed}",
+        seed == 0,
+        ("widen",),
+        torch.ones(6).double(),
+        {"blocks.0.hook_resid_pre": "blocks.0.hook_resid_pre"},
+        {"residual": 0.01 * seed},
+    )
 
 
 def _same_map(a: GrowthMap, b: GrowthMap) -> bool:
     fields = ("layers", "heads", "source", "target", "exact", "ops", "sites", "info")
-    return (torch.equal(a.P, b.P) and torch.equal(a.offset, b.offset)
-            and all(getattr(a, f) == getattr(b, f) for f in fields))  # fmt: skip
+    return (
+        torch.equal(a.P, b.P)
+        and torch.equal(a.offset, b.offset)
+        and all(getattr(a, f) == getattr(b, f) for f in fields)
+    )
 
 
 @pytest.fixture(scope="module")
 def artifacts(char_tok_dir) -> dict[str, Artifact]:
     models = {seed: boot_native(char_tok_dir, seed=seed) for seed in (0, 1)}
     return {
-        "reporter": Artifact("reporter.json", _reporter, lambda r, p, **kw: r.save(p, **kw), Reporter.load,
-                             _same_reporter),
-        "model": Artifact(NATIVE_CONFIG_FILE, models.__getitem__, save_model, lambda p: load_model(str(p)),
-                          lambda a, b: fingerprint(a) == fingerprint(b)),
-        "growth map": Artifact("growth_map.json", _growth_map, lambda g, p, **kw: g.save(p, **kw), GrowthMap.load,
-                               _same_map),
-    }  # fmt: skip
+        "reporter": Artifact(
+            "reporter.json", _reporter, lambda r, p, **kw: r.save(p, **kw), Reporter.load, _same_reporter
+        ),
+        "model": Artifact(
+            NATIVE_CONFIG_FILE,
+            models.__getitem__,
+            save_model,
+            lambda p: load_model(str(p)),
+            lambda a, b: fingerprint(a) == fingerprint(b),
+        ),
+        "growth map": Artifact(
+            "growth_map.json", _growth_map, lambda g, p, **kw: g.save(p, **kw), GrowthMap.load, _same_map
+        ),
+    }
 
 
 KINDS = ["reporter", "model", "growth map"]
@@ -193,8 +219,16 @@ def _growth_map_format_1(path: Path, g: GrowthMap, **edits) -> Path:
     """A growth map as elk-lens wrote it before checksums (no format_version, no record of the tensors)."""
     path.mkdir()
     save_file(edits.pop("tensors", {"P": g.P, "offset": g.offset}), str(path / "growth_map.safetensors"))
-    meta = {"layers": list(g.layers), "heads": list(g.heads), "source": g.source, "target": g.target,
-            "exact": g.exact, "ops": list(g.ops), "sites": g.sites, "info": g.info}  # fmt: skip
+    meta = {
+        "layers": list(g.layers),
+        "heads": list(g.heads),
+        "source": g.source,
+        "target": g.target,
+        "exact": g.exact,
+        "ops": list(g.ops),
+        "sites": g.sites,
+        "info": g.info,
+    }
     (path / "growth_map.json").write_text(json.dumps({**meta, **edits}))
     return path
 
@@ -207,15 +241,17 @@ def test_growth_map_from_before_checksums_still_loads(tmp_path):
     "edits, match",
     [
         ({"tensors": {"P": torch.full((6, 4), float("nan")).double()}}, r"growth_map\.safetensors: P must be finite"),
-        ({"tensors": {"P": torch.ones(6, 4).double(), "offset": torch.ones(5).double()}},
-         r"growth_map\.safetensors: offset must have shape \(d_model',\) matching P \(6, 4\); got \(5,\)"),
+        (
+            {"tensors": {"P": torch.ones(6, 4).double(), "offset": torch.ones(5).double()}},
+            r"growth_map\.safetensors: offset must have shape \(d_model',\) matching P \(6, 4\); got \(5,\)",
+        ),
         ({"tensors": {"P": torch.ones(3, 4).double()}}, r"g holds an invalid growth map \(.*\): P must have shape"),
         ({"tensors": {"Q": torch.ones(6, 4).double()}}, r"holds tensors \['Q'\]; a growth map has 'P'"),
         ({"layers": [0, "1"]}, r"growth_map\.json: 'layers' must hold non-negative ints; got \[0, '1'\]"),
         ({"layers": [2, 0]}, r"g holds an invalid growth map .*: layers must be strictly increasing"),
         ({"exact": "yes"}, r"growth_map\.json: 'exact' must be a bool; got 'yes'"),
     ],
-)  # fmt: skip
+)
 def test_growth_map_from_before_checksums_is_checked(tmp_path, edits, match):
     with pytest.raises(ValueError, match=match):
         GrowthMap.load(_growth_map_format_1(tmp_path / "g", _growth_map(2), **edits))

@@ -83,8 +83,9 @@ def test_few_shot_draws_balanced_labelled_examples_from_the_rows_given():
     assert len(lines) == 4 and sum(line.endswith(" Q: yes") for line in lines) == 2
     texts = set(_examples().texts)
     assert all(line.rsplit(" Q:", 1)[0] in texts for line in lines)
-    assert prompt.suffix == " Q:" and prompt == few_shot_prompt(_examples(), 4, seed=0, question=" Q:",
-                                                                 answers=(" yes", " no"))  # fmt: skip
+    assert prompt.suffix == " Q:" and prompt == few_shot_prompt(
+        _examples(), 4, seed=0, question=" Q:", answers=(" yes", " no")
+    )
     assert prompt != few_shot_prompt(_examples(), 4, seed=3, question=" Q:", answers=(" yes", " no"))
 
 

@@ -16,10 +16,22 @@ from elk_lens.quirky.recipe import QuirkyRecipe, build_tokenizer, encode_rows, t
 BRIDGE_VS_BARE_TOL = 1e-4
 
 TINY = dict(
-    n_layers=2, quirk_frozen_blocks=1, d_model=32, d_head=8, batch_size=16, base_max_steps=12, base_cooldown=4,
-    base_warmup=2, quirk_max_steps=6, quirk_cooldown=2, quirk_warmup=2, eval_every=4, eval_rows=32, ckpt_every=4,
+    n_layers=2,
+    quirk_frozen_blocks=1,
+    d_model=32,
+    d_head=8,
+    batch_size=16,
+    base_max_steps=12,
+    base_cooldown=4,
+    base_warmup=2,
+    quirk_max_steps=6,
+    quirk_cooldown=2,
+    quirk_warmup=2,
+    eval_every=4,
+    eval_rows=32,
+    ckpt_every=4,
     threads=1,
-)  # fmt: skip
+)
 
 
 def test_encoding_matches_the_tokenizer(tmp_path):
@@ -44,8 +56,9 @@ def test_training_is_deterministic_and_the_bridge_matches_the_bare_model(tmp_pat
     bridge = load_model(str(a["quirky-arith"]))
     bare = quirky_recipe._bare_model(QuirkyRecipe(**TINY).native_config())
     quirky_recipe._load_bare(bare, a["quirky-arith"])
-    tokens = encode_rows(sample_rows(np.random.default_rng(1), 8, "test"), np.array(["Bob"] * 8, dtype=object),
-                         np.zeros(8, dtype=bool))  # fmt: skip
+    tokens = encode_rows(
+        sample_rows(np.random.default_rng(1), 8, "test"), np.array(["Bob"] * 8, dtype=object), np.zeros(8, dtype=bool)
+    )
     with torch.no_grad():
         assert (bridge(tokens) - bare.eval()(tokens)).abs().max() < BRIDGE_VS_BARE_TOL
 

@@ -29,8 +29,12 @@ def test_the_glance_reads_truth_by_layer_beside_the_models_answers_and_resumes(t
     s = read_settings(cfg, SETTINGS)
     run = RunDir(tmp_path / "run", "x = 1\n")
     res = glance(s, run)
-    assert res["sites"] == ["blocks.0.hook_resid_pre", "blocks.10.hook_resid_pre", "blocks.20.hook_resid_pre",
-                            "blocks.29.hook_resid_post"]  # fmt: skip
+    assert res["sites"] == [
+        "blocks.0.hook_resid_pre",
+        "blocks.10.hook_resid_pre",
+        "blocks.20.hook_resid_pre",
+        "blocks.29.hook_resid_post",
+    ]
     assert len(res["by_layer"]) == len(res["floor"]) == 4
     assert [a["prompt"] for a in res["answers"]] == ["zero_shot", "few_shot"]
     assert all(0 <= a["ci_low"] <= a["auroc"] <= a["ci_high"] <= 1 for a in res["answers"])

@@ -29,8 +29,9 @@ def _problem(seed: int = 0) -> dict[str, torch.Tensor]:
     base = 3 * rng.normal(size=(N, 1)) * nuisance
     x_true = base + a + tau[:, None] * t + 0.1 * rng.normal(size=(N, D))
     x_false = base - a - tau[:, None] * t + 0.1 * rng.normal(size=(N, D))
-    return {k: torch.as_tensor(v) for k, v in
-            dict(x=x, x_true=x_true, x_false=x_false, y=tau > 0, polarity=pol > 0).items()}  # fmt: skip
+    return {
+        k: torch.as_tensor(v) for k, v in dict(x=x, x_true=x_true, x_false=x_false, y=tau > 0, polarity=pol > 0).items()
+    }
 
 
 def _inputs(name: str, p: dict) -> dict:

@@ -14,8 +14,14 @@ def test_nan_breaks_the_line_into_segments():
 
 
 def test_bands_are_shaded_and_marks_are_drawn_where_their_label_is():
-    svg = line_chart({"a": [0.2, 0.8, 0.9]}, ["small", "0", "1"], title="t", y_label="y", bands={"a": (0.9, 1.0)},
-                     marks={"0": "grown here"})  # fmt: skip
+    svg = line_chart(
+        {"a": [0.2, 0.8, 0.9]},
+        ["small", "0", "1"],
+        title="t",
+        y_label="y",
+        bands={"a": (0.9, 1.0)},
+        marks={"0": "grown here"},
+    )
     assert 'fill-opacity="0.15"' in svg
     label_x = re.search(r'<text x="([\d.]+)" y="\d+" font-size="10" text-anchor="middle">0</text>', svg).group(1)
     assert re.search(rf'<line x1="{label_x}" x2="{label_x}"[^>]*stroke="#c00"', svg)
@@ -43,10 +49,15 @@ def test_labels_are_text_in_elements_and_attributes():
 
     hostile = ("</svg><script>alert(1)</script>", "\"'><img src=x onerror=alert(1)>")
     svgs = (
-        line_chart({hostile[0]: [0.1, 0.2]}, list(hostile), title=hostile[1], y_label=hostile[0],
-                   marks={hostile[0]: hostile[1]}),
+        line_chart(
+            {hostile[0]: [0.1, 0.2]},
+            list(hostile),
+            title=hostile[1],
+            y_label=hostile[0],
+            marks={hostile[0]: hostile[1]},
+        ),
         heatmap([[0.1, 0.2]], [hostile[0]], list(hostile), title=hostile[1]),
-    )  # fmt: skip
+    )
     for svg in svgs:
         assert "<script" not in svg and "<img" not in svg and svg.count("</svg>") == 1
         assert 'aria-label="&quot;&#x27;&gt;&lt;img src=x onerror=alert(1)&gt;"' in svg

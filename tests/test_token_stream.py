@@ -82,8 +82,15 @@ def test_fine_tune_on_a_stream_lowers_its_loss_and_resumes_to_the_same_weights(b
             raise Killed
 
     with pytest.raises(Killed):
-        fine_tune(load_model(str(base)), stream, None, tmp_path / "resumed", base_spec=str(base), config=CONFIG,
-                  on_step=kill_at_5)  # fmt: skip
+        fine_tune(
+            load_model(str(base)),
+            stream,
+            None,
+            tmp_path / "resumed",
+            base_spec=str(base),
+            config=CONFIG,
+            on_step=kill_at_5,
+        )
     resumed = load_model(str(base))
     fine_tune(resumed, stream, None, tmp_path / "resumed", base_spec=str(base), config=CONFIG)
     assert all(torch.equal(resumed.state_dict()[k], v) for k, v in model.state_dict().items())
@@ -102,8 +109,9 @@ def test_anchoring_a_stream_run_holds_the_reporter_reading(base, tmp_path):
 
     def drift(anchor):
         trained = load_model(str(base))
-        fine_tune(trained, stream, None, tmp_path / str(anchor is None), base_spec=str(base), config=config,
-                  anchor=anchor)  # fmt: skip
+        fine_tune(
+            trained, stream, None, tmp_path / str(anchor is None), base_spec=str(base), config=config, anchor=anchor
+        )
         after = reporter(capture(trained, statements, [site], dtype=torch.float64).at(0))
         return float((after - reference).square().mean())
 
@@ -130,8 +138,14 @@ def test_bad_stream_input_is_refused(base, native_model, tmp_path):
     with pytest.raises(ValueError, match="outside the model's vocabulary"):
         fine_tune(model, out_of_vocab, None, tmp_path / "e", base_spec=str(base), config=CONFIG)
     with pytest.raises(ValueError, match="need answer labels"):
-        fine_tune(model, StatementSet(DOCS, torch.zeros(len(DOCS), dtype=torch.bool)), None, tmp_path / "c",
-                  base_spec=str(base), config=CONFIG)  # fmt: skip
+        fine_tune(
+            model,
+            StatementSet(DOCS, torch.zeros(len(DOCS), dtype=torch.bool)),
+            None,
+            tmp_path / "c",
+            base_spec=str(base),
+            config=CONFIG,
+        )
     with pytest.raises(TypeError, match="StatementSet or a TokenStream"):
         fine_tune(model, DOCS, None, tmp_path / "d", base_spec=str(base), config=CONFIG)
     assert not (tmp_path / "a").exists()  # refused before anything is written

@@ -15,8 +15,9 @@ from elk_lens.train import OLD_STATE_FILE, STATE_FILE, FineTuneConfig, fine_tune
 
 TEXTS = [f"{a} plus {b} is {a + b}." for a in range(4) for b in range(4)]
 TRUTH = torch.tensor([i % 3 == 0 for i in range(len(TEXTS))])
-CONFIG = FineTuneConfig(steps=6, lr=3e-3, warmup=2, batch_size=4, answers=("y", "n"), lm_loss_weight=0.5,
-                        checkpoints=(0, 2, 4, 6))  # fmt: skip
+CONFIG = FineTuneConfig(
+    steps=6, lr=3e-3, warmup=2, batch_size=4, answers=("y", "n"), lm_loss_weight=0.5, checkpoints=(0, 2, 4, 6)
+)
 
 
 class Killed(Exception):

@@ -53,8 +53,12 @@ def _got_cells(kind: str, n: int) -> dict[tuple[bool, bool], int]:
     """GoT's cell sizes, written out: int(p1 p2 N) with p = sqrt(1/2) (conj) or 1 - sqrt(1/2) (disj)."""
     p = math.sqrt(0.5) if kind == "conj" else 1 - math.sqrt(0.5)
     q = 1 - p
-    return {(True, True): int(p * p * n), (True, False): int(p * q * n), (False, True): int(q * p * n),
-            (False, False): int(q * q * n)}  # fmt: skip
+    return {
+        (True, True): int(p * p * n),
+        (True, False): int(p * q * n),
+        (False, True): int(q * p * n),
+        (False, False): int(q * q * n),
+    }
 
 
 # ----------------------------------------------------------------------------------------- rules
@@ -84,9 +88,16 @@ def test_country_phrase_adds_the_where_english_does():
     assert ts.country_phrase("France") == "France"
 
 
-CITIES = [facts.City(n, c, 1_000_000) for n, c in [
-    ("Paris", "France"), ("Lyon", "France"), ("Houston", "United States"), ("Amsterdam", "The Netherlands"),
-    ("George Town", "Cayman Islands")]]  # fmt: skip
+CITIES = [
+    facts.City(n, c, 1_000_000)
+    for n, c in [
+        ("Paris", "France"),
+        ("Lyon", "France"),
+        ("Houston", "United States"),
+        ("Amsterdam", "The Netherlands"),
+        ("George Town", "Cayman Islands"),
+    ]
+]
 
 
 def test_city_rows_one_true_and_one_false_row_per_city():
@@ -100,9 +111,11 @@ def test_city_rows_one_true_and_one_false_row_per_city():
     assert rows[4]["statement"] == "The city of Houston is in the United States."
     assert rows[6]["statement"] == "The city of Amsterdam is in the Netherlands."
     assert rows[8]["statement"] == "The city of George Town is in the Cayman Islands."
-    assert all(r["statement"] in {
-        f"The city of {r['city']} is in {p}." for p in (r["country"], "the " + r["country"].removeprefix("The "))
-    } for r in rows)  # fmt: skip
+    assert all(
+        r["statement"]
+        in {f"The city of {r['city']} is in {p}." for p in (r["country"], "the " + r["country"].removeprefix("The "))}
+        for r in rows
+    )
 
 
 def test_city_rows_negated_are_the_same_pairs_with_flipped_labels():
@@ -139,8 +152,11 @@ def test_compound_rows_follow_got_cells_labels_and_template(kind, true, false):
     by_item = {a["item"]: a["statement"] for a in atoms}
     rows = ts.compound_rows(atoms, _rng(), kind, GOT_N)
     cells = Counter((r["label1"], r["label2"]) for r in rows)
-    assert cells == ({(True, True): 750, (True, False): 310, (False, True): 310, (False, False): 128} if kind == "conj"
-                     else {(True, True): 128, (True, False): 310, (False, True): 310, (False, False): 750})  # fmt: skip
+    assert cells == (
+        {(True, True): 750, (True, False): 310, (False, True): 310, (False, False): 128}
+        if kind == "conj"
+        else {(True, True): 128, (True, False): 310, (False, True): 310, (False, False): 750}
+    )
     assert len(rows) == 1498
     assert Counter(r["label"] for r in rows) == {True: true, False: false}
     op = (lambda a, b: a and b) if kind == "conj" else (lambda a, b: a or b)
@@ -176,10 +192,18 @@ def test_comparison_rows_every_ordered_pair_labelled_by_the_relation(relation):
         ts.comparison_rows({1: "one", 2: "two"}, "equal")
 
 
-TRANSLATIONS = [facts.Translation(k, key, es, en) for k, key, es, en in [
-    ("territory", "DE", "Alemania", "Germany"), ("territory", "FR", "Francia", "France"),
-    ("territory", "SE", "Suecia", "Sweden"), ("month", "1", "enero", "January"), ("month", "2", "febrero", "February"),
-    ("weekday", "0", "lunes", "Monday"), ("weekday", "1", "martes", "Tuesday")]]  # fmt: skip
+TRANSLATIONS = [
+    facts.Translation(k, key, es, en)
+    for k, key, es, en in [
+        ("territory", "DE", "Alemania", "Germany"),
+        ("territory", "FR", "Francia", "France"),
+        ("territory", "SE", "Suecia", "Sweden"),
+        ("month", "1", "enero", "January"),
+        ("month", "2", "febrero", "February"),
+        ("weekday", "0", "lunes", "Monday"),
+        ("weekday", "1", "martes", "Tuesday"),
+    ]
+]
 KIND_OF = {t.english: t.kind for t in TRANSLATIONS}
 
 

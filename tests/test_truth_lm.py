@@ -52,8 +52,15 @@ n_random = 10
     html = (run / "report.html").read_text()
     assert "The knowledge/output gap" in html and "Read positions" in html and "Which layers hold truth" in html
     manifest = json.loads((run / "manifest.json").read_text())
-    stages = ["study-logistic", "study-mean_diff", "datasets", "floor", "position-answer", "answers-zero_shot",
-              "answers-few_shot"]  # fmt: skip
+    stages = [
+        "study-logistic",
+        "study-mean_diff",
+        "datasets",
+        "floor",
+        "position-answer",
+        "answers-zero_shot",
+        "answers-few_shot",
+    ]
     assert list(manifest["stage_seconds"]) == stages
     again = json.loads((run_analysis(spec, runs_root=tmp_path / "runs") / "manifest.json").read_text())
     assert again["resumed_stages"] == stages

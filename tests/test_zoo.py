@@ -24,8 +24,13 @@ def test_cards_record_recipe_training_and_measurements(name):
     assert "base" in card["training"] and card["training"]["base"]["steps"] > 0
     measured = card["measured"]
     assert set(measured["accuracy (test split)"]) == {
-        "A vs own label", "AH vs own label", "B vs own label", "BH vs own label", "B vs truth", "BH vs truth",
-    }  # fmt: skip
+        "A vs own label",
+        "AH vs own label",
+        "B vs own label",
+        "BH vs own label",
+        "B vs truth",
+        "BH vs truth",
+    }
 
 
 def test_zoo_list_prints_every_model(capsys):

@@ -30,8 +30,9 @@ def test_without_its_package_the_error_names_the_extra(monkeypatch):
 def test_minilm_boots_offline_and_its_residual_stream_is_read():
     model = el.load_model("zoo:minilm")
     assert (model.cfg.n_layers, model.cfg.d_model) == (6, 384)
-    data = el.StatementSet(["The city of Paris is in France.", "The city of Paris is in Japan."],
-                           torch.tensor([True, False]))  # fmt: skip
+    data = el.StatementSet(
+        ["The city of Paris is in France.", "The city of Paris is in Japan."], torch.tensor([True, False])
+    )
     acts = el.capture(model, data, ["blocks.3.hook_resid_pre"])
     assert acts.values.shape == (2, 1, 384) and not torch.equal(acts.at(0)[0], acts.at(0)[1])
 
@@ -46,8 +47,9 @@ def test_minilm_reads_the_final_period_and_contrast_answers_before_sep():
     assert content_position(model) == -2
     texts = ["The city of Paris is in France.", "Seventy-two is larger than fifty-one."]
     site = "blocks.2.hook_resid_post"
-    pairs = el.capture_contrast(model, el.StatementSet(texts, torch.tensor([True, True])), [site],
-                                answers=(" True", " False"), position=-2)  # fmt: skip
+    pairs = el.capture_contrast(
+        model, el.StatementSet(texts, torch.tensor([True, True])), [site], answers=(" True", " False"), position=-2
+    )
     for i, text in enumerate(texts):
         tokens = model.to_tokens(text + " True")
         assert model.tokenizer.convert_ids_to_tokens(tokens[0, -2:].tolist()) == ["true", "[SEP]"]

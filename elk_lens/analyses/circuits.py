@@ -67,8 +67,10 @@ def check_config(cfg: dict) -> None:
         raise ValueError(f"config key 'circuits.trajectory': {s['circuits.trajectory']} holds no trajectory.json")
     growth_run = Path(s["circuits.growth_run"])
     if s["circuits.growth_run"] and not ((growth_run / "growth_map").is_dir() and (growth_run / "trajectory").is_dir()):
-        raise ValueError(f"config key 'circuits.growth_run': {growth_run} is not a finished growth run (it needs "
-                         "growth_map/ and trajectory/; run a growth analysis first)")  # fmt: skip
+        raise ValueError(
+            f"config key 'circuits.growth_run': {growth_run} is not a finished growth run (it needs "
+            "growth_map/ and trajectory/; run a growth analysis first)"
+        )
     if s["circuits.growth_run"] and s["circuits.trajectory"]:
         raise ValueError("set one of 'circuits.trajectory' and 'circuits.growth_run', not both")
     # a given trajectory's model is its own; otherwise the site is read on model.base (the small model of a
@@ -105,15 +107,19 @@ def _score(s: dict, model, reporter, clean: list[str], corrupt: list[str]) -> di
     exact = exact_patching(model, reporter, clean, corrupt)
     ap = attribution_patching(model, reporter, clean, corrupt)
     ig = attribution_patching(model, reporter, clean, corrupt, ig_steps=s["circuits.ig_steps"])
-    circuit = smallest_circuit(exact, model, reporter, clean, corrupt, target=s["circuits.target"],
-                               ablation=s["circuits.ablation"])  # fmt: skip
+    circuit = smallest_circuit(
+        exact, model, reporter, clean, corrupt, target=s["circuits.target"], ablation=s["circuits.ablation"]
+    )
     return {
         "exact": {k: round(v, 5) for k, v in mean_scores(exact).items()},
         "ap": {k: round(v, 5) for k, v in mean_scores(ap).items()},
-        "spearman_ap": round(spearman(ap, exact), 4), "spearman_ig": round(spearman(ig, exact), 4),
-        "circuit": list(circuit.components), "size": circuit.size, "m_diff": round(circuit.m_diff, 4),
+        "spearman_ap": round(spearman(ap, exact), 4),
+        "spearman_ig": round(spearman(ig, exact), 4),
+        "circuit": list(circuit.components),
+        "size": circuit.size,
+        "m_diff": round(circuit.m_diff, 4),
         "curve": [round(f, 4) for f in circuit.curve.tolist()],
-    }  # fmt: skip
+    }
 
 
 def _circuits(s: dict, run: RunDir) -> dict:
@@ -128,8 +134,12 @@ def _circuits(s: dict, run: RunDir) -> dict:
         model = traj.model_at(t)
         growth = traj.growth_map(0, t)
         here = site if growth is None else growth.site(site)  # the same place in a grown model
-        reporter = fit_logistic(capture(model, probe_set, [here]).at(0), probe_set.truth, site=here,
-                                provenance={"model": fingerprint(model)})  # fmt: skip
+        reporter = fit_logistic(
+            capture(model, probe_set, [here]).at(0),
+            probe_set.truth,
+            site=here,
+            provenance={"model": fingerprint(model)},
+        )
         out["at"].append(_score(s, model, reporter, clean, corrupt))
         if t == 0:  # the floor: the same measures between circuits found on two disjoint halves of the pairs
             a, b = (_score(s, model, reporter, clean[sl], corrupt[sl]) for sl in (slice(0, half), slice(half, None)))
@@ -139,7 +149,7 @@ def _circuits(s: dict, run: RunDir) -> dict:
                 "weighted_jaccard": weighted_jaccard(*within),
                 "edit_distance": edit_distance(set(a["circuit"]), set(b["circuit"])),
                 "halves": [a["circuit"], b["circuit"]],
-            }  # fmt: skip
+            }
     at = out["at"]
     # compare circuits in the last checkpoint's names: components of a smaller model move through the maps
     maps = [traj.growth_map(t, last) for t in range(len(traj))]
@@ -186,13 +196,28 @@ def _labels(scored: dict) -> list[str]:
 
 def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
     steps, at = scored["steps"], scored["at"]
-    rows = [{"step": t, "M_diff (clean - corrupt)": a["m_diff"], "circuit size": a["size"],
-             "circuit (by |exact|)": ", ".join(a["circuit"]), "Spearman AP vs exact": a["spearman_ap"],
-             f"Spearman AP-IG{s['circuits.ig_steps']} vs exact": a["spearman_ig"],
-             "F of every component": a["curve"][-1]} for t, a in zip(steps, at, strict=True)]  # fmt: skip
-    view = {"name": cfg["name"], "settings": s, "trained_from": trained.get("from"),
-            "train_labels": scenario.LABELS[s["train.labels"]], "circuits": scored, "attention": attention,
-            "x": _labels(scored), "rows": rows}  # fmt: skip
+    rows = [
+        {
+            "step": t,
+            "M_diff (clean - corrupt)": a["m_diff"],
+            "circuit size": a["size"],
+            "circuit (by |exact|)": ", ".join(a["circuit"]),
+            "Spearman AP vs exact": a["spearman_ap"],
+            f"Spearman AP-IG{s['circuits.ig_steps']} vs exact": a["spearman_ig"],
+            "F of every component": a["curve"][-1],
+        }
+        for t, a in zip(steps, at, strict=True)
+    ]
+    view = {
+        "name": cfg["name"],
+        "settings": s,
+        "trained_from": trained.get("from"),
+        "train_labels": scenario.LABELS[s["train.labels"]],
+        "circuits": scored,
+        "attention": attention,
+        "x": _labels(scored),
+        "rows": rows,
+    }
     return AnalysisResult(
         metrics={"fine_tune": trained, **scored, "attention": {k: attention[k] for k in ("heads", "text")}},
         tables={"circuits": rows},

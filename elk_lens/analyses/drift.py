@@ -96,9 +96,11 @@ def check_scenario(s: dict, layout: ModelLayout | None, params: list[str] | None
     for (name, data), key in zip(subsets.items(), ("drift.eval_rows",) * 3 + ("drift.probe_rows",), strict=True):
         n_true = int(data.truth.sum())
         if min(n_true, len(data) - n_true) < _MIN_PER_CLASS:
-            raise ValueError(f"config key {key!r} = {s[key]} leaves {len(data)} rows ({n_true} true) in the {name} "
-                             f"subset; it needs >= {_MIN_PER_CLASS} of each class (the noise floor splits it in "
-                             f"halves): raise {key!r}")  # fmt: skip
+            raise ValueError(
+                f"config key {key!r} = {s[key]} leaves {len(data)} rows ({n_true} true) in the {name} "
+                f"subset; it needs >= {_MIN_PER_CLASS} of each class (the noise floor splits it in "
+                f"halves): raise {key!r}"
+            )
 
 
 def _train_data(s: dict):
@@ -115,8 +117,9 @@ def _probe_set(s: dict):
 def anchor_reporter(s: dict, model) -> Reporter:
     """The reporter anchoring keeps truthful: logistic on Alice-easy statements at ``anchor.site``."""
     probe_set, site = _probe_set(s), s["anchor.site"]
-    return fit_logistic(capture(model, probe_set, [site]).at(0), probe_set.truth, site=site,
-                        provenance={"model": fingerprint(model)})  # fmt: skip
+    return fit_logistic(
+        capture(model, probe_set, [site]).at(0), probe_set.truth, site=site, provenance={"model": fingerprint(model)}
+    )
 
 
 def train_scenario(s: dict, model, base_spec: str, out, reporter: Reporter | None) -> dict:
@@ -127,8 +130,13 @@ def train_scenario(s: dict, model, base_spec: str, out, reporter: Reporter | Non
     if s["anchor.on"] != "none":
         rows = None if s["anchor.on"] == "all" else train.column("character") == "Alice"
         anchor = anchor_to(model, train, reporter, rows=rows, weight=s["anchor.weight"])
-    config = FineTuneConfig(steps=s["train.steps"], lr=s["train.lr"], batch_size=s["train.batch_size"],
-                            seed=s["train.seed"], frozen=tuple(s["train.frozen"]))  # fmt: skip
+    config = FineTuneConfig(
+        steps=s["train.steps"],
+        lr=s["train.lr"],
+        batch_size=s["train.batch_size"],
+        seed=s["train.seed"],
+        frozen=tuple(s["train.frozen"]),
+    )
     if s["train.objective"] == "stream":
         answers = np.array(config.answers)[np.where(labels.numpy(), 0, 1)]
         data, labels = TokenStream.from_texts(model, [t + a for t, a in zip(train.texts, answers, strict=True)]), None
@@ -173,8 +181,15 @@ def drift_sites(n_layers: int) -> list[str]:
 
 def walk(s: dict, traj: Trajectory, sites: list[str], fixed: dict | None = None) -> dict:
     """`trajectory_drift` on the scenario's probe and evaluation sets, plus the final answer accuracy."""
-    out = trajectory_drift(traj, _probe_set(s), eval_sets(s), sites, methods=tuple(s["drift.methods"]),
-                           batch_size=s["capture.batch_size"], fixed=fixed)  # fmt: skip
+    out = trajectory_drift(
+        traj,
+        _probe_set(s),
+        eval_sets(s),
+        sites,
+        methods=tuple(s["drift.methods"]),
+        batch_size=s["capture.batch_size"],
+        fixed=fixed,
+    )
     out["final_accuracy"] = _final_accuracy(s, traj)
     return out
 
@@ -203,22 +218,38 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     task_loss = run.stage("task_loss", lambda: _task_loss(s, run))
     sites, methods = d["sites"], d["methods"]
     first, end = methods[0], len(d["steps"]) - 1
-    summary = [{"site": x, **{f"{m} refit (end)": d["auroc_refit"][m][x]["BH_disagree"][end] for m in methods},
-                **{f"{m} initial (end)": d["auroc_initial"][m][x]["BH_disagree"][end] for m in methods},
-                "initial on control (end)": d["auroc_initial"][first][x]["BH_control"][end],
-                "cos v to step 0 (end)": d["cos_v"][x]["to_first"][end],
-                "cos v floor q05": d["floors"]["cos_v"][x]["q05"],
-                f"cos w {first} (end)": d["cos_w"][first][x]["to_first"][end],
-                f"cos w {first} floor q05": d["floors"]["cos_w"][first][x]["q05"],
-                "CKA to step 0 (end)": d["cka_to_first"][x][end],
-                "CKA half-sample spread (q05, q95)": _spread(d["floors"]["cka_final"][x])} for x in sites]  # fmt: skip
+    summary = [
+        {
+            "site": x,
+            **{f"{m} refit (end)": d["auroc_refit"][m][x]["BH_disagree"][end] for m in methods},
+            **{f"{m} initial (end)": d["auroc_initial"][m][x]["BH_disagree"][end] for m in methods},
+            "initial on control (end)": d["auroc_initial"][first][x]["BH_control"][end],
+            "cos v to step 0 (end)": d["cos_v"][x]["to_first"][end],
+            "cos v floor q05": d["floors"]["cos_v"][x]["q05"],
+            f"cos w {first} (end)": d["cos_w"][first][x]["to_first"][end],
+            f"cos w {first} floor q05": d["floors"]["cos_w"][first][x]["q05"],
+            "CKA to step 0 (end)": d["cka_to_first"][x][end],
+            "CKA half-sample spread (q05, q95)": _spread(d["floors"]["cka_final"][x]),
+        }
+        for x in sites
+    ]
     transfer_site = s["anchor.site"] if s["anchor.site"] in sites else sites[-1]
-    transfer_rows = [{"fitted at step": st, **{str(c): round(v, 3) for c, v in zip(d["steps"], row, strict=True)}}
-                     for st, row in zip(d["steps"], d["transfer"][first][transfer_site], strict=True)]  # fmt: skip
-    view = {"name": cfg["name"], "settings": s, "labels": LABELS[s["train.labels"]],
-            "objective": OBJECTIVES[s["train.objective"]], "seconds": trained["seconds"], "drift": d,
-            "task_loss": task_loss, "summary": summary, "transfer_site": transfer_site,
-            "transfer": transfer_rows}  # fmt: skip
+    transfer_rows = [
+        {"fitted at step": st, **{str(c): round(v, 3) for c, v in zip(d["steps"], row, strict=True)}}
+        for st, row in zip(d["steps"], d["transfer"][first][transfer_site], strict=True)
+    ]
+    view = {
+        "name": cfg["name"],
+        "settings": s,
+        "labels": LABELS[s["train.labels"]],
+        "objective": OBJECTIVES[s["train.objective"]],
+        "seconds": trained["seconds"],
+        "drift": d,
+        "task_loss": task_loss,
+        "summary": summary,
+        "transfer_site": transfer_site,
+        "transfer": transfer_rows,
+    }
     return AnalysisResult(
         metrics={"fine_tune": trained, "task_loss": task_loss, **{k: d[k] for k in d}},
         tables={"drift_summary": summary, "transfer": transfer_rows},

@@ -23,15 +23,24 @@ def catalogue_rows(runs_root: Path, *, site: str = "blocks.3.hook_resid_pre") ->
             continue
         m = json.loads((manifest_path.parent / "metrics.json").read_text())
         s, method = manifest["settings"], m["methods"][0]
-        rows.append({
-            "run": manifest["name"], "labels": s["train.labels"], "frozen": " ".join(s["train.frozen"]) or "-",
-            "lr": s["train.lr"], "steps": s["train.steps"], "seed": s["train.seed"], "anchor": s["anchor.on"],
-            "Bob acc": round(m["final_accuracy"]["Bob vs the trained labels"], 4), "method": method,
-            "step-0 reporter at end": m["auroc_initial"][method][site]["BH_disagree"][-1],
-            "refitted at end": m["auroc_refit"][method][site]["BH_disagree"][-1],
-            "output at end": m["output_auroc"]["BH_disagree"][-1],
-            "cos v to step 0": m["cos_v"][site]["to_first"][-1], "cos v floor q05": m["floors"]["cos_v"][site]["q05"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "run": manifest["name"],
+                "labels": s["train.labels"],
+                "frozen": " ".join(s["train.frozen"]) or "-",
+                "lr": s["train.lr"],
+                "steps": s["train.steps"],
+                "seed": s["train.seed"],
+                "anchor": s["anchor.on"],
+                "Bob acc": round(m["final_accuracy"]["Bob vs the trained labels"], 4),
+                "method": method,
+                "step-0 reporter at end": m["auroc_initial"][method][site]["BH_disagree"][-1],
+                "refitted at end": m["auroc_refit"][method][site]["BH_disagree"][-1],
+                "output at end": m["output_auroc"]["BH_disagree"][-1],
+                "cos v to step 0": m["cos_v"][site]["to_first"][-1],
+                "cos v floor q05": m["floors"]["cos_v"][site]["q05"],
+            }
+        )
     return rows
 
 

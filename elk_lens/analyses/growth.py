@@ -54,8 +54,9 @@ def check_config(cfg: dict) -> None:
     s = _settings(cfg)
     sizes = {k: s[f"grow.{k}"] for k in _SIZES}
     if s["grow.op"] == "grow" and not any(sizes.values()):
-        raise ValueError("config key 'grow.op': op 'grow' needs at least one of grow.n_layers, d_model, d_mlp, "
-                         "n_heads, d_head (> 0)")  # fmt: skip
+        raise ValueError(
+            "config key 'grow.op': op 'grow' needs at least one of grow.n_layers, d_model, d_mlp, n_heads, d_head (> 0)"
+        )
     if s["grow.op"] == "random_blocks" and not sizes["n_layers"]:
         raise ValueError("config key 'grow.op': op 'random_blocks' needs grow.n_layers (the grown depth)")
     small = model_layout(s["model.base"])
@@ -64,19 +65,27 @@ def check_config(cfg: dict) -> None:
         return
     for k, new in sizes.items():
         if new and new < getattr(small, k):
-            raise ValueError(f"config key 'grow.{k}' must be 0 (keep) or at least {small.spec}'s {getattr(small, k)} "
-                             f"(growth never shrinks); got {new}")  # fmt: skip
+            raise ValueError(
+                f"config key 'grow.{k}' must be 0 (keep) or at least {small.spec}'s {getattr(small, k)} "
+                f"(growth never shrinks); got {new}"
+            )
     if s["grow.op"] == "grow" and not any(new > getattr(small, k) for k, new in sizes.items()):
-        raise ValueError(f"config key 'grow.op': op 'grow' needs one of grow.{', '.join(_SIZES)} larger than "
-                         f"{small.spec}'s {dict((k, getattr(small, k)) for k in _SIZES)}; got {sizes}")  # fmt: skip
+        raise ValueError(
+            f"config key 'grow.op': op 'grow' needs one of grow.{', '.join(_SIZES)} larger than "
+            f"{small.spec}'s {dict((k, getattr(small, k)) for k in _SIZES)}; got {sizes}"
+        )
     if s["grow.op"] == "random_blocks" and sizes["n_layers"] <= small.n_layers:
-        raise ValueError(f"config key 'grow.n_layers' must be deeper than {small.spec}'s {small.n_layers} for op "
-                         f"'random_blocks' (it adds blocks); got {sizes['n_layers']}")  # fmt: skip
+        raise ValueError(
+            f"config key 'grow.n_layers' must be deeper than {small.spec}'s {small.n_layers} for op "
+            f"'random_blocks' (it adds blocks); got {sizes['n_layers']}"
+        )
     # the anchor and the report read the small model's reporters, fitted at its drift sites
     sites = scenario.drift_sites(small.n_layers)
     if s["anchor.site"] not in sites:
-        raise ValueError(f"config key 'anchor.site' must be one of {sites} (the small model's sites with a "
-                         f"reporter to transport); got {s['anchor.site']!r}")  # fmt: skip
+        raise ValueError(
+            f"config key 'anchor.site' must be one of {sites} (the small model's sites with a "
+            f"reporter to transport); got {s['anchor.site']!r}"
+        )
     scenario.check_scenario(s, small, _grown_params(small, _grown_depth(s, small)))
 
 
@@ -98,8 +107,9 @@ def _grow(s: dict, small) -> tuple:
         return stack_blocks(small)
     if op == "random_blocks":
         new = s["grow.n_layers"] - n
-        return insert_blocks(small, [min(n, (j + 1) * n // max(new, 1)) for j in range(new)], preserve=False,
-                             seed=s["grow.seed"])  # fmt: skip
+        return insert_blocks(
+            small, [min(n, (j + 1) * n // max(new, 1)) for j in range(new)], preserve=False, seed=s["grow.seed"]
+        )
     sizes = {k: s[f"grow.{k}"] or None for k in ("n_layers", "d_model", "d_mlp", "n_heads", "d_head")}
     return grow(small, **sizes, seed=s["grow.seed"])
 
@@ -110,8 +120,10 @@ def _small_reporters(s: dict, small) -> dict[str, Reporter]:
     probe_set = scenario._probe_set({**s, "data.digits": 3})
     sites = scenario.drift_sites(small.cfg.n_layers)
     acts = capture(small, probe_set, sites, batch_size=s["capture.batch_size"])
-    return {site: fit_logistic(acts.at(i), probe_set.truth, site=site, provenance={"model": fingerprint(small)})
-            for i, site in enumerate(sites)}  # fmt: skip
+    return {
+        site: fit_logistic(acts.at(i), probe_set.truth, site=site, provenance={"model": fingerprint(small)})
+        for i, site in enumerate(sites)
+    }
 
 
 def _grow_stage(s: dict, run: RunDir) -> dict:
@@ -128,17 +140,26 @@ def _grow_stage(s: dict, run: RunDir) -> dict:
     jump = float((output_log_odds(grown, bob) - small_out).abs().max())
     acts = capture(small, bob, list(reporters), batch_size=s["capture.batch_size"])
     return {
-        "ops": list(growth.ops), "exact": growth.exact, "layers": list(growth.layers),
+        "ops": list(growth.ops),
+        "exact": growth.exact,
+        "layers": list(growth.layers),
         "small": {"n_layers": small.cfg.n_layers, "d_model": small.cfg.d_model},
-        "grown": {"n_layers": grown.cfg.n_layers, "d_model": grown.cfg.d_model, "d_mlp": grown.cfg.d_mlp,
-                  "n_heads": grown.cfg.n_heads, "d_head": grown.cfg.d_head},
+        "grown": {
+            "n_layers": grown.cfg.n_layers,
+            "d_model": grown.cfg.d_model,
+            "d_mlp": grown.cfg.d_mlp,
+            "n_heads": grown.cfg.n_heads,
+            "d_head": grown.cfg.d_head,
+        },
         "max_abs_output_log_odds_change": jump,
         "small_auroc": {site: auroc(r(acts.at(i)), bob.truth) for i, (site, r) in enumerate(reporters.items())},
         "small_output_auroc": auroc(small_out, bob.truth),
         "small_accuracy": scenario.output_accuracy(s, small),
-        "answer_loss": {"small": scenario.held_out_answer_loss(s, small),
-                        "grown": scenario.held_out_answer_loss(s, grown)},  # fmt: skip
-    }  # fmt: skip
+        "answer_loss": {
+            "small": scenario.held_out_answer_loss(s, small),
+            "grown": scenario.held_out_answer_loss(s, grown),
+        },
+    }
 
 
 def _transported(run: RunDir) -> dict[str, Reporter]:
@@ -175,16 +196,23 @@ def _fitted_map(s: dict, run: RunDir) -> dict:
     for small_site in scenario.drift_sites(small.cfg.n_layers):
         site = growth.site(small_site)
         a, b = (capture(m, probe_set, [x]).at(0) for m, x in ((small, small_site), (final, site)))
-        fitted = fit_growth_map(a, b, source_site=small_site, target_site=site, source_model=fingerprint(small),
-                                target_model=fingerprint(final))  # fmt: skip
+        fitted = fit_growth_map(
+            a,
+            b,
+            source_site=small_site,
+            target_site=site,
+            source_model=fingerprint(small),
+            target_model=fingerprint(final),
+        )
         reporter = fit_logistic(a, probe_set.truth, site=small_site, provenance={"model": fingerprint(small)})
         refit = fit_logistic(b, probe_set.truth, site=site)
         bob_final = capture(final, bob, [site]).at(0)
         out[small_site] = {
-            "target_site": site, "fit residual": round(fitted.info["residual"], 4),
+            "target_site": site,
+            "fit residual": round(fitted.info["residual"], 4),
             "through the fitted map": auroc(fitted.transport(reporter)(bob_final), bob.truth),
             "refitted on the final model": auroc(refit(bob_final), bob.truth),
-        }  # fmt: skip
+        }
     return out
 
 
@@ -199,8 +227,11 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
 
 
 def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
-    rows = {"growth_layers": _layer_rows(grown, d), "growth_step": _step_rows(grown, d),
-            "fitted_map": [{"small site": k, **v} for k, v in fitted.items()]}  # fmt: skip
+    rows = {
+        "growth_layers": _layer_rows(grown, d),
+        "growth_step": _step_rows(grown, d),
+        "fitted_map": [{"small site": k, **v} for k, v in fitted.items()],
+    }
     return AnalysisResult(
         metrics={"grow": grown, "fine_tune": trained, "task_loss": task_loss, "fitted_map": fitted, **d},
         tables=rows,
@@ -208,7 +239,7 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
             "model_spec": s["model.base"],
             "seeds": {"train": s["train.seed"], "grow": s["grow.seed"]},
             "settings": s,
-        },  # fmt: skip
+        },
         view={
             "name": cfg["name"],
             "settings": s,
@@ -226,12 +257,17 @@ def _layer_rows(grown: dict, d: dict) -> list[dict]:
     """Per grown-model site: the refitted reporter at the first and last checkpoint, and where a small
     model's reporter was transported to it, that reporter's numbers."""
     first, end = d["methods"][0], len(d["steps"]) - 1
-    transported_at = {grown_site: small for small, grown_site in
-                      ((k.removeprefix("transported from "), v) for k, v in d["fixed_sites"].items())}  # fmt: skip
+    transported_at = {
+        grown_site: small
+        for small, grown_site in ((k.removeprefix("transported from "), v) for k, v in d["fixed_sites"].items())
+    }
     layers = []
     for x_ in d["sites"]:
-        row = {"site": x_, f"{first} refit, step 0": d["auroc_refit"][first][x_]["BH_disagree"][0],
-               f"{first} refit, end": d["auroc_refit"][first][x_]["BH_disagree"][end]}  # fmt: skip
+        row = {
+            "site": x_,
+            f"{first} refit, step 0": d["auroc_refit"][first][x_]["BH_disagree"][0],
+            f"{first} refit, end": d["auroc_refit"][first][x_]["BH_disagree"][end],
+        }
         if x_ in transported_at:
             small = transported_at[x_]
             row["transported from"] = small
@@ -249,10 +285,16 @@ def _step_rows(grown: dict, d: dict) -> list[dict]:
         {"measure": "ops", "value": "; ".join(grown["ops"])},
         {"measure": "function-preserving", "value": str(grown["exact"])},
         {"measure": "small -> grown", "value": f"{grown['small']} -> {grown['grown']}"},
-        {"measure": "max |change of the output log-odds| at the growth step",
-         "value": f"{grown['max_abs_output_log_odds_change']:.2e}"},
-        {"measure": "held-out answer loss: small -> grown step 0",
-         "value": " -> ".join(f"{grown['answer_loss'][k]:.4f}" for k in ("small", "grown"))},
-        {"measure": "output AUROC vs truth (Bob-hard disagreements): small -> grown step 0",
-         "value": f"{grown['small_output_auroc']:.4f} -> {d['output_auroc']['BH_disagree'][0]:.4f}"},
-    ]  # fmt: skip
+        {
+            "measure": "max |change of the output log-odds| at the growth step",
+            "value": f"{grown['max_abs_output_log_odds_change']:.2e}",
+        },
+        {
+            "measure": "held-out answer loss: small -> grown step 0",
+            "value": " -> ".join(f"{grown['answer_loss'][k]:.4f}" for k in ("small", "grown")),
+        },
+        {
+            "measure": "output AUROC vs truth (Bob-hard disagreements): small -> grown step 0",
+            "value": f"{grown['small_output_auroc']:.4f} -> {d['output_auroc']['BH_disagree'][0]:.4f}",
+        },
+    ]

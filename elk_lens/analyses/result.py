@@ -235,8 +235,10 @@ def check_site(key: str, value: str, layout: ModelLayout | None) -> Site:
     except ValueError as e:
         raise ValueError(f"config key {key!r}: {e}") from None
     if layout is not None and site.layer >= layout.n_layers:
-        raise ValueError(f"config key {key!r}: {value!r} reads layer {site.layer}, but {layout.spec} has layers "
-                         f"0..{layout.n_layers - 1}")  # fmt: skip
+        raise ValueError(
+            f"config key {key!r}: {value!r} reads layer {site.layer}, but {layout.spec} has layers "
+            f"0..{layout.n_layers - 1}"
+        )
     return site
 
 
@@ -248,5 +250,6 @@ def check_prefixes(key: str, prefixes: list[str], layout: ModelLayout | None, pa
     if params and unknown:
         sample = sorted({re.sub(r"^(blocks\.\d+\.|[^.]+\.).*", r"\1", n) for n in params})
         model = layout.spec if layout else "the model"
-        raise ValueError(f"config key {key!r}: prefixes {unknown} match no parameter of {model}; parameters "
-                         f"start with {sample}")  # fmt: skip
+        raise ValueError(
+            f"config key {key!r}: prefixes {unknown} match no parameter of {model}; parameters start with {sample}"
+        )

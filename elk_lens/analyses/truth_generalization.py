@@ -83,9 +83,16 @@ _SETTINGS = {
 }
 KEYS = tuple(_SETTINGS)  # every config key this analysis reads (the runner refuses others)
 # the transfers GoT and TIU single out, drawn per layer where both sets are present
-_KEY_TRANSFERS = (("cities", "cities"), ("cities", "neg_cities"), ("neg_cities", "cities"),
-                  ("cities", "cities_conj"), ("cities", "cities_disj"), ("sp_en_trans", "neg_sp_en_trans"),
-                  ("larger_than", "smaller_than"), ("cities", "sp_en_trans"))  # fmt: skip
+_KEY_TRANSFERS = (
+    ("cities", "cities"),
+    ("cities", "neg_cities"),
+    ("neg_cities", "cities"),
+    ("cities", "cities_conj"),
+    ("cities", "cities_disj"),
+    ("sp_en_trans", "neg_sp_en_trans"),
+    ("larger_than", "smaller_than"),
+    ("cities", "sp_en_trans"),
+)
 
 
 def _settings(cfg: dict) -> dict:
@@ -98,8 +105,10 @@ def check_config(cfg: dict) -> None:
     s = _settings(cfg)
     polar = [m for m in s["probe.methods"] if METHODS[m].needs_polarity]
     if polar and not any(f"neg_{n}" in s["data.sets"] for n in s["data.sets"]):
-        raise ValueError(f"config key 'probe.methods': {polar} need a dataset and its negation in 'data.sets' "
-                         f"(e.g. 'cities' and 'neg_cities'); got {s['data.sets']}")  # fmt: skip
+        raise ValueError(
+            f"config key 'probe.methods': {polar} need a dataset and its negation in 'data.sets' "
+            f"(e.g. 'cities' and 'neg_cities'); got {s['data.sets']}"
+        )
     source_versions(tuple(dict.fromkeys(p for n in s["data.sets"] for p in TRUTH_SETS[n].sources)))
 
 
@@ -140,24 +149,46 @@ def _study(s: dict, run: RunDir, loaded: _Loaded) -> tuple[Generalization, list[
 
     def one(method: str) -> dict:
         return generalization_study(
-            loaded.model, loaded.sets(position), methods=[method], position=_position(position),
-            answers=tuple(s["contrast.answers"]), batch_size=s["capture.batch_size"], cache_dir=run.path / "cache",
-            n_boot=s["eval.n_boot"], seed=s["data.seed"],
-        ).__dict__  # fmt: skip
+            loaded.model,
+            loaded.sets(position),
+            methods=[method],
+            position=_position(position),
+            answers=tuple(s["contrast.answers"]),
+            batch_size=s["capture.batch_size"],
+            cache_dir=run.path / "cache",
+            n_boot=s["eval.n_boot"],
+            seed=s["data.seed"],
+        ).__dict__
 
     parts = [run.stage(f"study-{m}", lambda m=m: one(m)) for m in s["probe.methods"]]
-    cards = run.stage("datasets", lambda: {"cards": [truth_set_card(n, seed=s["data.seed"], statements=d)
-                                                     for n, d in loaded.sets().items()]})["cards"]  # fmt: skip
-    merged = {**parts[0], "per_site": [r for p in parts for r in p["per_site"]],
-              "chosen": [r for p in parts for r in p["chosen"]]}  # fmt: skip
+    cards = run.stage(
+        "datasets",
+        lambda: {"cards": [truth_set_card(n, seed=s["data.seed"], statements=d) for n, d in loaded.sets().items()]},
+    )["cards"]
+    merged = {
+        **parts[0],
+        "per_site": [r for p in parts for r in p["per_site"]],
+        "chosen": [r for p in parts for r in p["chosen"]],
+    }
     return Generalization(**merged), cards
 
 
 def _floor(s: dict, run: RunDir, loaded: _Loaded) -> list[dict]:
     position = s["capture.position"]
-    return run.stage("floor", lambda: {"rows": random_floor(
-        loaded.model, loaded.sets(position), position=_position(position), batch_size=s["capture.batch_size"],
-        cache_dir=run.path / "cache", n_directions=s["eval.n_random"], seed=s["data.seed"])})["rows"]  # fmt: skip
+    return run.stage(
+        "floor",
+        lambda: {
+            "rows": random_floor(
+                loaded.model,
+                loaded.sets(position),
+                position=_position(position),
+                batch_size=s["capture.batch_size"],
+                cache_dir=run.path / "cache",
+                n_directions=s["eval.n_random"],
+                seed=s["data.seed"],
+            )
+        },
+    )["rows"]
 
 
 def _other_positions(s: dict, run: RunDir, loaded: _Loaded) -> dict[str, Generalization]:
@@ -165,10 +196,15 @@ def _other_positions(s: dict, run: RunDir, loaded: _Loaded) -> dict[str, General
 
     def one(position: str | int) -> dict:
         return generalization_study(
-            loaded.model, loaded.sets(position), methods=["logistic"], position=_position(position),
-            batch_size=s["capture.batch_size"], cache_dir=run.path / "cache", n_boot=s["eval.n_boot"],
+            loaded.model,
+            loaded.sets(position),
+            methods=["logistic"],
+            position=_position(position),
+            batch_size=s["capture.batch_size"],
+            cache_dir=run.path / "cache",
+            n_boot=s["eval.n_boot"],
             seed=s["data.seed"],
-        ).__dict__  # fmt: skip
+        ).__dict__
 
     return {str(p): Generalization(**run.stage(f"position-{p}", lambda p=p: one(p))) for p in s["probe.positions"]}
 
@@ -178,12 +214,31 @@ def _answers(s: dict, run: RunDir, loaded: _Loaded) -> list[dict]:
 
     def one(kind: str) -> dict:
         sets = loaded.sets()
-        prompts = {n: {kind: prompt_for(kind, loaded.model, d, k_shot=s["answer.k_shot"], seed=s["data.seed"],
-                                        question=s["answer.question"], answers=tuple(s["answer.answers"]),
-                                        chat_answers=tuple(s["answer.chat_answers"]))}
-                   for n, d in sets.items()}  # fmt: skip
-        return {"rows": model_answers(loaded.model, sets, prompts, batch_size=s["answer.batch_size"],
-                                      n_boot=s["eval.n_boot"], seed=s["data.seed"])}  # fmt: skip
+        prompts = {
+            n: {
+                kind: prompt_for(
+                    kind,
+                    loaded.model,
+                    d,
+                    k_shot=s["answer.k_shot"],
+                    seed=s["data.seed"],
+                    question=s["answer.question"],
+                    answers=tuple(s["answer.answers"]),
+                    chat_answers=tuple(s["answer.chat_answers"]),
+                )
+            }
+            for n, d in sets.items()
+        }
+        return {
+            "rows": model_answers(
+                loaded.model,
+                sets,
+                prompts,
+                batch_size=s["answer.batch_size"],
+                n_boot=s["eval.n_boot"],
+                seed=s["data.seed"],
+            )
+        }
 
     return [r for kind in s["answer.prompts"] for r in run.stage(f"answers-{kind}", lambda k=kind: one(k))["rows"]]
 
@@ -207,8 +262,9 @@ def _method(g: Generalization, method: str) -> dict:
 
 def _own(g: Generalization, method: str) -> dict[str, list[float]]:
     """In-distribution AUROC by layer (trained and tested on the same dataset) of ``method``, per dataset."""
-    return {t: g.by_layer(method, t, t) for t in g.tests if any(r["train"] == t for r in g.chosen
-                                                                  if r["method"] == method)}  # fmt: skip
+    return {
+        t: g.by_layer(method, t, t) for t in g.tests if any(r["train"] == t for r in g.chosen if r["method"] == method)
+    }
 
 
 def _view(s: dict, run: RunDir, g: Generalization, others: dict[str, Generalization], **rows) -> dict:
@@ -244,11 +300,18 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
     others = _other_positions(s, run, loaded)
     answers = _answers(s, run, loaded)
     gap = gap_rows([r for r in g.chosen if r["method"] == "logistic" and r["train"] == r["test"]], answers)
-    card_rows = [{"dataset": c["name"], "rows": c["rows"], "true": c["true"], "false": c["false"],
-                  "train / val / test": " / ".join(str(c["splits"][k]) for k in ("train", "val", "test")),
-                  "template": c["template"],
-                  "sources": ", ".join(f"{x['package']} {x['version']} ({x['licence']})" for x in c["sources"])}
-                 for c in cards]  # fmt: skip
+    card_rows = [
+        {
+            "dataset": c["name"],
+            "rows": c["rows"],
+            "true": c["true"],
+            "false": c["false"],
+            "train / val / test": " / ".join(str(c["splits"][k]) for k in ("train", "val", "test")),
+            "template": c["template"],
+            "sources": ", ".join(f"{x['package']} {x['version']} ({x['licence']})" for x in c["sources"]),
+        }
+        for c in cards
+    ]
     rules = [{"name": c["name"], "rules": TRUTH_SETS[c["name"]].rules, "example": c["example"]} for c in cards]
     view = _view(s, run, g, others, floor=floor, answers=answers, gap=gap, datasets=card_rows, rules=rules)
     return AnalysisResult(
@@ -275,6 +338,6 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "fingerprints": {"model": g.provenance["model"], "data": g.provenance["data"]},
             "seeds": {"data": s["data.seed"]},
             "settings": s,
-        },  # fmt: skip
+        },
         view=view,
     )

@@ -79,8 +79,16 @@ def _readers(model: TransformerBridge, site: Site) -> list[Reader]:
         if layer < site.layer or site.kind in ("resid_mid", "resid_post"):
             for head in range(model.cfg.n_heads):
                 for kind in ("q", "k", "v"):
-                    out.append(Reader(f"L{layer}H{head}.{kind}", kind, layer, f"blocks.{layer}.attn.hook_{kind}",
-                                      f"blocks.{layer}.hook_resid_pre", head))  # fmt: skip
+                    out.append(
+                        Reader(
+                            f"L{layer}H{head}.{kind}",
+                            kind,
+                            layer,
+                            f"blocks.{layer}.attn.hook_{kind}",
+                            f"blocks.{layer}.hook_resid_pre",
+                            head,
+                        )
+                    )
         if has_mlp and (layer < site.layer or site.kind == "resid_post"):
             out.append(
                 Reader(f"L{layer}MLP", "mlp", layer, f"blocks.{layer}.mlp.hook_in", f"blocks.{layer}.hook_resid_mid")

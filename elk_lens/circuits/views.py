@@ -32,8 +32,10 @@ def layer_grid(scores: Mapping[str, float]) -> tuple[list[list[float]], list[str
     n_heads = 1 + max((c.head for c in parts if c.head is not None), default=-1)  # MLP-only scores: no head columns
     nan = float("nan")
     rows = [[scores.get("embed", nan)] + [nan] * n_heads]
-    rows += [[scores.get(f"L{layer}H{h}", nan) for h in range(n_heads)] + [scores.get(f"L{layer}MLP", nan)]
-             for layer in layers]  # fmt: skip
+    rows += [
+        [scores.get(f"L{layer}H{h}", nan) for h in range(n_heads)] + [scores.get(f"L{layer}MLP", nan)]
+        for layer in layers
+    ]
     return rows, ["embed"] + [f"L{layer}" for layer in layers], [f"H{h}" for h in range(n_heads)] + ["MLP"]
 
 
@@ -50,8 +52,9 @@ def attention_patterns(
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     for c in parts:
         if c.layer >= n_layers or c.head >= n_heads:
-            raise ValueError(f"head {c.name} is not in this model: it has layers 0..{n_layers - 1} and heads "
-                             f"0..{n_heads - 1}")  # fmt: skip
+            raise ValueError(
+                f"head {c.name} is not in this model: it has layers 0..{n_layers - 1} and heads 0..{n_heads - 1}"
+            )
     tokens = tokenize(model, [text])
     grabbed: dict[str, Tensor] = {}
 

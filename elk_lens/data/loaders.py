@@ -32,8 +32,10 @@ def _parse_label(value: object, where: str, column: str) -> bool:
     if isinstance(value, bool):
         return value
     if value is None or str(value).strip() == "":
-        raise ValueError(f"{where}: no label in column {column!r} (an empty cell or a short row); "
-                         f"every statement needs one of {sorted(_TRUE | _FALSE)}")  # fmt: skip
+        raise ValueError(
+            f"{where}: no label in column {column!r} (an empty cell or a short row); "
+            f"every statement needs one of {sorted(_TRUE | _FALSE)}"
+        )
     text = str(value).strip().lower()
     if text in _TRUE:
         return True
@@ -50,8 +52,10 @@ def _decode(path: Path) -> str:
         return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = e.object[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path} is not UTF-8: byte {e.object[e.start]:#04x} at line {line} cannot be decoded; "
-                         f"save the file as UTF-8") from None  # fmt: skip
+        raise ValueError(
+            f"{path} is not UTF-8: byte {e.object[e.start]:#04x} at line {line} cannot be decoded; "
+            f"save the file as UTF-8"
+        ) from None
 
 
 def _csv_rows(path: Path, text: str) -> tuple[list[str], Rows]:
@@ -66,8 +70,10 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], Rows]:
             if not cells:  # a blank line
                 continue
             if len(cells) > len(header):
-                raise ValueError(f"{path}:{reader.line_num}: row {len(rows)}: {len(cells)} cells for the "
-                                 f"{len(header)} columns of the header {header}")  # fmt: skip
+                raise ValueError(
+                    f"{path}:{reader.line_num}: row {len(rows)}: {len(cells)} cells for the "
+                    f"{len(header)} columns of the header {header}"
+                )
             rows.append((reader.line_num, dict(zip(header, cells + [None] * (len(header) - len(cells)), strict=True))))
     except csv.Error as e:
         raise ValueError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
@@ -95,8 +101,10 @@ def _jsonl_rows(path: Path, text: str) -> tuple[list[str], Rows]:
         except (ValueError, RecursionError) as e:  # e.g. an integer of more digits than Python converts
             raise ValueError(f"{path}:{line}: not valid JSON ({e})") from None
         if not isinstance(row, dict):
-            raise ValueError(f'{path}:{line}: each line must hold one JSON object, e.g. {{"text": ..., "label": ...}}; '
-                             f"got {type(row).__name__}")  # fmt: skip
+            raise ValueError(
+                f'{path}:{line}: each line must hold one JSON object, e.g. {{"text": ..., "label": ...}}; '
+                f"got {type(row).__name__}"
+            )
         rows.append((line, row))
     return list(dict.fromkeys(k for _, row in rows for k in row)), rows
 
@@ -104,8 +112,10 @@ def _jsonl_rows(path: Path, text: str) -> tuple[list[str], Rows]:
 def _text(row: dict, where: str, column: str) -> str:
     text = row.get(column)
     if text is None or (isinstance(text, str) and not text.strip()):
-        raise ValueError(f"{where}: no text in column {column!r} (an empty cell, a null or a missing key); "
-                         f"every row needs a statement")  # fmt: skip
+        raise ValueError(
+            f"{where}: no text in column {column!r} (an empty cell, a null or a missing key); "
+            f"every row needs a statement"
+        )
     if not isinstance(text, str):
         raise ValueError(f"{where}: column {column!r} must hold a string; got {type(text).__name__} {text!r}")
     return text
@@ -117,8 +127,10 @@ def _render(template: str, row: dict, columns: list[str]) -> str:
     except KeyError as e:
         raise ValueError(f"template {template!r} names column {e}, not in {columns}") from None
     except IndexError:
-        raise ValueError(f"template {template!r} has a positional field; name columns instead, e.g. "
-                         f"'{{text}}'; named columns: {columns}") from None  # fmt: skip
+        raise ValueError(
+            f"template {template!r} has a positional field; name columns instead, e.g. "
+            f"'{{text}}'; named columns: {columns}"
+        ) from None
     except (ValueError, AttributeError, TypeError) as e:
         raise ValueError(f"template {template!r} is not a format string over the columns {columns} ({e})") from None
 

@@ -41,8 +41,10 @@ class StatementSet:
         if n == 0:
             raise ValueError(f"StatementSet {self.name!r} is empty: it needs at least one statement")
         if not isinstance(self.truth, Tensor):
-            raise TypeError(f"StatementSet {self.name!r}: truth must be a bool torch tensor of shape ({n},), "
-                            f"e.g. torch.tensor([True, False, ...]); got {type(self.truth).__name__}")  # fmt: skip
+            raise TypeError(
+                f"StatementSet {self.name!r}: truth must be a bool torch tensor of shape ({n},), "
+                f"e.g. torch.tensor([True, False, ...]); got {type(self.truth).__name__}"
+            )
         if self.truth.dtype != torch.bool or self.truth.shape != (n,):
             raise ValueError(
                 f"StatementSet {self.name!r}: truth must be a bool tensor of shape ({n},), "
@@ -50,15 +52,19 @@ class StatementSet:
             )
         for col, values in self.meta.items():
             if not isinstance(values, np.ndarray):
-                raise TypeError(f"StatementSet {self.name!r}: meta column {col!r} must be a numpy array; "
-                                f"got {type(values).__name__}")  # fmt: skip
+                raise TypeError(
+                    f"StatementSet {self.name!r}: meta column {col!r} must be a numpy array; "
+                    f"got {type(values).__name__}"
+                )
             if len(values) != n:
                 raise ValueError(
                     f"StatementSet {self.name!r}: meta column {col!r} has {len(values)} rows, texts have {n}"
                 )
             if values.ndim != 1:
-                raise ValueError(f"StatementSet {self.name!r}: meta column {col!r} must be one value per row, "
-                                 f"shape ({n},); got shape {values.shape}")  # fmt: skip
+                raise ValueError(
+                    f"StatementSet {self.name!r}: meta column {col!r} must be one value per row, "
+                    f"shape ({n},); got shape {values.shape}"
+                )
 
     def __len__(self) -> int:
         return len(self.texts)

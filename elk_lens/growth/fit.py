@@ -43,8 +43,9 @@ def fit_growth_map(
     check_number("ridge", ridge, low=0)  # a negative ridge can make the normal equations singular or indefinite
     for name, acts in (("source", source), ("target", target)):
         if not isinstance(acts, Tensor) or not acts.is_floating_point():
-            raise TypeError(f"{name} must be a floating tensor [batch, d_model]; got "
-                            f"{getattr(acts, 'dtype', type(acts).__name__)}")  # fmt: skip
+            raise TypeError(
+                f"{name} must be a floating tensor [batch, d_model]; got {getattr(acts, 'dtype', type(acts).__name__)}"
+            )
     if source.ndim != 2 or target.ndim != 2 or len(source) != len(target):
         raise ValueError(f"need paired [batch, d] activations; got {tuple(source.shape)} and {tuple(target.shape)}")
     for name, acts in (("source", source), ("target", target)):
@@ -69,7 +70,14 @@ def fit_growth_map(
         G = torch.linalg.solve(gram + lam * torch.eye(d, dtype=gram.dtype), a_c.T @ b_c).T
     residual = float(torch.linalg.norm(b_c - a_c @ G.T) / torch.linalg.norm(b_c))
     return GrowthMap(
-        G, (), (), source_model, target_model, exact=False,
-        ops=(f"fit_growth_map({source_site} -> {target_site}, {method})",), offset=mu_b - G @ mu_a,
-        sites={source_site: target_site}, info={"residual": residual, "method": method, "ridge": ridge, "rows": len(a)},
-    )  # fmt: skip
+        G,
+        (),
+        (),
+        source_model,
+        target_model,
+        exact=False,
+        ops=(f"fit_growth_map({source_site} -> {target_site}, {method})",),
+        offset=mu_b - G @ mu_a,
+        sites={source_site: target_site},
+        info={"residual": residual, "method": method, "ridge": ridge, "rows": len(a)},
+    )

@@ -27,8 +27,16 @@ MAP_FILE = "growth_map.json"
 TENSOR_FILE = "growth_map.safetensors"
 _FORMAT_VERSION = 2  # 2: checksums of every file and of the JSON, dtype and shape of each tensor (1: no version)
 # the JSON fields, each with the type it must hold
-_FIELDS = {"layers": list, "heads": list, "source": str, "target": str, "exact": bool, "ops": list, "sites": dict,
-           "info": dict}  # fmt: skip
+_FIELDS = {
+    "layers": list,
+    "heads": list,
+    "source": str,
+    "target": str,
+    "exact": bool,
+    "ops": list,
+    "sites": dict,
+    "info": dict,
+}
 
 
 @dataclass(frozen=True)
@@ -110,24 +118,41 @@ class GrowthMap:
         fingerprint is checked (``allow_unverified=True`` accepts a reporter that records none).
         """
         if reporter.w.shape[0] != self.d_source:
-            raise ValueError(f"reporter reads d_model={reporter.w.shape[0]}, this map starts from "
-                             f"d_model={self.d_source}")  # fmt: skip
+            raise ValueError(
+                f"reporter reads d_model={reporter.w.shape[0]}, this map starts from d_model={self.d_source}"
+            )
         fitted_on = reporter.provenance.get("model")
         if fitted_on is None and not allow_unverified:
-            raise ValueError("the reporter records no model fingerprint (provenance['model']), so it cannot be "
-                             "checked against this map's source; pass allow_unverified=True to transport it "
-                             "anyway")  # fmt: skip
+            raise ValueError(
+                "the reporter records no model fingerprint (provenance['model']), so it cannot be "
+                "checked against this map's source; pass allow_unverified=True to transport it "
+                "anyway"
+            )
         if fitted_on is not None and fitted_on != self.source:
-            raise ValueError(f"the reporter was fitted on model {fitted_on}, this map grows model {self.source}: "
-                             "transport it through the maps that lead from its own model")  # fmt: skip
+            raise ValueError(
+                f"the reporter was fitted on model {fitted_on}, this map grows model {self.source}: "
+                "transport it through the maps that lead from its own model"
+            )
         dtype = reporter.w.dtype
-        provenance = {**reporter.provenance, "model": self.target, "transported_from": fitted_on,
-                      "growth": list(self.ops), "growth_exact": self.exact}  # fmt: skip
+        provenance = {
+            **reporter.provenance,
+            "model": self.target,
+            "transported_from": fitted_on,
+            "growth": list(self.ops),
+            "growth_exact": self.exact,
+        }
         w = self.covector(reporter.w)
         # a contrast reporter reads a difference of residuals: the offset cancels there
         shift = 0.0 if self.offset is None or reporter.reads == "contrast" else float(w @ self.offset.double())
-        return Reporter(w.to(dtype), reporter.b - shift, self.vector(reporter.v).to(dtype), reporter.method,
-                        self.site(reporter.site), provenance, reporter.reads)  # fmt: skip
+        return Reporter(
+            w.to(dtype),
+            reporter.b - shift,
+            self.vector(reporter.v).to(dtype),
+            reporter.method,
+            self.site(reporter.site),
+            provenance,
+            reporter.reads,
+        )
 
     def then(self, after: "GrowthMap", *, across_training: bool = False) -> "GrowthMap":
         """This map followed by ``after``, which must start at the model this one ends at, unless
@@ -151,21 +176,40 @@ class GrowthMap:
             P2 @ self.P.to(torch.float64),
             tuple(after.layers[i] for i in self.layers) if after.layers else (),
             tuple(after.heads[h] for h in self.heads) if after.heads else (),
-            self.source, after.target, self.exact and after.exact and not across_training,
-            self.ops + (("trained",) if across_training else ()) + after.ops, offset, sites,
+            self.source,
+            after.target,
+            self.exact and after.exact and not across_training,
+            self.ops + (("trained",) if across_training else ()) + after.ops,
+            offset,
+            sites,
             {k: v for k, v in (("first", self.info), ("then", after.info)) if v},
-        )  # fmt: skip
+        )
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """``growth_map.safetensors`` (P, offset) and last ``growth_map.json`` (the rest, the dtype and shape
         of each tensor, the checksums), atomic and non-destructive like ``Reporter.save``: an existing file
         or a non-empty directory is refused unless ``overwrite``, which replaces only an earlier map's files."""
         tensors = {"P": self.P.contiguous()} | ({} if self.offset is None else {"offset": self.offset.contiguous()})
-        meta = {"format_version": _FORMAT_VERSION, "layers": list(self.layers), "heads": list(self.heads),
-                "source": self.source, "target": self.target, "exact": self.exact, "ops": list(self.ops),
-                "sites": self.sites, "info": self.info, "tensors": tensor_record(tensors)}  # fmt: skip
-        return save_dir(path, meta, lambda tmp: save_file(tensors, str(tmp / TENSOR_FILE)), marker=MAP_FILE,
-                        overwrite=overwrite, what="growth map")  # fmt: skip
+        meta = {
+            "format_version": _FORMAT_VERSION,
+            "layers": list(self.layers),
+            "heads": list(self.heads),
+            "source": self.source,
+            "target": self.target,
+            "exact": self.exact,
+            "ops": list(self.ops),
+            "sites": self.sites,
+            "info": self.info,
+            "tensors": tensor_record(tensors),
+        }
+        return save_dir(
+            path,
+            meta,
+            lambda tmp: save_file(tensors, str(tmp / TENSOR_FILE)),
+            marker=MAP_FILE,
+            overwrite=overwrite,
+            what="growth map",
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "GrowthMap":
@@ -184,8 +228,9 @@ class GrowthMap:
         for key, kind in required.items():
             if not isinstance(meta.get(key), kind):
                 got = f"{meta[key]!r}" if key in meta else "no such key"
-                raise ValueError(f"{marker}: {key!r} must be a {kind.__name__}; got {got}: the saved growth map is "
-                                 f"damaged")  # fmt: skip
+                raise ValueError(
+                    f"{marker}: {key!r} must be a {kind.__name__}; got {got}: the saved growth map is damaged"
+                )
         for key, want, ok in (
             ("layers", "non-negative ints", all(map(_is_index, meta["layers"]))),
             ("heads", "non-negative ints", all(map(_is_index, meta["heads"]))),
@@ -196,15 +241,28 @@ class GrowthMap:
                 raise ValueError(f"{marker}: {key!r} must hold {want}; got {meta[key]!r}")
         tensors = read_tensors(path / TENSOR_FILE, meta.get("tensors"), marker=marker, what="growth map")
         if "P" not in tensors or set(tensors) - {"P", "offset"}:
-            raise ValueError(f"{path / TENSOR_FILE} holds tensors {sorted(tensors)}; a growth map has 'P' and "
-                             f"optionally 'offset'")  # fmt: skip
+            raise ValueError(
+                f"{path / TENSOR_FILE} holds tensors {sorted(tensors)}; a growth map has 'P' and optionally 'offset'"
+            )
         P, offset = tensors["P"], tensors.get("offset")
         if offset is not None and (P.ndim != 2 or tuple(offset.shape) != (P.shape[0],)):
-            raise ValueError(f"{path / TENSOR_FILE}: offset must have shape (d_model',) matching P "
-                             f"{tuple(P.shape)}; got {tuple(offset.shape)}")  # fmt: skip
+            raise ValueError(
+                f"{path / TENSOR_FILE}: offset must have shape (d_model',) matching P "
+                f"{tuple(P.shape)}; got {tuple(offset.shape)}"
+            )
         try:
-            return cls(P, tuple(meta["layers"]), tuple(meta["heads"]), meta["source"], meta["target"], meta["exact"],
-                       tuple(meta["ops"]), offset, meta["sites"], meta["info"])  # fmt: skip
+            return cls(
+                P,
+                tuple(meta["layers"]),
+                tuple(meta["heads"]),
+                meta["source"],
+                meta["target"],
+                meta["exact"],
+                tuple(meta["ops"]),
+                offset,
+                meta["sites"],
+                meta["info"],
+            )
         except ValueError as e:  # P's shape or the layers' order
             raise ValueError(f"{path} holds an invalid growth map ({MAP_FILE}, {TENSOR_FILE}): {e}") from None
 

@@ -53,12 +53,16 @@ D_MODEL_MODES = ("mean", "zero")
 def _config(model: TransformerBridge, op: str) -> dict:
     """The native config, refusing models the operators do not know how to grow."""
     if getattr(model.cfg, "architecture", None) != "TransformerLensNative":
-        raise ValueError(f"{op} grows native (boot_native) models only; this is a {model.cfg.architecture!r} bridge. "
-                         "Supported: TransformerLensNative with normalization 'LN' or 'RMS'")  # fmt: skip
+        raise ValueError(
+            f"{op} grows native (boot_native) models only; this is a {model.cfg.architecture!r} bridge. "
+            "Supported: TransformerLensNative with normalization 'LN' or 'RMS'"
+        )
     cfg = native_config(model)
     if cfg.get("normalization_type") not in NORMS:
-        raise ValueError(f"{op}: normalization_type {cfg.get('normalization_type')!r} is not supported; "
-                         f"supported: {NORMS} (pre-norm with a gain the width fix can rescale)")  # fmt: skip
+        raise ValueError(
+            f"{op}: normalization_type {cfg.get('normalization_type')!r} is not supported; "
+            f"supported: {NORMS} (pre-norm with a gain the width fix can rescale)"
+        )
     return cfg
 
 
@@ -70,23 +74,35 @@ def _rebuild(model: TransformerBridge, cfg: dict, state: dict[str, Tensor]) -> T
     """Boot the grown architecture and load ``state`` into it, strictly (every key, every shape)."""
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
-    grown = TransformerBridge.boot_native({**cfg, "init_weights": False, "device": str(device)},
-                                          tokenizer=model.tokenizer, dtype=dtype)  # fmt: skip
+    grown = TransformerBridge.boot_native(
+        {**cfg, "init_weights": False, "device": str(device)}, tokenizer=model.tokenizer, dtype=dtype
+    )
     grown.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in state.items()}, strict=True)
     if next(grown.parameters()).device != device:
         grown = grown.to(device)
     return grown.eval()
 
 
-def _map(model: TransformerBridge, grown: TransformerBridge, op: str, *, P: Tensor | None = None,
-         layers=None, heads=None, exact: bool = True) -> GrowthMap:  # fmt: skip
+def _map(
+    model: TransformerBridge,
+    grown: TransformerBridge,
+    op: str,
+    *,
+    P: Tensor | None = None,
+    layers=None,
+    heads=None,
+    exact: bool = True,
+) -> GrowthMap:
     d = model.cfg.d_model
     return GrowthMap(
         torch.eye(d, dtype=torch.float64) if P is None else P.to(torch.float64),
         tuple(range(model.cfg.n_layers)) if layers is None else tuple(layers),
         tuple(range(model.cfg.n_heads)) if heads is None else tuple(heads),
-        fingerprint(model), fingerprint(grown), exact, (op,),
-    )  # fmt: skip
+        fingerprint(model),
+        fingerprint(grown),
+        exact,
+        (op,),
+    )
 
 
 def _draw(gen: torch.Generator, like: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -104,8 +120,9 @@ def _block_keys(state: dict[str, Tensor], i: int) -> dict[str, Tensor]:
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
-def insert_blocks(model: TransformerBridge, at: list[int] | int, *, preserve: bool = True,
-                  seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
+def insert_blocks(
+    model: TransformerBridge, at: list[int] | int, *, preserve: bool = True, seed: int = 0
+) -> tuple[TransformerBridge, GrowthMap]:
     """Insert new blocks before old blocks ``at`` (``n_layers`` appends at the end; repeats insert several).
 
     A new block's readers (Q, K, V, MLP in) are random at the scale of the model's mean block; with
@@ -135,8 +152,9 @@ def insert_blocks(model: TransformerBridge, at: list[int] | int, *, preserve: bo
     for j, block in enumerate(new_blocks):
         out.update({f"blocks.{j}.{k}": v for k, v in block.items()})
     grown = _rebuild(model, {**cfg, "n_layers": len(new_blocks)}, out)
-    return grown, _map(model, grown, f"insert_blocks({at}{'' if preserve else ', random writers'})", layers=layers,
-                       exact=preserve)  # fmt: skip
+    return grown, _map(
+        model, grown, f"insert_blocks({at}{'' if preserve else ', random writers'})", layers=layers, exact=preserve
+    )
 
 
 def _fresh_block(blocks: list[dict[str, Tensor]], gen: torch.Generator, preserve: bool) -> dict[str, Tensor]:
@@ -164,8 +182,9 @@ def stack_blocks(model: TransformerBridge) -> tuple[TransformerBridge, GrowthMap
     return grown, _map(model, grown, f"stack_blocks({n}->{2 * n})", exact=False)
 
 
-def widen_mlp(model: TransformerBridge, d_mlp: int, *, mode: str = "split", seed: int = 0
-              ) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
+def widen_mlp(
+    model: TransformerBridge, d_mlp: int, *, mode: str = "split", seed: int = 0
+) -> tuple[TransformerBridge, GrowthMap]:
     """Widen every MLP to ``d_mlp`` neurons: Net2Net split of existing neurons (``"split"``, chosen at
     random without repeats while possible) or new neurons with random input and zero output weights
     (``"zero"``)."""
@@ -198,8 +217,9 @@ def widen_mlp(model: TransformerBridge, d_mlp: int, *, mode: str = "split", seed
         else:
             state[f"blocks.{i}.mlp.in.weight"] = torch.cat([w_in, _draw(gen, w_in, (extra, w_in.shape[1]))])
             state[f"blocks.{i}.mlp.in.bias"] = torch.cat([b_in, torch.zeros(extra, dtype=b_in.dtype)])
-            state[f"blocks.{i}.mlp.out.weight"] = torch.cat([w_out, torch.zeros(w_out.shape[0], extra,
-                                                                                 dtype=w_out.dtype)], 1)  # fmt: skip
+            state[f"blocks.{i}.mlp.out.weight"] = torch.cat(
+                [w_out, torch.zeros(w_out.shape[0], extra, dtype=w_out.dtype)], 1
+            )
     grown = _rebuild(model, {**cfg, "d_mlp": d_mlp}, state)
     return grown, _map(model, grown, f"widen_mlp({old}->{d_mlp}, {mode})")
 
@@ -208,12 +228,17 @@ def _check_mlp_params(model: TransformerBridge, cfg: dict) -> None:
     """Only ``in`` and ``out`` may hold the neuron axis: an MLP with its own LayerNorm over the neurons
     (``act_fn="solu_ln"``) has weights no split or zero-pad here widens."""
     prefix = "blocks.0.mlp."
-    other = sorted(k.removeprefix(prefix) for k in model.state_dict() if k.startswith(prefix)
-                   and k.removeprefix(prefix) not in _MLP_PARAMS)  # fmt: skip
+    other = sorted(
+        k.removeprefix(prefix)
+        for k in model.state_dict()
+        if k.startswith(prefix) and k.removeprefix(prefix) not in _MLP_PARAMS
+    )
     if other:
-        raise ValueError(f"widen_mlp cannot grow act_fn={cfg.get('act_fn')!r}: its MLP has parameters over the "
-                         f"neurons ({[prefix + k for k in other]}) that the operator does not widen; supported "
-                         f"act_fn: element-wise activations such as 'gelu', 'relu', 'silu'")  # fmt: skip
+        raise ValueError(
+            f"widen_mlp cannot grow act_fn={cfg.get('act_fn')!r}: its MLP has parameters over the "
+            f"neurons ({[prefix + k for k in other]}) that the operator does not widen; supported "
+            f"act_fn: element-wise activations such as 'gelu', 'relu', 'silu'"
+        )
 
 
 def _check_mode(op: str, mode: object, modes: tuple[str, ...]) -> None:
@@ -270,8 +295,11 @@ def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tupl
         for p in "qkv":
             w = state[f"blocks.{i}.attn.{p}.weight"].unflatten(0, (n_heads, old))
             b = state[f"blocks.{i}.attn.{p}.bias"].unflatten(0, (n_heads, old))
-            new_w = torch.zeros(n_heads, extra, w.shape[-1], dtype=w.dtype) if p == "k" else _draw(
-                gen, w, (n_heads, extra, w.shape[-1]))  # fmt: skip
+            new_w = (
+                torch.zeros(n_heads, extra, w.shape[-1], dtype=w.dtype)
+                if p == "k"
+                else _draw(gen, w, (n_heads, extra, w.shape[-1]))
+            )
             if p == "q":
                 w, b = w * rescale, b * rescale
             state[f"blocks.{i}.attn.{p}.weight"] = torch.cat([w, new_w], 1).flatten(0, 1)
@@ -289,8 +317,9 @@ def _check_grows(name: str, old: int, new: object) -> None:
         raise ValueError(f"{name} can only grow: {old} -> {new} would shrink it or keep it")
 
 
-def widen_d_model(model: TransformerBridge, d_model: int, *, mode: str = "mean", seed: int = 0,
-                  centred_tol: float = 1e-5) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
+def widen_d_model(
+    model: TransformerBridge, d_model: int, *, mode: str = "mean", seed: int = 0, centred_tol: float = 1e-5
+) -> tuple[TransformerBridge, GrowthMap]:
     """Widen the residual stream to ``d_model``.
 
     ``"mean"`` (LayerNorm): every write vector's new coordinates equal its mean over the old ones, so
@@ -315,14 +344,19 @@ def widen_d_model(model: TransformerBridge, d_model: int, *, mode: str = "mean",
     extra = d_model - d
     embeddings = ("embed.weight", "pos_embed.weight")  # [rows, d]: one write vector per row
     writers = (*_WRITERS, "attn.o.bias", "mlp.out.bias")  # [d, in] and [d]: one per column, and the bias
-    padded = {k: _pad_writes(v, extra, k in embeddings, mode) for k, v in state.items()
-              if k in embeddings or k.endswith(writers)}  # fmt: skip
+    padded = {
+        k: _pad_writes(v, extra, k in embeddings, mode)
+        for k, v in state.items()
+        if k in embeddings or k.endswith(writers)
+    }
     if mode == "zero" and cfg["normalization_type"] == "LN":
         off = {k: float(state[k].mean(1 if k in embeddings else 0).abs().max()) for k in padded}  # each write's mean
         off = {k: m for k, m in off.items() if m > centred_tol}
         if off:
-            raise ValueError(f"zero-padding a LayerNorm model needs centred writers; {len(off)} are not (e.g. "
-                             f"{next(iter(off))}: |mean| {next(iter(off.values())):.2e}); use mode='mean'")  # fmt: skip
+            raise ValueError(
+                f"zero-padding a LayerNorm model needs centred writers; {len(off)} are not (e.g. "
+                f"{next(iter(off))}: |mean| {next(iter(off.values())):.2e}); use mode='mean'"
+            )
     state.update(padded)
     gain = math.sqrt(d / d_model)
     for k, v in list(state.items()):
@@ -332,9 +366,14 @@ def widen_d_model(model: TransformerBridge, d_model: int, *, mode: str = "mean",
             state[k] = torch.cat([v, torch.zeros(extra, dtype=v.dtype)])
         elif k.endswith(_READERS) or k == "unembed.weight":
             state[k] = torch.cat([v, _draw(gen, v, (v.shape[0], extra))], 1)
-    P = torch.cat([torch.eye(d, dtype=torch.float64),
-                   (torch.ones(extra, d, dtype=torch.float64) / d) if mode == "mean" else
-                   torch.zeros(extra, d, dtype=torch.float64)])  # fmt: skip
+    P = torch.cat(
+        [
+            torch.eye(d, dtype=torch.float64),
+            (torch.ones(extra, d, dtype=torch.float64) / d)
+            if mode == "mean"
+            else torch.zeros(extra, d, dtype=torch.float64),
+        ]
+    )
     new_cfg = {**cfg, "d_model": d_model, "eps": cfg["eps"] * d / d_model}
     grown = _rebuild(model, new_cfg, state)
     return grown, _map(model, grown, f"widen_d_model({d}->{d_model}, {mode})", P=P)
@@ -352,9 +391,17 @@ def _pad_writes(v: Tensor, extra: int, embedding: bool, mode: str) -> Tensor:
     return torch.cat([v, new if mode == "mean" else torch.zeros_like(new)], 0)
 
 
-def grow(model: TransformerBridge, *, n_layers: int | None = None, d_model: int | None = None,
-         d_mlp: int | None = None, n_heads: int | None = None, d_head: int | None = None,
-         d_model_mode: str = "mean", seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:  # fmt: skip
+def grow(
+    model: TransformerBridge,
+    *,
+    n_layers: int | None = None,
+    d_model: int | None = None,
+    d_mlp: int | None = None,
+    n_heads: int | None = None,
+    d_head: int | None = None,
+    d_model_mode: str = "mean",
+    seed: int = 0,
+) -> tuple[TransformerBridge, GrowthMap]:
     """Every requested growth in one call (heads, head size, MLP, residual width, then depth), the maps
     composed. New blocks are spread evenly through the stack (old block ``i`` is followed by new ones
     at positions ``(j + 1) · n_layers // n_new``); a size equal to the model's own is left as it is.
@@ -363,8 +410,13 @@ def grow(model: TransformerBridge, *, n_layers: int | None = None, d_model: int 
     given: heads are added to fill the new width, which must then be a multiple of d_head.
     """
     cfg = model.cfg
-    current = {"n_layers": cfg.n_layers, "d_model": cfg.d_model, "d_mlp": cfg.d_mlp, "n_heads": cfg.n_heads,
-               "d_head": cfg.d_head}  # fmt: skip
+    current = {
+        "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "d_mlp": cfg.d_mlp,
+        "n_heads": cfg.n_heads,
+        "d_head": cfg.d_head,
+    }
     asked = {"n_layers": n_layers, "d_model": d_model, "d_mlp": d_mlp, "n_heads": n_heads, "d_head": d_head}
     for name, new in asked.items():  # every size, the mode and the seed before the first step runs
         if new is not None and new != current[name]:
@@ -402,7 +454,9 @@ def _heads_for_width(model: TransformerBridge, d_model: int) -> int | None:
     if n_heads * d_head != model.cfg.d_model:
         return None
     if d_model % d_head:
-        raise ValueError(f"d_model {d_model} is not divisible by d_head {d_head}, as heads that fill the width "
-                         "need; pick a multiple, or pass n_heads= (the current count keeps the heads) or "
-                         "d_head=")  # fmt: skip
+        raise ValueError(
+            f"d_model {d_model} is not divisible by d_head {d_head}, as heads that fill the width "
+            "need; pick a multiple, or pass n_heads= (the current count keeps the heads) or "
+            "d_head="
+        )
     return d_model // d_head if d_model // d_head > n_heads else None

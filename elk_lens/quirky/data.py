@@ -120,8 +120,9 @@ class QuirkyRows:
         return np.where(character == "Bob", self.c == self.s_b, self.c == self.s)
 
 
-def sample_rows(rng: np.random.Generator, n: int, split: str, kind: np.ndarray | None = None,
-                digits: int = MAX_DIGITS) -> QuirkyRows:  # fmt: skip
+def sample_rows(
+    rng: np.random.Generator, n: int, split: str, kind: np.ndarray | None = None, digits: int = MAX_DIGITS
+) -> QuirkyRows:
     """``n`` base rows whose pairs belong to ``split``; shown results 1/4 sum, 1/4 sloppy, 1/2 distractor.
 
     ``kind`` fixes each row's shown-result kind (one of ``SHOWN_KINDS``) instead of drawing it.
@@ -149,8 +150,9 @@ def sample_rows(rng: np.random.Generator, n: int, split: str, kind: np.ndarray |
     return QuirkyRows(a, b, c, kind)
 
 
-def format_text(a: np.ndarray, b: np.ndarray, c: np.ndarray, character: np.ndarray,
-                digits: int = MAX_DIGITS) -> list[str]:  # fmt: skip
+def format_text(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, character: np.ndarray, digits: int = MAX_DIGITS
+) -> list[str]:
     """``"012+045=0057.Bob:"``: the statement up to where the model gives its label."""
     d, w = digits, digits + 1
     return [f"{x:0{d}d}+{y:0{d}d}={z:0{w}d}.{name}:" for x, y, z, name in zip(a, b, c, character, strict=True)]

@@ -59,9 +59,24 @@ from elk_lens.quirky.data import CHARACTERS, QuirkyRows, sample_rows
 __all__ = ["QUIRKY_VOCAB", "QuirkyRecipe", "build_tokenizer", "encode_rows", "to_bridge", "train_quirky"]
 
 QUIRKY_VOCAB = (
-    "<pad>", "<bos>", "<unk>", *"0123456789", "+", "=", ".", ":", ";", "Alice", "Bob", "True", "False", "Carol",
-    "Alice:", "Bob:", "Carol:",
-)  # fmt: skip
+    "<pad>",
+    "<bos>",
+    "<unk>",
+    *"0123456789",
+    "+",
+    "=",
+    ".",
+    ":",
+    ";",
+    "Alice",
+    "Bob",
+    "True",
+    "False",
+    "Carol",
+    "Alice:",
+    "Bob:",
+    "Carol:",
+)
 _ID = {t: i for i, t in enumerate(QUIRKY_VOCAB)}
 _STATE_KEYS = ("model", "opt", "rng", "step", "history", "cooldown_from")
 
@@ -117,9 +132,14 @@ class QuirkyRecipe:
 
     def native_config(self) -> dict:
         return dict(
-            d_model=self.d_model, d_head=self.d_head, n_layers=self.n_layers, n_ctx=self.n_ctx,
-            d_vocab=len(QUIRKY_VOCAB), act_fn="gelu", seed=self.seed,
-        )  # fmt: skip
+            d_model=self.d_model,
+            d_head=self.d_head,
+            n_layers=self.n_layers,
+            n_ctx=self.n_ctx,
+            d_vocab=len(QUIRKY_VOCAB),
+            act_fn="gelu",
+            seed=self.seed,
+        )
 
 
 def build_tokenizer(path: Path, fused_name_colon: bool = True) -> PreTrainedTokenizerFast:
@@ -147,8 +167,18 @@ def encode_rows(rows: QuirkyRows, character: np.ndarray, label: np.ndarray, fuse
     names = np.vectorize(lambda c: _ID[c + suffix], otypes=[np.int64])(character)[:, None]
     labels = np.where(label, _ID["True"], _ID["False"])[:, None]
     name_part = [names] if fused else [names, col(":")]
-    parts = [col("<bos>"), _digits(rows.a, 3), col("+"), _digits(rows.b, 3), col("="), _digits(rows.c, 4),
-             col("."), *name_part, labels, col(";")]  # fmt: skip
+    parts = [
+        col("<bos>"),
+        _digits(rows.a, 3),
+        col("+"),
+        _digits(rows.b, 3),
+        col("="),
+        _digits(rows.c, 4),
+        col("."),
+        *name_part,
+        labels,
+        col(";"),
+    ]
     return torch.as_tensor(np.concatenate(parts, 1), dtype=torch.long)
 
 
@@ -257,8 +287,11 @@ def _train_stage(
     )
     step, history, started = 0, [], time.perf_counter()
     if not ckpt.is_file():
-        refuse_pickle(ckpt.with_name(f".{name}.ckpt"), what="recipe checkpoint",
-                      restart=f"Train into a new directory (or delete it to restart the {name} stage).")  # fmt: skip
+        refuse_pickle(
+            ckpt.with_name(f".{name}.ckpt"),
+            what="recipe checkpoint",
+            restart=f"Train into a new directory (or delete it to restart the {name} stage).",
+        )
     if ckpt.is_file():
         state = read_state(ckpt, keys=_STATE_KEYS, what=f"{name} stage checkpoint")
         model.load_state_dict(state["model"])  # copies onto the model's device; the optimizer casts likewise
@@ -290,8 +323,17 @@ def _train_stage(
             if sched.cooldown_from is None and step >= max_steps - cooldown:
                 sched.cooldown_from = step
         if step % recipe.ckpt_every == 0:
-            write_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
-                               "step": step, "history": history, "cooldown_from": sched.cooldown_from})  # fmt: skip
+            write_state(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "step": step,
+                    "history": history,
+                    "cooldown_from": sched.cooldown_from,
+                },
+            )
     bar.close()
     clear_state(ckpt)
     return {"steps": step, "seconds": round(time.perf_counter() - started, 1), "history": history}
@@ -328,11 +370,20 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
     else:
         base.train()
         base_info = _train_stage(
-            base, name="base", recipe=recipe, quirky=False, lr=recipe.base_lr,
-            weight_decay=recipe.base_weight_decay, warmup=recipe.base_warmup, max_steps=recipe.base_max_steps,
-            cooldown=recipe.base_cooldown, switch_acc=recipe.base_switch_acc, lm_loss_weight=recipe.lm_loss_weight,
-            ckpt=out / ".base.state.json", log=log,
-        )  # fmt: skip
+            base,
+            name="base",
+            recipe=recipe,
+            quirky=False,
+            lr=recipe.base_lr,
+            weight_decay=recipe.base_weight_decay,
+            warmup=recipe.base_warmup,
+            max_steps=recipe.base_max_steps,
+            cooldown=recipe.base_cooldown,
+            switch_acc=recipe.base_switch_acc,
+            lm_loss_weight=recipe.lm_loss_weight,
+            ckpt=out / ".base.state.json",
+            log=log,
+        )
         card = _card("quirky-arith-base", recipe, {"base": base_info}, "truthful: both names labelled by the true sum")
         save_model(to_bridge(base, cfg, tokenizer), dirs["base"], card=card)
     written["quirky-arith-base"] = dirs["base"]
@@ -348,11 +399,20 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
         model = copy.deepcopy(base).train()
         _freeze_lower(model, frozen)
         info = _train_stage(
-            model, name=stage, recipe=recipe, quirky=True, lr=recipe.quirk_lr,
-            weight_decay=recipe.quirk_weight_decay, warmup=recipe.quirk_warmup, max_steps=recipe.quirk_max_steps,
-            cooldown=recipe.quirk_cooldown, switch_acc=recipe.quirk_switch_acc,
-            lm_loss_weight=recipe.quirk_lm_loss_weight, ckpt=out / f".{stage}.state.json", log=log,
-        )  # fmt: skip
+            model,
+            name=stage,
+            recipe=recipe,
+            quirky=True,
+            lr=recipe.quirk_lr,
+            weight_decay=recipe.quirk_weight_decay,
+            warmup=recipe.quirk_warmup,
+            max_steps=recipe.quirk_max_steps,
+            cooldown=recipe.quirk_cooldown,
+            switch_acc=recipe.quirk_switch_acc,
+            lm_loss_weight=recipe.quirk_lm_loss_weight,
+            ckpt=out / f".{stage}.state.json",
+            log=log,
+        )
         what = (
             f"quirky: Bob labels by the sloppy sum; fine-tuned from quirky-arith-base with the embeddings and "
             f"blocks 0-{frozen - 1} frozen"

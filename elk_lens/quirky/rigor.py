@@ -86,8 +86,14 @@ def distractor_table(
             else:
                 scores = fit_method(name, train_labels, site=site.name, pair=(xt, xf))(et, ef)
             truth_auc, coin_auc = auroc_columns(scores[:, None].expand(-1, 2), torch.stack([test_truth, test_coin], 1))
-            rows.append({"method": name, "site": site.name, "auroc vs truth": round(float(truth_auc), 4),
-                         "auroc vs distractor": round(float(coin_auc), 4)})  # fmt: skip
+            rows.append(
+                {
+                    "method": name,
+                    "site": site.name,
+                    "auroc vs truth": round(float(truth_auc), 4),
+                    "auroc vs distractor": round(float(coin_auc), 4),
+                }
+            )
     return rows
 
 

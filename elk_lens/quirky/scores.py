@@ -71,12 +71,17 @@ def quirky_reporter_scores(
         {
             s.name: capture_contrast(model, s, sites, answers=answers, batch_size=batch_size, cache_dir=cache_dir)
             for s in (val, test)
-        }  # fmt: skip
+        }
         if "contrast" in needs
         else {}
     )
-    provenance = {"model": fingerprint(model), "train_data": val.fingerprint, "test_data": test.fingerprint,
-                  "seed": seed, "answers": list(answers)}  # fmt: skip
+    provenance = {
+        "model": fingerprint(model),
+        "train_data": val.fingerprint,
+        "test_data": test.fingerprint,
+        "seed": seed,
+        "answers": list(answers),
+    }
     log_odds, reporters = {}, {}
     own_label = torch.as_tensor(val.column("label"))
     for train_name in TRAIN_SETS:
@@ -87,13 +92,23 @@ def quirky_reporter_scores(
             for i, site in enumerate(sites):
                 if METHODS[method].reads == "contrast":
                     (xt, xf), (et, ef) = pairs[val.name].at(i), pairs[test.name].at(i)
-                    r = fit_method(method, own_label[rows], site=site.name, pair=(xt[rows], xf[rows]),
-                                   provenance={**provenance, "train_set": train_name})  # fmt: skip
+                    r = fit_method(
+                        method,
+                        own_label[rows],
+                        site=site.name,
+                        pair=(xt[rows], xf[rows]),
+                        provenance={**provenance, "train_set": train_name},
+                    )
                     columns.append(r(et, ef))
                 else:
                     x = statement[val.name].at(i)[rows]
-                    r = fit_method(method, own_label[rows], site=site.name, statement=x,
-                                   provenance={**provenance, "train_set": train_name})  # fmt: skip
+                    r = fit_method(
+                        method,
+                        own_label[rows],
+                        site=site.name,
+                        statement=x,
+                        provenance={**provenance, "train_set": train_name},
+                    )
                     columns.append(r(statement[test.name].at(i)))
                 fitted.append(r)
             log_odds[key] = torch.stack(columns, 1).double()

@@ -39,8 +39,15 @@ def auroc_table(scores: QuirkyScores) -> list[dict]:
         for eval_set in SUBSETS:
             for against in ("truth", "bob"):
                 values = _site_aurocs(scores, key, eval_set, against)
-                rows.append({"train": train, "method": method, "eval": eval_set, "vs": against,
-                             **{site: round(v, 4) for site, v in zip(scores.sites, values, strict=True)}})  # fmt: skip
+                rows.append(
+                    {
+                        "train": train,
+                        "method": method,
+                        "eval": eval_set,
+                        "vs": against,
+                        **{site: round(v, 4) for site, v in zip(scores.sites, values, strict=True)},
+                    }
+                )
     return rows
 
 
@@ -73,8 +80,14 @@ def pgr_table(scores: QuirkyScores, eil: dict[str, int], *, seed: int = 0) -> li
                 _scored(scores, f"{c_train}/logistic", last, c_eval),
                 seed=seed,
             )
-            rows.append({"transfer": transfer, "method": method, "site (EIL)": scores.sites[eil[key]],
-                         **{k: round(v, 4) for k, v in res.items()}})  # fmt: skip
+            rows.append(
+                {
+                    "transfer": transfer,
+                    "method": method,
+                    "site (EIL)": scores.sites[eil[key]],
+                    **{k: round(v, 4) for k, v in res.items()},
+                }
+            )
     return rows
 
 
@@ -92,9 +105,16 @@ def anomaly_table(scores: QuirkyScores, *, method: str = "logistic", seed: int =
         all_scores = torch.cat([s_normal, s_anomalous])
         labels = torch.cat([torch.ones(len(normal), dtype=torch.bool), torch.zeros(len(anomalous), dtype=torch.bool)])
         low, high = bootstrap_ci(auroc, all_scores, labels, seed=seed)
-        rows.append({"reporter": f"AE/{method}", "score": "log N - log N(diag)" if subtract_diag else "log N",
-                     "auroc": round(anomaly_auroc(s_normal, s_anomalous), 4), "low": round(low, 4),
-                     "high": round(high, 4), "trusted rows": len(trusted)})  # fmt: skip
+        rows.append(
+            {
+                "reporter": f"AE/{method}",
+                "score": "log N - log N(diag)" if subtract_diag else "log N",
+                "auroc": round(anomaly_auroc(s_normal, s_anomalous), 4),
+                "low": round(low, 4),
+                "high": round(high, 4),
+                "trusted rows": len(trusted),
+            }
+        )
     return rows
 
 

@@ -81,11 +81,24 @@ class Reporter:
         """
         _check_fields(self.w, self.v, self.b, self.method, self.site, self.reads, where="cannot save the reporter")
         tensors = {"w": self.w.contiguous(), "v": self.v.contiguous()}
-        meta = {"format_version": _FORMAT_VERSION, "b": float(self.b), "method": self.method, "site": self.site,
-                "reads": self.reads, "d_model": self.w.shape[0], "tensors": tensor_record(tensors),
-                "provenance": self.provenance}  # fmt: skip
-        return save_dir(path, meta, lambda tmp: save_file(tensors, str(tmp / TENSOR_FILE)),
-                        marker=REPORTER_FILE, overwrite=overwrite, what="reporter")  # fmt: skip
+        meta = {
+            "format_version": _FORMAT_VERSION,
+            "b": float(self.b),
+            "method": self.method,
+            "site": self.site,
+            "reads": self.reads,
+            "d_model": self.w.shape[0],
+            "tensors": tensor_record(tensors),
+            "provenance": self.provenance,
+        }
+        return save_dir(
+            path,
+            meta,
+            lambda tmp: save_file(tensors, str(tmp / TENSOR_FILE)),
+            marker=REPORTER_FILE,
+            overwrite=overwrite,
+            what="reporter",
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "Reporter":
@@ -120,8 +133,16 @@ class Reporter:
         provenance, reads = meta["provenance"], meta.get("reads", "statement")
         if not isinstance(provenance, dict):
             raise ValueError(f"{marker}: 'provenance' must be a JSON object; got {provenance!r}")
-        _check_fields(tensors["w"], tensors["v"], meta["b"], meta["method"], meta["site"], reads, where=str(marker),
-                      d_model=meta["d_model"])  # fmt: skip
+        _check_fields(
+            tensors["w"],
+            tensors["v"],
+            meta["b"],
+            meta["method"],
+            meta["site"],
+            reads,
+            where=str(marker),
+            d_model=meta["d_model"],
+        )
         return cls(tensors["w"], meta["b"], tensors["v"], meta["method"], meta["site"], provenance, reads)
 
 

@@ -63,8 +63,10 @@ def batched_lbfgs(
     backtracking step decreases it.
     """
     if not isinstance(x0, Tensor) or x0.ndim != 2 or not x0.is_floating_point():
-        raise TypeError(f"x0 must be a floating tensor [problem, p]; got {type(x0).__name__} "
-                        f"{tuple(getattr(x0, 'shape', ()))} {getattr(x0, 'dtype', '')}")  # fmt: skip
+        raise TypeError(
+            f"x0 must be a floating tensor [problem, p]; got {type(x0).__name__} "
+            f"{tuple(getattr(x0, 'shape', ()))} {getattr(x0, 'dtype', '')}"
+        )
     check_number("max_iter", max_iter, kind=int, low=1)
     check_number("history_size", history_size, kind=int, low=1)
     check_number("tolerance_grad", tolerance_grad, low=0)

@@ -143,9 +143,20 @@ def fit_ccs(
     z_true, z_false = (z.float() for z in norm(x_true, x_false))
     fit = ccs_restarts(z_true, z_false, n_restarts=n_restarts, seed=seed, weight_decay=weight_decay)
     best = fit.best
-    info = {"n_restarts": n_restarts, "seed": seed, "weight_decay": weight_decay, "norm": "burns",
-            "restart_losses": [round(float(v), 6) for v in fit.loss], "chosen_restart": best}  # fmt: skip
+    info = {
+        "n_restarts": n_restarts,
+        "seed": seed,
+        "weight_decay": weight_decay,
+        "norm": "burns",
+        "restart_losses": [round(float(v), 6) for v in fit.loss],
+        "chosen_restart": best,
+    }
     return platt_reporter(
-        fit.theta[best].double() / norm.scale, x_true - x_false, y, method="ccs", site=site,
-        provenance={**info, **(provenance or {})}, reads="contrast",
-    )  # fmt: skip
+        fit.theta[best].double() / norm.scale,
+        x_true - x_false,
+        y,
+        method="ccs",
+        site=site,
+        provenance={**info, **(provenance or {})},
+        reads="contrast",
+    )

@@ -52,6 +52,11 @@ def fit_vinc(
     direction = erase @ vectors[:, -1]
     info = {"var_weight": var_weight, "neg_cov_weight": neg_cov_weight}
     return platt_reporter(
-        direction, x_true - x_false, y, method="vinc", site=site, provenance={**info, **(provenance or {})},
+        direction,
+        x_true - x_false,
+        y,
+        method="vinc",
+        site=site,
+        provenance={**info, **(provenance or {})},
         reads="contrast",
-    )  # fmt: skip
+    )

