@@ -4,7 +4,10 @@ returned (``AnalysisResult.view``); ``elk_lens.runner`` looks it up by the analy
 from collections.abc import Callable
 
 from elk_lens.report.html import Page
+from elk_lens.report.pages import quirky_elk
 
 __all__ = ["RENDERERS"]
 
-RENDERERS: dict[str, Callable[[dict], Page]] = {}
+RENDERERS: dict[str, Callable[[dict], Page]] = {
+    "quirky_elk": quirky_elk.render,
+}
