@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 from browser import assert_renders, needs_browser
 
+from elk_lens.analyses import ANALYSES
 from elk_lens.cli import main
-from elk_lens.runner import run_analysis
+from elk_lens.report.html import render_page
+from elk_lens.report.pages.quirky_elk import render
+from elk_lens.report.rundir import RunDir
+from elk_lens.runner import load_spec, run_analysis
 
 SMALL_SPEC = """
 name = "quirky-small"
@@ -55,6 +59,26 @@ def test_report_is_self_contained_and_has_its_sections(finished_run):
         assert f"<h2>{title}</h2>" in html
     assert "<svg" in html
     assert not re.search(r"""(src|href)=["']https?://""", html)  # nothing fetched from the network
+
+
+def test_a_hostile_model_name_reaches_the_page_escaped(finished_run):
+    spec, run = finished_run
+    cfg, text = load_spec(spec)
+    view = ANALYSES["quirky_elk"].run(cfg, RunDir(run, text)).view  # resumed: every stage is on disk
+    json.dumps(view)  # plain data, no markup or model objects
+    script = "<script>x</script>"
+    answer = {"dataset": "cities", "prompt": "zero_shot", "auroc": 0.6, "ci_low": 0.5, "ci_high": 0.7,
+              "prompt_text": script}  # fmt: skip
+    glance = {"spec": script, "dataset": "cities", "rows": 40, "sites": ["blocks.0.hook_resid_post"],
+              "by_layer": [0.9], "floor": [0.6], "answers": [answer],
+              "gap": [{"probe_site": "blocks.0.hook_resid_post", "probe_auroc": 0.9, "probe_ci": [0.8, 0.95],
+                       "knows_more": True}]}  # fmt: skip
+    card = {"summary": script, "recipe": {"note": script}}
+    page = render(view | {"spec": script, "model_card": card, "real_lm": glance, "config_path": script})
+    html = render_page(page.title, page.intro, page.sections)
+    assert "<script" not in html and html.count("&lt;script&gt;") >= 8
+    assert [s.title for s in page.sections][-4:] == [f"A real model: {script}", "Evaluation subsets", "Model",
+                                                     "Reproduce"]  # fmt: skip
 
 
 @needs_browser

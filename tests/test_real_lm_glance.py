@@ -1,11 +1,13 @@
-"""The demo's real-LM section (elk_lens.analyses.real_lm_glance) on SmolLM2 itself, on a small sample."""
+"""The demo's real-LM section (elk_lens.analyses.real_lm_glance, drawn by elk_lens.report.pages.real_lm_glance)
+on SmolLM2 itself, on a small sample."""
 
 from importlib import metadata
 
 import pytest
 
-from elk_lens.analyses.real_lm_glance import SETTINGS, glance, glance_section
+from elk_lens.analyses.real_lm_glance import SETTINGS, glance
 from elk_lens.analyses.result import read_settings
+from elk_lens.report.pages.real_lm_glance import glance_section
 from elk_lens.report.rundir import RunDir
 
 

@@ -6,12 +6,9 @@ Alice-easy, Alice-hard, Bob-hard and Bob disagreements, beside the model's own o
 heuristics of the shown result.
 """
 
-import json
-from html import escape
-
-from elk_lens.analyses.quirky_methods import method_sections, method_stages, targets_table
+from elk_lens.analyses.quirky_methods import method_stages
 from elk_lens.analyses.real_lm_glance import SETTINGS as REAL_LM_SETTINGS
-from elk_lens.analyses.real_lm_glance import glance, glance_section
+from elk_lens.analyses.real_lm_glance import glance
 from elk_lens.analyses.result import (
     SEED,
     AnalysisResult,
@@ -25,10 +22,7 @@ from elk_lens.analyses.result import (
 from elk_lens.models import load_model
 from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
 from elk_lens.quirky.subsets import PROBE_STUDY_SETS, SUBSETS, TARGET
-from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
-from elk_lens.report.svg import line_chart
-from elk_lens.sites import short_name
 
 __all__ = ["check_config", "run"]
 
@@ -43,7 +37,6 @@ _SETTINGS = {
     "causal.n_random": Setting(8, int, at_least(1)),  # random directions beside each steering direction
     **REAL_LM_SETTINGS,  # a glance at a real LM beside the quirky model (real_lm.spec = "" leaves it out)
 }
-_CHART_SETS = ("AE", "AH", "BH", "B_disagree", "BH_disagree")
 
 
 KEYS = tuple(_SETTINGS)  # every config key this analysis reads (the runner refuses others)
@@ -82,90 +75,34 @@ def _study(cfg: dict, run: RunDir) -> dict:
     }
 
 
-def _cell_colour(column: str, value: object) -> str | None:
-    if column not in PROBE_STUDY_SETS or not isinstance(value, float) or value != value:
-        return None
-    return "good" if value >= 0.9 else "bad" if value <= 0.6 else None
-
-
-def _probe_at(res: dict, subset: str) -> dict[str, float]:
-    return {r["scored"]: r[subset] for r in res["table"] if r["scored"] in res["probe_sites"]}
-
-
 def run(cfg: dict, run: RunDir) -> AnalysisResult:
     s = _settings(cfg)
     res = run.stage("study", lambda: _study(cfg, run))
     methods = method_stages(load_model(s["model.spec"]), s, run)
     real_lm = glance(s, run)
     rows = res["table"]
-    probe_rows = [r for r in rows if r["scored"] in res["probe_sites"]]
-    layers = [short_name(r["scored"]) for r in probe_rows]
-    chart = line_chart(
-        {name: [r[name] for r in probe_rows] for name in _CHART_SETS}
-        | {f"model output: {name}": [res["output"][name]] * len(probe_rows) for name in (TARGET,)},
-        layers,
-        title="Probe AUROC vs truth by layer (logistic regression trained on Alice-easy)",
-        y_label="AUROC vs truth",
-        dashed=frozenset({f"model output: {TARGET}"}),
-    )
     split = res["split_layers"]
-    headline = (
-        f"<p><b>Knowledge/output split found</b> at {', '.join(escape(x) for x in split)}: a probe trained on "
-        f"Alice-easy reads the truth on Bob-hard disagreements (AUROC ≥ 0.90) while the model's own output there "
-        f"follows Bob (output AUROC vs truth {res['output'][TARGET]:.3f}).</p>"
-        if split
-        else "<p><b>No layer shows the knowledge/output split</b> (probe AUROC ≥ 0.90 on Bob-hard disagreements "
-        "while the output AUROC vs truth ≤ 0.10).</p>"
-    )
-    acc_rows = [{"subset": k, "accuracy": v} for k, v in res["accuracy"].items()]
     subsets = [
         {"subset": k, "statements": res["sizes"].get(k, ""), "meaning": SUBSETS[k].meaning} for k in PROBE_STUDY_SETS
     ]
-    card = res["model_card"]
-    sections = [
-        Section(
-            "Summary",
-            headline
-            + table_html(targets_table(methods, split, _probe_at(res, TARGET), res["output"][TARGET]))
-            + table_html(acc_rows, digits=4),
-        ),
-        Section(
-            "AUROC vs layer",
-            chart + "<p class='note'>Each layer's probe is fitted on Alice-easy statements of the val split and "
-            "scored on the test split, which shares no operand pair with it. 0.5 = chance; below 0.5 means the "
-            "reading is anti-correlated with the truth (the model's output on disagreements is by design).</p>",
-        ),
-        Section(
-            "All scores",
-            table_html(rows, highlight=_cell_colour)
-            + "<p class='note'>Rows: the probe at each residual site, the model's own output log-odds, and surface "
-            "heuristics of the shown result c (sign fitted on the training rows). Columns: AUROC vs truth on each "
-            "evaluation subset; n/a where a subset has one class only.</p>",
-        ),
-        *method_sections(methods),
-        *([glance_section(real_lm)] if real_lm else []),
-        Section("Evaluation subsets", table_html(subsets)),
-        Section(
-            "Model",
-            f"<p><code>{escape(s['model.spec'])}</code> — fingerprint <code>{res['provenance']['model']}</code>.</p>"
-            + (
-                f"<p>{escape(card.get('summary', ''))}</p><pre>{escape(json.dumps(card.get('recipe', {})))}</pre>"
-                if card
-                else ""
-            ),
-        ),
-        Section(
-            "Reproduce",
-            f"<pre>elk-lens run {escape(str(run.path / 'config.toml'))}</pre><p class='note'>Timings: "
-            f"{escape(str(res['provenance']['timings']))}. Probe fitting uses training rows only; no sign, "
-            "threshold or normalization is fitted on evaluation rows.</p>",
-        ),
-    ]
+    view = {
+        "spec": s["model.spec"],
+        "target": TARGET,
+        "scored_sets": list(PROBE_STUDY_SETS),
+        "auroc": rows,
+        "probe_sites": res["probe_sites"],
+        "output": res["output"],
+        "accuracy": res["accuracy"],
+        "split_layers": split,
+        "subsets": subsets,
+        "fingerprint": res["provenance"]["model"],
+        "timings": res["provenance"]["timings"],
+        "model_card": res["model_card"],
+        "config_path": str(run.path / "config.toml"),
+        "methods": {k: v for k, v in methods.items() if k != "scores"} | {"sites": methods["scores"].sites},
+        "real_lm": real_lm,
+    }
     return AnalysisResult(
-        title=f"elk-lens: latent knowledge in {s['model.spec']}",
-        intro="<p class='note'>Quirky arithmetic: Alice labels sums by the truth, Bob by a sloppy sum. Does the "
-        "model represent the truth where its output follows Bob?</p>",
-        sections=sections,
         metrics={
             "auroc": rows,
             "accuracy": res["accuracy"],
@@ -188,4 +125,5 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "seeds": {"data": s["data.seed"]},
             "settings": s,
         },
+        view=view,
     )

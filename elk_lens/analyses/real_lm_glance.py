@@ -1,23 +1,20 @@
 """A glance at a real language model for the demo report: a probe by layer on a sample of one truth
-dataset, beside the model's own answer (zero-shot, few-shot) and the random-direction floor.
+dataset, beside the model's own answer (zero-shot, few-shot) and the random-direction floor (drawn by
+``elk_lens.report.pages.real_lm_glance``).
 
 Small on purpose (a few hundred statements, every few layers: about a minute on 2 cores); the full
 study is the ``truth_generalization`` analysis (``analyses/smollm2_truth.toml``, docs/real-models.md).
 """
-
-from html import escape
 
 from elk_lens.analyses.result import Setting, at_least, model_spec, one_of, some_of
 from elk_lens.data.truth_datasets import TRUTH_SETS, truth_set
 from elk_lens.generalization import generalization_study, random_floor
 from elk_lens.knowledge_gap import PROMPTS, gap_rows, model_answers, prompt_for
 from elk_lens.models import load_model
-from elk_lens.report.html import Section, table_html
 from elk_lens.report.rundir import RunDir
-from elk_lens.report.svg import line_chart
-from elk_lens.sites import residual_sites, short_name
+from elk_lens.sites import residual_sites
 
-__all__ = ["SETTINGS", "glance", "glance_section"]
+__all__ = ["SETTINGS", "glance"]
 
 SETTINGS = {
     "real_lm.spec": Setting("", str, lambda v: model_spec(v) if v else None),  # "" = no real-LM section
@@ -51,28 +48,3 @@ def glance(s: dict, run: RunDir) -> dict | None:
                 "answers": answers, "gap": gap_rows(study.chosen, answers)}  # fmt: skip
 
     return run.stage("real-lm", compute)
-
-
-def glance_section(res: dict) -> Section:
-    layers = [short_name(x) for x in res["sites"]]
-    n = len(layers)
-    series = {"probe (logistic, trained on train)": res["by_layer"], "random directions (q95)": res["floor"]}
-    series |= {f"model says ({a['prompt']})": [a["auroc"]] * n for a in res["answers"]}
-    dashed = frozenset(k for k in series if k.startswith("model says"))
-    chart = line_chart(series, layers, title=f"{res['spec']} on {res['dataset']}: test AUROC vs truth by layer",
-                       y_label="AUROC vs truth", dashed=dashed)  # fmt: skip
-    gap = res["gap"][0]
-    says = ", ".join(f"{a['prompt']} {a['auroc']:.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]" for a in res["answers"])
-    lead = (f"<p>A probe at {escape(short_name(gap['probe_site']))} (layer chosen on val) reads truth at AUROC "
-            f"{gap['probe_auroc']:.3f} [{gap['probe_ci'][0]:.3f}, {gap['probe_ci'][1]:.3f}]; asked, the model "
-            f"scores {escape(says)}. "
-            + ("The probe's interval lies above every prompt's: it knows more than it says." if gap["knows_more"]
-               else "The intervals overlap: no gap shown on this sample.") + "</p>")  # fmt: skip
-    rows = [{k: v for k, v in a.items() if k != "prompt_text"} for a in res["answers"]]
-    return Section(
-        f"A real model: {res['spec']}",
-        lead + chart + table_html(rows) + f"<p class='note'>{res['rows']} statements of {escape(res['dataset'])} "
-        "(train / val / test by item). Answers: log-odds of ' True' vs ' False' after ' This statement is:'; "
-        "few-shot examples from the train split. Full study: <code>elk-lens run analyses/smollm2_truth.toml"
-        "</code>.</p>",
-    )
