@@ -11,7 +11,7 @@ from pathlib import Path
 
 from elk_lens._progress import log as progress
 from elk_lens.analyses import ANALYSES
-from elk_lens.report.html import Page, render_page
+from elk_lens.report.html import render_page
 from elk_lens.report.pages import RENDERERS
 from elk_lens.report.rundir import RunDir, environment
 
@@ -126,8 +126,7 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
     run.write_json("metrics.json", result.metrics)
     for name, rows in result.tables.items():
         run.write_csv(f"{name}.csv", rows)
-    render = RENDERERS.get(cfg["analysis"])
-    page = render(result.view) if render else Page(result.title, result.intro, result.sections)
+    page = RENDERERS[cfg["analysis"]](result.view)
     _write_figures(run, page.sections)
     run.write_text("report.html", render_page(page.title, page.intro, page.sections))
     progress.info("finished in %.1f s", time.time() - started)

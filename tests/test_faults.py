@@ -31,7 +31,8 @@ from elk_lens.capture import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.growth import GrowthMap
 from elk_lens.models import load_model, save_model
-from elk_lens.report.html import Section
+from elk_lens.report.html import Page, Section
+from elk_lens.report.pages import RENDERERS
 from elk_lens.report.svg import line_chart
 from elk_lens.reporters import Reporter
 from elk_lens.runner import run_analysis
@@ -111,17 +112,9 @@ def _probe_analysis(tok_dir: Path) -> SimpleNamespace:
         scores = run.tensor_stage("norms", lambda: {"norms": acts().values.norm(dim=-1), "rows": torch.arange(4)})
         summary = run.stage("summary", lambda: {"largest": scores["norms"].max().item(), "first": means[SITES[0]][0]})
         norms = scores["norms"].tolist()
-        chart = line_chart(
-            {s: [r[i] for r in norms] for i, s in enumerate(SITES)},
-            [str(i) for i in range(len(norms))],
-            title="Residual norms",
-            y_label="norm",
-            y_range=(0.0, max(map(max, norms))),
-        )
         return AnalysisResult(
             {"means": means, "summary": summary},
-            title="Fault probe",
-            sections=[Section("Norms", chart)],
+            view={"norms": norms},
             tables={
                 "norms": [dict(zip(SITES, r, strict=True)) for r in norms],
                 "means": [{"site": s, "first": v[0]} for s, v in means.items()],
@@ -131,12 +124,25 @@ def _probe_analysis(tok_dir: Path) -> SimpleNamespace:
     return SimpleNamespace(KEYS=tuple(settings), check_config=lambda cfg: read_settings(cfg, settings), run=run)
 
 
+def _render_probe(view: dict) -> Page:
+    norms = view["norms"]
+    chart = line_chart(
+        {s: [r[i] for r in norms] for i, s in enumerate(SITES)},
+        [str(i) for i in range(len(norms))],
+        title="Residual norms",
+        y_label="norm",
+        y_range=(0.0, max(map(max, norms))),
+    )
+    return Page("Fault probe", "", [Section("Norms", chart)])
+
+
 def _run_files(root: Path) -> dict[str, bytes]:
     return {k: v for k, v in visible_files(root / "probe").items() if k != "manifest.json"}  # it holds timings
 
 
 def test_an_analysis_run_killed_at_each_write_resumes_to_the_same_files(tmp_path, char_tok_dir, monkeypatch):
     monkeypatch.setitem(ANALYSES, "fault_probe", _probe_analysis(char_tok_dir))
+    monkeypatch.setitem(RENDERERS, "fault_probe", _render_probe)
     spec = tmp_path / "probe.toml"
     spec.write_text('name = "probe"\nanalysis = "fault_probe"\n[data]\nrows = 12\n')
     _, renamed = faults.call(partial(run_analysis, spec, runs_root=tmp_path / "whole"))

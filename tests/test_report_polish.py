@@ -12,7 +12,8 @@ from elk_lens._progress import LineProgress, progress_bar
 from elk_lens.analyses import ANALYSES
 from elk_lens.analyses.result import AnalysisResult
 from elk_lens.cli import main
-from elk_lens.report.html import Section, folded, render_page, table_html
+from elk_lens.report.html import Page, Section, folded, render_page, table_html
+from elk_lens.report.pages import RENDERERS
 from elk_lens.report.svg import heatmap
 
 SCRIPT = "<script>alert(1)</script>"
@@ -119,11 +120,12 @@ def _fake_run(cfg: dict, run) -> AnalysisResult:
     for _ in range(20):
         bar.update(1)
     bar.close()
-    return AnalysisResult(title="t", intro="", sections=[], metrics={"x": 1})
+    return AnalysisResult(metrics={"x": 1})
 
 
 def test_run_prints_each_stage_with_its_time_on_a_non_terminal_stderr(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(ANALYSES, "fake", SimpleNamespace(KEYS=(), check_config=lambda cfg: None, run=_fake_run))
+    monkeypatch.setitem(RENDERERS, "fake", lambda view: Page("t", "", []))
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "fake-run"\nanalysis = "fake"\n')
     for _ in range(2):  # the second run resumes the stage

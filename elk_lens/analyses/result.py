@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from elk_lens.report.html import Section
 from elk_lens.sites import Site
 
 __all__ = [
@@ -46,9 +45,6 @@ class AnalysisResult:
     tables: dict[str, list[dict]] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     view: dict = field(default_factory=dict)
-    title: str = ""  # (the last analyses still drawing their own report; they move to report/pages)
-    intro: str = ""
-    sections: list[Section] = field(default_factory=list)
 
 
 Check = Callable[[typing.Any], str | None]
