@@ -30,7 +30,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	@# the report check loads report.html in headless Chromium (Debian's package); best effort, it skips without it
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		timeout 300 apt-get install -y -q chromium >/dev/null 2>&1 || \
-		echo "chromium could not be installed: tests/test_report_browser.py will skip"
+		echo "chromium could not be installed: tests/report/test_report_browser.py will skip"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -59,7 +59,9 @@ PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 # Modules whose tests share no module-scoped fixture and are long: under pytest-xdist each of their tests
 # is a unit of work of its own; every other module is one unit, so its module-scoped fixtures (a finished
 # analysis run) are built once, not once per worker.
-ONE_BY_ONE = {f"tests/{m}.py" for m in ("test_faults", "test_gguf", "test_notebooks", "test_real_lm_glance")}
+ONE_BY_ONE = {
+    f"tests/{m}.py" for m in ("test_faults", "zoo/test_gguf", "test_notebooks", "analyses/test_real_lm_glance")
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -264,10 +266,10 @@ def real_lm() -> Callable[[str], tuple[TransformerBridge, Path]]:
 
 @pytest.fixture(scope="session")
 def truth_run(shared_tmp) -> tuple[Path, Path]:
-    """The small truth_generalization run of tests/test_truth_analysis.py (its ``SPEC``, MiniLM on five
+    """The small truth_generalization run of tests/analyses/test_truth_analysis.py (its ``SPEC``, MiniLM on five
     truth datasets) made once per test run: (spec, run directory). Its analysis test and the browser
     check of its report read the same run; the workers take turns through a lock, the first runs it."""
-    from test_truth_analysis import SPEC
+    from tiny_specs import TRUTH_SPEC as SPEC
 
     root = shared_tmp / "truth_run"
     root.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ from elk_lens.prompts import (
     zero_shot_prompt,
 )
 
-# float32 forwards of the same weights: cached vs uncached attention, bridge vs HF eager (tests/test_gguf.py)
+# float32 forwards of the same weights: cached vs uncached attention, bridge vs HF eager (tests/zoo/test_gguf.py)
 LOGIT_TOL = 1e-4
 TEXTS = ["the cat sat.", "a dog ran off.", "he is tall.", "the sun is hot today."]
 ANSWERS = ("T", "F")  # single tokens in the tiny byte-level tokenizer

@@ -110,7 +110,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "sizes": res["sizes"],
             **{k: methods[k] for k in ("eil", "pgr", "anomaly", "features", "causal", "rigor", "positions")},
             "real_lm": real_lm,
-        },  # fmt: skip
+        },
         tables={
             "auroc_by_layer": rows,
             "transfer_auroc": methods["auroc"],
@@ -118,7 +118,7 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "anomaly": methods["anomaly"],
             "distractor": methods["rigor"]["distractor"],
             "interventions": methods["causal"]["rows"],
-        },  # fmt: skip
+        },
         provenance={
             "model_spec": s["model.spec"],
             "fingerprints": {k: res["provenance"][k] for k in ("model", "train_data", "test_data")},

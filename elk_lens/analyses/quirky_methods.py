@@ -22,9 +22,15 @@ METHODS = ("logistic", "mean_diff", "lda", "ccs", "crc", "vinc")
 
 def _scores(model, s: dict, run: RunDir) -> QuirkyScores:
     def compute() -> dict:
-        sc = quirky_reporter_scores(model, methods=METHODS, train_rows=s["data.train_rows"],
-                                    test_rows=s["data.test_rows"], seed=s["data.seed"],
-                                    batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")  # fmt: skip
+        sc = quirky_reporter_scores(
+            model,
+            methods=METHODS,
+            train_rows=s["data.train_rows"],
+            test_rows=s["data.test_rows"],
+            seed=s["data.seed"],
+            batch_size=s["capture.batch_size"],
+            cache_dir=run.path / "cache",
+        )
         return {**{f"log_odds/{k}": v for k, v in sc.log_odds.items()}, "output": sc.output}
 
     tensors = run.tensor_stage("reporter_scores", compute)
@@ -49,8 +55,9 @@ def _causal(model, s: dict, run: RunDir) -> dict:
         for name, fit in (("logistic", fit_logistic), ("mean_diff", fit_mean_diff)):
             direction = steering_direction(fit(x, train.truth, site=site.name), x, train.truth)
             shift = log_odds_shift(model, bob, site.name, direction, batch_size=s["capture.batch_size"])
-            effect = steering_effect(model, alice, site.name, direction, n_random=s["causal.n_random"],
-                                     batch_size=s["capture.batch_size"])  # fmt: skip
+            effect = steering_effect(
+                model, alice, site.name, direction, n_random=s["causal.n_random"], batch_size=s["capture.batch_size"]
+            )
             rows.append(
                 {
                     "site": site.name,
@@ -75,16 +82,18 @@ def _rigor(model, s: dict, run: RunDir, scores: QuirkyScores) -> dict:
     p_test, coin = capture_distractor_pairs(model, test, sites, seed=seed + 2, **kw)
     table = distractor_table(p_train, train.truth, p_test, test.truth, coin)
     last = len(sites) - 1
-    stability = seed_stability(p_train, train.truth, p_test, {"truth": test.truth, "distractor": coin}, site=last,
-                               seeds=range(5))  # fmt: skip
+    stability = seed_stability(
+        p_train, train.truth, p_test, {"truth": test.truth, "distractor": coin}, site=last, seeds=range(5)
+    )
     ae = quirky_arithmetic(s["data.train_rows"], split="val", seed=seed).where(character="Alice", easy=True)
     acts = capture(model, ae, sites, **kw)
     test_acts = capture(model, scores.test, sites, **kw)
     target = subset_mask(scores.test, "BH_disagree")
     floor = []
     for i, site in list(enumerate(sites))[1:]:
-        res = random_direction_baseline(acts.at(i), ae.truth, test_acts.at(i)[target], scores.labels("truth")[target],
-                                        seed=seed)  # fmt: skip
+        res = random_direction_baseline(
+            acts.at(i), ae.truth, test_acts.at(i)[target], scores.labels("truth")[target], seed=seed
+        )
         floor.append({"site": site.name, **{k: round(v, 4) for k, v in res.items()}})
     return {"distractor": table, "seed_stability": stability, "random_floor": floor}
 

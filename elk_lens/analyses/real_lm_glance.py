@@ -43,8 +43,15 @@ def glance(s: dict, run: RunDir) -> dict | None:
         floor = random_floor(model, data, n_directions=_N_RANDOM, seed=seed, **common)
         prompts = {name: {k: prompt_for(k, model, data[name], seed=seed) for k in s["real_lm.prompts"]}}
         answers = model_answers(model, data, prompts, n_boot=_N_BOOT, seed=seed)
-        return {"spec": s["real_lm.spec"], "dataset": name, "rows": len(data[name]), "sites": study.sites,
-                "by_layer": study.by_layer("logistic", name, name), "floor": [r["q0.95"] for r in floor],
-                "answers": answers, "gap": gap_rows(study.chosen, answers)}  # fmt: skip
+        return {
+            "spec": s["real_lm.spec"],
+            "dataset": name,
+            "rows": len(data[name]),
+            "sites": study.sites,
+            "by_layer": study.by_layer("logistic", name, name),
+            "floor": [r["q0.95"] for r in floor],
+            "answers": answers,
+            "gap": gap_rows(study.chosen, answers),
+        }
 
     return run.stage("real-lm", compute)

@@ -22,8 +22,9 @@ __all__ = ["attention_heads_html", "circuitsvis_script", "script_json"]
 _BUNDLE = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
 # JSON is JavaScript, but inside an inline <script> the HTML parser reads first: "</script>" in a token
 # would end the element, "<!--" would change how it ends; U+2028/9 end a line in older JavaScript
-_SCRIPT_UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-                                "\u2029": "\\u2029"})  # fmt: skip
+_SCRIPT_UNSAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
 def script_json(json_text: str) -> str:
@@ -52,10 +53,13 @@ def attention_heads_html(
         raise ValueError(f"{n_heads} heads but {len(head_names)} head names")
     div = f"circuits-vis-{uuid4().hex[:12]}"
     # convert_props is plain json.dumps: it leaves "<", ">" and "&" as they are
-    props = script_json(convert_props({"attention": attention.float(), "tokens": tokens,
-                                       "attentionHeadNames": head_names, "maskUpperTri": True}))  # fmt: skip
+    props = script_json(
+        convert_props(
+            {"attention": attention.float(), "tokens": tokens, "attentionHeadNames": head_names, "maskUpperTri": True}
+        )
+    )
     return (
         f'<div id="{div}" style="margin: 15px 0;"></div><script>CircuitsVis.render({json.dumps(div)}, '
-        f"CircuitsVis.AttentionHeads, {props});</script>"  # fmt: skip
+        f"CircuitsVis.AttentionHeads, {props});</script>"
         f"<p class='note'>{html.escape(' '.join(tokens))}</p>"
     )

@@ -59,8 +59,12 @@ def environment() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
-            "git_revision": _git_revision()}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_revision": _git_revision(),
+    }
 
 
 class _Damaged(Exception):

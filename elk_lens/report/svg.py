@@ -61,8 +61,9 @@ def line_chart(
         raise ValueError(f"marks at {unknown} are not x labels of this chart")
     for label, note in (marks or {}).items():
         x = px(x_labels.index(label))
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#c00" '
-                   f'stroke-dasharray="4,3"/>')  # fmt: skip
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#c00" stroke-dasharray="4,3"/>'
+        )
         out.append(f'<text x="{x + 3:.1f}" y="{top + 12}" font-size="10" fill="#c00">{escape(note)}</text>')
     for i, label in enumerate(x_labels):
         out.append(
@@ -138,12 +139,14 @@ def heatmap(
     Used for component scores, layer × head, or AUROC with ``center=0.5``.
     """
     if len(values) != len(row_labels) or any(len(r) != len(col_labels) for r in values):
-        raise ValueError(f"values must be {len(row_labels)} rows of {len(col_labels)}; got rows of "
-                         f"{[len(r) for r in values]}")  # fmt: skip
+        raise ValueError(
+            f"values must be {len(row_labels)} rows of {len(col_labels)}; got rows of {[len(r) for r in values]}"
+        )
     groups = col_groups or [("", len(col_labels))]
     if sum(n for _, n in groups) != len(col_labels) or any(n < 1 for _, n in groups):
-        raise ValueError(f"col_groups must span the {len(col_labels)} columns, each at least one; got "
-                         f"{[n for _, n in groups]}")  # fmt: skip
+        raise ValueError(
+            f"col_groups must span the {len(col_labels)} columns, each at least one; got {[n for _, n in groups]}"
+        )
     if value_range is None:
         scale = max((abs(v - center) for r in values for v in r if v == v), default=0.0) or 1.0
         low, high = center - scale, center + scale
@@ -173,34 +176,45 @@ def heatmap(
     ]
     if row_title:
         mid = top + grid_h / 2
-        out.append(f'<text x="14" y="{mid:.0f}" font-size="11" text-anchor="middle" '
-                   f'transform="rotate(-90 14 {mid:.0f})">{escape(row_title)}</text>')  # fmt: skip
+        out.append(
+            f'<text x="14" y="{mid:.0f}" font-size="11" text-anchor="middle" '
+            f'transform="rotate(-90 14 {mid:.0f})">{escape(row_title)}</text>'
+        )
     start = 0
     for label, n in groups if col_groups else []:
         x0 = left + col_x[start]
-        out.append(f'<text x="{x0 + cell * n / 2:.0f}" y="{top - 6}" font-size="10" text-anchor="middle">'
-                   f"{escape(label)}</text>")  # fmt: skip
+        out.append(
+            f'<text x="{x0 + cell * n / 2:.0f}" y="{top - 6}" font-size="10" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
         start += n
     for i, (label, row) in enumerate(zip(row_labels, values, strict=True)):
         y = top + cell * i
-        out.append(f'<text x="{left - 6}" y="{y + cell / 2 + 4:.0f}" font-size="11" text-anchor="end">'
-                   f"{escape(label)}</text>")  # fmt: skip
+        out.append(
+            f'<text x="{left - 6}" y="{y + cell / 2 + 4:.0f}" font-size="11" text-anchor="end">{escape(label)}</text>'
+        )
         for j, v in enumerate(row):
             x = left + col_x[j]
             tip = escape(f"{label} · {col_labels[j]}: {'n/a' if v != v else f'{v:.4g}'}")
-            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_fill(v, center, scale)}" '
-                       f'stroke="#fff"><title>{tip}</title></rect>')  # fmt: skip
+            out.append(
+                f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_fill(v, center, scale)}" '
+                f'stroke="#fff"><title>{tip}</title></rect>'
+            )
             if cell >= 24 and v == v:
                 ink = "#fff" if abs(v - center) / scale > 0.6 else "#000"  # readable on a dark cell
-                out.append(f'<text x="{x + cell / 2:.0f}" y="{y + cell / 2 + 4:.0f}" font-size="9" fill="{ink}" '
-                           f'text-anchor="middle">{v:.2g}</text>')  # fmt: skip
+                out.append(
+                    f'<text x="{x + cell / 2:.0f}" y="{y + cell / 2 + 4:.0f}" font-size="9" fill="{ink}" '
+                    f'text-anchor="middle">{v:.2g}</text>'
+                )
     for j, label in enumerate(col_labels):
         x, y = left + col_x[j] + cell / 2, top + grid_h + 14
         placed = f'text-anchor="end" transform="rotate(-45 {x:.0f} {y})"' if slant else 'text-anchor="middle"'
         out.append(f'<text x="{x:.0f}" y="{y}" font-size="11" {placed}>{escape(label)}</text>')
     if col_title:
-        out.append(f'<text x="{left + grid_w / 2:.0f}" y="{height - 6}" font-size="11" text-anchor="middle">'
-                   f"{escape(col_title)}</text>")  # fmt: skip
+        out.append(
+            f'<text x="{left + grid_w / 2:.0f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+            f"{escape(col_title)}</text>"
+        )
     out += _colour_scale(legend_x, top, low, high, center, scale, scale_label)
     out.append("</svg>")
     return "\n".join(out)
@@ -220,8 +234,10 @@ def _colour_scale(x: int, top: int, low: float, high: float, center: float, scal
     out = [f'<text x="{x}" y="{top - 6}" font-size="10">{escape(label)}</text>'] if label else []
     for k in range(steps):
         v = high - (high - low) * (k + 0.5) / steps
-        out.append(f'<rect x="{x}" y="{top + k * step_h:.1f}" width="12" height="{step_h + 0.5:.1f}" '
-                   f'fill="{_fill(v, center, scale)}"/>')  # fmt: skip
+        out.append(
+            f'<rect x="{x}" y="{top + k * step_h:.1f}" width="12" height="{step_h + 0.5:.1f}" '
+            f'fill="{_fill(v, center, scale)}"/>'
+        )
     out.append(f'<rect x="{x}" y="{top}" width="12" height="{bar_h}" fill="none" stroke="#999"/>')
     for v in (high, center, low):
         y = top + bar_h * (high - v) / (high - low)

@@ -68,7 +68,7 @@ weights through the two implementations differ by 2e-5 (Gemma 3) to 5e-5 (SmolLM
 hold them to 1e-4); other devices and kernels add rounding of that order, while a wrong adapter or
 weight is off by whole logits."""
 SUPPORTED_ARCHITECTURES = ("llama", "gemma3")
-"""GGUF architectures whose conversion and TransformerLens boot are tested (tests/test_gguf.py)."""
+"""GGUF architectures whose conversion and TransformerLens boot are tested (tests/zoo/test_gguf.py)."""
 
 
 @dataclass(frozen=True)

@@ -101,20 +101,50 @@ def _own_activations(result, env: Env) -> None:
 
 
 CASES = [
-    Case("cache/lazy-values-of-damaged-shard", _damaged(_flip_value, "shard_00001.safetensors", lambda a: a.values),
-         RuntimeError, r"shard_00001\.safetensors fails its checksum.*re-run capture", finding=True),
-    Case("cache/lazy-at-site-of-damaged-shard", _damaged(_flip_value, "shard_00002.safetensors", lambda a: a.at(1)),
-         RuntimeError, r"shard_00002\.safetensors fails its checksum.*re-run capture", finding=True),
-    Case("cache/lazy-read-of-truncated-shard", _damaged(_truncate, "shard_00000.safetensors", lambda a: a.values),
-         RuntimeError, r"shard_00000\.safetensors is unreadable.*re-run capture"),
-    Case("cache/shard-deleted-before-read", _damaged(_delete, "shard_00001.safetensors", lambda a: a.at(0)),
-         RuntimeError, r"shard_00001\.safetensors is missing.*re-run capture"),
-    Case("cache/manifest-edited", _damaged(_edit_manifest, "manifest.json", lambda a: a.values),
-         RuntimeError, r"manifest\.json does not match this cache entry.*re-run capture"),
-    Case("cache/manifest-deleted", _damaged(_delete, "manifest.json", lambda a: a.values),
-         RuntimeError, r"manifest\.json is missing.*re-run capture"),
-    Case("cache/shard-of-another-entry", _foreign_shard,
-         RuntimeError, r"shard_00001\.safetensors belongs to another cache entry.*re-run capture"),
+    Case(
+        "cache/lazy-values-of-damaged-shard",
+        _damaged(_flip_value, "shard_00001.safetensors", lambda a: a.values),
+        RuntimeError,
+        r"shard_00001\.safetensors fails its checksum.*re-run capture",
+        finding=True,
+    ),
+    Case(
+        "cache/lazy-at-site-of-damaged-shard",
+        _damaged(_flip_value, "shard_00002.safetensors", lambda a: a.at(1)),
+        RuntimeError,
+        r"shard_00002\.safetensors fails its checksum.*re-run capture",
+        finding=True,
+    ),
+    Case(
+        "cache/lazy-read-of-truncated-shard",
+        _damaged(_truncate, "shard_00000.safetensors", lambda a: a.values),
+        RuntimeError,
+        r"shard_00000\.safetensors is unreadable.*re-run capture",
+    ),
+    Case(
+        "cache/shard-deleted-before-read",
+        _damaged(_delete, "shard_00001.safetensors", lambda a: a.at(0)),
+        RuntimeError,
+        r"shard_00001\.safetensors is missing.*re-run capture",
+    ),
+    Case(
+        "cache/manifest-edited",
+        _damaged(_edit_manifest, "manifest.json", lambda a: a.values),
+        RuntimeError,
+        r"manifest\.json does not match this cache entry.*re-run capture",
+    ),
+    Case(
+        "cache/manifest-deleted",
+        _damaged(_delete, "manifest.json", lambda a: a.values),
+        RuntimeError,
+        r"manifest\.json is missing.*re-run capture",
+    ),
+    Case(
+        "cache/shard-of-another-entry",
+        _foreign_shard,
+        RuntimeError,
+        r"shard_00001\.safetensors belongs to another cache entry.*re-run capture",
+    ),
     Case("cache/rerun-after-damage-recomputes", _rerun_after_damage, check=_equals_uncached),
     Case("cache/tokenizer-change-misses-cache", _tokenizer_change, check=_own_activations, finding=True),
-]  # fmt: skip
+]

@@ -41,13 +41,20 @@ def _check_attention_figure(out: object, env: Env) -> None:
 
 
 def _table(env: Env) -> str:
-    return table_html([{SCRIPT: ATTRIBUTE, "n": 1.0}, {SCRIPT: SCRIPT, "n": float("nan")}],
-                      highlight=lambda c, v: "good")  # fmt: skip
+    return table_html(
+        [{SCRIPT: ATTRIBUTE, "n": 1.0}, {SCRIPT: SCRIPT, "n": float("nan")}], highlight=lambda c, v: "good"
+    )
 
 
 def _line_chart(env: Env) -> str:
-    return line_chart({SCRIPT: [0.1, 0.2], ATTRIBUTE: [0.3, 0.4]}, [SCRIPT, ATTRIBUTE], title=ATTRIBUTE,
-                      y_label=SCRIPT, marks={SCRIPT: ATTRIBUTE}, bands={SCRIPT: (0.1, 0.2)})  # fmt: skip
+    return line_chart(
+        {SCRIPT: [0.1, 0.2], ATTRIBUTE: [0.3, 0.4]},
+        [SCRIPT, ATTRIBUTE],
+        title=ATTRIBUTE,
+        y_label=SCRIPT,
+        marks={SCRIPT: ATTRIBUTE},
+        bands={SCRIPT: (0.1, 0.2)},
+    )
 
 
 def _heatmap(env: Env) -> str:

@@ -60,8 +60,13 @@ def _set_checkpoint(key: str, value):
 def _drift(**changes):
     """trajectory_drift with one argument changed; the checkpoint is never loaded (the checks come first)."""
     data = StatementSet(TEXTS, TRUTH)
-    kwargs = dict(trajectory=Trajectory([Checkpoint(0, spec="never-loaded")]), train=data, evals={"eval": data},
-                  sites=["blocks.1.hook_resid_pre"], answers=("y", "n"))  # fmt: skip
+    kwargs = dict(
+        trajectory=Trajectory([Checkpoint(0, spec="never-loaded")]),
+        train=data,
+        evals={"eval": data},
+        sites=["blocks.1.hook_resid_pre"],
+        answers=("y", "n"),
+    )
     return trajectory_drift(**{**kwargs, **changes})
 
 
@@ -71,43 +76,107 @@ def _not_json(env: Env):
 
 
 CASES = [
-    Case("trajectories/truncated-checkpoint-names-the-file", _truncated_checkpoint, error=ValueError,
-         match=r"checkpoint 1 \(step 2\).*step_2\.safetensors", finding=True),
-    Case("trajectories/changed-checkpoint-fails-its-checksum", _changed_checkpoint, error=ValueError,
-         match=r"checkpoint 1 \(step 2\).*step_2\.safetensors.*checksum"),
-    Case("trajectories/trajectory-json-not-json", _not_json, error=ValueError,
-         match=r"trajectory\.json is not valid JSON"),
-    Case("trajectories/trajectory-json-missing-checkpoints",
-         lambda env: _edit_json(env, lambda m: m.pop("checkpoints")), error=ValueError,
-         match=r"trajectory\.json is missing \['checkpoints'\]"),
-    Case("trajectories/checkpoint-with-an-unknown-key", lambda env: _edit_json(env, _set_checkpoint("wieghts", "x")),
-         error=ValueError, match=r"trajectory\.json: checkpoint 0 has unknown keys \['wieghts'\].*valid"),
-    Case("trajectories/checkpoint-step-not-an-int", lambda env: _edit_json(env, _set_checkpoint("step", "2")),
-         error=ValueError, match=r"trajectory\.json: checkpoint 0.*step must be an int; got '2'"),
-    Case("trajectories/weights-path-escapes-the-directory",
-         lambda env: _edit_json(env, _set_checkpoint("weights", "../../elsewhere/w.safetensors")),
-         error=ValueError, match=r"checkpoint 0 \(step 0\): weights '\.\./\.\./elsewhere/w\.safetensors' leaves"),
-    Case("trajectories/growth-path-escapes-the-directory",
-         lambda env: _edit_json(env, _set_checkpoint("growth", "../map")),
-         error=ValueError, match=r"checkpoint 0 \(step 0\): growth '\.\./map' leaves"),
-    Case("trajectories/steps-not-increasing",
-         lambda env: Trajectory([Checkpoint(2, spec="x"), Checkpoint(1, spec="y")]), error=ValueError,
-         match=r"strictly increasing.*\[2, 1\]"),
-    Case("trajectories/checkpoint-step-negative", lambda env: Checkpoint(-1, spec="x"), error=ValueError,
-         match=r"Checkpoint\.step must lie in \[0, inf\); got -1"),
-    Case("trajectories/checkpoint-without-weights-or-spec", lambda env: Checkpoint(3), error=ValueError,
-         match=r"checkpoint at step 3 needs exactly one of spec .* or weights"),
-    Case("trajectories/from-dirs-missing-dir", lambda env: Trajectory.from_dirs([env.tmp / "missing_step_3"]),
-         error=FileNotFoundError, match=r"checkpoint directory .*missing_step_3 does not exist"),
-    Case("trajectories/from-dirs-steps-of-another-length",
-         lambda env: Trajectory.from_dirs([env.tmp, env.tmp], steps=[1]), error=ValueError,
-         match=r"steps has 1 entries for 2 directories"),
-    Case("trajectories/from-dirs-bare-string", lambda env: Trajectory.from_dirs(str(env.tmp)), error=TypeError,
-         match=r"dirs must be a list of directories.*got a single str"),
-    Case("trajectories/drift-sites-bare-string", lambda env: _drift(sites="blocks.1.hook_resid_pre"),
-         error=TypeError, match=r"sites must be a non-empty list of names; got 'blocks\.1\.hook_resid_pre'"),
-    Case("trajectories/drift-no-evaluation-sets", lambda env: _drift(evals={}), error=TypeError,
-         match=r"evals must be a non-empty dict of name -> StatementSet; got \{\}"),
-    Case("trajectories/drift-one-resample", lambda env: _drift(floor_resamples=1), error=ValueError,
-         match=r"floor_resamples must lie in \[2, inf\); got 1"),
-]  # fmt: skip
+    Case(
+        "trajectories/truncated-checkpoint-names-the-file",
+        _truncated_checkpoint,
+        error=ValueError,
+        match=r"checkpoint 1 \(step 2\).*step_2\.safetensors",
+        finding=True,
+    ),
+    Case(
+        "trajectories/changed-checkpoint-fails-its-checksum",
+        _changed_checkpoint,
+        error=ValueError,
+        match=r"checkpoint 1 \(step 2\).*step_2\.safetensors.*checksum",
+    ),
+    Case(
+        "trajectories/trajectory-json-not-json",
+        _not_json,
+        error=ValueError,
+        match=r"trajectory\.json is not valid JSON",
+    ),
+    Case(
+        "trajectories/trajectory-json-missing-checkpoints",
+        lambda env: _edit_json(env, lambda m: m.pop("checkpoints")),
+        error=ValueError,
+        match=r"trajectory\.json is missing \['checkpoints'\]",
+    ),
+    Case(
+        "trajectories/checkpoint-with-an-unknown-key",
+        lambda env: _edit_json(env, _set_checkpoint("wieghts", "x")),
+        error=ValueError,
+        match=r"trajectory\.json: checkpoint 0 has unknown keys \['wieghts'\].*valid",
+    ),
+    Case(
+        "trajectories/checkpoint-step-not-an-int",
+        lambda env: _edit_json(env, _set_checkpoint("step", "2")),
+        error=ValueError,
+        match=r"trajectory\.json: checkpoint 0.*step must be an int; got '2'",
+    ),
+    Case(
+        "trajectories/weights-path-escapes-the-directory",
+        lambda env: _edit_json(env, _set_checkpoint("weights", "../../elsewhere/w.safetensors")),
+        error=ValueError,
+        match=r"checkpoint 0 \(step 0\): weights '\.\./\.\./elsewhere/w\.safetensors' leaves",
+    ),
+    Case(
+        "trajectories/growth-path-escapes-the-directory",
+        lambda env: _edit_json(env, _set_checkpoint("growth", "../map")),
+        error=ValueError,
+        match=r"checkpoint 0 \(step 0\): growth '\.\./map' leaves",
+    ),
+    Case(
+        "trajectories/steps-not-increasing",
+        lambda env: Trajectory([Checkpoint(2, spec="x"), Checkpoint(1, spec="y")]),
+        error=ValueError,
+        match=r"strictly increasing.*\[2, 1\]",
+    ),
+    Case(
+        "trajectories/checkpoint-step-negative",
+        lambda env: Checkpoint(-1, spec="x"),
+        error=ValueError,
+        match=r"Checkpoint\.step must lie in \[0, inf\); got -1",
+    ),
+    Case(
+        "trajectories/checkpoint-without-weights-or-spec",
+        lambda env: Checkpoint(3),
+        error=ValueError,
+        match=r"checkpoint at step 3 needs exactly one of spec .* or weights",
+    ),
+    Case(
+        "trajectories/from-dirs-missing-dir",
+        lambda env: Trajectory.from_dirs([env.tmp / "missing_step_3"]),
+        error=FileNotFoundError,
+        match=r"checkpoint directory .*missing_step_3 does not exist",
+    ),
+    Case(
+        "trajectories/from-dirs-steps-of-another-length",
+        lambda env: Trajectory.from_dirs([env.tmp, env.tmp], steps=[1]),
+        error=ValueError,
+        match=r"steps has 1 entries for 2 directories",
+    ),
+    Case(
+        "trajectories/from-dirs-bare-string",
+        lambda env: Trajectory.from_dirs(str(env.tmp)),
+        error=TypeError,
+        match=r"dirs must be a list of directories.*got a single str",
+    ),
+    Case(
+        "trajectories/drift-sites-bare-string",
+        lambda env: _drift(sites="blocks.1.hook_resid_pre"),
+        error=TypeError,
+        match=r"sites must be a non-empty list of names; got 'blocks\.1\.hook_resid_pre'",
+    ),
+    Case(
+        "trajectories/drift-no-evaluation-sets",
+        lambda env: _drift(evals={}),
+        error=TypeError,
+        match=r"evals must be a non-empty dict of name -> StatementSet; got \{\}",
+    ),
+    Case(
+        "trajectories/drift-one-resample",
+        lambda env: _drift(floor_resamples=1),
+        error=ValueError,
+        match=r"floor_resamples must lie in \[2, inf\); got 1",
+    ),
+]

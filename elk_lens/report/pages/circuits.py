@@ -40,17 +40,25 @@ def render(view: dict) -> Page:
 def _drift(scored: dict, x: list[str]) -> str:
     """The drift series, with the band from the noise floor up to 1 and the growth steps marked."""
     floor, dr = scored["floor"], scored["drift"]
-    lines = {"Jaccard to the previous": dr["jaccard_prev"], "Jaccard to the first": dr["jaccard_first"],
-             "weighted Jaccard to the first": dr["weighted_jaccard_first"],
-             "EWMA change": dr["ewma_change"]}  # fmt: skip
-    bands = {"Jaccard to the first": (floor["jaccard"], 1.0),
-             "weighted Jaccard to the first": (floor["weighted_jaccard"], 1.0)}  # fmt: skip
+    lines = {
+        "Jaccard to the previous": dr["jaccard_prev"],
+        "Jaccard to the first": dr["jaccard_first"],
+        "weighted Jaccard to the first": dr["weighted_jaccard_first"],
+        "EWMA change": dr["ewma_change"],
+    }
+    bands = {
+        "Jaccard to the first": (floor["jaccard"], 1.0),
+        "weighted Jaccard to the first": (floor["weighted_jaccard"], 1.0),
+    }
     marks = {x[i]: "grown" for i in scored["grown_at"]}
-    chart = line_chart(lines, x, title="Circuit drift (node sets at the faithfulness target)", y_label="",
-                       bands=bands, marks=marks)  # fmt: skip
-    floor_text = (f"Noise floor at step {scored['steps'][0]} (two disjoint halves of the pairs): Jaccard "
-                  f"{floor['jaccard']:.3f}, weighted Jaccard {floor['weighted_jaccard']:.3f}, edit distance "
-                  f"{floor['edit_distance']} (halves: {floor['halves'][0]} vs {floor['halves'][1]}).")  # fmt: skip
+    chart = line_chart(
+        lines, x, title="Circuit drift (node sets at the faithfulness target)", y_label="", bands=bands, marks=marks
+    )
+    floor_text = (
+        f"Noise floor at step {scored['steps'][0]} (two disjoint halves of the pairs): Jaccard "
+        f"{floor['jaccard']:.3f}, weighted Jaccard {floor['weighted_jaccard']:.3f}, edit distance "
+        f"{floor['edit_distance']} (halves: {floor['halves'][0]} vs {floor['halves'][1]})."
+    )
     return chart + f"<p class='note'>{escape(floor_text)} Shaded: from the floor up to 1; a drop below it is drift.</p>"
 
 
@@ -64,11 +72,20 @@ def _scores(scored: dict, x: list[str]) -> str:
         grids += heatmap(values, row_labels, col_labels, title=f"exact patching score, step {x[i]}")
     final = scored["exact_in_final_names"]
     names = list(final[-1])
-    over = heatmap([[a.get(n, float("nan")) for a in final] for n in names], names, x,
-                   title="exact patching score / M_diff per component over checkpoints "
-                   "(last checkpoint's names)")  # fmt: skip
-    return grids + over + ("<p class='note'>Exact patching: the change of the reporter's score when one component's "
-                           "output is replaced by its output on the twin (mean over pairs).</p>")  # fmt: skip
+    over = heatmap(
+        [[a.get(n, float("nan")) for a in final] for n in names],
+        names,
+        x,
+        title="exact patching score / M_diff per component over checkpoints (last checkpoint's names)",
+    )
+    return (
+        grids
+        + over
+        + (
+            "<p class='note'>Exact patching: the change of the reporter's score when one component's "
+            "output is replaced by its output on the twin (mean over pairs).</p>"
+        )
+    )
 
 
 def _attention(attention: dict) -> str:
@@ -77,5 +94,11 @@ def _attention(attention: dict) -> str:
         f"<h3>step {escape(step)}</h3>" + attention_heads_html(torch.tensor(p), attention["tokens"], attention["heads"])
         for step, p in attention["patterns"].items()
     )
-    return circuitsvis_script() + figures + (f"<p class='note'>Heads with the largest |score| at the last "
-                                             f"checkpoint, on {escape(attention['text'])}.</p>")  # fmt: skip
+    return (
+        circuitsvis_script()
+        + figures
+        + (
+            f"<p class='note'>Heads with the largest |score| at the last "
+            f"checkpoint, on {escape(attention['text'])}.</p>"
+        )
+    )

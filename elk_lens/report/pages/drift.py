@@ -29,15 +29,21 @@ def render(view: dict) -> Page:
     d, s = view["drift"], view["settings"]
     first = d["methods"][0]
     sections = [
-        Section("Scenario", f"<p>{escape(_scenario(view))}</p>" + table_html(_accuracy_rows(view))
-                + f"<p class='note'>Fine-tuning took {escape(str(view['seconds']))} s for {s['train.steps']} "
-                "steps.</p>"),
+        Section(
+            "Scenario",
+            f"<p>{escape(_scenario(view))}</p>"
+            + table_html(_accuracy_rows(view))
+            + f"<p class='note'>Fine-tuning took {escape(str(view['seconds']))} s for {s['train.steps']} "
+            "steps.</p>",
+        ),
         Section("Drift over steps", _charts(d) + _FLOOR_NOTE),
         Section("At the end", table_html(view["summary"])),
-        Section(f"Probe transfer ({first}, {view['transfer_site']})", table_html(view["transfer"], highlight=_heat)
-                + _TRANSFER_NOTE),
+        Section(
+            f"Probe transfer ({first}, {view['transfer_site']})",
+            table_html(view["transfer"], highlight=_heat) + _TRANSFER_NOTE,
+        ),
         Section("Noise floors", table_html(_floor_rows(d))),
-    ]  # fmt: skip
+    ]
     return Page(f"elk-lens: concept drift, {view['name']}", _INTRO, sections)
 
 
@@ -66,19 +72,32 @@ def _charts(d: dict) -> str:
         {f"refit {x}": d["auroc_refit"][first][x]["BH_disagree"] for x in sites}
         | {f"initial {x}": d["auroc_initial"][first][x]["BH_disagree"] for x in sites}
         | {"model output": d["output_auroc"]["BH_disagree"]},
-        steps, title=f"AUROC vs truth on Bob-hard disagreements ({first}; initial = fitted at step 0)",
-        y_label="AUROC vs truth", dashed=frozenset(f"initial {x}" for x in sites),
-    )  # fmt: skip
+        steps,
+        title=f"AUROC vs truth on Bob-hard disagreements ({first}; initial = fitted at step 0)",
+        y_label="AUROC vs truth",
+        dashed=frozenset(f"initial {x}" for x in sites),
+    )
     cos = {f"cos v {x}": d["cos_v"][x]["to_first"] for x in sites}
     floor_bands = {f"cos v {x}": (d["floors"]["cos_v"][x]["q05"], 1.0) for x in sites}
-    charts += line_chart(cos, steps, title="Concept vector (class-mean difference on Alice-easy): cosine to step 0",
-                         y_label="cosine", y_range=(-1.0, 1.0), reference=0.0, bands=floor_bands)  # fmt: skip
+    charts += line_chart(
+        cos,
+        steps,
+        title="Concept vector (class-mean difference on Alice-easy): cosine to step 0",
+        y_label="cosine",
+        y_range=(-1.0, 1.0),
+        reference=0.0,
+        bands=floor_bands,
+    )
     # CKA's floor: how far two disjoint halves of the final evaluation rows disagree (5% quantile); a CKA
     # within that distance of 1 is not told apart from no change
     cka_bands = {f"CKA {x}": (1.0 + d["floors"]["cka_final"][x]["q05"], 1.0) for x in sites}
-    charts += line_chart({f"CKA {x}": d["cka_to_first"][x] for x in sites}, steps,
-                         title="Linear CKA of Bob-hard-disagreement residuals to step 0", y_label="CKA",
-                         bands=cka_bands)  # fmt: skip
+    charts += line_chart(
+        {f"CKA {x}": d["cka_to_first"][x] for x in sites},
+        steps,
+        title="Linear CKA of Bob-hard-disagreement residuals to step 0",
+        y_label="CKA",
+        bands=cka_bands,
+    )
     return charts
 
 
@@ -95,6 +114,8 @@ def _heat(column: str, value: object) -> str | None:
 
 def catalogue_html(rows: list[dict]) -> str:
     """The whole catalogue page: a row per finished drift run (``drift_catalogue.catalogue_rows``)."""
-    note = ("<p class='note'>AUROC vs truth on Bob-hard disagreements at blocks.3.hook_resid_pre; the step-0 "
-            "reporter was fitted on the model before fine-tuning.</p>")  # fmt: skip
+    note = (
+        "<p class='note'>AUROC vs truth on Bob-hard disagreements at blocks.3.hook_resid_pre; the step-0 "
+        "reporter was fitted on the model before fine-tuning.</p>"
+    )
     return render_page("elk-lens: drift runs", note, [Section("Runs", table_html(rows))])

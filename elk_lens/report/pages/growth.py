@@ -61,15 +61,23 @@ def _charts(anchor: str, grown: dict, d: dict) -> str:
         f"transported ({anchor} -> {site})": [grown["small_auroc"][anchor], *d["auroc_fixed"][name]["BH_disagree"]],
         f"refitted at {site}": [grown["small_auroc"][anchor], *d["auroc_refit"][first][site]["BH_disagree"]],
         "model output": [grown["small_output_auroc"], *d["output_auroc"]["BH_disagree"]],
-    }  # fmt: skip
+    }
     marks = {"0": "grown" + ("" if grown["exact"] else " (not preserving)")}
     auroc_title = "AUROC vs truth on Bob-hard disagreements (small model, then the grown one)"
-    charts = line_chart(lines, ["small", *(str(t) for t in steps)], title=auroc_title, y_label="AUROC vs truth",
-                        marks=marks)  # fmt: skip
+    charts = line_chart(
+        lines, ["small", *(str(t) for t in steps)], title=auroc_title, y_label="AUROC vs truth", marks=marks
+    )
     cosines = {"concept vector": d["cos_v_fixed_refit"][name]}
     cosines |= {f"readout ({m})": d["cos_fixed_refit"][name][m] for m in d["methods"]}
-    charts += line_chart(cosines, [str(t) for t in steps], title=f"Transported vs refitted at {site}, grown basis",
-                         y_label="cosine", y_range=(-1.0, 1.0), reference=0.0, marks={"0": "grown"})  # fmt: skip
+    charts += line_chart(
+        cosines,
+        [str(t) for t in steps],
+        title=f"Transported vs refitted at {site}, grown basis",
+        y_label="cosine",
+        y_range=(-1.0, 1.0),
+        reference=0.0,
+        marks={"0": "grown"},
+    )
     return charts
 
 

@@ -23,8 +23,10 @@ def _probe_at(view: dict, subset: str) -> dict[str, float]:
 def _headline(view: dict) -> str:
     split, output = view["split_layers"], view["output"][view["target"]]
     if not split:
-        return ("<p><b>No layer shows the knowledge/output split</b> (probe AUROC ≥ 0.90 on Bob-hard disagreements "
-                "while the output AUROC vs truth ≤ 0.10).</p>")  # fmt: skip
+        return (
+            "<p><b>No layer shows the knowledge/output split</b> (probe AUROC ≥ 0.90 on Bob-hard disagreements "
+            "while the output AUROC vs truth ≤ 0.10).</p>"
+        )
     return (
         f"<p><b>Knowledge/output split found</b> at {', '.join(escape(x) for x in split)}: a probe trained on "
         f"Alice-easy reads the truth on Bob-hard disagreements (AUROC ≥ 0.90) while the model's own output there "

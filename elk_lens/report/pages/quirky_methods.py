@@ -49,8 +49,10 @@ def _position_tables(pos: dict) -> str:
     tokens = pos["tokens"]
     parts = []
     for name, by_site in pos["auroc"].items():
-        rows = [{"site": site, **{f"{i}:{t}": v for i, (t, v) in enumerate(zip(tokens, values, strict=True))}}
-                for site, values in by_site.items()]  # fmt: skip
+        rows = [
+            {"site": site, **{f"{i}:{t}": v for i, (t, v) in enumerate(zip(tokens, values, strict=True))}}
+            for site, values in by_site.items()
+        ]
         parts.append(f"<h3>Scored on {escape(name)}</h3>" + table_html(rows, highlight=_good_bad))
     return "".join(parts) + (
         "<p class='note'>Logistic regression fitted on Alice-easy statements at each (site, token position); AUROC "
@@ -65,24 +67,39 @@ def _good_bad(column: str, value: object) -> str | None:
 
 
 def _best_pgr(res: dict, transfer: str) -> dict:
-    return max((r for r in res["pgr"] if r["transfer"] == transfer and r["method"] in _SUPERVISED),
-               key=lambda r: r["pgr"])  # fmt: skip
+    return max(
+        (r for r in res["pgr"] if r["transfer"] == transfer and r["method"] in _SUPERVISED), key=lambda r: r["pgr"]
+    )
 
 
 def targets_table(res: dict, split_sites: list[str], probe_auroc: dict[str, float], output_auroc: float) -> list[dict]:
     """The issue's targets beside what this run measured (nothing here is fitted on evaluation rows)."""
-    rows = [{"target": "knowledge/output split: probe (AE) on BH disagreements ≥ 0.90, output ≤ 0.10",
-             "measured": ", ".join(f"{x}: {probe_auroc[x]:.4f}" for x in split_sites) + f"; output {output_auroc:.4f}"
-             if split_sites else f"none (output {output_auroc:.4f})", "met": bool(split_sites)}]  # fmt: skip
+    rows = [
+        {
+            "target": "knowledge/output split: probe (AE) on BH disagreements ≥ 0.90, output ≤ 0.10",
+            "measured": ", ".join(f"{x}: {probe_auroc[x]:.4f}" for x in split_sites) + f"; output {output_auroc:.4f}"
+            if split_sites
+            else f"none (output {output_auroc:.4f})",
+            "met": bool(split_sites),
+        }
+    ]
     for transfer in ("A→B", "AE→BH"):
         best = _best_pgr(res, transfer)
-        rows.append({"target": f"PGR {transfer} ≥ 0.75 (best supervised method)",
-                     "measured": f"{best['pgr']:.3f} [{best['low']:.3f}, {best['high']:.3f}] ({best['method']})",
-                     "met": best["pgr"] >= 0.75})  # fmt: skip
+        rows.append(
+            {
+                "target": f"PGR {transfer} ≥ 0.75 (best supervised method)",
+                "measured": f"{best['pgr']:.3f} [{best['low']:.3f}, {best['high']:.3f}] ({best['method']})",
+                "met": best["pgr"] >= 0.75,
+            }
+        )
     plain = res["anomaly"][0]
-    rows.append({"target": "anomaly detection AUROC ≥ 0.95",
-                 "measured": f"{plain['auroc']:.3f} [{plain['low']:.3f}, {plain['high']:.3f}]",
-                 "met": plain["auroc"] >= 0.95})  # fmt: skip
+    rows.append(
+        {
+            "target": "anomaly detection AUROC ≥ 0.95",
+            "measured": f"{plain['auroc']:.3f} [{plain['low']:.3f}, {plain['high']:.3f}]",
+            "met": plain["auroc"] >= 0.95,
+        }
+    )
     for r in res["causal"]["rows"]:
         if r["site"] not in split_sites or "nie_truth_to_true" not in r:
             continue
@@ -92,8 +109,13 @@ def targets_table(res: dict, split_sites: list[str], probe_auroc: dict[str, floa
             f"→true {r['nie_truth_to_true']:.3f}, →false {r['nie_truth_to_false']:.3f}; random mean →true "
             f"{r['nie_random_to_true_mean']:.3f}, →false {r['nie_random_to_false_mean']:.3f}"
         )
-        rows.append({"target": f"steering |NIE| ≥ 0.5, random < 0.1 ({r['direction']} at {r['site']})",
-                     "measured": measured, "met": truth >= 0.5 and random < 0.1})  # fmt: skip
+        rows.append(
+            {
+                "target": f"steering |NIE| ≥ 0.5, random < 0.1 ({r['direction']} at {r['site']})",
+                "measured": measured,
+                "met": truth >= 0.5 and random < 0.1,
+            }
+        )
     return rows
 
 

@@ -17,15 +17,26 @@ def glance_section(res: dict) -> Section:
     series = {"probe (logistic, trained on train)": res["by_layer"], "random directions (q95)": res["floor"]}
     series |= {f"model says ({a['prompt']})": [a["auroc"]] * n for a in res["answers"]}
     dashed = frozenset(k for k in series if k.startswith("model says"))
-    chart = line_chart(series, layers, title=f"{res['spec']} on {res['dataset']}: test AUROC vs truth by layer",
-                       y_label="AUROC vs truth", dashed=dashed)  # fmt: skip
+    chart = line_chart(
+        series,
+        layers,
+        title=f"{res['spec']} on {res['dataset']}: test AUROC vs truth by layer",
+        y_label="AUROC vs truth",
+        dashed=dashed,
+    )
     gap = res["gap"][0]
     says = ", ".join(f"{a['prompt']} {a['auroc']:.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]" for a in res["answers"])
-    lead = (f"<p>A probe at {escape(short_name(gap['probe_site']))} (layer chosen on val) reads truth at AUROC "
-            f"{gap['probe_auroc']:.3f} [{gap['probe_ci'][0]:.3f}, {gap['probe_ci'][1]:.3f}]; asked, the model "
-            f"scores {escape(says)}. "
-            + ("The probe's interval lies above every prompt's: it knows more than it says." if gap["knows_more"]
-               else "The intervals overlap: no gap shown on this sample.") + "</p>")  # fmt: skip
+    lead = (
+        f"<p>A probe at {escape(short_name(gap['probe_site']))} (layer chosen on val) reads truth at AUROC "
+        f"{gap['probe_auroc']:.3f} [{gap['probe_ci'][0]:.3f}, {gap['probe_ci'][1]:.3f}]; asked, the model "
+        f"scores {escape(says)}. "
+        + (
+            "The probe's interval lies above every prompt's: it knows more than it says."
+            if gap["knows_more"]
+            else "The intervals overlap: no gap shown on this sample."
+        )
+        + "</p>"
+    )
     rows = [{k: v for k, v in a.items() if k != "prompt_text"} for a in res["answers"]]
     return Section(
         f"A real model: {res['spec']}",

@@ -62,10 +62,13 @@ def _findings(chosen: list[dict]) -> str:
             f"<li><b>{escape(method)}</b>: in-distribution AUROC {min(r['auroc'] for r in own):.2f}–"
             f"{max(r['auroc'] for r in own):.2f} (best {escape(best['test'])}, {best['auroc']:.3f}); "
             f"{len(above)} of {len(rows) - len(own)} transfers above chance (95% CI), {len(below)} below it"
-            + (f" — e.g. {escape(below[0]['train'])} → {escape(below[0]['test'])} {below[0]['auroc']:.3f}"
-               if below else "")
+            + (
+                f" — e.g. {escape(below[0]['train'])} → {escape(below[0]['test'])} {below[0]['auroc']:.3f}"
+                if below
+                else ""
+            )
             + "</li>"
-        )  # fmt: skip
+        )
     return f"<ul>{''.join(items)}</ul>"
 
 
@@ -77,66 +80,103 @@ def _layers(view: dict) -> str:
     for r in view["floor"]:
         q95[r["site"]] = max(q95.get(r["site"], 0.0), r["q0.95"])
     series["random directions (q95, max over datasets)"] = [q95[site] for site in sites]
-    chart = line_chart(series, _labels(view), title=f"{method}: in-distribution test AUROC by layer, and the "
-                       "random-direction floor", y_label="AUROC vs truth")  # fmt: skip
+    chart = line_chart(
+        series,
+        _labels(view),
+        title=f"{method}: in-distribution test AUROC by layer, and the random-direction floor",
+        y_label="AUROC vs truth",
+    )
     by = {(r["dataset"], r["site"]): r for r in view["floor"]}
-    rows = [{"dataset": r["test"], "layer (chosen on val)": short_name(r["site"]), "AUROC": r["auroc"],
-             "95% CI": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-             "random q95 at that layer": by[(r["test"], r["site"])]["q0.95"],
-             "best layer on test (for reading only)": short_name(sites[max(range(len(sites)),
-                                                                           key=lambda i: series[r["test"]][i])]),
-             "best test AUROC": max(series[r["test"]])}
-            for r in view["chosen"] if r["method"] == method and r["train"] == r["test"]]  # fmt: skip
-    return (chart + table_html(rows) + "<p class='note'>The random floor: test AUROC of random directions, "
-            "each signed on the train split, at the same layer and rows (95th percentile). The 'best layer on "
-            "test' column is shown for reading the chart only; no reported number is chosen with it.</p>")  # fmt: skip
+    rows = [
+        {
+            "dataset": r["test"],
+            "layer (chosen on val)": short_name(r["site"]),
+            "AUROC": r["auroc"],
+            "95% CI": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+            "random q95 at that layer": by[(r["test"], r["site"])]["q0.95"],
+            "best layer on test (for reading only)": short_name(
+                sites[max(range(len(sites)), key=lambda i: series[r["test"]][i])]
+            ),
+            "best test AUROC": max(series[r["test"]]),
+        }
+        for r in view["chosen"]
+        if r["method"] == method and r["train"] == r["test"]
+    ]
+    return (
+        chart + table_html(rows) + "<p class='note'>The random floor: test AUROC of random directions, "
+        "each signed on the train split, at the same layer and rows (95th percentile). The 'best layer on "
+        "test' column is shown for reading the chart only; no reported number is chosen with it.</p>"
+    )
 
 
 def _gap(view: dict) -> str:
     gap, answers = view["gap"], view["answers"]
     knows = [r["dataset"] for r in gap if r["knows_more"]]
-    lead = (f"<p><b>The probe reads more than the model says</b> (its 95% interval above every prompt's) on "
-            f"{len(knows)} of {len(gap)} datasets: {escape(', '.join(knows)) or 'none'}.</p>")  # fmt: skip
+    lead = (
+        f"<p><b>The probe reads more than the model says</b> (its 95% interval above every prompt's) on "
+        f"{len(knows)} of {len(gap)} datasets: {escape(', '.join(knows)) or 'none'}.</p>"
+    )
     detail = [{k: v for k, v in r.items() if k != "prompt_text"} for r in answers]
-    texts = "".join(f"<li><b>{escape(r['dataset'])} / {escape(r['prompt'])}</b>: <code>{escape(r['prompt_text'])}"
-                    f"</code></li>" for r in answers if r["dataset"] == answers[0]["dataset"])  # fmt: skip
-    return (lead + table_html(gap) + "<h3>The model's own answers</h3>" + table_html(detail)
-            + "<p class='note'>AUROC of log-odds(true answer) − log-odds(false answer) on the test split; "
-            "calibrated accuracy thresholds it at the val split's median (never the test rows'); 'says_true' is "
-            "how often the true answer is the likelier one. Few-shot examples are drawn from the train split. "
-            f"Prompts (first dataset):</p><ul>{texts}</ul>")  # fmt: skip
+    texts = "".join(
+        f"<li><b>{escape(r['dataset'])} / {escape(r['prompt'])}</b>: <code>{escape(r['prompt_text'])}</code></li>"
+        for r in answers
+        if r["dataset"] == answers[0]["dataset"]
+    )
+    return (
+        lead
+        + table_html(gap)
+        + "<h3>The model's own answers</h3>"
+        + table_html(detail)
+        + "<p class='note'>AUROC of log-odds(true answer) − log-odds(false answer) on the test split; "
+        "calibrated accuracy thresholds it at the val split's median (never the test rows'); 'says_true' is "
+        "how often the true answer is the likelier one. Few-shot examples are drawn from the train split. "
+        f"Prompts (first dataset):</p><ul>{texts}</ul>"
+    )
 
 
 def _positions(view: dict) -> str:
     curves, n = view["position_curves"], len(view["sites"])
     mean = {p: [sum(c[t][i] for t in c) / len(c) for i in range(n)] for p, c in curves.items()}
     rows = [{"dataset": t, **{p: max(c[t]) for p, c in curves.items()}} for t in view["tests"]]
-    return (line_chart(mean, _labels(view), title="logistic: in-distribution test AUROC by layer, mean over "
-                       "datasets, per read position", y_label="AUROC vs truth")
-            + "<p>Best layer's test AUROC per position (for comparing positions, not a chosen-layer result):</p>"
-            + table_html(rows))  # fmt: skip
+    return (
+        line_chart(
+            mean,
+            _labels(view),
+            title="logistic: in-distribution test AUROC by layer, mean over datasets, per read position",
+            y_label="AUROC vs truth",
+        )
+        + "<p>Best layer's test AUROC per position (for comparing positions, not a chosen-layer result):</p>"
+        + table_html(rows)
+    )
 
 
 def _matrix(view: dict, method: str) -> str:
     matrix = view["methods"][method]
     chosen = {r["train"]: short_name(r["site"]) for r in view["chosen"] if r["method"] == method}
     labels = [f"{src} @ {chosen[src]}" for src in matrix["sources"]]
-    return heatmap(matrix["values"], labels, view["tests"], cell=46, center=0.5, value_range=(0.0, 1.0),
-                   title=f"{method}: AUROC vs truth (rows: trained on; columns: tested on)",
-                   scale_label="AUROC")  # fmt: skip
+    return heatmap(
+        matrix["values"],
+        labels,
+        view["tests"],
+        cell=46,
+        center=0.5,
+        value_range=(0.0, 1.0),
+        title=f"{method}: AUROC vs truth (rows: trained on; columns: tested on)",
+        scale_label="AUROC",
+    )
 
 
 def _layer_chart(view: dict, method: str) -> str:
     series = view["methods"][method]["transfers"]
     if not series:
         return ""
-    return line_chart(series, _labels(view), title=f"{method}: AUROC vs truth by layer",
-                      y_label="AUROC vs truth")  # fmt: skip
+    return line_chart(series, _labels(view), title=f"{method}: AUROC vs truth by layer", y_label="AUROC vs truth")
 
 
 def _rules(rules: list[dict]) -> str:
-    items = "".join(f"<li><b>{escape(r['name'])}</b>: {escape(r['rules'])} <i>e.g.</i> “{escape(r['example'])}”</li>"
-                    for r in rules)  # fmt: skip
+    items = "".join(
+        f"<li><b>{escape(r['name'])}</b>: {escape(r['rules'])} <i>e.g.</i> “{escape(r['example'])}”</li>" for r in rules
+    )
     return f"<ul>{items}</ul>"
 
 

@@ -67,18 +67,36 @@ def test_a_hostile_model_name_reaches_the_page_escaped(finished_run):
     view = ANALYSES["quirky_elk"].run(cfg, RunDir(run, text)).view  # resumed: every stage is on disk
     json.dumps(view)  # plain data, no markup or model objects
     script = "<script>x</script>"
-    answer = {"dataset": "cities", "prompt": "zero_shot", "auroc": 0.6, "ci_low": 0.5, "ci_high": 0.7,
-              "prompt_text": script}  # fmt: skip
-    glance = {"spec": script, "dataset": "cities", "rows": 40, "sites": ["blocks.0.hook_resid_post"],
-              "by_layer": [0.9], "floor": [0.6], "answers": [answer],
-              "gap": [{"probe_site": "blocks.0.hook_resid_post", "probe_auroc": 0.9, "probe_ci": [0.8, 0.95],
-                       "knows_more": True}]}  # fmt: skip
+    answer = {
+        "dataset": "cities",
+        "prompt": "zero_shot",
+        "auroc": 0.6,
+        "ci_low": 0.5,
+        "ci_high": 0.7,
+        "prompt_text": script,
+    }
+    glance = {
+        "spec": script,
+        "dataset": "cities",
+        "rows": 40,
+        "sites": ["blocks.0.hook_resid_post"],
+        "by_layer": [0.9],
+        "floor": [0.6],
+        "answers": [answer],
+        "gap": [
+            {"probe_site": "blocks.0.hook_resid_post", "probe_auroc": 0.9, "probe_ci": [0.8, 0.95], "knows_more": True}
+        ],
+    }
     card = {"summary": script, "recipe": {"note": script}}
     page = render(view | {"spec": script, "model_card": card, "real_lm": glance, "config_path": script})
     html = render_page(page.title, page.intro, page.sections)
     assert "<script" not in html and html.count("&lt;script&gt;") >= 8
-    assert [s.title for s in page.sections][-4:] == [f"A real model: {script}", "Evaluation subsets", "Model",
-                                                     "Reproduce"]  # fmt: skip
+    assert [s.title for s in page.sections][-4:] == [
+        f"A real model: {script}",
+        "Evaluation subsets",
+        "Model",
+        "Reproduce",
+    ]
 
 
 @needs_browser
@@ -142,7 +160,7 @@ def test_unknown_config_keys_are_named_with_a_suggestion_and_the_valid_ones(tmp_
 def test_every_shipped_spec_uses_only_keys_its_analysis_reads():
     from elk_lens.runner import load_spec
 
-    for spec in sorted((Path(__file__).resolve().parents[1] / "analyses").glob("*.toml")):
+    for spec in sorted((Path(__file__).resolve().parents[2] / "analyses").glob("*.toml")):
         load_spec(spec)
 
 
@@ -198,7 +216,7 @@ def test_every_shipped_spec_passes_its_analysis_check():
     from elk_lens.analyses import ANALYSES
     from elk_lens.runner import load_spec
 
-    for spec in sorted((Path(__file__).resolve().parents[1] / "analyses").glob("*.toml")):
+    for spec in sorted((Path(__file__).resolve().parents[2] / "analyses").glob("*.toml")):
         cfg, _ = load_spec(spec)
         try:
             ANALYSES[cfg["analysis"]].check_config(cfg)

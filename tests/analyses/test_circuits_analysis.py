@@ -6,26 +6,13 @@ import re
 from html import escape
 
 import pytest
+from tiny_specs import CIRCUITS_SPEC as SPEC
 
 from elk_lens.analyses import circuits
 from elk_lens.report.html import render_page
 from elk_lens.report.pages import circuits as circuits_page
 from elk_lens.report.rundir import RunDir
 from elk_lens.runner import load_spec, run_analysis
-
-SPEC = """
-name = "circuits-tiny"
-analysis = "circuits"
-[train]
-rows = 200
-steps = 1
-batch_size = 16
-[drift]
-probe_rows = 800
-[circuits]
-pairs = 8
-ig_steps = 2
-"""
 
 
 @pytest.fixture(scope="module")

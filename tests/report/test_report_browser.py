@@ -10,7 +10,7 @@ import re
 
 import pytest
 from browser import assert_renders, load, needs_browser
-from test_circuits_analysis import SPEC  # the tiny circuits scenario: the report with scripts
+from tiny_specs import CIRCUITS_SPEC as SPEC  # the tiny circuits scenario: the report with scripts
 
 from elk_lens.runner import run_analysis
 
@@ -18,8 +18,15 @@ from elk_lens.runner import run_analysis
 @needs_browser
 def test_the_circuits_report_renders_offline_without_console_output(tmp_path):
     run = run_analysis(_spec(tmp_path), runs_root=tmp_path / "runs")
-    dom = assert_renders(run / "report.html", ("The smallest faithful circuit at every checkpoint", "Circuit drift",
-                         "Which components write the truth score", "Attention of the top heads"))  # fmt: skip
+    dom = assert_renders(
+        run / "report.html",
+        (
+            "The smallest faithful circuit at every checkpoint",
+            "Circuit drift",
+            "Which components write the truth score",
+            "Attention of the top heads",
+        ),
+    )
     figures = re.findall(r'<div id="circuits-vis-[0-9a-f]+"[^>]*>(.{0,400})', dom)
     assert len(figures) == 2 and all("Head Selector" in f for f in figures)  # circuitsvis drew into its divs
 

@@ -39,9 +39,18 @@ def test_a_fixed_scale_colours_a_value_alike_in_every_figure():
 
 
 def test_the_scale_groups_and_axes_are_labelled():
-    svg = heatmap([[0.1, 0.9, 0.5]], ["A · lda"], ["0", "1", "0"], title="t", center=0.5, value_range=(0.0, 1.0),
-                  col_groups=[("AE", 2), ("BH", 1)], axis_labels=("trained on", "evaluated on"),
-                  scale_label="AUROC", cell=16)  # fmt: skip
+    svg = heatmap(
+        [[0.1, 0.9, 0.5]],
+        ["A · lda"],
+        ["0", "1", "0"],
+        title="t",
+        center=0.5,
+        value_range=(0.0, 1.0),
+        col_groups=[("AE", 2), ("BH", 1)],
+        axis_labels=("trained on", "evaluated on"),
+        scale_label="AUROC",
+        cell=16,
+    )
     assert len(_cells(svg)) == 3
     for text in ("AUROC", "AE", "BH", "trained on", "evaluated on", "1", "0.5", "0"):
         assert re.search(rf">{re.escape(text)}</text>", svg), text
@@ -53,8 +62,17 @@ def test_the_scale_groups_and_axes_are_labelled():
 
 
 def test_every_label_of_a_heatmap_is_escaped():
-    svg = heatmap([[0.2]], [SCRIPT], [SCRIPT], title=SCRIPT, center=0.5, value_range=(0.0, 1.0),
-                  col_groups=[(SCRIPT, 1)], axis_labels=(SCRIPT, SCRIPT), scale_label=SCRIPT)  # fmt: skip
+    svg = heatmap(
+        [[0.2]],
+        [SCRIPT],
+        [SCRIPT],
+        title=SCRIPT,
+        center=0.5,
+        value_range=(0.0, 1.0),
+        col_groups=[(SCRIPT, 1)],
+        axis_labels=(SCRIPT, SCRIPT),
+        scale_label=SCRIPT,
+    )
     assert "<script" not in svg and svg.count("&lt;script&gt;") >= 7 and svg.count("</svg>") == 1
 
 
@@ -80,11 +98,14 @@ def test_a_folded_table_opens_under_an_escaped_summary():
 @needs_browser
 def test_the_page_never_scrolls_sideways(tmp_path):
     wide = table_html([{f"column {i}": "a long cell value" for i in range(40)}])
-    figure = heatmap([[0.5] * 80], ["row"], [f"c{i}" for i in range(80)], title="wide", value_range=(0.0, 1.0),
-                     center=0.5)  # fmt: skip
-    probe = ("<script>window.addEventListener('load', () => { const d = document.documentElement; "
-             "document.title = d.scrollWidth + ' ' + d.clientWidth + ' ' + "
-             "document.querySelector('svg').getBoundingClientRect().width; });</script>")  # fmt: skip
+    figure = heatmap(
+        [[0.5] * 80], ["row"], [f"c{i}" for i in range(80)], title="wide", value_range=(0.0, 1.0), center=0.5
+    )
+    probe = (
+        "<script>window.addEventListener('load', () => { const d = document.documentElement; "
+        "document.title = d.scrollWidth + ' ' + d.clientWidth + ' ' + "
+        "document.querySelector('svg').getBoundingClientRect().width; });</script>"
+    )
     page = tmp_path / "wide.html"
     page.write_text(render_page("wide", "", [Section("a", wide + figure + probe)]))
     dom, _ = load(page)

