@@ -3,8 +3,9 @@ byte for byte (a script for refactors, issue 15: "the same specs give byte-ident
 
     python benchmarks/same_metrics.py RUN_BEFORE RUN_AFTER [--rename OLD=NEW ...]
 
-``--rename`` applies a documented renaming to the *before* files first (whole JSON strings or CSV cells,
-longest first), for a refactor whose only change is a name. Exit status 0 when everything matches.
+``--rename`` applies a documented renaming to the *before* files first (a JSON string or CSV cell, or
+its first space-separated word; longest first), for a refactor whose only change is a name. Exit status 0
+when everything matches.
 """
 
 import argparse
@@ -15,7 +16,7 @@ from pathlib import Path
 
 def renamed(text: str, renames: list[tuple[str, str]]) -> str:
     for old, new in sorted(renames, key=lambda r: -len(r[0])):
-        text = re.sub(rf'(?<=[",\n]){re.escape(old)}(?=[",\n])', new, text)
+        text = re.sub(rf'(?<=[",\n]){re.escape(old)}(?=[", \n])', new, text)
     return text
 
 
