@@ -22,7 +22,7 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 def weighted_jaccard(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     """Σ min(|s_a|, |s_b|) / Σ max(|s_a|, |s_b|) over the union of components (absent = 0)."""
-    keys = set(a) | set(b)
+    keys = sorted(set(a) | set(b))  # a set iterates in hash-seed order; the sums last bits would vary per run
     top = sum(max(abs(a.get(k, 0.0)), abs(b.get(k, 0.0))) for k in keys)
     low = sum(min(abs(a.get(k, 0.0)), abs(b.get(k, 0.0))) for k in keys)
     return 1.0 if top == 0 else low / top
