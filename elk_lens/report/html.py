@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-__all__ = ["Page", "Section", "folded", "render_page", "table_html"]
+__all__ = ["Page", "Section", "auroc_shade", "folded", "render_page", "table_html"]
 
 _CSS = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 1040px; margin: 2em auto;
@@ -71,6 +71,14 @@ def table_html(rows: Sequence[dict], *, digits: int = 3, highlight=None) -> str:
             cells.append(f"<td{f' class={escape(classes)!r}' if classes else ''}>{escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def auroc_shade(value: object, *, bad: float = 0.1, good: float = 0.9) -> str | None:
+    """A ``table_html`` highlight class for an AUROC cell: ``"good"`` at or above ``good``, ``"bad"`` at or
+    below ``bad`` (0.1: reads the opposite of truth; 0.6: near chance), nothing for NaN or a non-float."""
+    if not isinstance(value, float) or value != value:
+        return None
+    return "good" if value >= good else "bad" if value <= bad else None
 
 
 def _cell(v: object, digits: int) -> tuple[str, str]:

@@ -1,10 +1,9 @@
 """The drift report: the scenario, the drift curves over fine-tuning steps with their noise floors, the
 end-of-training summary and the probe-transfer matrix; and the page of the catalogue across drift runs."""
 
-import math
 from html import escape
 
-from elk_lens.report.html import Page, Section, render_page, table_html
+from elk_lens.report.html import Page, Section, auroc_shade, render_page, table_html
 from elk_lens.report.svg import line_chart
 
 __all__ = ["catalogue_html", "render"]
@@ -107,9 +106,7 @@ def _floor_rows(d: dict) -> list[dict]:
 
 
 def _heat(column: str, value: object) -> str | None:
-    if column == "fitted at step" or not isinstance(value, float) or math.isnan(value):
-        return None
-    return "good" if value >= 0.9 else "bad" if value <= 0.1 else None
+    return None if column == "fitted at step" else auroc_shade(value)
 
 
 def catalogue_html(rows: list[dict]) -> str:

@@ -5,7 +5,7 @@ output lies, drawn from the analysis's view: the probe study, every reporter met
 import json
 from html import escape
 
-from elk_lens.report.html import Page, Section, table_html
+from elk_lens.report.html import Page, Section, auroc_shade, table_html
 from elk_lens.report.pages.quirky_methods import method_sections, targets_table
 from elk_lens.report.pages.real_lm_glance import glance_section
 from elk_lens.report.svg import line_chart
@@ -61,9 +61,7 @@ def render(view: dict) -> Page:
     target, scored_sets = view["target"], set(view["scored_sets"])
 
     def cell_colour(column: str, value: object) -> str | None:
-        if column not in scored_sets or not isinstance(value, float) or value != value:
-            return None
-        return "good" if value >= 0.9 else "bad" if value <= 0.6 else None
+        return auroc_shade(value, bad=0.6) if column in scored_sets else None
 
     targets = targets_table(view["methods"], view["split_layers"], _probe_at(view, target), view["output"][target])
     acc_rows = [{"subset": k, "accuracy": v} for k, v in view["accuracy"].items()]

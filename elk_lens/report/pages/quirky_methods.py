@@ -4,7 +4,7 @@ drawn from the ``methods`` part of the ``quirky_elk`` view (``elk_lens.analyses.
 
 from html import escape
 
-from elk_lens.report.html import Section, folded, table_html
+from elk_lens.report.html import Section, auroc_shade, folded, table_html
 from elk_lens.report.svg import heatmap, line_chart
 from elk_lens.sites import short_name
 
@@ -61,9 +61,7 @@ def _position_tables(pos: dict) -> str:
 
 
 def _good_bad(column: str, value: object) -> str | None:
-    if column == "site" or not isinstance(value, float) or value != value:
-        return None
-    return "good" if value >= 0.9 else "bad" if value <= 0.1 else None
+    return None if column == "site" else auroc_shade(value)
 
 
 def _best_pgr(res: dict, transfer: str) -> dict:
