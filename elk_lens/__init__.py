@@ -22,6 +22,7 @@ from elk_lens.data import load_statements as load_statements
 from elk_lens.data import truth_set as truth_set
 from elk_lens.data import truth_sets as truth_sets
 from elk_lens.data import with_splits as with_splits
+from elk_lens.drift_result import DriftResult as DriftResult
 from elk_lens.drift_study import trajectory_drift as trajectory_drift
 from elk_lens.erasure import fit_leace as fit_leace
 from elk_lens.generalization import generalization_study as generalization_study
@@ -64,6 +65,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activations",
+    "DriftResult",
     "FineTuneConfig",
     "GrowthMap",
     "Reporter",

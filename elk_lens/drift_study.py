@@ -27,10 +27,12 @@ from elk_lens.drift import (
     procrustes_distance,
     transfer_matrix,
 )
+from elk_lens.drift_result import DriftResult
 from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import auroc_columns
 from elk_lens.reporters import Reporter
 from elk_lens.reporters.registry import METHODS, fit_method
+from elk_lens.sites import Site, parse_sites
 from elk_lens.trajectory import Trajectory
 
 __all__ = ["trajectory_drift"]
@@ -52,8 +54,8 @@ def trajectory_drift(
     answers: tuple[str, str] = ("True", "False"),
     batch_size: int = 512,
     fixed: dict[str, Reporter] | None = None,
-) -> dict:
-    """Drift of every (method, site) along ``trajectory``; JSON-able (lists of floats).
+) -> DriftResult:
+    """Drift of every (method, site) along ``trajectory`` (sites as :class:`~elk_lens.sites.Site` or names).
 
     ``train`` (with its ``truth``) refits the reporters at each checkpoint; ``evals`` are scored against
     their ``truth``. Every set stays the same along the trajectory (their fingerprints are recorded).
@@ -64,10 +66,11 @@ def trajectory_drift(
     readouts of separable classes differ with the regularizer's basis, class-mean differences do not.
     """
     _check_inputs(trajectory, train, evals, sites, methods, fixed)
+    sites = [s.name for s in parse_sites(sites)]
     check_number("floor_resamples", floor_resamples, kind=int, low=2)
     check_number("batch_size", batch_size, kind=int, low=1)
     fixed = fixed or {}
-    off_sites = {name: r.site for name, r in fixed.items() if r.site not in sites}
+    off_sites = {name: r.site for name, r in fixed.items() if Site.parse(r.site).name not in sites}
     if off_sites:
         raise ValueError(f"fixed reporters read sites that are not among the drift sites: {off_sites}")
     bad = [m for m in methods if METHODS.get(m) is None or METHODS[m].reads != "statement" or METHODS[m].needs_polarity]
@@ -76,7 +79,6 @@ def trajectory_drift(
     transfer_eval = transfer_eval or next(iter(evals))
     if transfer_eval not in evals:
         raise ValueError(f"transfer_eval {transfer_eval!r} is not one of the evaluation sets {sorted(evals)}")
-    sites = list(sites)
     keys = [(m, s) for m in methods for s in sites]
     refit = {k: {e: [] for e in evals} for k in keys}
     initial_auroc = {k: {e: [] for e in evals} for k in keys}
@@ -113,12 +115,12 @@ def trajectory_drift(
                     initial_auroc[k][e].append(_auroc(reporters[k][0](evs[e].at(i)), s.truth))
             eval_acts[site].append(evs[transfer_eval].at(i).double())
         for name, r in fixed.items():
-            i = sites.index(r.site)
+            i = sites.index(Site.parse(r.site).name)
             for e, s in evals.items():
                 fixed_auroc[name][e].append(_auroc(r(evs[e].at(i)), s.truth))
             for method in methods:
-                fixed_cos[name][method].append(round(cosine(r.w, reporters[(method, r.site)][-1].w), 5))
-            fixed_cos_v[name].append(round(cosine(r.v, v_hist[(methods[0], r.site)][-1]), 5))
+                fixed_cos[name][method].append(round(cosine(r.w, reporters[(method, sites[i])][-1].w), 5))
+            fixed_cos_v[name].append(round(cosine(r.v, v_hist[(methods[0], sites[i])][-1]), 5))
         if t == 0:
             acts0 = acts
     labels = evals[transfer_eval].truth
@@ -176,7 +178,7 @@ def trajectory_drift(
             lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, eval_acts[site][-1]), n_resamples=floor_resamples
         )
         out["floors"]["cka_final"][site] = {q: round(v, 5) for q, v in floor.items()}
-    return out
+    return DriftResult.from_dict(out)
 
 
 def _check_inputs(trajectory, train, evals, sites, methods, fixed) -> None:
@@ -189,8 +191,8 @@ def _check_inputs(trajectory, train, evals, sites, methods, fixed) -> None:
         raise ValueError(f"train needs >= 4 statements for the noise floors; got {len(train)}")
     if not isinstance(evals, dict) or not evals or not all(isinstance(s, StatementSet) for s in evals.values()):
         raise TypeError(f"evals must be a non-empty dict of name -> StatementSet; got {evals!r:.80}")
-    for name, value in (("sites", sites), ("methods", methods)):
-        if isinstance(value, str) or not value or not all(isinstance(v, str) for v in value):
+    for name, value, kinds in (("sites", sites, (str, Site)), ("methods", methods, str)):
+        if isinstance(value, (str, Site)) or not value or not all(isinstance(v, kinds) for v in value):
             raise TypeError(f"{name} must be a non-empty list of names; got {value!r}")
     if fixed is not None and not (isinstance(fixed, dict) and all(isinstance(r, Reporter) for r in fixed.values())):
         raise TypeError("fixed must map names to Reporter objects")

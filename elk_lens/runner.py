@@ -3,7 +3,6 @@
 The engine sits outside ``elk_lens.report``: it runs an analysis (``elk_lens.analyses``) and hands its
 view to that analysis's renderer (``elk_lens.report.pages``), so the report package only draws."""
 
-import difflib
 import re
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from elk_lens._progress import log as progress
 from elk_lens.analyses import ANALYSES
+from elk_lens.analyses.spec import AnalysisSpec, parse_spec
 from elk_lens.report.html import render_page
 from elk_lens.report.pages import RENDERERS
 from elk_lens.report.rundir import RunDir, environment
@@ -20,7 +20,7 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-__all__ = ["check_run_name", "load_spec", "run_analysis"]
+__all__ = ["check_run_name", "load_spec", "read_spec", "run_analysis"]
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _NAME_RULE = "a plain name: letters, digits, '.', '_' and '-', not starting with '.', at most 128 characters"
@@ -36,8 +36,8 @@ def check_run_name(what: str, name: object) -> str:
     return name
 
 
-def load_spec(path: Path) -> tuple[dict, str]:
-    """Parse and check an analysis spec; returns (config, raw text)."""
+def load_spec(path: Path) -> tuple[AnalysisSpec, str]:
+    """Read and check an analysis spec file; returns (spec, raw text)."""
     if path.is_dir():
         raise IsADirectoryError(
             f"analysis spec {path} is a directory; give a .toml file (e.g. analyses/quirky_elk.toml)"
@@ -52,53 +52,36 @@ def load_spec(path: Path) -> tuple[dict, str]:
         cfg = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path} is not valid TOML: {e}") from None
+    return read_spec(cfg, where=str(path)), text
+
+
+def read_spec(cfg: dict, *, where: str = "spec") -> AnalysisSpec:
+    """The analysis's spec from a parsed TOML table, checked (keys, types, ranges, and against the model's
+    files) before any work; errors name ``where``, the key, the value and the valid choices."""
     for key in ("name", "analysis"):
         if key not in cfg:
-            raise ValueError(f"{path} lacks the top-level key {key!r}")
+            raise ValueError(f"{where} lacks the top-level key {key!r}")
     check_run_name("config key 'name'", cfg["name"])
     if not isinstance(cfg["analysis"], str) or cfg["analysis"] not in ANALYSES:
-        raise ValueError(f"{path}: unknown analysis {cfg['analysis']!r}; valid: {sorted(ANALYSES)}")
-    _check_keys(path, cfg, ANALYSES[cfg["analysis"]].KEYS)
-    return cfg, text
-
-
-def _dotted(node: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if "." in key:  # a quoted key such as "model.spec" = ...: the analysis would never read it
-            raise ValueError(
-                f"key {name!r} is written as one quoted key; write it as a table and a key, e.g. "
-                f"[{name.rsplit('.', 1)[0]}] {name.rsplit('.', 1)[1]} = ..."
-            )
-        out += _dotted(value, f"{name}.") if isinstance(value, dict) else [name]
-    return out
-
-
-def _check_keys(path: Path, cfg: dict, valid: tuple[str, ...]) -> None:
-    """Refuse keys the analysis does not read: a typo would otherwise fall back to a default silently."""
-    unknown = [k for k in _dotted(cfg) if k not in ("name", "analysis") and k not in valid]
-    if unknown:
-        hints = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
-        said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
-        raise ValueError(
-            f"{path}: unknown config key(s) {said} for analysis {cfg['analysis']!r}; valid: {sorted(valid)}"
-        )
+        raise ValueError(f"{where}: unknown analysis {cfg['analysis']!r}; valid: {sorted(ANALYSES)}")
+    analysis = ANALYSES[cfg["analysis"]]
+    spec = parse_spec(analysis.Spec, cfg, where=where)
+    analysis.check(spec)
+    return spec
 
 
 def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | None = None) -> Path:
     """Run (or resume) the analysis in ``spec``; returns the run directory."""
     if run_name is not None:
         check_run_name("run_name (--name)", run_name)
-    cfg, text = load_spec(spec)
-    analysis = ANALYSES[cfg["analysis"]]
-    analysis.check_config(cfg)
+    parsed, text = load_spec(spec)
+    kind = _analysis_name(parsed)
     if runs_root.exists() and not runs_root.is_dir():
         raise NotADirectoryError(
             f"cannot write the run directory under {runs_root} (it is a file, not a "
             "directory); choose a writable place with --runs DIR"
         )
-    path = runs_root / (run_name or cfg["name"])
+    path = runs_root / (run_name or parsed.name)
     if not path.resolve().is_relative_to(runs_root.resolve()):  # e.g. a symbolic link out of the runs directory
         raise ValueError(f"the run directory {path} resolves to {path.resolve()}, outside {runs_root}")
     try:
@@ -109,12 +92,12 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
             "choose a writable place with --runs DIR"
         ) from None
     started = time.time()
-    progress.info("run %s (%s) in %s", cfg["name"], cfg["analysis"], path)
-    result = analysis.run(cfg, run)
+    progress.info("run %s (%s) in %s", parsed.name, kind, path)
+    result = ANALYSES[kind].run(parsed, run)
     progress.info("analysis done in %.1f s; writing the report", time.time() - started)
     manifest = {
-        "analysis": cfg["analysis"],
-        "name": cfg["name"],
+        "analysis": kind,
+        "name": parsed.name,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_seconds": round(time.time() - started, 2),
         "stage_seconds": run.timings,
@@ -126,11 +109,15 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
     run.write_json("metrics.json", result.metrics)
     for name, rows in result.tables.items():
         run.write_csv(f"{name}.csv", rows)
-    page = RENDERERS[cfg["analysis"]](result.view)
+    page = RENDERERS[kind](result.view)
     _write_figures(run, page.sections)
     run.write_text("report.html", render_page(page.title, page.intro, page.sections))
     progress.info("finished in %.1f s", time.time() - started)
     return run.path
+
+
+def _analysis_name(spec: AnalysisSpec) -> str:
+    return next(name for name, analysis in ANALYSES.items() if type(spec) is analysis.Spec)
 
 
 def _write_figures(run: RunDir, sections) -> None:

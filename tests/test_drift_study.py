@@ -1,12 +1,17 @@
 """Walking a trajectory: identical checkpoints show no drift; the transfer diagonal is the refit AUROC."""
 
+import dataclasses
+import json
+
 import pytest
 import torch
 from conftest import boot_native
 
 from elk_lens.data.statements import StatementSet
+from elk_lens.drift_result import DriftResult
 from elk_lens.drift_study import trajectory_drift
 from elk_lens.models import save_model
+from elk_lens.sites import Site
 from elk_lens.train import FineTuneConfig, fine_tune
 from elk_lens.trajectory import Checkpoint, Trajectory
 
@@ -35,12 +40,12 @@ def test_identical_checkpoints_show_no_drift(base):
     traj = Trajectory([Checkpoint(0, spec=str(base)), Checkpoint(5, spec=str(base))])
     out = trajectory_drift(traj, train, evals, SITES, answers=ANSWERS, floor_resamples=3)
     for site in SITES:
-        assert out["cos_v"][site]["to_first"] == [1.0, 1.0]
-        assert out["cka_to_first"][site] == pytest.approx([1.0, 1.0], abs=1e-9)
-        assert out["procrustes_to_first"][site] == pytest.approx([0.0, 0.0], abs=1e-9)
-        for method in out["methods"]:
-            assert out["auroc_initial"][method][site]["held_out"] == out["auroc_refit"][method][site]["held_out"]
-            assert out["cos_w"][method][site]["to_first"] == pytest.approx([1.0, 1.0], abs=1e-9)
+        assert out.cos_v[site]["to_first"] == [1.0, 1.0]
+        assert out.cka_to_first[site] == pytest.approx([1.0, 1.0], abs=1e-9)
+        assert out.procrustes_to_first[site] == pytest.approx([0.0, 0.0], abs=1e-9)
+        for method in out.methods:
+            assert out.auroc_initial[method][site]["held_out"] == out.auroc_refit[method][site]["held_out"]
+            assert out.cos_w[method][site]["to_first"] == pytest.approx([1.0, 1.0], abs=1e-9)
 
 
 def test_transfer_diagonal_equals_the_refit_auroc_along_a_real_fine_tune(base, tmp_path):
@@ -50,16 +55,16 @@ def test_transfer_diagonal_equals_the_refit_auroc_along_a_real_fine_tune(base, t
     config = FineTuneConfig(steps=4, lr=1e-2, warmup=1, batch_size=16, answers=ANSWERS, lm_loss_weight=0.5)
     traj = fine_tune(load_model(str(base)), train, train.truth, tmp_path / "run", base_spec=str(base), config=config)
     out = trajectory_drift(traj, train, evals, SITES, answers=ANSWERS, floor_resamples=3)
-    assert out["steps"] == traj.steps
-    for method in out["methods"]:
+    assert out.steps == traj.steps
+    for method in out.methods:
         for site in SITES:
-            matrix = out["transfer"][method][site]
+            matrix = out.transfer[method][site]
             diagonal = [round(matrix[t][t], 4) for t in range(len(matrix))]
             # both sides are rounded to 4 places from float64 AUROCs computed two ways: one rounding step apart
-            assert diagonal == pytest.approx(out["auroc_refit"][method][site]["held_out"], abs=ROUNDING)
+            assert diagonal == pytest.approx(out.auroc_refit[method][site]["held_out"], abs=ROUNDING)
             row0 = [round(v, 4) for v in matrix[0]]
-            assert row0 == pytest.approx(out["auroc_initial"][method][site]["held_out"], abs=ROUNDING)
-    assert out["cka_to_first"][SITES[0]][-1] < 1.0  # the model did move
+            assert row0 == pytest.approx(out.auroc_initial[method][site]["held_out"], abs=ROUNDING)
+    assert out.cka_to_first[SITES[0]][-1] < 1.0  # the model did move
 
 
 def test_bad_arguments_are_clear_errors(base):
@@ -102,9 +107,29 @@ def test_a_fixed_reporter_is_scored_at_every_checkpoint(base, tmp_path):
         floor_resamples=3,
         fixed={"from step 0": fixed},
     )
-    assert out["auroc_fixed"]["from step 0"]["held_out"] == out["auroc_initial"]["logistic"][site]["held_out"]
-    cos = out["cos_fixed_refit"]["from step 0"]["logistic"]
+    assert out.auroc_fixed["from step 0"]["held_out"] == out.auroc_initial["logistic"][site]["held_out"]
+    cos = out.cos_fixed_refit["from step 0"]["logistic"]
     assert cos[0] == pytest.approx(1.0, abs=1e-9) and len(cos) == len(traj)
-    assert out["cos_v_fixed_refit"]["from step 0"][0] == pytest.approx(1.0, abs=1e-9)
+    assert out.cos_v_fixed_refit["from step 0"][0] == pytest.approx(1.0, abs=1e-9)
     with pytest.raises(ValueError, match="not among the drift sites"):
         trajectory_drift(traj, train, evals, SITES[:1], answers=ANSWERS, fixed={"x": fixed})
+
+
+def test_the_result_saves_loads_and_looks_up_sites_by_any_name(base, tmp_path):
+    train, evals = _sets()
+    traj = Trajectory([Checkpoint(0, spec=str(base)), Checkpoint(5, spec=str(base))])
+    out = trajectory_drift(traj, train, evals, [Site(1, "resid_post")], answers=ANSWERS, floor_resamples=3)
+    assert out.sites == ["blocks.1.hook_resid_post"]  # stored canonical
+    site = out.sites[0]
+    assert out.auroc("logistic", "resid_post.1", "held_out") == out.auroc_refit["logistic"][site]["held_out"]
+    assert out.cos_v_series(Site(1, "resid_post")) == out.cos_v[site]["to_first"]
+    assert out.floor("cos_w", site, "logistic") == out.floors["cos_w"]["logistic"][site]
+    with pytest.raises(KeyError, match="was not walked"):
+        out.cka("blocks.1.hook_resid_pre")
+    path = out.save(tmp_path / "drift.json")
+    assert json.dumps(DriftResult.load(path).to_dict()) == json.dumps(out.to_dict())  # NaN != NaN: compare text
+    path.write_text(path.read_text().replace('"steps": [', '"steps": [7, '))
+    with pytest.raises(ValueError, match="fails its checksum"):
+        DriftResult.load(path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.steps = []  # type: ignore[misc]

@@ -14,6 +14,7 @@ multi-file save, before a training step, at the end). The whole sweep is about 2
 
 import json
 import shutil
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +27,8 @@ from faults import Kill, kills, visible_files
 from safetensors.torch import load
 
 from elk_lens.analyses import ANALYSES
-from elk_lens.analyses.result import AnalysisResult, Setting, at_least, read_settings
+from elk_lens.analyses.result import AnalysisResult
+from elk_lens.analyses.spec import AnalysisSpec, at_least, setting
 from elk_lens.capture import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.growth import GrowthMap
@@ -95,14 +97,23 @@ def _assert_old_new_or_clear(outcome, old, new, where: Path, what: str) -> str:
 # ---------------------------------------------------------------- analysis run directories
 
 
+@dataclass(frozen=True)
+class _ProbeData:
+    rows: int = setting(len(TEXTS), at_least(2))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ProbeSpec(AnalysisSpec):
+    data: _ProbeData = _ProbeData()
+
+
 def _probe_analysis(tok_dir: Path) -> SimpleNamespace:
     """An analysis making every kind of write a shipped one makes (capture shards, JSON and tensor stages,
     metrics, two tables, a figure, the report) on the tiny native model in a fraction of a second; the
     shipped analyses train and probe real models for minutes, too long to run once per kill."""
-    settings = {"data.rows": Setting(len(TEXTS), int, at_least(2))}
 
-    def run(cfg: dict, run) -> AnalysisResult:
-        texts = TEXTS[: read_settings(cfg, settings)["data.rows"]]
+    def run(spec: _ProbeSpec, run) -> AnalysisResult:
+        texts = TEXTS[: spec.data.rows]
         model = boot_native(tok_dir)
 
         def acts():
@@ -121,7 +132,7 @@ def _probe_analysis(tok_dir: Path) -> SimpleNamespace:
             },
         )
 
-    return SimpleNamespace(KEYS=tuple(settings), check_config=lambda cfg: read_settings(cfg, settings), run=run)
+    return SimpleNamespace(Spec=_ProbeSpec, check=lambda spec: None, run=run)
 
 
 def _render_probe(view: dict) -> Page:

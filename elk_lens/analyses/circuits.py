@@ -10,19 +10,14 @@ prompt at the first and the last checkpoint). ``elk_lens.report.pages.circuits``
 the view (the attention with circuitsvis, offline).
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from elk_lens.analyses import drift as scenario
-from elk_lens.analyses.result import (
-    AnalysisResult,
-    Setting,
-    at_least,
-    check_site,
-    in_range,
-    model_layout,
-    one_of,
-    read_settings,
-)
+from elk_lens.analyses import drift
+from elk_lens.analyses.model_checks import check_site, model_layout
+from elk_lens.analyses.result import AnalysisResult
+from elk_lens.analyses.scenario import LABELS, Scenario, ScenarioSpec
+from elk_lens.analyses.spec import at_least, in_range, one_of, setting, spec_dict
 from elk_lens.capture import capture
 from elk_lens.circuit_drift import circuit_series, edit_distance, jaccard, relabel, weighted_jaccard
 from elk_lens.circuits import (
@@ -41,75 +36,80 @@ from elk_lens.report.rundir import RunDir
 from elk_lens.reporters import fit_logistic
 from elk_lens.trajectory import Checkpoint, Trajectory
 
-__all__ = ["check_config", "run"]
-
-_SETTINGS = scenario.SETTINGS | {
-    "circuits.trajectory": Setting("", str),  # a trajectory directory to walk ("" = fine-tune here)
-    "circuits.growth_run": Setting("", str),  # or a finished growth run's directory
-    "circuits.site": Setting("blocks.3.hook_resid_pre", str),  # checked against the model
-    "circuits.pairs": Setting(256, int, at_least(4)),  # >= 4: two halves of >= 2 pairs for the noise floor
-    "circuits.character": Setting("Alice", str, one_of(CHARACTERS)),
-    "circuits.ig_steps": Setting(4, int, at_least(1)),
-    "circuits.target": Setting(0.8, float, in_range(0, 1, low_open=True)),
-    "circuits.ablation": Setting("twin", str, one_of(("twin", "mean"))),
-    "circuits.top_heads": Setting(3, int, at_least(1)),
-}
-KEYS = tuple(_SETTINGS)
+__all__ = ["Spec", "check", "run"]
 
 
-def _settings(cfg: dict) -> dict:
-    return read_settings(cfg, _SETTINGS)
+@dataclass(frozen=True)
+class CircuitsSpec:
+    """``[circuits]``: the trajectory walked, where the reporter reads, the twins and the circuit search."""
+
+    trajectory: str = ""  # a trajectory directory to walk ("" = fine-tune here)
+    growth_run: str = ""  # or a finished growth run's directory
+    site: str = "blocks.3.hook_resid_pre"  # checked against the model
+    pairs: int = setting(256, at_least(4))  # >= 4: two halves of >= 2 pairs for the noise floor
+    character: str = setting("Alice", one_of(CHARACTERS))
+    ig_steps: int = setting(4, at_least(1))
+    target: float = setting(0.8, in_range(0, 1, low_open=True))
+    ablation: str = setting("twin", one_of(("twin", "mean")))
+    top_heads: int = setting(3, at_least(1))
 
 
-def check_config(cfg: dict) -> None:
-    s = _settings(cfg)
-    if s["circuits.trajectory"] and not (Path(s["circuits.trajectory"]) / "trajectory.json").is_file():
-        raise ValueError(f"config key 'circuits.trajectory': {s['circuits.trajectory']} holds no trajectory.json")
-    growth_run = Path(s["circuits.growth_run"])
-    if s["circuits.growth_run"] and not ((growth_run / "growth_map").is_dir() and (growth_run / "trajectory").is_dir()):
+@dataclass(frozen=True, kw_only=True)
+class Spec(ScenarioSpec):
+    """A circuits spec: the scenario's tables (used when it fine-tunes here) and ``[circuits]``
+    (``analyses/circuits_*.toml``)."""
+
+    circuits: CircuitsSpec = CircuitsSpec()
+
+
+def check(spec: Spec) -> None:
+    c = spec.circuits
+    if c.trajectory and not (Path(c.trajectory) / "trajectory.json").is_file():
+        raise ValueError(f"config key 'circuits.trajectory': {c.trajectory} holds no trajectory.json")
+    growth_run = Path(c.growth_run)
+    if c.growth_run and not ((growth_run / "growth_map").is_dir() and (growth_run / "trajectory").is_dir()):
         raise ValueError(
             f"config key 'circuits.growth_run': {growth_run} is not a finished growth run (it needs "
             "growth_map/ and trajectory/; run a growth analysis first)"
         )
-    if s["circuits.growth_run"] and s["circuits.trajectory"]:
+    if c.growth_run and c.trajectory:
         raise ValueError("set one of 'circuits.trajectory' and 'circuits.growth_run', not both")
     # a given trajectory's model is its own; otherwise the site is read on model.base (the small model of a
     # growth run, mapped into the grown one)
-    layout = None if s["circuits.trajectory"] else model_layout(s["model.base"])
-    scenario.check_scenario(s, layout)
-    site = check_site("circuits.site", s["circuits.site"], layout)
+    layout = None if c.trajectory else model_layout(spec.model.base)
+    Scenario(spec).check(layout)
+    site = check_site("circuits.site", c.site, layout)
     if site.layer == 0 and site.kind == "resid_pre":
         raise ValueError(
-            f"config key 'circuits.site': no head writes into {s['circuits.site']!r} (only the "
+            f"config key 'circuits.site': no head writes into {c.site!r} (only the "
             "embedding does), so there is no circuit to find; read at blocks.1.hook_resid_pre or later"
         )
 
 
-def _trajectory(s: dict, run: RunDir) -> Trajectory:
+def _trajectory(spec: Spec, run: RunDir) -> Trajectory:
     """The trajectory walked: fine-tuned here, given, or a growth run's (the small model, then the grown
     model's checkpoints, joined through the run's growth map)."""
-    if s["circuits.growth_run"]:
-        grown = Path(s["circuits.growth_run"])
-        small = Trajectory([Checkpoint(0, spec=s["model.base"])])
+    c = spec.circuits
+    if c.growth_run:
+        grown = Path(c.growth_run)
+        small = Trajectory([Checkpoint(0, spec=spec.model.base)])
         return Trajectory.join(small, grown / "growth_map", Trajectory.load(grown / "trajectory"))
-    return Trajectory.load(s["circuits.trajectory"] or run.path / "trajectory")
+    return Trajectory.load(c.trajectory or run.path / "trajectory")
 
 
-def _fine_tune(s: dict, run: RunDir) -> dict:
-    if s["circuits.trajectory"] or s["circuits.growth_run"]:
-        source = s["circuits.trajectory"] or s["circuits.growth_run"]
-        return {"steps": _trajectory(s, run).steps, "from": source}
-    return scenario._fine_tune(s, run)
+def _fine_tune(scenario: Scenario, run: RunDir) -> dict:
+    c = scenario.spec.circuits
+    if c.trajectory or c.growth_run:
+        return {"steps": _trajectory(scenario.spec, run).steps, "from": c.trajectory or c.growth_run}
+    return drift.fine_tune_here(scenario, run)
 
 
-def _score(s: dict, model, reporter, clean: list[str], corrupt: list[str]) -> dict:
+def _score(c: CircuitsSpec, model, reporter, clean: list[str], corrupt: list[str]) -> dict:
     """Exact, AP and AP-IG per component (pair means), their rank agreement, and the smallest circuit."""
     exact = exact_patching(model, reporter, clean, corrupt)
     ap = attribution_patching(model, reporter, clean, corrupt)
-    ig = attribution_patching(model, reporter, clean, corrupt, ig_steps=s["circuits.ig_steps"])
-    circuit = smallest_circuit(
-        exact, model, reporter, clean, corrupt, target=s["circuits.target"], ablation=s["circuits.ablation"]
-    )
+    ig = attribution_patching(model, reporter, clean, corrupt, ig_steps=c.ig_steps)
+    circuit = smallest_circuit(exact, model, reporter, clean, corrupt, target=c.target, ablation=c.ablation)
     return {
         "exact": {k: round(v, 5) for k, v in mean_scores(exact).items()},
         "ap": {k: round(v, 5) for k, v in mean_scores(ap).items()},
@@ -122,11 +122,12 @@ def _score(s: dict, model, reporter, clean: list[str], corrupt: list[str]) -> di
     }
 
 
-def _circuits(s: dict, run: RunDir) -> dict:
-    traj = _trajectory(s, run)
-    site = s["circuits.site"]
-    probe_set = scenario._probe_set(s)
-    clean, corrupt = sum_vs_sloppy_pairs(s["circuits.pairs"], character=s["circuits.character"])
+def _circuits(scenario: Scenario, run: RunDir) -> dict:
+    c = scenario.spec.circuits
+    traj = _trajectory(scenario.spec, run)
+    site = c.site
+    probe_set = scenario.probe_set
+    clean, corrupt = sum_vs_sloppy_pairs(c.pairs, character=c.character)
     half = len(clean) // 2
     out = {"steps": traj.steps, "site": site, "pairs": len(clean), "example": [clean[0], corrupt[0]], "at": []}
     last = len(traj) - 1
@@ -140,9 +141,9 @@ def _circuits(s: dict, run: RunDir) -> dict:
             site=here,
             provenance={"model": fingerprint(model)},
         )
-        out["at"].append(_score(s, model, reporter, clean, corrupt))
+        out["at"].append(_score(c, model, reporter, clean, corrupt))
         if t == 0:  # the floor: the same measures between circuits found on two disjoint halves of the pairs
-            a, b = (_score(s, model, reporter, clean[sl], corrupt[sl]) for sl in (slice(0, half), slice(half, None)))
+            a, b = (_score(c, model, reporter, clean[sl], corrupt[sl]) for sl in (slice(0, half), slice(half, None)))
             within = [{k: v / x["m_diff"] for k, v in x["exact"].items() if k in x["circuit"]} for x in (a, b)]
             out["floor"] = {
                 "jaccard": jaccard(set(a["circuit"]), set(b["circuit"])),
@@ -165,13 +166,13 @@ def _circuits(s: dict, run: RunDir) -> dict:
     return out
 
 
-def _attention(s: dict, run: RunDir, scored: dict) -> dict:
+def _attention(spec: Spec, run: RunDir, scored: dict) -> dict:
     """Attention patterns of the heads with the largest |exact score| at the last checkpoint, on the
     example clean prompt, at the first and the last checkpoint."""
-    traj = _trajectory(s, run)
+    traj = _trajectory(spec, run)
     last = scored["at"][-1]["exact"]
     first = scored["grown_at"][-1] if scored["grown_at"] else 0  # the heads exist from the last growth on
-    heads = top_heads(last, s["circuits.top_heads"])
+    heads = top_heads(last, spec.circuits.top_heads)
     text = scored["example"][0]
     out = {"heads": heads, "text": text, "patterns": {}}
     for t in (first, len(traj) - 1):
@@ -180,12 +181,12 @@ def _attention(s: dict, run: RunDir, scored: dict) -> dict:
     return out
 
 
-def run(cfg: dict, run: RunDir) -> AnalysisResult:
-    s = _settings(cfg)
-    trained = run.stage("fine_tune", lambda: _fine_tune(s, run))
-    scored = run.stage("circuits", lambda: _circuits(s, run))
-    attention = run.stage("attention", lambda: _attention(s, run, scored))
-    return _report(cfg, s, trained, scored, attention)
+def run(spec: Spec, run: RunDir) -> AnalysisResult:
+    scenario = Scenario(spec)
+    trained = run.stage("fine_tune", lambda: _fine_tune(scenario, run))
+    scored = run.stage("circuits", lambda: _circuits(scenario, run))
+    attention = run.stage("attention", lambda: _attention(spec, run, scored))
+    return _report(spec, trained, scored, attention)
 
 
 def _labels(scored: dict) -> list[str]:
@@ -194,7 +195,7 @@ def _labels(scored: dict) -> list[str]:
     return [f"{t} (small)" if i < grown else str(t) for i, t in enumerate(scored["steps"])]
 
 
-def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
+def _report(spec: Spec, trained, scored, attention) -> AnalysisResult:
     steps, at = scored["steps"], scored["at"]
     rows = [
         {
@@ -203,16 +204,16 @@ def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
             "circuit size": a["size"],
             "circuit (by |exact|)": ", ".join(a["circuit"]),
             "Spearman AP vs exact": a["spearman_ap"],
-            f"Spearman AP-IG{s['circuits.ig_steps']} vs exact": a["spearman_ig"],
+            f"Spearman AP-IG{spec.circuits.ig_steps} vs exact": a["spearman_ig"],
             "F of every component": a["curve"][-1],
         }
         for t, a in zip(steps, at, strict=True)
     ]
     view = {
-        "name": cfg["name"],
-        "settings": s,
+        "name": spec.name,
+        "spec": spec,
         "trained_from": trained.get("from"),
-        "train_labels": scenario.LABELS[s["train.labels"]],
+        "train_labels": LABELS[spec.train.labels],
         "circuits": scored,
         "attention": attention,
         "x": _labels(scored),
@@ -221,6 +222,10 @@ def _report(cfg, s, trained, scored, attention) -> AnalysisResult:
     return AnalysisResult(
         metrics={"fine_tune": trained, **scored, "attention": {k: attention[k] for k in ("heads", "text")}},
         tables={"circuits": rows},
-        provenance={"model_spec": s["model.base"], "seeds": {"train": s["train.seed"]}, "settings": s},
+        provenance={
+            "model_spec": spec.model.base,
+            "seeds": {"train": spec.train.fine_tune.seed},
+            "settings": spec_dict(spec),
+        },
         view=view,
     )

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from elk_lens._atomic import atomic_write_text
 from elk_lens._csv import write_csv
+from elk_lens.drift_result import DriftResult
 from elk_lens.report.pages.drift import catalogue_html
+from elk_lens.sites import Site
 
 __all__ = ["catalogue_rows", "write_catalogue"]
 
 
-def catalogue_rows(runs_root: Path, *, site: str = "blocks.3.hook_resid_pre") -> list[dict]:
+def catalogue_rows(runs_root: Path, *, site: Site | str = "blocks.3.hook_resid_pre") -> list[dict]:
     """A row per finished drift run under ``runs_root`` (any depth), sorted by run name."""
     rows = []
     for manifest_path in sorted(Path(runs_root).rglob("manifest.json")):
@@ -22,7 +24,8 @@ def catalogue_rows(runs_root: Path, *, site: str = "blocks.3.hook_resid_pre") ->
         if manifest.get("analysis") != "drift":
             continue
         m = json.loads((manifest_path.parent / "metrics.json").read_text())
-        s, method = manifest["settings"], m["methods"][0]
+        d = DriftResult.from_dict(m)
+        s, method = manifest["settings"], d.methods[0]
         rows.append(
             {
                 "run": manifest["name"],
@@ -34,11 +37,11 @@ def catalogue_rows(runs_root: Path, *, site: str = "blocks.3.hook_resid_pre") ->
                 "anchor": s["anchor.on"],
                 "Bob acc": round(m["final_accuracy"]["Bob vs the trained labels"], 4),
                 "method": method,
-                "step-0 reporter at end": m["auroc_initial"][method][site]["BH_disagree"][-1],
-                "refitted at end": m["auroc_refit"][method][site]["BH_disagree"][-1],
-                "output at end": m["output_auroc"]["BH_disagree"][-1],
-                "cos v to step 0": m["cos_v"][site]["to_first"][-1],
-                "cos v floor q05": m["floors"]["cos_v"][site]["q05"],
+                "step-0 reporter at end": d.auroc(method, site, "BH_disagree", reporter="initial")[-1],
+                "refitted at end": d.auroc(method, site, "BH_disagree")[-1],
+                "output at end": d.output_auroc["BH_disagree"][-1],
+                "cos v to step 0": d.cos_v_series(site)[-1],
+                "cos v floor q05": d.floor("cos_v", site)["q05"],
             }
         )
     return rows

@@ -9,18 +9,12 @@ of the small model and the final model, as one would across sizes with no exact 
 """
 
 import re
+from dataclasses import dataclass, replace
 
-from elk_lens.analyses import drift as scenario
-from elk_lens.analyses.result import (
-    SEED,
-    AnalysisResult,
-    ModelLayout,
-    Setting,
-    at_least,
-    model_layout,
-    one_of,
-    read_settings,
-)
+from elk_lens.analyses.model_checks import ModelLayout, model_layout
+from elk_lens.analyses.result import AnalysisResult
+from elk_lens.analyses.scenario import LABELS, DataSpec, Scenario, ScenarioSpec, drift_sites
+from elk_lens.analyses.spec import SEED, at_least, one_of, setting, spec_dict
 from elk_lens.capture import capture
 from elk_lens.growth import GrowthMap, fit_growth_map, grow, insert_blocks, stack_blocks
 from elk_lens.lm_output import output_log_odds
@@ -30,7 +24,7 @@ from elk_lens.report.rundir import RunDir
 from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.trajectory import Trajectory
 
-__all__ = ["check_config", "run"]
+__all__ = ["Spec", "check", "run"]
 
 OPS = {
     "grow": "function-preserving growth (elk_lens.growth.grow)",
@@ -38,30 +32,43 @@ OPS = {
     "random_blocks": "new blocks with random writers (not function-preserving)",
 }
 _SIZES = ("n_layers", "d_model", "d_mlp", "n_heads", "d_head")
-_SETTINGS = scenario.SETTINGS | {
-    "grow.op": Setting("grow", str, one_of(sorted(OPS))),
-    **{f"grow.{k}": Setting(0, int, at_least(0)) for k in _SIZES},  # 0 = keep the small model's size
-    "grow.seed": Setting(0, int, SEED),
-}
-KEYS = tuple(_SETTINGS)
 
 
-def _settings(cfg: dict) -> dict:
-    return read_settings(cfg, _SETTINGS)
+@dataclass(frozen=True)
+class GrowSpec:
+    """``[grow]``: the growth operator and the grown model's sizes (0 keeps the small model's size)."""
+
+    op: str = setting("grow", one_of(sorted(OPS)))
+    n_layers: int = setting(0, at_least(0))
+    d_model: int = setting(0, at_least(0))
+    d_mlp: int = setting(0, at_least(0))
+    n_heads: int = setting(0, at_least(0))
+    d_head: int = setting(0, at_least(0))
+    seed: int = setting(0, SEED)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in _SIZES}
 
 
-def check_config(cfg: dict) -> None:
-    s = _settings(cfg)
-    sizes = {k: s[f"grow.{k}"] for k in _SIZES}
-    if s["grow.op"] == "grow" and not any(sizes.values()):
+@dataclass(frozen=True, kw_only=True)
+class Spec(ScenarioSpec):
+    """A growth spec: the scenario's tables and ``[grow]`` (``analyses/growth_*.toml``)."""
+
+    grow: GrowSpec = GrowSpec()
+
+
+def check(spec: Spec) -> None:
+    g, sizes = spec.grow, spec.grow.sizes
+    if g.op == "grow" and not any(sizes.values()):
         raise ValueError(
             "config key 'grow.op': op 'grow' needs at least one of grow.n_layers, d_model, d_mlp, n_heads, d_head (> 0)"
         )
-    if s["grow.op"] == "random_blocks" and not sizes["n_layers"]:
+    if g.op == "random_blocks" and not sizes["n_layers"]:
         raise ValueError("config key 'grow.op': op 'random_blocks' needs grow.n_layers (the grown depth)")
-    small = model_layout(s["model.base"])
+    small = model_layout(spec.model.base)
     if small is None:
-        scenario.check_scenario(s, None)
+        Scenario(spec).check(None)
         return
     for k, new in sizes.items():
         if new and new < getattr(small, k):
@@ -69,30 +76,30 @@ def check_config(cfg: dict) -> None:
                 f"config key 'grow.{k}' must be 0 (keep) or at least {small.spec}'s {getattr(small, k)} "
                 f"(growth never shrinks); got {new}"
             )
-    if s["grow.op"] == "grow" and not any(new > getattr(small, k) for k, new in sizes.items()):
+    if g.op == "grow" and not any(new > getattr(small, k) for k, new in sizes.items()):
         raise ValueError(
             f"config key 'grow.op': op 'grow' needs one of grow.{', '.join(_SIZES)} larger than "
             f"{small.spec}'s {dict((k, getattr(small, k)) for k in _SIZES)}; got {sizes}"
         )
-    if s["grow.op"] == "random_blocks" and sizes["n_layers"] <= small.n_layers:
+    if g.op == "random_blocks" and sizes["n_layers"] <= small.n_layers:
         raise ValueError(
             f"config key 'grow.n_layers' must be deeper than {small.spec}'s {small.n_layers} for op "
             f"'random_blocks' (it adds blocks); got {sizes['n_layers']}"
         )
     # the anchor and the report read the small model's reporters, fitted at its drift sites
-    sites = scenario.drift_sites(small.n_layers)
-    if s["anchor.site"] not in sites:
+    sites = drift_sites(small.n_layers)
+    if spec.anchor.site not in sites:
         raise ValueError(
             f"config key 'anchor.site' must be one of {sites} (the small model's sites with a "
-            f"reporter to transport); got {s['anchor.site']!r}"
+            f"reporter to transport); got {spec.anchor.site!r}"
         )
-    scenario.check_scenario(s, small, _grown_params(small, _grown_depth(s, small)))
+    Scenario(spec).check(small, _grown_params(small, _grown_depth(spec.grow, small)))
 
 
-def _grown_depth(s: dict, small: ModelLayout) -> int:
-    if s["grow.op"] == "stack":
+def _grown_depth(g: GrowSpec, small: ModelLayout) -> int:
+    if g.op == "stack":
         return 2 * small.n_layers
-    return s["grow.n_layers"] or small.n_layers
+    return g.n_layers or small.n_layers
 
 
 def _grown_params(small: ModelLayout, n_layers: int) -> list[str]:
@@ -101,44 +108,47 @@ def _grown_params(small: ModelLayout, n_layers: int) -> list[str]:
     return sorted({block.sub(f"blocks.{i}.", p) for p in small.params for i in range(n_layers)})
 
 
-def _grow(s: dict, small) -> tuple:
-    op, n = s["grow.op"], small.cfg.n_layers
+def _grow(g: GrowSpec, small) -> tuple:
+    op, n = g.op, small.cfg.n_layers
     if op == "stack":
         return stack_blocks(small)
     if op == "random_blocks":
-        new = s["grow.n_layers"] - n
+        new = g.n_layers - n
         return insert_blocks(
-            small, [min(n, (j + 1) * n // max(new, 1)) for j in range(new)], preserve=False, seed=s["grow.seed"]
+            small, [min(n, (j + 1) * n // max(new, 1)) for j in range(new)], preserve=False, seed=g.seed
         )
-    sizes = {k: s[f"grow.{k}"] or None for k in ("n_layers", "d_model", "d_mlp", "n_heads", "d_head")}
-    return grow(small, **sizes, seed=s["grow.seed"])
+    return grow(small, **{k: v or None for k, v in g.sizes.items()}, seed=g.seed)
 
 
-def _small_reporters(s: dict, small) -> dict[str, Reporter]:
+def _small_reporters(scenario: Scenario, small) -> dict[str, Reporter]:
     """Reporters fitted where the small model was trained: the 3-digit task, whatever the grown model
     goes on to learn (a harder task, ``data.digits = 4``, is then a test of the reporter)."""
-    probe_set = scenario._probe_set({**s, "data.digits": 3})
-    sites = scenario.drift_sites(small.cfg.n_layers)
-    acts = capture(small, probe_set, sites, batch_size=s["capture.batch_size"])
+    spec = scenario.spec
+    if spec.data.digits != 3:
+        scenario = Scenario(replace(spec, data=DataSpec(digits=3)))
+    probe_set = scenario.probe_set
+    sites = drift_sites(small.cfg.n_layers)
+    acts = capture(small, probe_set, sites, batch_size=spec.capture.batch_size)
     return {
         site: fit_logistic(acts.at(i), probe_set.truth, site=site, provenance={"model": fingerprint(small)})
         for i, site in enumerate(sites)
     }
 
 
-def _grow_stage(s: dict, run: RunDir) -> dict:
-    small = load_model(s["model.base"])
-    reporters = _small_reporters(s, small)
+def _grow_stage(scenario: Scenario, run: RunDir) -> dict:
+    spec = scenario.spec
+    small = load_model(spec.model.base)
+    reporters = _small_reporters(scenario, small)
     # overwrite: a stage killed after these saves reruns into its own run directory
     for site, r in reporters.items():
         r.save(run.path / "small_reporters" / site, overwrite=True)
-    grown, growth = _grow(s, small)
+    grown, growth = _grow(spec.grow, small)
     save_model(grown, run.path / "grown", overwrite=True)
     growth.save(run.path / "growth_map", overwrite=True)
-    bob = scenario.eval_sets(s)["BH_disagree"]
+    bob = scenario.eval_sets["BH_disagree"]
     small_out = output_log_odds(small, bob)
     jump = float((output_log_odds(grown, bob) - small_out).abs().max())
-    acts = capture(small, bob, list(reporters), batch_size=s["capture.batch_size"])
+    acts = capture(small, bob, list(reporters), batch_size=spec.capture.batch_size)
     return {
         "ops": list(growth.ops),
         "exact": growth.exact,
@@ -154,10 +164,10 @@ def _grow_stage(s: dict, run: RunDir) -> dict:
         "max_abs_output_log_odds_change": jump,
         "small_auroc": {site: auroc(r(acts.at(i)), bob.truth) for i, (site, r) in enumerate(reporters.items())},
         "small_output_auroc": auroc(small_out, bob.truth),
-        "small_accuracy": scenario.output_accuracy(s, small),
+        "small_accuracy": scenario.output_accuracy(small),
         "answer_loss": {
-            "small": scenario.held_out_answer_loss(s, small),
-            "grown": scenario.held_out_answer_loss(s, grown),
+            "small": scenario.held_out_answer_loss(small),
+            "grown": scenario.held_out_answer_loss(grown),
         },
     }
 
@@ -169,31 +179,32 @@ def _transported(run: RunDir) -> dict[str, Reporter]:
     return {r.site: growth.transport(r) for r in (Reporter.load(p.parent) for p in saved)}
 
 
-def _fine_tune(s: dict, run: RunDir) -> dict:
+def _fine_tune(scenario: Scenario, run: RunDir) -> dict:
     grown = load_model(str(run.path / "grown"))
-    reporter = _transported(run)[s["anchor.site"]] if s["anchor.on"] != "none" else None
-    return scenario.train_scenario(s, grown, str(run.path / "grown"), run.path / "trajectory", reporter)
+    anchor = scenario.spec.anchor
+    reporter = _transported(run)[anchor.site] if anchor.on != "none" else None
+    return scenario.fine_tune(grown, str(run.path / "grown"), run.path / "trajectory", reporter)
 
 
-def _drift(s: dict, run: RunDir) -> dict:
+def _drift(scenario: Scenario, run: RunDir) -> dict:
     traj = Trajectory.load(run.path / "trajectory")
     transported = _transported(run)
-    sites = scenario.drift_sites(traj.model_at(0).cfg.n_layers)
+    sites = drift_sites(traj.model_at(0).cfg.n_layers)
     sites += [r.site for r in transported.values() if r.site not in sites]
     fixed = {f"transported from {small}": r for small, r in transported.items()}
-    out = scenario.walk(s, traj, sites, fixed)
+    out = scenario.walk(traj, sites, fixed)
     out["fixed_sites"] = {name: r.site for name, r in fixed.items()}
     return out
 
 
-def _fitted_map(s: dict, run: RunDir) -> dict:
+def _fitted_map(scenario: Scenario, run: RunDir) -> dict:
     """Small model -> final model, fitted on Alice-easy residuals; scored on Bob-hard disagreements."""
     traj = Trajectory.load(run.path / "trajectory")
-    small, final = load_model(s["model.base"]), traj.model_at(len(traj) - 1)
+    small, final = load_model(scenario.spec.model.base), traj.model_at(len(traj) - 1)
     growth = GrowthMap.load(run.path / "growth_map")
-    probe_set, bob = scenario._probe_set(s), scenario.eval_sets(s)["BH_disagree"]
+    probe_set, bob = scenario.probe_set, scenario.eval_sets["BH_disagree"]
     out = {}
-    for small_site in scenario.drift_sites(small.cfg.n_layers):
+    for small_site in drift_sites(small.cfg.n_layers):
         site = growth.site(small_site)
         a, b = (capture(m, probe_set, [x]).at(0) for m, x in ((small, small_site), (final, site)))
         fitted = fit_growth_map(
@@ -216,17 +227,17 @@ def _fitted_map(s: dict, run: RunDir) -> dict:
     return out
 
 
-def run(cfg: dict, run: RunDir) -> AnalysisResult:
-    s = _settings(cfg)
-    grown = run.stage("grow", lambda: _grow_stage(s, run))
-    trained = run.stage("fine_tune", lambda: _fine_tune(s, run))
-    d = run.stage("drift", lambda: _drift(s, run))
-    task_loss = run.stage("task_loss", lambda: scenario._task_loss(s, run))
-    fitted = run.stage("fitted_map", lambda: _fitted_map(s, run))
-    return _report(cfg, s, grown, trained, d, task_loss, fitted)
+def run(spec: Spec, run: RunDir) -> AnalysisResult:
+    scenario = Scenario(spec)
+    grown = run.stage("grow", lambda: _grow_stage(scenario, run))
+    trained = run.stage("fine_tune", lambda: _fine_tune(scenario, run))
+    d = run.stage("drift", lambda: _drift(scenario, run))
+    task_loss = run.stage("task_loss", lambda: scenario.task_loss(Trajectory.load(run.path / "trajectory")))
+    fitted = run.stage("fitted_map", lambda: _fitted_map(scenario, run))
+    return _report(spec, grown, trained, d, task_loss, fitted)
 
 
-def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
+def _report(spec: Spec, grown, trained, d, task_loss, fitted) -> AnalysisResult:
     rows = {
         "growth_layers": _layer_rows(grown, d),
         "growth_step": _step_rows(grown, d),
@@ -236,15 +247,15 @@ def _report(cfg, s, grown, trained, d, task_loss, fitted) -> AnalysisResult:
         metrics={"grow": grown, "fine_tune": trained, "task_loss": task_loss, "fitted_map": fitted, **d},
         tables=rows,
         provenance={
-            "model_spec": s["model.base"],
-            "seeds": {"train": s["train.seed"], "grow": s["grow.seed"]},
-            "settings": s,
+            "model_spec": spec.model.base,
+            "seeds": {"train": spec.train.fine_tune.seed, "grow": spec.grow.seed},
+            "settings": spec_dict(spec),
         },
         view={
-            "name": cfg["name"],
-            "settings": s,
-            "op": OPS[s["grow.op"]],
-            "train_labels": scenario.LABELS[s["train.labels"]],
+            "name": spec.name,
+            "spec": spec,
+            "op": OPS[spec.grow.op],
+            "train_labels": LABELS[spec.train.labels],
             "grow": grown,
             "drift": d,
             "task_loss": task_loss,

@@ -6,62 +6,85 @@ Alice-easy, Alice-hard, Bob-hard and Bob disagreements, beside the model's own o
 heuristics of the shown result.
 """
 
+from dataclasses import dataclass
+
+from elk_lens.analyses.model_checks import model_card, model_spec
 from elk_lens.analyses.quirky_methods import method_stages
-from elk_lens.analyses.real_lm_glance import SETTINGS as REAL_LM_SETTINGS
-from elk_lens.analyses.real_lm_glance import glance
-from elk_lens.analyses.result import (
-    SEED,
-    AnalysisResult,
-    Setting,
-    at_least,
-    in_range,
-    model_card,
-    model_spec,
-    read_settings,
-)
+from elk_lens.analyses.real_lm_glance import RealLMSpec, glance
+from elk_lens.analyses.result import AnalysisResult
+from elk_lens.analyses.spec import SEED, AnalysisSpec, at_least, in_range, setting, spec_dict
 from elk_lens.models import load_model
 from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
 from elk_lens.quirky.subsets import PROBE_STUDY_SETS, SUBSETS, TARGET
 from elk_lens.report.rundir import RunDir
 
-__all__ = ["check_config", "run"]
-
-_SETTINGS = {
-    "model.spec": Setting("zoo:quirky-arith", str, model_spec),
-    "data.train_rows": Setting(8000, int, at_least(1)),
-    "data.test_rows": Setting(4000, int, at_least(1)),
-    "data.seed": Setting(0, int, SEED),
-    "capture.batch_size": Setting(512, int, at_least(1)),
-    "probe.C": Setting(1.0, float, in_range(0, None, low_open=True)),  # inverse regularization strength
-    "causal.test_rows": Setting(2000, int, at_least(1)),
-    "causal.n_random": Setting(8, int, at_least(1)),  # random directions beside each steering direction
-    **REAL_LM_SETTINGS,  # a glance at a real LM beside the quirky model (real_lm.spec = "" leaves it out)
-}
+__all__ = ["Spec", "check", "run"]
 
 
-KEYS = tuple(_SETTINGS)  # every config key this analysis reads (the runner refuses others)
+@dataclass(frozen=True)
+class ModelSpec:
+    """``[model]``: the quirky model read."""
+
+    spec: str = setting("zoo:quirky-arith", model_spec)
 
 
-def _settings(cfg: dict) -> dict:
-    return read_settings(cfg, _SETTINGS)
+@dataclass(frozen=True)
+class DataSpec:
+    """``[data]``: base rows of the val split (probes train on their Alice-easy part) and the test split."""
+
+    train_rows: int = setting(8000, at_least(1))
+    test_rows: int = setting(4000, at_least(1))
+    seed: int = setting(0, SEED)
 
 
-def check_config(cfg: dict) -> None:
-    """Check every key this analysis reads, for type and range (before any model is loaded)."""
-    _settings(cfg)
+@dataclass(frozen=True)
+class CaptureSpec:
+    """``[capture]``: statements per forward pass."""
+
+    batch_size: int = setting(512, at_least(1))
 
 
-def _study(cfg: dict, run: RunDir) -> dict:
-    s = _settings(cfg)
-    model = load_model(s["model.spec"])
+@dataclass(frozen=True)
+class ProbeSpec:
+    """``[probe]``: the logistic probes' inverse regularization strength."""
+
+    C: float = setting(1.0, in_range(0, None, low_open=True))
+
+
+@dataclass(frozen=True)
+class CausalSpec:
+    """``[causal]``: steering and erasure test rows, and random directions beside each steering direction."""
+
+    test_rows: int = setting(2000, at_least(1))
+    n_random: int = setting(8, at_least(1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec(AnalysisSpec):
+    """The default analysis's spec (``analyses/quirky_elk.toml``)."""
+
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    capture: CaptureSpec = CaptureSpec()
+    probe: ProbeSpec = ProbeSpec()
+    causal: CausalSpec = CausalSpec()
+    real_lm: RealLMSpec = RealLMSpec()
+
+
+def check(spec: Spec) -> None:
+    """Nothing beyond the keys' own checks: the quirky model's sites are every residual."""
+
+
+def _study(s: Spec, run: RunDir) -> dict:
+    model = load_model(s.model.spec)
     study = quirky_probe_study(
         model,
-        train_rows=s["data.train_rows"],
-        test_rows=s["data.test_rows"],
-        seed=s["data.seed"],
-        batch_size=s["capture.batch_size"],
+        train_rows=s.data.train_rows,
+        test_rows=s.data.test_rows,
+        seed=s.data.seed,
+        batch_size=s.capture.batch_size,
         cache_dir=run.path / "cache",
-        C=s["probe.C"],
+        C=s.probe.C,
     )
     return {
         "table": study.table(),
@@ -71,22 +94,21 @@ def _study(cfg: dict, run: RunDir) -> dict:
         "sizes": study.sizes,
         "split_layers": split_layers(study),
         "provenance": study.provenance,
-        "model_card": model_card(s["model.spec"]),
+        "model_card": model_card(s.model.spec),
     }
 
 
-def run(cfg: dict, run: RunDir) -> AnalysisResult:
-    s = _settings(cfg)
-    res = run.stage("study", lambda: _study(cfg, run))
-    methods = method_stages(load_model(s["model.spec"]), s, run)
-    real_lm = glance(s, run)
+def run(s: Spec, run: RunDir) -> AnalysisResult:
+    res = run.stage("study", lambda: _study(s, run))
+    methods = method_stages(load_model(s.model.spec), s, run)
+    real_lm = glance(s.real_lm, run)
     rows = res["table"]
     split = res["split_layers"]
     subsets = [
         {"subset": k, "statements": res["sizes"].get(k, ""), "meaning": SUBSETS[k].meaning} for k in PROBE_STUDY_SETS
     ]
     view = {
-        "spec": s["model.spec"],
+        "spec": s.model.spec,
         "target": TARGET,
         "scored_sets": list(PROBE_STUDY_SETS),
         "auroc": rows,
@@ -120,10 +142,10 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             "interventions": methods["causal"]["rows"],
         },
         provenance={
-            "model_spec": s["model.spec"],
+            "model_spec": s.model.spec,
             "fingerprints": {k: res["provenance"][k] for k in ("model", "train_data", "test_data")},
-            "seeds": {"data": s["data.seed"]},
-            "settings": s,
+            "seeds": {"data": s.data.seed},
+            "settings": spec_dict(s),
         },
         view=view,
     )

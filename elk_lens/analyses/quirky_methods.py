@@ -2,8 +2,12 @@
 detection, the rigor battery and the causal checks, as resumable stages (drawn by
 ``elk_lens.report.pages.quirky_methods``)."""
 
+from functools import cached_property
+from typing import TYPE_CHECKING
+
 from elk_lens.capture import capture
 from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, steering_effect
+from elk_lens.data.statements import StatementSet
 from elk_lens.erasure import fit_leace
 from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.quirky.position_sweep import position_sweep
@@ -15,48 +19,69 @@ from elk_lens.report.rundir import RunDir
 from elk_lens.reporters import fit_logistic, fit_mean_diff, random_direction_baseline
 from elk_lens.sites import residual_sites
 
+if TYPE_CHECKING:  # the spec's module runs these stages
+    from elk_lens.analyses.quirky_elk import Spec
+
 __all__ = ["method_stages"]
 
 METHODS = ("logistic", "mean_diff", "lda", "ccs", "crc", "vinc")
 
 
-def _scores(model, s: dict, run: RunDir) -> QuirkyScores:
+class _Data:
+    """The quirky statements the method stages read, each built once per run."""
+
+    def __init__(self, s: "Spec"):
+        self.s = s
+
+    @cached_property
+    def val(self) -> StatementSet:
+        return quirky_arithmetic(self.s.data.train_rows, split="val", seed=self.s.data.seed)
+
+    @cached_property
+    def test(self) -> StatementSet:
+        return quirky_arithmetic(self.s.data.test_rows, split="test", seed=self.s.data.seed)
+
+    @cached_property
+    def causal_test(self) -> StatementSet:
+        return quirky_arithmetic(self.s.causal.test_rows, split="test", seed=self.s.data.seed)
+
+
+def _scores(model, s: "Spec", data: _Data, run: RunDir) -> QuirkyScores:
     def compute() -> dict:
         sc = quirky_reporter_scores(
             model,
             methods=METHODS,
-            train_rows=s["data.train_rows"],
-            test_rows=s["data.test_rows"],
-            seed=s["data.seed"],
-            batch_size=s["capture.batch_size"],
+            train_rows=s.data.train_rows,
+            test_rows=s.data.test_rows,
+            seed=s.data.seed,
+            batch_size=s.capture.batch_size,
             cache_dir=run.path / "cache",
         )
         return {**{f"log_odds/{k}": v for k, v in sc.log_odds.items()}, "output": sc.output}
 
     tensors = run.tensor_stage("reporter_scores", compute)
-    test = quirky_arithmetic(s["data.test_rows"], split="test", seed=s["data.seed"])
+    test = data.test
     # safetensors returns keys sorted; rebuild the training-set x method order so a resumed run matches
     log_odds = {f"{t}/{m}": tensors[f"log_odds/{t}/{m}"] for t in TRAIN_SETS for m in METHODS}
     return QuirkyScores(test, [x.name for x in residual_sites(model)], log_odds, tensors["output"])
 
 
-def _causal(model, s: dict, run: RunDir) -> dict:
+def _causal(model, s: "Spec", data: _Data, run: RunDir) -> dict:
     """Steering (NIE) and LEACE erasure at every site but the embedding, on Alice test statements."""
-    val = quirky_arithmetic(s["data.train_rows"], split="val", seed=s["data.seed"])
-    train = val.where(character="Alice", easy=True)
-    test = quirky_arithmetic(s["causal.test_rows"], split="test", seed=s["data.seed"])
+    train = data.val.where(character="Alice", easy=True)
+    test = data.causal_test
     alice = test.where(character="Alice")
     bob = test.subset(subset_mask(test, "BH_disagree").numpy())
     sites = residual_sites(model)
-    acts = capture(model, train, sites, batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")
+    acts = capture(model, train, sites, batch_size=s.capture.batch_size, cache_dir=run.path / "cache")
     rows = []
     for i, site in list(enumerate(sites))[1:]:  # blocks.0.hook_resid_pre at the last token is a constant
         x = acts.at(i)
         for name, fit in (("logistic", fit_logistic), ("mean_diff", fit_mean_diff)):
             direction = steering_direction(fit(x, train.truth, site=site.name), x, train.truth)
-            shift = log_odds_shift(model, bob, site.name, direction, batch_size=s["capture.batch_size"])
+            shift = log_odds_shift(model, bob, site.name, direction, batch_size=s.capture.batch_size)
             effect = steering_effect(
-                model, alice, site.name, direction, n_random=s["causal.n_random"], batch_size=s["capture.batch_size"]
+                model, alice, site.name, direction, n_random=s.causal.n_random, batch_size=s.capture.batch_size
             )
             rows.append(
                 {
@@ -66,18 +91,18 @@ def _causal(model, s: dict, run: RunDir) -> dict:
                     **{f"BH_disagree {k}": round(v, 4) for k, v in shift.items()},
                 }
             )
-        erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), batch_size=s["capture.batch_size"])
+        erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), batch_size=s.capture.batch_size)
         rows.append({"site": site.name, "direction": "LEACE erasure", **{k: round(v, 4) for k, v in erased.items()}})
     return {"rows": rows}
 
 
-def _rigor(model, s: dict, run: RunDir, scores: QuirkyScores) -> dict:
+def _rigor(model, s: "Spec", data: _Data, run: RunDir, scores: QuirkyScores) -> dict:
     """Distractor battery and CCS seed stability on Alice pairs; the random-direction floor per site."""
-    seed = s["data.seed"]
-    train = quirky_arithmetic(s["data.train_rows"], split="val", seed=seed).where(character="Alice")
-    test = quirky_arithmetic(s["data.test_rows"], split="test", seed=seed).where(character="Alice")
+    seed = s.data.seed
+    train = data.val.where(character="Alice")
+    test = data.test.where(character="Alice")
     sites = residual_sites(model)
-    kw = dict(batch_size=s["capture.batch_size"], cache_dir=run.path / "cache")
+    kw = dict(batch_size=s.capture.batch_size, cache_dir=run.path / "cache")
     p_train, _ = capture_distractor_pairs(model, train, sites, seed=seed + 1, **kw)
     p_test, coin = capture_distractor_pairs(model, test, sites, seed=seed + 2, **kw)
     table = distractor_table(p_train, train.truth, p_test, test.truth, coin)
@@ -85,7 +110,7 @@ def _rigor(model, s: dict, run: RunDir, scores: QuirkyScores) -> dict:
     stability = seed_stability(
         p_train, train.truth, p_test, {"truth": test.truth, "distractor": coin}, site=last, seeds=range(5)
     )
-    ae = quirky_arithmetic(s["data.train_rows"], split="val", seed=seed).where(character="Alice", easy=True)
+    ae = data.val.where(character="Alice", easy=True)
     acts = capture(model, ae, sites, **kw)
     test_acts = capture(model, scores.test, sites, **kw)
     target = subset_mask(scores.test, "BH_disagree")
@@ -98,26 +123,28 @@ def _rigor(model, s: dict, run: RunDir, scores: QuirkyScores) -> dict:
     return {"distractor": table, "seed_stability": stability, "random_floor": floor}
 
 
-def _positions(model, s: dict) -> dict:
+def _positions(model, s: "Spec", data: _Data) -> dict:
     """AUROC by token position at every site: AE-trained logistic regression, on AE and BH disagreements."""
-    val = quirky_arithmetic(s["data.train_rows"], split="val", seed=s["data.seed"])
-    test = quirky_arithmetic(s["data.test_rows"], split="test", seed=s["data.seed"])
+    val, test = data.val, data.test
     evals = {name: test.subset(subset_mask(test, name).numpy()) for name in ("AE", "BH_disagree")}
     train = val.subset(subset_mask(val, "AE").numpy())
-    return position_sweep(model, train, evals, residual_sites(model), batch_size=s["capture.batch_size"])
+    return position_sweep(model, train, evals, residual_sites(model), batch_size=s.capture.batch_size)
 
 
-def method_stages(model, s: dict, run: RunDir) -> dict:
-    scores = _scores(model, s, run)
+def method_stages(model, s: "Spec", run: RunDir) -> dict:
+    """The methods stages of the default analysis on ``model``: every reporter's scores and the tables
+    drawn from them, interventions, rigor checks and the position sweep."""
+    data = _Data(s)
+    scores = _scores(model, s, data, run)
     eil = eil_table(scores)
     return {
         "scores": scores,
         "auroc": auroc_table(scores),
         "eil": {k: scores.sites[v] for k, v in eil.items()},
-        "pgr": pgr_table(scores, eil, seed=s["data.seed"]),
-        "anomaly": anomaly_table(scores, seed=s["data.seed"]),
+        "pgr": pgr_table(scores, eil, seed=s.data.seed),
+        "anomaly": anomaly_table(scores, seed=s.data.seed),
         "features": feature_table(scores),
-        "causal": run.stage("causal", lambda: _causal(model, s, run)),
-        "rigor": run.stage("rigor", lambda: _rigor(model, s, run, scores)),
-        "positions": run.stage("positions", lambda: _positions(model, s)),
+        "causal": run.stage("causal", lambda: _causal(model, s, data, run)),
+        "rigor": run.stage("rigor", lambda: _rigor(model, s, data, run, scores)),
+        "positions": run.stage("positions", lambda: _positions(model, s, data)),
     }

@@ -6,7 +6,10 @@ Small on purpose (a few hundred statements, every few layers: about a minute on 
 study is the ``truth_generalization`` analysis (``analyses/smollm2_truth.toml``, docs/real-models.md).
 """
 
-from elk_lens.analyses.result import Setting, at_least, model_spec, one_of, some_of
+from dataclasses import dataclass
+
+from elk_lens.analyses.model_checks import model_spec
+from elk_lens.analyses.spec import at_least, one_of, setting, some_of
 from elk_lens.data.truth_datasets import TRUTH_SETS, truth_set
 from elk_lens.generalization import generalization_study, random_floor
 from elk_lens.knowledge_gap import PROMPTS, gap_rows, model_answers, prompt_for
@@ -14,37 +17,42 @@ from elk_lens.models import load_model
 from elk_lens.report.rundir import RunDir
 from elk_lens.sites import residual_sites
 
-__all__ = ["SETTINGS", "glance"]
+__all__ = ["RealLMSpec", "glance"]
 
-SETTINGS = {
-    "real_lm.spec": Setting("", str, lambda v: model_spec(v) if v else None),  # "" = no real-LM section
-    "real_lm.dataset": Setting("cities", str, one_of(TRUTH_SETS)),
-    "real_lm.rows": Setting(300, int, at_least(40)),
-    "real_lm.every": Setting(3, int, at_least(1)),  # read every k-th layer (and the last)
-    "real_lm.prompts": Setting(["zero_shot", "few_shot"], list[str], some_of(PROMPTS, "prompts")),
-    "real_lm.seed": Setting(0, int, at_least(0)),
-}
+
+@dataclass(frozen=True)
+class RealLMSpec:
+    """``[real_lm]``: a glance at a real LM beside the quirky model (``spec = ""`` leaves it out)."""
+
+    spec: str = setting("", lambda v: model_spec(v) if v else None)
+    dataset: str = setting("cities", one_of(TRUTH_SETS))
+    rows: int = setting(300, at_least(40))
+    every: int = setting(3, at_least(1))  # read every k-th layer (and the last)
+    prompts: tuple[str, ...] = setting(("zero_shot", "few_shot"), some_of(PROMPTS, "prompts"))
+    seed: int = setting(0, at_least(0))
+
+
 _N_BOOT, _N_RANDOM = 200, 100
 
 
-def glance(s: dict, run: RunDir) -> dict | None:
+def glance(s: RealLMSpec, run: RunDir) -> dict | None:
     """The ``real-lm`` stage (None when ``real_lm.spec`` is empty)."""
-    if not s["real_lm.spec"]:
+    if not s.spec:
         return None
 
     def compute() -> dict:
-        model = load_model(s["real_lm.spec"])
-        name, seed = s["real_lm.dataset"], s["real_lm.seed"]
-        data = {name: truth_set(name, seed=seed).sample(s["real_lm.rows"], seed=seed)}
+        model = load_model(s.spec)
+        name, seed = s.dataset, s.seed
+        data = {name: truth_set(name, seed=seed).sample(s.rows, seed=seed)}
         every = residual_sites(model)
-        sites = every[:: s["real_lm.every"]] + ([every[-1]] if (len(every) - 1) % s["real_lm.every"] else [])
+        sites = every[:: s.every] + ([every[-1]] if (len(every) - 1) % s.every else [])
         common = dict(sites=sites, cache_dir=run.path / "cache", batch_size=32)
         study = generalization_study(model, data, methods=["logistic"], n_boot=_N_BOOT, seed=seed, **common)
         floor = random_floor(model, data, n_directions=_N_RANDOM, seed=seed, **common)
-        prompts = {name: {k: prompt_for(k, model, data[name], seed=seed) for k in s["real_lm.prompts"]}}
+        prompts = {name: {k: prompt_for(k, model, data[name], seed=seed) for k in s.prompts}}
         answers = model_answers(model, data, prompts, n_boot=_N_BOOT, seed=seed)
         return {
-            "spec": s["real_lm.spec"],
+            "spec": s.spec,
             "dataset": name,
             "rows": len(data[name]),
             "sites": study.sites,

@@ -8,16 +8,11 @@ random-direction floor of every layer. On a language model it also asks the mode
 few-shot, its chat template: :mod:`elk_lens.knowledge_gap`) and compares other read positions.
 """
 
-from elk_lens.analyses.result import (
-    SEED,
-    AnalysisResult,
-    Setting,
-    at_least,
-    model_card,
-    model_spec,
-    read_settings,
-    some_of,
-)
+from dataclasses import dataclass
+
+from elk_lens.analyses.model_checks import model_card, model_spec
+from elk_lens.analyses.result import AnalysisResult
+from elk_lens.analyses.spec import SEED, AnalysisSpec, at_least, setting, some_of, spec_dict
 from elk_lens.data.statements import StatementSet
 from elk_lens.data.truth_datasets import TRUTH_SETS, truth_set, truth_set_card
 from elk_lens.data.truth_facts import source_versions
@@ -27,7 +22,7 @@ from elk_lens.models import load_model
 from elk_lens.report.rundir import RunDir
 from elk_lens.reporters.registry import METHODS
 
-__all__ = ["KEYS", "check_config", "run"]
+__all__ = ["Spec", "check", "run"]
 
 
 def _position(value: str | int) -> str | int | None:
@@ -48,40 +43,92 @@ def _position_problem(value: str | int) -> str | None:
     return None
 
 
-def _positions_problem(values: list) -> str | None:
+def _positions_problem(values: tuple) -> str | None:
     return next((f"{v!r} {p}" for v in values if (p := _position_problem(v))), None)
 
 
-def _prompts_problem(values: list[str]) -> str | None:
+def _prompts_problem(values: tuple[str, ...]) -> str | None:
     return some_of(PROMPTS, "prompts")(values) if values else None
 
 
-def _answers_problem(answers: list[str]) -> str | None:
+def _answers_problem(answers: tuple[str, ...]) -> str | None:
     if len(answers) != 2 or answers[0] == answers[1] or not all(answers):
         return "must be two different strings, neither empty"
     return None
 
 
-_SETTINGS = {
-    "model.spec": Setting("zoo:minilm", str, model_spec),
-    "data.sets": Setting(list(TRUTH_SETS), list[str], some_of(TRUTH_SETS, "datasets")),
-    "data.seed": Setting(0, int, SEED),
-    "data.max_rows": Setting(0, int, at_least(0)),  # 0 = every row
-    "capture.batch_size": Setting(128, int, at_least(1)),
-    "capture.position": Setting("content", str | int, _position_problem),
-    "probe.methods": Setting(list(DEFAULT_METHODS), list[str], some_of(METHODS, "methods")),
-    "probe.positions": Setting([], list[str | int], _positions_problem),  # more read positions, logistic only
-    "contrast.answers": Setting([" True", " False"], list[str], _answers_problem),
-    "answer.prompts": Setting([], list[str], _prompts_problem),  # ask the model: zero_shot, few_shot, chat
-    "answer.question": Setting(" This statement is:", str, None),
-    "answer.answers": Setting([" True", " False"], list[str], _answers_problem),
-    "answer.chat_answers": Setting(["True", "False"], list[str], _answers_problem),
-    "answer.k_shot": Setting(4, int, at_least(2)),
-    "answer.batch_size": Setting(32, int, at_least(1)),
-    "eval.n_boot": Setting(1000, int, at_least(1)),
-    "eval.n_random": Setting(200, int, at_least(1)),  # random directions per layer for the floor
-}
-KEYS = tuple(_SETTINGS)  # every config key this analysis reads (the runner refuses others)
+@dataclass(frozen=True)
+class ModelSpec:
+    """``[model]``: the model read."""
+
+    spec: str = setting("zoo:minilm", model_spec)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """``[data]``: the truth datasets (``elk_lens.data.truth_datasets``)."""
+
+    sets: tuple[str, ...] = setting(tuple(TRUTH_SETS), some_of(TRUTH_SETS, "datasets"))
+    seed: int = setting(0, SEED)
+    max_rows: int = setting(0, at_least(0))  # 0 = every row
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """``[capture]``: statements per forward pass and the read position."""
+
+    batch_size: int = setting(128, at_least(1))
+    position: str | int = setting("content", _position_problem)
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """``[probe]``: the reporters fitted, and more read positions (logistic only)."""
+
+    methods: tuple[str, ...] = setting(tuple(DEFAULT_METHODS), some_of(METHODS, "methods"))
+    positions: tuple[str | int, ...] = setting((), _positions_problem)
+
+
+@dataclass(frozen=True)
+class ContrastSpec:
+    """``[contrast]``: the answers appended to build contrast pairs (CCS, CRC-TPC, VINC)."""
+
+    answers: tuple[str, ...] = setting((" True", " False"), _answers_problem)
+
+
+@dataclass(frozen=True)
+class AnswerSpec:
+    """``[answer]``: asking the model itself (``elk_lens.knowledge_gap``): zero_shot, few_shot, chat."""
+
+    prompts: tuple[str, ...] = setting((), _prompts_problem)
+    question: str = " This statement is:"
+    answers: tuple[str, ...] = setting((" True", " False"), _answers_problem)
+    chat_answers: tuple[str, ...] = setting(("True", "False"), _answers_problem)
+    k_shot: int = setting(4, at_least(2))
+    batch_size: int = setting(32, at_least(1))
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """``[eval]``: bootstrap resamples and random directions per layer for the floor."""
+
+    n_boot: int = setting(1000, at_least(1))
+    n_random: int = setting(200, at_least(1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec(AnalysisSpec):
+    """A truth-generalization spec (``analyses/*_truth.toml``)."""
+
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    capture: CaptureSpec = CaptureSpec()
+    probe: ProbeSpec = ProbeSpec()
+    contrast: ContrastSpec = ContrastSpec()
+    answer: AnswerSpec = AnswerSpec()
+    eval: EvalSpec = EvalSpec()
+
+
 # the transfers GoT and TIU single out, drawn per layer where both sets are present
 _KEY_TRANSFERS = (
     ("cities", "cities"),
@@ -95,27 +142,22 @@ _KEY_TRANSFERS = (
 )
 
 
-def _settings(cfg: dict) -> dict:
-    return read_settings(cfg, _SETTINGS)
-
-
-def check_config(cfg: dict) -> None:
+def check(s: Spec) -> None:
     """Refuse bad values (unknown datasets, methods or answers, ...) and a missing data package, before any
     model is loaded."""
-    s = _settings(cfg)
-    polar = [m for m in s["probe.methods"] if METHODS[m].needs_polarity]
-    if polar and not any(f"neg_{n}" in s["data.sets"] for n in s["data.sets"]):
+    polar = [m for m in s.probe.methods if METHODS[m].needs_polarity]
+    if polar and not any(f"neg_{n}" in s.data.sets for n in s.data.sets):
         raise ValueError(
             f"config key 'probe.methods': {polar} need a dataset and its negation in 'data.sets' "
-            f"(e.g. 'cities' and 'neg_cities'); got {s['data.sets']}"
+            f"(e.g. 'cities' and 'neg_cities'); got {s.data.sets}"
         )
-    source_versions(tuple(dict.fromkeys(p for n in s["data.sets"] for p in TRUTH_SETS[n].sources)))
+    source_versions(tuple(dict.fromkeys(p for n in s.data.sets for p in TRUTH_SETS[n].sources)))
 
 
-def _sets(s: dict) -> dict:
-    sets = {n: truth_set(n, seed=s["data.seed"]) for n in s["data.sets"]}
-    if s["data.max_rows"]:
-        sets = {n: d.sample(s["data.max_rows"], seed=s["data.seed"]) for n, d in sets.items()}
+def _sets(s: Spec) -> dict:
+    sets = {n: truth_set(n, seed=s.data.seed) for n in s.data.sets}
+    if s.data.max_rows:
+        sets = {n: d.sample(s.data.max_rows, seed=s.data.seed) for n, d in sets.items()}
     return sets
 
 
@@ -127,25 +169,25 @@ def _at_answer(sets: dict[str, StatementSet], question: str) -> dict[str, Statem
 class _Loaded:
     """The model and the datasets, built once and only if a stage has to run."""
 
-    def __init__(self, s: dict):
+    def __init__(self, s: Spec):
         self.s = s
         self._model = self._sets = None
 
     @property
     def model(self):
         if self._model is None:
-            self._model = load_model(self.s["model.spec"])
+            self._model = load_model(self.s.model.spec)
         return self._model
 
     def sets(self, position: str | int = "content") -> dict[str, StatementSet]:
         if self._sets is None:
             self._sets = _sets(self.s)
-        return _at_answer(self._sets, self.s["answer.question"]) if position == "answer" else self._sets
+        return _at_answer(self._sets, self.s.answer.question) if position == "answer" else self._sets
 
 
-def _study(s: dict, run: RunDir, loaded: _Loaded) -> tuple[Generalization, list[dict]]:
+def _study(s: Spec, run: RunDir, loaded: _Loaded) -> tuple[Generalization, list[dict]]:
     """One stage per method (a killed run redoes only the method it was in; activations stay cached)."""
-    position = s["capture.position"]
+    position = s.capture.position
 
     def one(method: str) -> dict:
         return generalization_study(
@@ -153,17 +195,17 @@ def _study(s: dict, run: RunDir, loaded: _Loaded) -> tuple[Generalization, list[
             loaded.sets(position),
             methods=[method],
             position=_position(position),
-            answers=tuple(s["contrast.answers"]),
-            batch_size=s["capture.batch_size"],
+            answers=tuple(s.contrast.answers),
+            batch_size=s.capture.batch_size,
             cache_dir=run.path / "cache",
-            n_boot=s["eval.n_boot"],
-            seed=s["data.seed"],
+            n_boot=s.eval.n_boot,
+            seed=s.data.seed,
         ).__dict__
 
-    parts = [run.stage(f"study-{m}", lambda m=m: one(m)) for m in s["probe.methods"]]
+    parts = [run.stage(f"study-{m}", lambda m=m: one(m)) for m in s.probe.methods]
     cards = run.stage(
         "datasets",
-        lambda: {"cards": [truth_set_card(n, seed=s["data.seed"], statements=d) for n, d in loaded.sets().items()]},
+        lambda: {"cards": [truth_set_card(n, seed=s.data.seed, statements=d) for n, d in loaded.sets().items()]},
     )["cards"]
     merged = {
         **parts[0],
@@ -173,8 +215,8 @@ def _study(s: dict, run: RunDir, loaded: _Loaded) -> tuple[Generalization, list[
     return Generalization(**merged), cards
 
 
-def _floor(s: dict, run: RunDir, loaded: _Loaded) -> list[dict]:
-    position = s["capture.position"]
+def _floor(s: Spec, run: RunDir, loaded: _Loaded) -> list[dict]:
+    position = s.capture.position
     return run.stage(
         "floor",
         lambda: {
@@ -182,16 +224,16 @@ def _floor(s: dict, run: RunDir, loaded: _Loaded) -> list[dict]:
                 loaded.model,
                 loaded.sets(position),
                 position=_position(position),
-                batch_size=s["capture.batch_size"],
+                batch_size=s.capture.batch_size,
                 cache_dir=run.path / "cache",
-                n_directions=s["eval.n_random"],
-                seed=s["data.seed"],
+                n_directions=s.eval.n_random,
+                seed=s.data.seed,
             )
         },
     )["rows"]
 
 
-def _other_positions(s: dict, run: RunDir, loaded: _Loaded) -> dict[str, Generalization]:
+def _other_positions(s: Spec, run: RunDir, loaded: _Loaded) -> dict[str, Generalization]:
     """The logistic probe read at each of ``probe.positions`` (its own stage each)."""
 
     def one(position: str | int) -> dict:
@@ -200,16 +242,16 @@ def _other_positions(s: dict, run: RunDir, loaded: _Loaded) -> dict[str, General
             loaded.sets(position),
             methods=["logistic"],
             position=_position(position),
-            batch_size=s["capture.batch_size"],
+            batch_size=s.capture.batch_size,
             cache_dir=run.path / "cache",
-            n_boot=s["eval.n_boot"],
-            seed=s["data.seed"],
+            n_boot=s.eval.n_boot,
+            seed=s.data.seed,
         ).__dict__
 
-    return {str(p): Generalization(**run.stage(f"position-{p}", lambda p=p: one(p))) for p in s["probe.positions"]}
+    return {str(p): Generalization(**run.stage(f"position-{p}", lambda p=p: one(p))) for p in s.probe.positions}
 
 
-def _answers(s: dict, run: RunDir, loaded: _Loaded) -> list[dict]:
+def _answers(s: Spec, run: RunDir, loaded: _Loaded) -> list[dict]:
     """The model's own answers, one stage per prompt."""
 
     def one(kind: str) -> dict:
@@ -220,11 +262,11 @@ def _answers(s: dict, run: RunDir, loaded: _Loaded) -> list[dict]:
                     kind,
                     loaded.model,
                     d,
-                    k_shot=s["answer.k_shot"],
-                    seed=s["data.seed"],
-                    question=s["answer.question"],
-                    answers=tuple(s["answer.answers"]),
-                    chat_answers=tuple(s["answer.chat_answers"]),
+                    k_shot=s.answer.k_shot,
+                    seed=s.data.seed,
+                    question=s.answer.question,
+                    answers=tuple(s.answer.answers),
+                    chat_answers=tuple(s.answer.chat_answers),
                 )
             }
             for n, d in sets.items()
@@ -234,13 +276,13 @@ def _answers(s: dict, run: RunDir, loaded: _Loaded) -> list[dict]:
                 loaded.model,
                 sets,
                 prompts,
-                batch_size=s["answer.batch_size"],
-                n_boot=s["eval.n_boot"],
-                seed=s["data.seed"],
+                batch_size=s.answer.batch_size,
+                n_boot=s.eval.n_boot,
+                seed=s.data.seed,
             )
         }
 
-    return [r for kind in s["answer.prompts"] for r in run.stage(f"answers-{kind}", lambda k=kind: one(k))["rows"]]
+    return [r for kind in s.answer.prompts for r in run.stage(f"answers-{kind}", lambda k=kind: one(k))["rows"]]
 
 
 def _transfers(g: Generalization, method: str) -> dict[str, list[float]]:
@@ -267,20 +309,20 @@ def _own(g: Generalization, method: str) -> dict[str, list[float]]:
     }
 
 
-def _view(s: dict, run: RunDir, g: Generalization, others: dict[str, Generalization], **rows) -> dict:
+def _view(s: Spec, run: RunDir, g: Generalization, others: dict[str, Generalization], **rows) -> dict:
     """What the renderer (``elk_lens.report.pages.truth_generalization``) draws: plain data, no markup."""
     methods = list(dict.fromkeys(r["method"] for r in g.chosen))
     layer_method = "logistic" if "logistic" in methods else methods[0]
-    curves = {str(s["capture.position"]): _own(g, "logistic")} if "logistic" in methods else {}
+    curves = {str(s.capture.position): _own(g, "logistic")} if "logistic" in methods else {}
     curves.update({p: _own(o, "logistic") for p, o in others.items()})
     return {
-        "model_spec": s["model.spec"],
-        "model_card": model_card(s["model.spec"]),
+        "model_spec": s.model.spec,
+        "model_card": model_card(s.model.spec),
         "fingerprint": g.provenance["model"],
         "position": g.provenance["position"],
         "answers_appended": g.provenance["answers"],
-        "capture_position": s["capture.position"],
-        "question": s["answer.question"],
+        "capture_position": s.capture.position,
+        "question": s.answer.question,
         "config": str(run.path / "config.toml"),
         "sites": g.sites,
         "tests": g.tests,
@@ -292,8 +334,7 @@ def _view(s: dict, run: RunDir, g: Generalization, others: dict[str, Generalizat
     }
 
 
-def run(cfg: dict, run: RunDir) -> AnalysisResult:
-    s = _settings(cfg)
+def run(s: Spec, run: RunDir) -> AnalysisResult:
     loaded = _Loaded(s)
     g, cards = _study(s, run, loaded)
     floor = _floor(s, run, loaded)
@@ -334,10 +375,10 @@ def run(cfg: dict, run: RunDir) -> AnalysisResult:
             **{f"position_{p}": o.per_site for p, o in others.items()},
         },
         provenance={
-            "model_spec": s["model.spec"],
+            "model_spec": s.model.spec,
             "fingerprints": {"model": g.provenance["model"], "data": g.provenance["data"]},
-            "seeds": {"data": s["data.seed"]},
-            "settings": s,
+            "seeds": {"data": s.data.seed},
+            "settings": spec_dict(s),
         },
         view=view,
     )

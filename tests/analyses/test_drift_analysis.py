@@ -2,11 +2,13 @@
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from browser import assert_renders, needs_browser
 
 from elk_lens.analyses import drift
+from elk_lens.analyses.spec import spec_dict
 from elk_lens.report.html import render_page
 from elk_lens.report.pages import RENDERERS
 from elk_lens.report.pages.drift import catalogue_html
@@ -94,7 +96,7 @@ def test_second_run_resumes(finished):
         ('[anchor]\non = "bob"\n', "'anchor.on' must be one of"),
         ('[train]\nobjective = "lm"\n', "'train.objective' must be one of ['answer', 'stream']"),
         ("[data]\ndigits = 5\n", "'data.digits' must be one of (3, 4)"),
-        ("[train]\nsteps = 0\n", "'train.steps' must be >= 1"),
+        ("[train]\nsteps = 0\n", "'train.steps' must lie in [1, inf); got 0"),
     ],
 )
 def test_bad_specs_fail_before_training(tmp_path, extra, message):
@@ -120,11 +122,13 @@ def test_catalogue_lists_the_run(finished):
 
 def test_the_report_escapes_what_the_spec_writes(finished):
     spec, run = finished
-    cfg, text = load_spec(spec)
-    view = drift.run(cfg, RunDir(run, text)).view  # every stage resumed from disk
-    assert json.loads(json.dumps(view)) == view  # plain data, no markup objects
+    parsed, text = load_spec(spec)
+    view = drift.run(parsed, RunDir(run, text)).view  # every stage resumed from disk
+    data = {**view, "spec": spec_dict(view["spec"]), "drift": view["drift"].to_dict()}  # two frozen dataclasses
+    assert json.dumps(data, sort_keys=True) == json.dumps(json.loads(json.dumps(data)), sort_keys=True)  # plain data
     hostile = "<script>x</script>"
-    view = {**view, "name": hostile, "settings": {**view["settings"], "train.frozen": [hostile]}}
+    tune = replace(parsed.train.fine_tune, frozen=(hostile,))
+    view = {**view, "name": hostile, "spec": replace(parsed, train=replace(parsed.train, fine_tune=tune))}
     page = RENDERERS["drift"](view)
     html = render_page(page.title, page.intro, page.sections)
     assert hostile not in html and html.count("&lt;script&gt;x&lt;/script&gt;") == 3  # <title>, <h1>, scenario

@@ -5,8 +5,7 @@ from importlib import metadata
 
 import pytest
 
-from elk_lens.analyses.real_lm_glance import SETTINGS, glance
-from elk_lens.analyses.result import read_settings
+from elk_lens.analyses.real_lm_glance import RealLMSpec, glance
 from elk_lens.report.pages.real_lm_glance import glance_section
 from elk_lens.report.rundir import RunDir
 
@@ -27,8 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.slow
 def test_the_glance_reads_truth_by_layer_beside_the_models_answers_and_resumes(tmp_path):
-    cfg = {"real_lm": {"spec": "zoo:smollm2-135m", "rows": 80, "every": 10}}
-    s = read_settings(cfg, SETTINGS)
+    s = RealLMSpec(spec="zoo:smollm2-135m", rows=80, every=10)
     run = RunDir(tmp_path / "run", "x = 1\n")
     res = glance(s, run)
     assert res["sites"] == [
@@ -47,4 +45,4 @@ def test_the_glance_reads_truth_by_layer_beside_the_models_answers_and_resumes(t
 
 
 def test_no_spec_no_section(tmp_path):
-    assert glance(read_settings({}, SETTINGS), RunDir(tmp_path / "run", "x = 1\n")) is None
+    assert glance(RealLMSpec(), RunDir(tmp_path / "run", "x = 1\n")) is None

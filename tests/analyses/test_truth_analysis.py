@@ -59,8 +59,8 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(truth_run):
 
 def test_the_page_escapes_a_hostile_model_spec_and_question(truth_run):
     spec, run = truth_run
-    cfg, text = load_spec(spec)
-    view = truth_generalization.run(cfg, RunDir(run, text)).view  # every stage resumed from the finished run
+    parsed, text = load_spec(spec)
+    view = truth_generalization.run(parsed, RunDir(run, text)).view  # every stage resumed from the finished run
     hostile = "<script>x</script>"
     page = RENDERERS["truth_generalization"](
         {**view, "model_spec": f"/m/{hostile}.gguf", "capture_position": "answer", "question": hostile}

@@ -11,6 +11,7 @@ from browser import load, needs_browser
 from elk_lens._progress import LineProgress, progress_bar
 from elk_lens.analyses import ANALYSES
 from elk_lens.analyses.result import AnalysisResult
+from elk_lens.analyses.spec import AnalysisSpec
 from elk_lens.cli import main
 from elk_lens.report.html import Page, Section, folded, render_page, table_html
 from elk_lens.report.pages import RENDERERS
@@ -135,7 +136,7 @@ def test_progress_bar_is_lines_only_without_a_terminal_and_by_default():
         bar.close()
 
 
-def _fake_run(cfg: dict, run) -> AnalysisResult:
+def _fake_run(spec: AnalysisSpec, run) -> AnalysisResult:
     run.stage("study", lambda: {"x": 1})
     bar = progress_bar(20, "capture", unit="stmt")
     for _ in range(20):
@@ -145,7 +146,7 @@ def _fake_run(cfg: dict, run) -> AnalysisResult:
 
 
 def test_run_prints_each_stage_with_its_time_on_a_non_terminal_stderr(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(ANALYSES, "fake", SimpleNamespace(KEYS=(), check_config=lambda cfg: None, run=_fake_run))
+    monkeypatch.setitem(ANALYSES, "fake", SimpleNamespace(Spec=AnalysisSpec, check=lambda spec: None, run=_fake_run))
     monkeypatch.setitem(RENDERERS, "fake", lambda view: Page("t", "", []))
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "fake-run"\nanalysis = "fake"\n')

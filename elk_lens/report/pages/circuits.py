@@ -14,15 +14,16 @@ __all__ = ["render"]
 
 
 def render(view: dict) -> Page:
-    """The page from the circuits analysis's view: its settings ``s``, the ``circuits`` and ``attention``
+    """The page from the circuits analysis's view: its ``spec``, the ``circuits`` and ``attention``
     stage results, the checkpoint labels ``x``, the table ``rows``, and where the trajectory came from."""
-    s, scored, attention, x = view["settings"], view["circuits"], view["attention"], view["x"]
-    source = view["trained_from"] or f"fine-tuned here: {view['train_labels']}, {s['train.steps']} steps"
+    spec, scored, attention, x = view["spec"], view["circuits"], view["attention"], view["x"]
+    c = spec.circuits
+    source = view["trained_from"] or f"fine-tuned here: {view['train_labels']}, {spec.train.fine_tune.steps} steps"
     setup = (
         f"<p>{escape(str(source))}. Reporter: logistic, refitted at every checkpoint on Alice-easy statements at "
-        f"{escape(s['circuits.site'])}. Pairs: {scored['pairs']} twins said by {escape(s['circuits.character'])}, "
+        f"{escape(c.site)}. Pairs: {scored['pairs']} twins said by {escape(c.character)}, "
         f"e.g. {escape(scored['example'][0])} vs {escape(scored['example'][1])}. Ablation outside the circuit: "
-        f"{escape(s['circuits.ablation'])}; target F &ge; {s['circuits.target']}.</p>"
+        f"{escape(c.ablation)}; target F &ge; {c.target}.</p>"
     )
     return Page(
         title=f"elk-lens: circuits, {view['name']}",

@@ -3,6 +3,7 @@ end-of-training summary and the probe-transfer matrix; and the page of the catal
 
 from html import escape
 
+from elk_lens.drift_result import DriftResult
 from elk_lens.report.html import Page, Section, auroc_shade, render_page, table_html
 from elk_lens.report.svg import line_chart
 
@@ -25,14 +26,14 @@ _TRANSFER_NOTE = (
 
 
 def render(view: dict) -> Page:
-    d, s = view["drift"], view["settings"]
-    first = d["methods"][0]
+    d, spec = view["drift"], view["spec"]
+    first = d.methods[0]
     sections = [
         Section(
             "Scenario",
             f"<p>{escape(_scenario(view))}</p>"
             + table_html(_accuracy_rows(view))
-            + f"<p class='note'>Fine-tuning took {escape(str(view['seconds']))} s for {s['train.steps']} "
+            + f"<p class='note'>Fine-tuning took {escape(str(view['seconds']))} s for {spec.train.fine_tune.steps} "
             "steps.</p>",
         ),
         Section("Drift over steps", _charts(d) + _FLOOR_NOTE),
@@ -48,36 +49,37 @@ def render(view: dict) -> Page:
 
 def _scenario(view: dict) -> str:
     """The scenario in one line of text (escaped by the caller)."""
-    s = view["settings"]
-    anchor = f" (weight {s['anchor.weight']} at {s['anchor.site']})" if s["anchor.on"] != "none" else ""
+    spec = view["spec"]
+    tune, anchor = spec.train.fine_tune, spec.anchor
+    weight = f" (weight {anchor.weight} at {anchor.site})" if anchor.on != "none" else ""
     return (
-        f"labels: {view['labels']}; trained on: {view['objective']}; {s['data.digits']}-digit operands; "
-        f"frozen: {s['train.frozen'] or 'nothing'}; lr {s['train.lr']}; {s['train.steps']} steps; "
-        f"seed {s['train.seed']}; anchor: {s['anchor.on']}{anchor}"
+        f"labels: {view['labels']}; trained on: {view['objective']}; {spec.data.digits}-digit operands; "
+        f"frozen: {', '.join(tune.frozen) or 'nothing'}; lr {tune.lr}; {tune.steps} steps; "
+        f"seed {tune.seed}; anchor: {anchor.on}{weight}"
     )
 
 
 def _accuracy_rows(view: dict) -> list[dict]:
-    rows = [{"measure": f"accuracy, {k}", "value": round(v, 4)} for k, v in view["drift"]["final_accuracy"].items()]
+    rows = [{"measure": f"accuracy, {k}", "value": round(v, 4)} for k, v in view["final_accuracy"].items()]
     return rows + [
         {"measure": f"held-out answer loss, {k}", "value": round(v, 5)} for k, v in view["task_loss"].items()
     ]
 
 
-def _charts(d: dict) -> str:
+def _charts(d: DriftResult) -> str:
     """AUROC, concept-vector cosine and CKA against the step, each with its noise floor where it has one."""
-    steps, sites, first = [str(x) for x in d["steps"]], d["sites"], d["methods"][0]
+    steps, sites, first = [str(x) for x in d.steps], d.sites, d.methods[0]
     charts = line_chart(
-        {f"refit {x}": d["auroc_refit"][first][x]["BH_disagree"] for x in sites}
-        | {f"initial {x}": d["auroc_initial"][first][x]["BH_disagree"] for x in sites}
-        | {"model output": d["output_auroc"]["BH_disagree"]},
+        {f"refit {x}": d.auroc(first, x, "BH_disagree") for x in sites}
+        | {f"initial {x}": d.auroc(first, x, "BH_disagree", reporter="initial") for x in sites}
+        | {"model output": d.output_auroc["BH_disagree"]},
         steps,
         title=f"AUROC vs truth on Bob-hard disagreements ({first}; initial = fitted at step 0)",
         y_label="AUROC vs truth",
         dashed=frozenset(f"initial {x}" for x in sites),
     )
-    cos = {f"cos v {x}": d["cos_v"][x]["to_first"] for x in sites}
-    floor_bands = {f"cos v {x}": (d["floors"]["cos_v"][x]["q05"], 1.0) for x in sites}
+    cos = {f"cos v {x}": d.cos_v_series(x) for x in sites}
+    floor_bands = {f"cos v {x}": (d.floor("cos_v", x)["q05"], 1.0) for x in sites}
     charts += line_chart(
         cos,
         steps,
@@ -89,9 +91,9 @@ def _charts(d: dict) -> str:
     )
     # CKA's floor: how far two disjoint halves of the final evaluation rows disagree (5% quantile); a CKA
     # within that distance of 1 is not told apart from no change
-    cka_bands = {f"CKA {x}": (1.0 + d["floors"]["cka_final"][x]["q05"], 1.0) for x in sites}
+    cka_bands = {f"CKA {x}": (1.0 + d.floor("cka_final", x)["q05"], 1.0) for x in sites}
     charts += line_chart(
-        {f"CKA {x}": d["cka_to_first"][x] for x in sites},
+        {f"CKA {x}": d.cka(x) for x in sites},
         steps,
         title="Linear CKA of Bob-hard-disagreement residuals to step 0",
         y_label="CKA",
@@ -100,9 +102,9 @@ def _charts(d: dict) -> str:
     return charts
 
 
-def _floor_rows(d: dict) -> list[dict]:
-    rows = [{"metric": f"{kind} {key}", **v} for kind in ("cos_v", "cka_final") for key, v in d["floors"][kind].items()]
-    return rows + [{"metric": f"cos_w {m} {x}", **v} for m in d["methods"] for x, v in d["floors"]["cos_w"][m].items()]
+def _floor_rows(d: DriftResult) -> list[dict]:
+    rows = [{"metric": f"{kind} {x}", **d.floor(kind, x)} for kind in ("cos_v", "cka_final") for x in d.sites]
+    return rows + [{"metric": f"cos_w {m} {x}", **d.floor("cos_w", x, m)} for m in d.methods for x in d.sites]
 
 
 def _heat(column: str, value: object) -> str | None:

@@ -23,16 +23,16 @@ _FITTED_NOTE = (
 
 
 def render(view: dict) -> Page:
-    """The page from the growth analysis's view: its settings, the growth ``op`` and ``train_labels``
+    """The page from the growth analysis's view: its spec, the growth ``op`` and ``train_labels``
     described, the ``grow``, ``drift`` and ``task_loss`` stage results, and the CSV ``rows``."""
-    s, grown, d, rows = view["settings"], view["grow"], view["drift"], view["rows"]
-    anchor = s["anchor.site"]
+    spec, grown, d, rows = view["spec"], view["grow"], view["drift"], view["rows"]
+    tune, anchor = spec.train.fine_tune, spec.anchor
     scenario = (
-        f"{view['op']}; then trained on {view['train_labels']} with {s['data.digits']}-digit operands, "
-        f"lr {s['train.lr']}, {s['train.steps']} steps, seed {s['train.seed']}; anchor: {s['anchor.on']}"
+        f"{view['op']}; then trained on {view['train_labels']} with {spec.data.digits}-digit operands, "
+        f"lr {tune.lr}, {tune.steps} steps, seed {tune.seed}; anchor: {anchor.on}"
     )
-    if s["anchor.on"] != "none":
-        scenario += f" (the transported reporter from {anchor}, weight {s['anchor.weight']})"
+    if anchor.on != "none":
+        scenario += f" (the transported reporter from {anchor.site}, weight {anchor.weight})"
     setup = table_html(rows["growth_step"]) + table_html(_accuracy(grown, d, view["task_loss"]))
     return Page(
         title=f"elk-lens: growth, {view['name']}",
@@ -40,7 +40,7 @@ def render(view: dict) -> Page:
         "does the reporter still read truth?</p>",
         sections=[
             Section("Scenario", f"<p>{escape(scenario)}</p>{setup}"),
-            Section("Does the reporter stay truthful?", _charts(anchor, grown, d) + _note(_TRUTH_NOTE)),
+            Section("Does the reporter stay truthful?", _charts(anchor.site, grown, d) + _note(_TRUTH_NOTE)),
             Section("Which layers hold truth", table_html(rows["growth_layers"])),
             Section("A map fitted on activations (no exact map)", table_html(rows["fitted_map"]) + _note(_FITTED_NOTE)),
         ],
