@@ -14,7 +14,8 @@ each dataset centred by its own training mean as in TIU.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -22,6 +23,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_number
 from elk_lens._fingerprint import fingerprint
+from elk_lens._result_file import load_result, save_result
 from elk_lens.capture import Position, capture, content_position
 from elk_lens.contrast import capture_contrast
 from elk_lens.data.statements import StatementSet
@@ -38,6 +40,7 @@ __all__ = ["DEFAULT_METHODS", "Generalization", "Source", "generalization_study"
 
 DEFAULT_METHODS = ("logistic", "mean_diff", "ccs", "ttpd")
 _SPLITS = ("train", "val", "test")
+_KIND = "generalization"
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,10 @@ def sources_for(method: str, sets: dict[str, StatementSet]) -> list[Source]:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class Generalization:
-    """Results as JSON-ready rows.
+    """Results as JSON-ready rows, with lookups by method, source, test and site (a
+    :class:`~elk_lens.sites.Site` or any name it parses), and checksummed :meth:`save` / :meth:`load`.
 
     Attributes:
         per_site: One row per (method, train source, site, test set): ``auroc`` on the test set's test
@@ -85,6 +89,40 @@ class Generalization:
     tests: list[str]
     provenance: dict
 
+    @property
+    def methods(self) -> list[str]:
+        """The methods, in the order they were run."""
+        return list(dict.fromkeys(r["method"] for r in self.chosen))
+
+    def sources(self, method: str) -> list[str]:
+        """The train sources of ``method`` (a dataset, or for TTPD a topic such as ``cities+neg_cities``)."""
+        return list(dict.fromkeys(r["train"] for r in self.chosen if r["method"] == method))
+
+    def rows(self, method: str | None = None, *, diagonal: bool = False) -> list[dict]:
+        """The chosen-site rows (of ``method``; ``diagonal``: only those tested on their own training set)."""
+        return [
+            r
+            for r in self.chosen
+            if (method is None or r["method"] == method) and (not diagonal or r["train"] == r["test"])
+        ]
+
+    def auroc(self, method: str, train: str, test: str, site: Site | str | None = None) -> float:
+        """AUROC of ``method`` trained on ``train``, tested on ``test``: at ``site``, or at the site chosen
+        on the source's val split when None."""
+        if site is None:
+            rows = [r for r in self.rows(method) if (r["train"], r["test"]) == (train, test)]
+        else:
+            name = Site.parse(site).name
+            rows = [
+                r
+                for r in self.per_site
+                if (r["method"], r["train"], r["test"], r["site"]) == (method, train, test, name)
+            ]
+        if not rows:
+            where = "" if site is None else f" at {site!r} (sites: {self.sites})"
+            raise ValueError(f"no result for {method} trained on {train!r}, tested on {test!r}{where}")
+        return rows[0]["auroc"]
+
     def by_layer(self, method: str, train: str, test: str) -> list[float]:
         """AUROC at every site (in ``sites`` order) of ``method`` trained on ``train``, tested on ``test``."""
         cell = {
@@ -98,12 +136,25 @@ class Generalization:
 
     def matrix(self, method: str) -> tuple[list[str], list[list[float]]]:
         """(train sources, AUROC rows over ``tests``) of one method at its chosen sites."""
-        rows = [r for r in self.chosen if r["method"] == method]
+        rows = self.rows(method)
         if not rows:
-            raise ValueError(f"no results for method {method!r}; methods: {sorted({r['method'] for r in self.chosen})}")
-        sources = list(dict.fromkeys(r["train"] for r in rows))
+            raise ValueError(f"no results for method {method!r}; methods: {sorted(self.methods)}")
+        sources = self.sources(method)
         cell = {(r["train"], r["test"]): r["auroc"] for r in rows}
         return sources, [[cell[(s, t)] for t in self.tests] for s in sources]
+
+    def to_dict(self) -> dict:
+        """The JSON data the analysis stages save, keys in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def save(self, path: str | Path) -> Path:
+        """One checksummed JSON file, written atomically."""
+        return save_result(path, _KIND, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Generalization":
+        """A saved result, verified (kind, format, checksum, every field)."""
+        return cls(**load_result(path, _KIND, [f.name for f in fields(cls)]))
 
 
 def _check_sets(sets: dict[str, StatementSet], methods: Sequence[str]) -> None:

@@ -211,3 +211,31 @@ def test_by_layer_reads_one_transfer_across_sites(study):
     with pytest.raises(ValueError, match="no results for ttpd trained on 'eq'"):
         study.by_layer("ttpd", "eq", "eq")
     assert [short_name(s) for s in SITES] == ["0 resid_post", "1 resid_post"]
+
+
+def test_the_result_looks_up_by_any_site_name_and_saves_verified(study, tmp_path):
+    import dataclasses
+    import json
+
+    from elk_lens.generalization import Generalization
+    from elk_lens.sites import Site
+
+    site = study.sites[1]
+    at = study.auroc("logistic", "eq", "neg_eq", site=Site.parse(site))
+    assert at == study.auroc("logistic", "eq", "neg_eq", site=f"resid_post.{Site.parse(site).layer}")
+    assert at == _cell(study.per_site, "logistic", "eq", site, "neg_eq")
+    chosen = next(r for r in study.chosen if (r["method"], r["train"], r["test"]) == ("logistic", "eq", "neg_eq"))
+    assert study.auroc("logistic", "eq", "neg_eq") == chosen["auroc"]
+    assert study.rows("logistic", diagonal=True) == [
+        r for r in study.chosen if r["method"] == "logistic" and r["train"] == r["test"]
+    ]
+    assert study.sources("logistic") == list(dict.fromkeys(r["train"] for r in study.rows("logistic")))
+    with pytest.raises(ValueError, match="no result for logistic trained on 'eq', tested on 'nope'"):
+        study.auroc("logistic", "eq", "nope")
+    path = study.save(tmp_path / "g.json")
+    assert json.dumps(Generalization.load(path).to_dict()) == json.dumps(study.to_dict())
+    path.write_text(path.read_text().replace('"auroc": ', '"auroc": 0.5, "x": ', 1))
+    with pytest.raises(ValueError, match="fails its checksum"):
+        Generalization.load(path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        study.sites = []  # type: ignore[misc]

@@ -200,7 +200,7 @@ def _study(s: Spec, run: RunDir, loaded: _Loaded) -> tuple[Generalization, list[
             cache_dir=run.path / "cache",
             n_boot=s.eval.n_boot,
             seed=s.data.seed,
-        ).__dict__
+        ).to_dict()
 
     parts = [run.stage(f"study-{m}", lambda m=m: one(m)) for m in s.probe.methods]
     cards = run.stage(
@@ -246,7 +246,7 @@ def _other_positions(s: Spec, run: RunDir, loaded: _Loaded) -> dict[str, General
             cache_dir=run.path / "cache",
             n_boot=s.eval.n_boot,
             seed=s.data.seed,
-        ).__dict__
+        ).to_dict()
 
     return {str(p): Generalization(**run.stage(f"position-{p}", lambda p=p: one(p))) for p in s.probe.positions}
 
@@ -287,7 +287,7 @@ def _answers(s: Spec, run: RunDir, loaded: _Loaded) -> list[dict]:
 
 def _transfers(g: Generalization, method: str) -> dict[str, list[float]]:
     """AUROC by layer of the transfers in ``_KEY_TRANSFERS`` whose sets are present, keyed ``"source → test"``."""
-    sources = list(dict.fromkeys(r["train"] for r in g.chosen if r["method"] == method))
+    sources = g.sources(method)
     series = {}
     for train, test in _KEY_TRANSFERS:
         source = next((src for src in sources if train in src.split("+")), None)  # TTPD trains on a topic pair
@@ -304,14 +304,12 @@ def _method(g: Generalization, method: str) -> dict:
 
 def _own(g: Generalization, method: str) -> dict[str, list[float]]:
     """In-distribution AUROC by layer (trained and tested on the same dataset) of ``method``, per dataset."""
-    return {
-        t: g.by_layer(method, t, t) for t in g.tests if any(r["train"] == t for r in g.chosen if r["method"] == method)
-    }
+    return {t: g.by_layer(method, t, t) for t in g.tests if t in g.sources(method)}
 
 
 def _view(s: Spec, run: RunDir, g: Generalization, others: dict[str, Generalization], **rows) -> dict:
     """What the renderer (``elk_lens.report.pages.truth_generalization``) draws: plain data, no markup."""
-    methods = list(dict.fromkeys(r["method"] for r in g.chosen))
+    methods = g.methods
     layer_method = "logistic" if "logistic" in methods else methods[0]
     curves = {str(s.capture.position): _own(g, "logistic")} if "logistic" in methods else {}
     curves.update({p: _own(o, "logistic") for p, o in others.items()})
@@ -340,7 +338,7 @@ def run(s: Spec, run: RunDir) -> AnalysisResult:
     floor = _floor(s, run, loaded)
     others = _other_positions(s, run, loaded)
     answers = _answers(s, run, loaded)
-    gap = gap_rows([r for r in g.chosen if r["method"] == "logistic" and r["train"] == r["test"]], answers)
+    gap = gap_rows(g.rows("logistic", diagonal=True), answers)
     card_rows = [
         {
             "dataset": c["name"],
