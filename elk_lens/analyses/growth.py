@@ -16,7 +16,7 @@ from elk_lens.analyses.result import AnalysisResult
 from elk_lens.analyses.scenario import LABELS, DataSpec, Scenario, ScenarioSpec, drift_sites
 from elk_lens.analyses.spec import SEED, at_least, one_of, setting, spec_dict
 from elk_lens.capture import capture
-from elk_lens.growth import GrowthMap, fit_growth_map, grow, insert_blocks, stack_blocks
+from elk_lens.growth import GrowthMap, GrowthResult, fit_growth_map, grow, insert_blocks, stack_blocks
 from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import auroc
 from elk_lens.models import fingerprint, load_model, save_model
@@ -238,9 +238,10 @@ def run(spec: Spec, run: RunDir) -> AnalysisResult:
 
 
 def _report(spec: Spec, grown, trained, d, task_loss, fitted) -> AnalysisResult:
+    result = GrowthResult.from_stages(grown, d, fitted)
     rows = {
-        "growth_layers": _layer_rows(grown, d),
-        "growth_step": _step_rows(grown, d),
+        "growth_layers": _layer_rows(result),
+        "growth_step": _step_rows(result),
         "fitted_map": [{"small site": k, **v} for k, v in fitted.items()],
     }
     return AnalysisResult(
@@ -256,42 +257,37 @@ def _report(spec: Spec, grown, trained, d, task_loss, fitted) -> AnalysisResult:
             "spec": spec,
             "op": OPS[spec.grow.op],
             "train_labels": LABELS[spec.train.labels],
-            "grow": grown,
-            "drift": d,
+            "growth": result,
+            "final_accuracy": d["final_accuracy"],
             "task_loss": task_loss,
             "rows": rows,
         },
     )
 
 
-def _layer_rows(grown: dict, d: dict) -> list[dict]:
+def _layer_rows(g: GrowthResult) -> list[dict]:
     """Per grown-model site: the refitted reporter at the first and last checkpoint, and where a small
     model's reporter was transported to it, that reporter's numbers."""
-    first, end = d["methods"][0], len(d["steps"]) - 1
-    transported_at = {
-        grown_site: small
-        for small, grown_site in ((k.removeprefix("transported from "), v) for k, v in d["fixed_sites"].items())
-    }
+    d = g.drift
+    first, end = d.methods[0], d.end
     layers = []
-    for x_ in d["sites"]:
-        row = {
-            "site": x_,
-            f"{first} refit, step 0": d["auroc_refit"][first][x_]["BH_disagree"][0],
-            f"{first} refit, end": d["auroc_refit"][first][x_]["BH_disagree"][end],
-        }
-        if x_ in transported_at:
-            small = transported_at[x_]
+    for x_ in d.sites:
+        refit = d.auroc(first, x_, "BH_disagree")
+        row = {"site": x_, f"{first} refit, step 0": refit[0], f"{first} refit, end": refit[end]}
+        small = g.from_small(x_)
+        if small is not None:
             row["transported from"] = small
-            row["small model"] = grown["small_auroc"][small]
-            row["transported, step 0"] = d["auroc_fixed"][f"transported from {small}"]["BH_disagree"][0]
-            row["transported, end"] = d["auroc_fixed"][f"transported from {small}"]["BH_disagree"][end]
-            row["cos concept vector to refit, end"] = d["cos_v_fixed_refit"][f"transported from {small}"][end]
+            row["small model"] = g.small_auroc(small)
+            row["transported, step 0"] = g.transported_auroc(small)[0]
+            row["transported, end"] = g.transported_auroc(small)[end]
+            row["cos concept vector to refit, end"] = g.cos_v_to_refit(small)[end]
         layers.append(row)
     return layers
 
 
-def _step_rows(grown: dict, d: dict) -> list[dict]:
+def _step_rows(g: GrowthResult) -> list[dict]:
     """What the growth step did: the ops, whether it preserved the function, and the jumps it caused."""
+    grown, output = g.step, g.drift.output_auroc
     return [
         {"measure": "ops", "value": "; ".join(grown["ops"])},
         {"measure": "function-preserving", "value": str(grown["exact"])},
@@ -306,6 +302,6 @@ def _step_rows(grown: dict, d: dict) -> list[dict]:
         },
         {
             "measure": "output AUROC vs truth (Bob-hard disagreements): small -> grown step 0",
-            "value": f"{grown['small_output_auroc']:.4f} -> {d['output_auroc']['BH_disagree'][0]:.4f}",
+            "value": f"{grown['small_output_auroc']:.4f} -> {output['BH_disagree'][0]:.4f}",
         },
     ]

@@ -11,9 +11,11 @@ from elk_lens.growth.operators import (
     widen_d_model,
     widen_mlp,
 )
+from elk_lens.growth.result import GrowthResult
 
 __all__ = [
     "GrowthMap",
+    "GrowthResult",
     "add_heads",
     "fit_growth_map",
     "grow",

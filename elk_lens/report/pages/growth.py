@@ -3,8 +3,10 @@ and the model's output over training (the growth step marked), truth by layer, a
 
 from html import escape
 
+from elk_lens.growth.result import GrowthResult
 from elk_lens.report.html import Page, Section, table_html
 from elk_lens.report.svg import line_chart
+from elk_lens.sites import Site
 
 __all__ = ["render"]
 
@@ -25,7 +27,7 @@ _FITTED_NOTE = (
 def render(view: dict) -> Page:
     """The page from the growth analysis's view: its spec, the growth ``op`` and ``train_labels``
     described, the ``grow``, ``drift`` and ``task_loss`` stage results, and the CSV ``rows``."""
-    spec, grown, d, rows = view["spec"], view["grow"], view["drift"], view["rows"]
+    spec, g, rows = view["spec"], view["growth"], view["rows"]
     tune, anchor = spec.train.fine_tune, spec.anchor
     scenario = (
         f"{view['op']}; then trained on {view['train_labels']} with {spec.data.digits}-digit operands, "
@@ -33,14 +35,14 @@ def render(view: dict) -> Page:
     )
     if anchor.on != "none":
         scenario += f" (the transported reporter from {anchor.site}, weight {anchor.weight})"
-    setup = table_html(rows["growth_step"]) + table_html(_accuracy(grown, d, view["task_loss"]))
+    setup = table_html(rows["growth_step"]) + table_html(_accuracy(g, view["final_accuracy"], view["task_loss"]))
     return Page(
         title=f"elk-lens: growth, {view['name']}",
         intro="<p class='note'>A reporter fitted on the small truthful model, the model grown and trained on: "
         "does the reporter still read truth?</p>",
         sections=[
             Section("Scenario", f"<p>{escape(scenario)}</p>{setup}"),
-            Section("Does the reporter stay truthful?", _charts(anchor.site, grown, d) + _note(_TRUTH_NOTE)),
+            Section("Does the reporter stay truthful?", _charts(anchor.site, g) + _note(_TRUTH_NOTE)),
             Section("Which layers hold truth", table_html(rows["growth_layers"])),
             Section("A map fitted on activations (no exact map)", table_html(rows["fitted_map"]) + _note(_FITTED_NOTE)),
         ],
@@ -51,24 +53,24 @@ def _note(text: str) -> str:
     return f"<p class='note'>{escape(text)}</p>"
 
 
-def _charts(anchor: str, grown: dict, d: dict) -> str:
+def _charts(anchor: str, g: GrowthResult) -> str:
     """AUROC on Bob-hard disagreements (the small model, then every checkpoint) and the transported
     reporter's cosines to its refit, the growth step marked on both."""
-    steps, first = d["steps"], d["methods"][0]
-    name = f"transported from {anchor}"
-    site = d["fixed_sites"][name]
+    d = g.drift
+    steps, first = d.steps, d.methods[0]
+    site, small = g.transported_to[Site.parse(anchor).name], g.small_auroc(anchor)
     lines = {
-        f"transported ({anchor} -> {site})": [grown["small_auroc"][anchor], *d["auroc_fixed"][name]["BH_disagree"]],
-        f"refitted at {site}": [grown["small_auroc"][anchor], *d["auroc_refit"][first][site]["BH_disagree"]],
-        "model output": [grown["small_output_auroc"], *d["output_auroc"]["BH_disagree"]],
+        f"transported ({anchor} -> {site})": [small, *g.transported_auroc(anchor)],
+        f"refitted at {site}": [small, *d.auroc(first, site, "BH_disagree")],
+        "model output": [g.step["small_output_auroc"], *d.output_auroc["BH_disagree"]],
     }
-    marks = {"0": "grown" + ("" if grown["exact"] else " (not preserving)")}
+    marks = {"0": "grown" + ("" if g.step["exact"] else " (not preserving)")}
     auroc_title = "AUROC vs truth on Bob-hard disagreements (small model, then the grown one)"
     charts = line_chart(
         lines, ["small", *(str(t) for t in steps)], title=auroc_title, y_label="AUROC vs truth", marks=marks
     )
-    cosines = {"concept vector": d["cos_v_fixed_refit"][name]}
-    cosines |= {f"readout ({m})": d["cos_fixed_refit"][name][m] for m in d["methods"]}
+    cosines = {"concept vector": g.cos_v_to_refit(anchor)}
+    cosines |= {f"readout ({m})": g.cos_w_to_refit(anchor, m) for m in d.methods}
     charts += line_chart(
         cosines,
         [str(t) for t in steps],
@@ -81,8 +83,9 @@ def _charts(anchor: str, grown: dict, d: dict) -> str:
     return charts
 
 
-def _accuracy(grown: dict, d: dict, task_loss: dict) -> list[dict]:
+def _accuracy(g: GrowthResult, final_accuracy: dict, task_loss: dict) -> list[dict]:
     """The small model's and the final model's accuracies and held-out answer losses, one row each."""
-    rows = [{"measure": f"small model accuracy, {k}", "value": round(v, 4)} for k, v in grown["small_accuracy"].items()]
-    rows += [{"measure": f"end accuracy, {k}", "value": round(v, 4)} for k, v in d["final_accuracy"].items()]
+    small = g.step["small_accuracy"]
+    rows = [{"measure": f"small model accuracy, {k}", "value": round(v, 4)} for k, v in small.items()]
+    rows += [{"measure": f"end accuracy, {k}", "value": round(v, 4)} for k, v in final_accuracy.items()]
     return rows + [{"measure": f"held-out answer loss, {k}", "value": round(v, 5)} for k, v in task_loss.items()]
