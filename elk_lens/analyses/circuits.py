@@ -5,9 +5,10 @@ Stages: ``fine_tune`` (a drift scenario, or an existing trajectory named by ``ci
 ``circuits`` (per checkpoint: a logistic reporter refitted on Alice-easy statements, every upstream
 component scored by exact patching, attribution patching and its integrated-gradients variant on
 sum-vs-sloppy twins, the smallest circuit at the faithfulness target, and the noise floor from two
-disjoint halves of the pairs at the first checkpoint), ``attention`` (the top heads' patterns on one
-prompt at the first and the last checkpoint). ``elk_lens.report.pages.circuits`` draws the report from
-the view (the attention with circuitsvis, offline).
+disjoint halves of the pairs at the first checkpoint; saved as a
+:class:`~elk_lens.circuits.CircuitTrajectory`'s ``to_dict``, read back through it), ``attention`` (the
+top heads' patterns on one prompt at the first and the last checkpoint). ``elk_lens.report.pages.circuits``
+draws the report from the view (the attention with circuitsvis, offline).
 """
 
 from dataclasses import dataclass
@@ -21,13 +22,15 @@ from elk_lens.analyses.spec import at_least, in_range, one_of, setting, spec_dic
 from elk_lens.capture import capture
 from elk_lens.circuit_drift import circuit_series, edit_distance, jaccard, relabel, weighted_jaccard
 from elk_lens.circuits import (
+    CheckpointCircuit,
+    CircuitTrajectory,
+    NoiseFloor,
     attention_patterns,
     attribution_patching,
     exact_patching,
     mean_scores,
     smallest_circuit,
     spearman,
-    top_heads,
 )
 from elk_lens.models import fingerprint
 from elk_lens.quirky.data import CHARACTERS
@@ -104,32 +107,32 @@ def _fine_tune(scenario: Scenario, run: RunDir) -> dict:
     return drift.fine_tune_here(scenario, run)
 
 
-def _score(c: CircuitsSpec, model, reporter, clean: list[str], corrupt: list[str]) -> dict:
+def _score(c: CircuitsSpec, model, reporter, clean: list[str], corrupt: list[str]) -> CheckpointCircuit:
     """Exact, AP and AP-IG per component (pair means), their rank agreement, and the smallest circuit."""
     exact = exact_patching(model, reporter, clean, corrupt)
     ap = attribution_patching(model, reporter, clean, corrupt)
     ig = attribution_patching(model, reporter, clean, corrupt, ig_steps=c.ig_steps)
     circuit = smallest_circuit(exact, model, reporter, clean, corrupt, target=c.target, ablation=c.ablation)
-    return {
-        "exact": {k: round(v, 5) for k, v in mean_scores(exact).items()},
-        "ap": {k: round(v, 5) for k, v in mean_scores(ap).items()},
-        "spearman_ap": round(spearman(ap, exact), 4),
-        "spearman_ig": round(spearman(ig, exact), 4),
-        "circuit": list(circuit.components),
-        "size": circuit.size,
-        "m_diff": round(circuit.m_diff, 4),
-        "curve": [round(f, 4) for f in circuit.curve.tolist()],
-    }
+    return CheckpointCircuit(
+        exact={k: round(v, 5) for k, v in mean_scores(exact).items()},
+        ap={k: round(v, 5) for k, v in mean_scores(ap).items()},
+        spearman_ap=round(spearman(ap, exact), 4),
+        spearman_ig=round(spearman(ig, exact), 4),
+        circuit=list(circuit.components),
+        size=circuit.size,
+        m_diff=round(circuit.m_diff, 4),
+        curve=[round(f, 4) for f in circuit.curve.tolist()],
+    )
 
 
-def _circuits(scenario: Scenario, run: RunDir) -> dict:
+def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
     c = scenario.spec.circuits
     traj = _trajectory(scenario.spec, run)
     site = c.site
     probe_set = scenario.probe_set
     clean, corrupt = sum_vs_sloppy_pairs(c.pairs, character=c.character)
     half = len(clean) // 2
-    out = {"steps": traj.steps, "site": site, "pairs": len(clean), "example": [clean[0], corrupt[0]], "at": []}
+    at = []
     last = len(traj) - 1
     for t in range(len(traj)):
         model = traj.model_at(t)
@@ -141,73 +144,67 @@ def _circuits(scenario: Scenario, run: RunDir) -> dict:
             site=here,
             provenance={"model": fingerprint(model)},
         )
-        out["at"].append(_score(c, model, reporter, clean, corrupt))
+        at.append(_score(c, model, reporter, clean, corrupt))
         if t == 0:  # the floor: the same measures between circuits found on two disjoint halves of the pairs
             a, b = (_score(c, model, reporter, clean[sl], corrupt[sl]) for sl in (slice(0, half), slice(half, None)))
-            within = [{k: v / x["m_diff"] for k, v in x["exact"].items() if k in x["circuit"]} for x in (a, b)]
-            out["floor"] = {
-                "jaccard": jaccard(set(a["circuit"]), set(b["circuit"])),
-                "weighted_jaccard": weighted_jaccard(*within),
-                "edit_distance": edit_distance(set(a["circuit"]), set(b["circuit"])),
-                "halves": [a["circuit"], b["circuit"]],
-            }
-    at = out["at"]
+            floor = NoiseFloor(
+                jaccard=jaccard(set(a.circuit), set(b.circuit)),
+                weighted_jaccard=weighted_jaccard(a.shares(circuit_only=True), b.shares(circuit_only=True)),
+                edit_distance=edit_distance(set(a.circuit), set(b.circuit)),
+                halves=[a.circuit, b.circuit],
+            )
     # compare circuits in the last checkpoint's names: components of a smaller model move through the maps
     maps = [traj.growth_map(t, last) for t in range(len(traj))]
-    circuits = [
-        set(x["circuit"]) if g is None else relabel(set(x["circuit"]), g) for x, g in zip(at, maps, strict=True)
-    ]
+    circuits = [set(x.circuit) if g is None else relabel(set(x.circuit), g) for x, g in zip(at, maps, strict=True)]
     # scores as shares of the clean-vs-corrupt gap: refitted reporters differ in scale, not in what they read
-    shares = [{k: v / x["m_diff"] for k, v in x["exact"].items()} for x in at]
-    scores = [sh if g is None else relabel(sh, g) for sh, g in zip(shares, maps, strict=True)]
-    out["drift"] = circuit_series(circuits, scores)
-    out["exact_in_final_names"] = scores
-    out["grown_at"] = [i for i, c in enumerate(traj.checkpoints) if c.growth is not None]
-    return out
+    scores = [x.shares() if g is None else relabel(x.shares(), g) for x, g in zip(at, maps, strict=True)]
+    return CircuitTrajectory(
+        steps=traj.steps,
+        site=site,
+        pairs=len(clean),
+        example=[clean[0], corrupt[0]],
+        at=at,
+        floor=floor,
+        drift=circuit_series(circuits, scores),
+        exact_in_final_names=scores,
+        grown_at=[i for i, c in enumerate(traj.checkpoints) if c.growth is not None],
+    )
 
 
-def _attention(spec: Spec, run: RunDir, scored: dict) -> dict:
+def _attention(spec: Spec, run: RunDir, scored: CircuitTrajectory) -> dict:
     """Attention patterns of the heads with the largest |exact score| at the last checkpoint, on the
-    example clean prompt, at the first and the last checkpoint."""
+    example clean prompt, at the first checkpoint that has them (the last growth on) and the last."""
     traj = _trajectory(spec, run)
-    last = scored["at"][-1]["exact"]
-    first = scored["grown_at"][-1] if scored["grown_at"] else 0  # the heads exist from the last growth on
-    heads = top_heads(last, spec.circuits.top_heads)
-    text = scored["example"][0]
+    heads = scored.at[-1].top_heads(spec.circuits.top_heads)
+    text = scored.example[0]
     out = {"heads": heads, "text": text, "patterns": {}}
-    for t in (first, len(traj) - 1):
+    for t in (scored.last_growth, scored.end):
         patterns, out["tokens"] = attention_patterns(traj.model_at(t), text, heads)
-        out["patterns"][_labels(scored)[t]] = patterns.tolist()
+        out["patterns"][scored.labels[t]] = patterns.tolist()
     return out
 
 
 def run(spec: Spec, run: RunDir) -> AnalysisResult:
     scenario = Scenario(spec)
     trained = run.stage("fine_tune", lambda: _fine_tune(scenario, run))
-    scored = run.stage("circuits", lambda: _circuits(scenario, run))
+    # the stage keeps its JSON (old runs resume from it); the analysis reads it typed
+    scored = CircuitTrajectory.from_dict(run.stage("circuits", lambda: _circuits(scenario, run).to_dict()))
     attention = run.stage("attention", lambda: _attention(spec, run, scored))
     return _report(spec, trained, scored, attention)
 
 
-def _labels(scored: dict) -> list[str]:
-    """x labels: the step, marked "(small)" before a growth step (steps repeat across it)."""
-    grown = scored["grown_at"][-1] if scored["grown_at"] else 0
-    return [f"{t} (small)" if i < grown else str(t) for i, t in enumerate(scored["steps"])]
-
-
-def _report(spec: Spec, trained, scored, attention) -> AnalysisResult:
-    steps, at = scored["steps"], scored["at"]
+def _report(spec: Spec, trained, scored: CircuitTrajectory, attention) -> AnalysisResult:
     rows = [
         {
             "step": t,
-            "M_diff (clean - corrupt)": a["m_diff"],
-            "circuit size": a["size"],
-            "circuit (by |exact|)": ", ".join(a["circuit"]),
-            "Spearman AP vs exact": a["spearman_ap"],
-            f"Spearman AP-IG{spec.circuits.ig_steps} vs exact": a["spearman_ig"],
-            "F of every component": a["curve"][-1],
+            "M_diff (clean - corrupt)": a.m_diff,
+            "circuit size": a.size,
+            "circuit (by |exact|)": ", ".join(a.circuit),
+            "Spearman AP vs exact": a.spearman_ap,
+            f"Spearman AP-IG{spec.circuits.ig_steps} vs exact": a.spearman_ig,
+            "F of every component": a.faithfulness_all,
         }
-        for t, a in zip(steps, at, strict=True)
+        for t, a in zip(scored.steps, scored.at, strict=True)
     ]
     view = {
         "name": spec.name,
@@ -216,11 +213,11 @@ def _report(spec: Spec, trained, scored, attention) -> AnalysisResult:
         "train_labels": LABELS[spec.train.labels],
         "circuits": scored,
         "attention": attention,
-        "x": _labels(scored),
+        "x": scored.labels,
         "rows": rows,
     }
     return AnalysisResult(
-        metrics={"fine_tune": trained, **scored, "attention": {k: attention[k] for k in ("heads", "text")}},
+        metrics={"fine_tune": trained, **scored.to_dict(), "attention": {k: attention[k] for k in ("heads", "text")}},
         tables={"circuits": rows},
         provenance={
             "model_spec": spec.model.base,

@@ -10,6 +10,8 @@ reporter's site (``upstream_components``): ``"embed"``, ``"L{l}H{h}"``, ``"L{l}M
   (``upstream_edges``), keyed ``"L0H1->L2MLP"``.
 - ``faithfulness`` / ``faithfulness_curve`` / ``smallest_circuit``: how much of the clean-vs-corrupt
   gap a set of components keeps when the rest are ablated.
+- ``CircuitTrajectory``: what the circuits analysis finds along a trajectory (per checkpoint a
+  ``CheckpointCircuit``, the ``NoiseFloor``, the drift series), frozen, with lookups and save/load.
 """
 
 from elk_lens.circuits.attribution import attribution_patching as attribution_patching
@@ -26,13 +28,19 @@ from elk_lens.circuits.faithfulness import smallest_circuit as smallest_circuit
 from elk_lens.circuits.patching import exact_patching as exact_patching
 from elk_lens.circuits.ranking import mean_scores as mean_scores
 from elk_lens.circuits.ranking import spearman as spearman
+from elk_lens.circuits.result import CheckpointCircuit as CheckpointCircuit
+from elk_lens.circuits.result import CircuitTrajectory as CircuitTrajectory
+from elk_lens.circuits.result import NoiseFloor as NoiseFloor
 from elk_lens.circuits.views import attention_patterns as attention_patterns
 from elk_lens.circuits.views import layer_grid as layer_grid
 from elk_lens.circuits.views import top_heads as top_heads
 
 __all__ = [
     "BIASES",
+    "CheckpointCircuit",
     "Circuit",
+    "CircuitTrajectory",
+    "NoiseFloor",
     "attention_patterns",
     "attribution_patching",
     "direct_attribution",
