@@ -16,7 +16,17 @@ from elk_lens.analyses.result import AnalysisResult
 from elk_lens.analyses.scenario import LABELS, DataSpec, Scenario, ScenarioSpec, drift_sites
 from elk_lens.analyses.spec import SEED, at_least, one_of, setting, spec_dict
 from elk_lens.capture import capture
-from elk_lens.growth import GrowthMap, GrowthResult, fit_growth_map, grow, insert_blocks, stack_blocks
+from elk_lens.growth import (
+    FittedMap,
+    FittedMapResult,
+    GrowthMap,
+    GrowthResult,
+    GrowthStep,
+    fit_growth_map,
+    grow,
+    insert_blocks,
+    stack_blocks,
+)
 from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import auroc
 from elk_lens.models import fingerprint, load_model, save_model
@@ -135,7 +145,7 @@ def _small_reporters(scenario: Scenario, small) -> dict[str, Reporter]:
     }
 
 
-def _grow_stage(scenario: Scenario, run: RunDir) -> dict:
+def _grow_stage(scenario: Scenario, run: RunDir) -> GrowthStep:
     spec = scenario.spec
     small = load_model(spec.model.base)
     reporters = _small_reporters(scenario, small)
@@ -149,27 +159,27 @@ def _grow_stage(scenario: Scenario, run: RunDir) -> dict:
     small_out = output_log_odds(small, bob)
     jump = float((output_log_odds(grown, bob) - small_out).abs().max())
     acts = capture(small, bob, list(reporters), batch_size=spec.capture.batch_size)
-    return {
-        "ops": list(growth.ops),
-        "exact": growth.exact,
-        "layers": list(growth.layers),
-        "small": {"n_layers": small.cfg.n_layers, "d_model": small.cfg.d_model},
-        "grown": {
+    return GrowthStep(
+        ops=list(growth.ops),
+        exact=growth.exact,
+        layers=list(growth.layers),
+        small={"n_layers": small.cfg.n_layers, "d_model": small.cfg.d_model},
+        grown={
             "n_layers": grown.cfg.n_layers,
             "d_model": grown.cfg.d_model,
             "d_mlp": grown.cfg.d_mlp,
             "n_heads": grown.cfg.n_heads,
             "d_head": grown.cfg.d_head,
         },
-        "max_abs_output_log_odds_change": jump,
-        "small_auroc": {site: auroc(r(acts.at(i)), bob.truth) for i, (site, r) in enumerate(reporters.items())},
-        "small_output_auroc": auroc(small_out, bob.truth),
-        "small_accuracy": scenario.output_accuracy(small),
-        "answer_loss": {
+        max_abs_output_log_odds_change=jump,
+        small_auroc={site: auroc(r(acts.at(i)), bob.truth) for i, (site, r) in enumerate(reporters.items())},
+        small_output_auroc=auroc(small_out, bob.truth),
+        small_accuracy=scenario.output_accuracy(small),
+        answer_loss={
             "small": scenario.held_out_answer_loss(small),
             "grown": scenario.held_out_answer_loss(grown),
         },
-    }
+    )
 
 
 def _transported(run: RunDir) -> dict[str, Reporter]:
@@ -197,7 +207,7 @@ def _drift(scenario: Scenario, run: RunDir) -> dict:
     return out
 
 
-def _fitted_map(scenario: Scenario, run: RunDir) -> dict:
+def _fitted_map(scenario: Scenario, run: RunDir) -> FittedMapResult:
     """Small model -> final model, fitted on Alice-easy residuals; scored on Bob-hard disagreements."""
     traj = Trajectory.load(run.path / "trajectory")
     small, final = load_model(scenario.spec.model.base), traj.model_at(len(traj) - 1)
@@ -218,34 +228,39 @@ def _fitted_map(scenario: Scenario, run: RunDir) -> dict:
         reporter = fit_logistic(a, probe_set.truth, site=small_site, provenance={"model": fingerprint(small)})
         refit = fit_logistic(b, probe_set.truth, site=site)
         bob_final = capture(final, bob, [site]).at(0)
-        out[small_site] = {
-            "target_site": site,
-            "fit residual": round(fitted.info["residual"], 4),
-            "through the fitted map": auroc(fitted.transport(reporter)(bob_final), bob.truth),
-            "refitted on the final model": auroc(refit(bob_final), bob.truth),
-        }
-    return out
+        out[small_site] = FittedMap(
+            target_site=site,
+            fit_residual=round(fitted.info["residual"], 4),
+            through_map=auroc(fitted.transport(reporter)(bob_final), bob.truth),
+            refitted=auroc(refit(bob_final), bob.truth),
+        )
+    return FittedMapResult(out)
 
 
 def run(spec: Spec, run: RunDir) -> AnalysisResult:
     scenario = Scenario(spec)
-    grown = run.stage("grow", lambda: _grow_stage(scenario, run))
+    grown = run.stage("grow", lambda: _grow_stage(scenario, run).to_dict())
     trained = run.stage("fine_tune", lambda: _fine_tune(scenario, run))
     d = run.stage("drift", lambda: _drift(scenario, run))
     task_loss = run.stage("task_loss", lambda: scenario.task_loss(Trajectory.load(run.path / "trajectory")))
-    fitted = run.stage("fitted_map", lambda: _fitted_map(scenario, run))
-    return _report(spec, grown, trained, d, task_loss, fitted)
+    fitted = run.stage("fitted_map", lambda: _fitted_map(scenario, run).to_dict())
+    return _report(spec, GrowthResult.from_stages(grown, d, fitted), trained, d, task_loss)
 
 
-def _report(spec: Spec, grown, trained, d, task_loss, fitted) -> AnalysisResult:
-    result = GrowthResult.from_stages(grown, d, fitted)
+def _report(spec: Spec, result: GrowthResult, trained, d, task_loss) -> AnalysisResult:
     rows = {
         "growth_layers": _layer_rows(result),
         "growth_step": _step_rows(result),
-        "fitted_map": [{"small site": k, **v} for k, v in fitted.items()],
+        "fitted_map": result.fitted_map.rows(),
     }
     return AnalysisResult(
-        metrics={"grow": grown, "fine_tune": trained, "task_loss": task_loss, "fitted_map": fitted, **d},
+        metrics={
+            "grow": result.step.to_dict(),
+            "fine_tune": trained,
+            "task_loss": task_loss,
+            "fitted_map": result.fitted_map.to_dict(),
+            **d,
+        },
         tables=rows,
         provenance={
             "model_spec": spec.model.base,
@@ -277,7 +292,7 @@ def _layer_rows(g: GrowthResult) -> list[dict]:
         small = g.from_small(x_)
         if small is not None:
             row["transported from"] = small
-            row["small model"] = g.small_auroc(small)
+            row["small model"] = g.step.reporter_auroc(small)
             row["transported, step 0"] = g.transported_auroc(small)[0]
             row["transported, end"] = g.transported_auroc(small)[end]
             row["cos concept vector to refit, end"] = g.cos_v_to_refit(small)[end]
@@ -287,21 +302,21 @@ def _layer_rows(g: GrowthResult) -> list[dict]:
 
 def _step_rows(g: GrowthResult) -> list[dict]:
     """What the growth step did: the ops, whether it preserved the function, and the jumps it caused."""
-    grown, output = g.step, g.drift.output_auroc
+    step, output = g.step, g.drift.output_auroc
     return [
-        {"measure": "ops", "value": "; ".join(grown["ops"])},
-        {"measure": "function-preserving", "value": str(grown["exact"])},
-        {"measure": "small -> grown", "value": f"{grown['small']} -> {grown['grown']}"},
+        {"measure": "ops", "value": "; ".join(step.ops)},
+        {"measure": "function-preserving", "value": str(step.exact)},
+        {"measure": "small -> grown", "value": f"{step.small} -> {step.grown}"},
         {
             "measure": "max |change of the output log-odds| at the growth step",
-            "value": f"{grown['max_abs_output_log_odds_change']:.2e}",
+            "value": f"{step.max_abs_output_log_odds_change:.2e}",
         },
         {
             "measure": "held-out answer loss: small -> grown step 0",
-            "value": " -> ".join(f"{grown['answer_loss'][k]:.4f}" for k in ("small", "grown")),
+            "value": " -> ".join(f"{step.answer_loss[k]:.4f}" for k in ("small", "grown")),
         },
         {
             "measure": "output AUROC vs truth (Bob-hard disagreements): small -> grown step 0",
-            "value": f"{grown['small_output_auroc']:.4f} -> {output['BH_disagree'][0]:.4f}",
+            "value": f"{step.small_output_auroc:.4f} -> {output['BH_disagree'][0]:.4f}",
         },
     ]

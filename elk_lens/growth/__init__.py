@@ -1,4 +1,5 @@
-"""Growth: function-preserving grow operators on native models and the `GrowthMap` that transports reporters."""
+"""Growth: function-preserving grow operators on native models, the `GrowthMap` that transports reporters,
+and the growth protocol's results (`GrowthResult`)."""
 
 from elk_lens.growth.fit import fit_growth_map
 from elk_lens.growth.map import GrowthMap
@@ -11,11 +12,14 @@ from elk_lens.growth.operators import (
     widen_d_model,
     widen_mlp,
 )
-from elk_lens.growth.result import GrowthResult
+from elk_lens.growth.result import FittedMap, FittedMapResult, GrowthResult, GrowthStep
 
 __all__ = [
+    "FittedMap",
+    "FittedMapResult",
     "GrowthMap",
     "GrowthResult",
+    "GrowthStep",
     "add_heads",
     "fit_growth_map",
     "grow",

@@ -72,8 +72,7 @@ def test_exact_growth_keeps_the_small_models_numbers_at_the_growth_step(exact):
     assert ">grown</text>" in html  # the growth step is marked on the charts
 
 
-@needs_browser
-def test_the_growth_result_looks_up_what_the_metrics_hold_and_saves_verified(exact, tmp_path):
+def test_the_growth_result_looks_up_what_the_metrics_hold(exact):
     _, run = exact
     m = json.loads((run / "metrics.json").read_text())
     g = GrowthResult.from_stages(m["grow"], m, m["fitted_map"])
@@ -81,18 +80,16 @@ def test_the_growth_result_looks_up_what_the_metrics_hold_and_saves_verified(exa
         small = name.removeprefix("transported from ")
         short = f"resid_pre.{Site.parse(small).layer}" if small.endswith("resid_pre") else small
         assert g.transported_auroc(short) == m["auroc_fixed"][name]["BH_disagree"]
-        assert g.small_auroc(Site.parse(small)) == m["grow"]["small_auroc"][small]
-        assert g.from_small(site) == small and g.transported_to[small] == site
-    assert list(g) == list(m["grow"]["small_auroc"])
-    with pytest.raises(KeyError, match="no reporter was fitted"):
-        g.small_auroc("blocks.0.hook_resid_pre")
-    path = g.save(tmp_path / "growth.json")
-    assert json.dumps(GrowthResult.load(path).to_dict()) == json.dumps(g.to_dict())
-    path.write_text(path.read_text().replace('"exact": true', '"exact": false'))
-    with pytest.raises(ValueError, match="fails its checksum"):
-        GrowthResult.load(path)
+        assert g.step.reporter_auroc(Site.parse(small)) == m["grow"]["small_auroc"][small]
+        assert g.from_small(site) == small and g.grown_site(small) == site
+    assert list(g) == list(m["grow"]["small_auroc"]) == list(m["fitted_map"])
+    # the stages' saved JSON is each result's to_dict, keys in the same order
+    for stage, result in (("grow", g.step), ("fitted_map", g.fitted_map)):
+        saved = json.loads((run / "stages" / f"{stage}.json").read_text())["result"]
+        assert json.dumps(result.to_dict()) == json.dumps(saved)
 
 
+@needs_browser
 def test_the_growth_report_opens_in_a_browser_without_console_output(exact):
     assert_renders(
         exact[1] / "report.html", ("Scenario", "Does the reporter stay truthful?", "Which layers hold truth")

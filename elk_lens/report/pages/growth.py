@@ -6,7 +6,6 @@ from html import escape
 from elk_lens.growth.result import GrowthResult
 from elk_lens.report.html import Page, Section, table_html
 from elk_lens.report.svg import line_chart
-from elk_lens.sites import Site
 
 __all__ = ["render"]
 
@@ -26,7 +25,8 @@ _FITTED_NOTE = (
 
 def render(view: dict) -> Page:
     """The page from the growth analysis's view: its spec, the growth ``op`` and ``train_labels``
-    described, the ``grow``, ``drift`` and ``task_loss`` stage results, and the CSV ``rows``."""
+    described, the ``growth`` result (a :class:`~elk_lens.growth.GrowthResult`), the final model's
+    ``final_accuracy``, the ``task_loss`` stage result, and the CSV ``rows``."""
     spec, g, rows = view["spec"], view["growth"], view["rows"]
     tune, anchor = spec.train.fine_tune, spec.anchor
     scenario = (
@@ -58,13 +58,13 @@ def _charts(anchor: str, g: GrowthResult) -> str:
     reporter's cosines to its refit, the growth step marked on both."""
     d = g.drift
     steps, first = d.steps, d.methods[0]
-    site, small = g.transported_to[Site.parse(anchor).name], g.small_auroc(anchor)
+    site, small = g.grown_site(anchor), g.step.reporter_auroc(anchor)
     lines = {
         f"transported ({anchor} -> {site})": [small, *g.transported_auroc(anchor)],
         f"refitted at {site}": [small, *d.auroc(first, site, "BH_disagree")],
-        "model output": [g.step["small_output_auroc"], *d.output_auroc["BH_disagree"]],
+        "model output": [g.step.small_output_auroc, *d.output_auroc["BH_disagree"]],
     }
-    marks = {"0": "grown" + ("" if g.step["exact"] else " (not preserving)")}
+    marks = {"0": "grown" + ("" if g.step.exact else " (not preserving)")}
     auroc_title = "AUROC vs truth on Bob-hard disagreements (small model, then the grown one)"
     charts = line_chart(
         lines, ["small", *(str(t) for t in steps)], title=auroc_title, y_label="AUROC vs truth", marks=marks
@@ -85,7 +85,7 @@ def _charts(anchor: str, g: GrowthResult) -> str:
 
 def _accuracy(g: GrowthResult, final_accuracy: dict, task_loss: dict) -> list[dict]:
     """The small model's and the final model's accuracies and held-out answer losses, one row each."""
-    small = g.step["small_accuracy"]
+    small = g.step.small_accuracy
     rows = [{"measure": f"small model accuracy, {k}", "value": round(v, 4)} for k, v in small.items()]
     rows += [{"measure": f"end accuracy, {k}", "value": round(v, 4)} for k, v in final_accuracy.items()]
     return rows + [{"measure": f"held-out answer loss, {k}", "value": round(v, 5)} for k, v in task_loss.items()]
