@@ -2,8 +2,10 @@
 
 Loads a quirky-arithmetic model, captures every layer's residual at the read position, fits a
 logistic-regression probe per layer on Alice-easy statements, and scores it (AUROC vs truth) on
-Alice-easy, Alice-hard, Bob-hard and Bob disagreements, beside the model's own output and surface
-heuristics of the shown result.
+Alice-easy, Alice-hard, Bob-hard and Bob disagreements, beside the model's own output, surface
+heuristics of the shown result and, on the disagreements and the control subset, the AUROC of random
+directions at the same site (``elk_lens.quirky.floor``). A model whose card names a positive control
+(``zoo:quirky-arith``: its lower blocks are frozen copies of the truthful base) is reported as one.
 """
 
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from elk_lens.analyses.real_lm_glance import RealLMSpec, glance
 from elk_lens.analyses.result import AnalysisResult
 from elk_lens.analyses.spec import SEED, AnalysisSpec, at_least, in_range, setting, spec_dict
 from elk_lens.models import load_model
+from elk_lens.quirky.card import MEASURED_OUTPUT, MEASURED_PROBE
+from elk_lens.quirky.floor import above_floor, floor_margins
 from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
 from elk_lens.quirky.subsets import PROBE_STUDY_SETS, SUBSETS, TARGET
 from elk_lens.report.rundir import RunDir
@@ -98,12 +102,27 @@ def _study(s: Spec, run: RunDir) -> dict:
     }
 
 
+def _positive_control(spec: str) -> dict | None:
+    """The card's note that the model's split is built in (``None`` if it has none), with the measured
+    probes and output of the realistic case the note names, from that model's card."""
+    control = model_card(spec).get("positive_control")
+    if not control:
+        return None
+    measured = model_card(control["realistic_case"]).get("measured", {})
+    return control | {
+        "realistic_probe": measured.get(MEASURED_PROBE, {}),
+        "realistic_output": measured.get(MEASURED_OUTPUT),
+    }
+
+
 def run(s: Spec, run: RunDir) -> AnalysisResult:
     res = run.stage("study", lambda: _study(s, run))
     methods = method_stages(load_model(s.model.spec), s, run)
     real_lm = glance(s.real_lm, run)
     rows = res["table"]
     split = res["split_layers"]
+    margins = floor_margins(methods["floor"], {r["scored"]: r for r in rows if r["scored"] in res["probe_sites"]})
+    above = [x for x in split if x in above_floor(margins)]
     subsets = [
         {"subset": k, "statements": res["sizes"].get(k, ""), "meaning": SUBSETS[k].meaning} for k in PROBE_STUDY_SETS
     ]
@@ -116,6 +135,9 @@ def run(s: Spec, run: RunDir) -> AnalysisResult:
         "output": res["output"],
         "accuracy": res["accuracy"],
         "split_layers": split,
+        "random_floor": margins,
+        "split_above_floor": above,
+        "positive_control": _positive_control(s.model.spec),
         "subsets": subsets,
         "fingerprint": res["provenance"]["model"],
         "timings": res["provenance"]["timings"],
@@ -132,6 +154,8 @@ def run(s: Spec, run: RunDir) -> AnalysisResult:
             "sizes": res["sizes"],
             **{k: methods[k] for k in ("eil", "pgr", "anomaly", "features", "causal", "rigor", "positions")},
             "real_lm": real_lm,
+            "random_floor": margins,
+            "split_above_floor": above,
         },
         tables={
             "auroc_by_layer": rows,
@@ -140,6 +164,7 @@ def run(s: Spec, run: RunDir) -> AnalysisResult:
             "anomaly": methods["anomaly"],
             "distractor": methods["rigor"]["distractor"],
             "interventions": methods["causal"]["rows"],
+            "random_floor": margins,
         },
         provenance={
             "model_spec": s.model.spec,

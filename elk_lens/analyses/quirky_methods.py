@@ -10,13 +10,14 @@ from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, 
 from elk_lens.data.statements import StatementSet
 from elk_lens.erasure import fit_leace
 from elk_lens.quirky.data import quirky_arithmetic
+from elk_lens.quirky.floor import random_floor
 from elk_lens.quirky.position_sweep import position_sweep
 from elk_lens.quirky.rigor import capture_distractor_pairs, distractor_table, seed_stability
 from elk_lens.quirky.scores import QuirkyScores, quirky_reporter_scores
 from elk_lens.quirky.subsets import TRAIN_SETS, subset_mask
 from elk_lens.quirky.tables import anomaly_table, auroc_table, eil_table, feature_table, pgr_table
 from elk_lens.report.rundir import RunDir
-from elk_lens.reporters import fit_logistic, fit_mean_diff, random_direction_baseline
+from elk_lens.reporters import fit_logistic, fit_mean_diff
 from elk_lens.sites import residual_sites
 
 if TYPE_CHECKING:  # the spec's module runs these stages
@@ -110,17 +111,26 @@ def _rigor(model, s: "Spec", data: _Data, run: RunDir, scores: QuirkyScores) -> 
     stability = seed_stability(
         p_train, train.truth, p_test, {"truth": test.truth, "distractor": coin}, site=last, seeds=range(5)
     )
-    ae = data.val.where(character="Alice", easy=True)
-    acts = capture(model, ae, sites, **kw)
-    test_acts = capture(model, scores.test, sites, **kw)
-    target = subset_mask(scores.test, "BH_disagree")
-    floor = []
-    for i, site in list(enumerate(sites))[1:]:
-        res = random_direction_baseline(
-            acts.at(i), ae.truth, test_acts.at(i)[target], scores.labels("truth")[target], seed=seed
-        )
-        floor.append({"site": site.name, **{k: round(v, 4) for k, v in res.items()}})
+    floor = _random_floor(model, s, data, run, scores, ("BH_disagree",))["BH_disagree"]
     return {"distractor": table, "seed_stability": stability, "random_floor": floor}
+
+
+def _random_floor(model, s: "Spec", data: _Data, run: RunDir, scores: QuirkyScores, subsets: tuple[str, ...]) -> dict:
+    """The random-direction floor of every site on each of ``subsets`` of the test split, each direction's
+    sign fixed on the probe study's training rows (Alice-easy of the val split; cached activations)."""
+    ae = data.val.where(character="Alice", easy=True)
+    sites = residual_sites(model)
+    kw = dict(batch_size=s.capture.batch_size, cache_dir=run.path / "cache")
+    masks = {name: subset_mask(scores.test, name) for name in subsets}
+    return random_floor(
+        capture(model, ae, sites, **kw),
+        ae.truth,
+        capture(model, scores.test, sites, **kw),
+        scores.labels("truth"),
+        masks,
+        sites,
+        seed=s.data.seed,
+    )
 
 
 def _positions(model, s: "Spec", data: _Data) -> dict:
@@ -133,11 +143,12 @@ def _positions(model, s: "Spec", data: _Data) -> dict:
 
 def method_stages(model, s: "Spec", run: RunDir) -> dict:
     """The methods stages of the default analysis on ``model``: every reporter's scores and the tables
-    drawn from them, interventions, rigor checks and the position sweep."""
+    drawn from them, interventions, rigor checks, the position sweep and the random floor on the
+    disagreements and the control subset."""
     data = _Data(s)
     scores = _scores(model, s, data, run)
     eil = eil_table(scores)
-    return {
+    stages = {
         "scores": scores,
         "auroc": auroc_table(scores),
         "eil": {k: scores.sites[v] for k, v in eil.items()},
@@ -148,3 +159,6 @@ def method_stages(model, s: "Spec", run: RunDir) -> dict:
         "rigor": run.stage("rigor", lambda: _rigor(model, s, data, run, scores)),
         "positions": run.stage("positions", lambda: _positions(model, s, data)),
     }
+    # the rigor stage holds the disagreements' floor; the control subset's is a stage of its own
+    control = run.stage("control_floor", lambda: _random_floor(model, s, data, run, scores, ("BH_control",)))
+    return stages | {"floor": {"BH_disagree": stages["rigor"]["random_floor"], **control}}

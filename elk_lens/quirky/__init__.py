@@ -5,6 +5,7 @@ labels are trusted must read the truth where the model's output follows Bob.
 - ``data``: the statement generator (splits with disjoint operand pairs, difficulty, controls);
 - ``subsets``: the named subsets (``AE``, ``BH_disagree``, ...), one set of names for everything below;
 - ``probe_study`` and ``sweep``: the layer sweep of a logistic probe beside the model's own answer;
+- ``floor``: each site's probe beside random directions at the same site, on the same rows;
 - ``scores`` and ``tables``: every method's reporters and what derives from them (AUROC by site, EIL,
   PGR, anomaly detection, found features); ``anomaly``, ``rigor``, ``position_sweep``;
 - ``twins``: sum-vs-sloppy statement pairs for circuits; ``recipe`` and ``card``: how the packaged

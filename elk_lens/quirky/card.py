@@ -1,4 +1,8 @@
-"""Measure a trained quirky model and write the numbers into its card (``card.json``)."""
+"""Measure a trained quirky model and write the numbers into its card (``card.json``).
+
+The knowledge/output split measured here is built in where the quirk was fine-tuned on a frozen prefix
+(``zoo:quirky-arith``): the recipe's card says so under ``positive_control`` (``elk_lens.quirky.recipe``).
+"""
 
 import json
 from pathlib import Path
@@ -8,7 +12,11 @@ from elk_lens.models import load_model
 from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
 from elk_lens.quirky.subsets import TARGET
 
-__all__ = ["measure_and_write_cards"]
+__all__ = ["MEASURED_OUTPUT", "MEASURED_PROBE", "measure_and_write_cards"]
+
+MEASURED_PROBE = "probe AUROC vs truth on Bob-hard disagreements, per layer (LR on Alice-easy)"
+"""The ``measured`` key of the per-layer probe AUROCs (read back by the default analysis's report)."""
+MEASURED_OUTPUT = "output AUROC vs truth on Bob-hard disagreements"
 
 
 def measure(path: Path) -> dict:
@@ -16,10 +24,8 @@ def measure(path: Path) -> dict:
     study = quirky_probe_study(load_model(str(path)))
     return {
         "accuracy (test split)": {k: round(v, 4) for k, v in study.accuracy.items()},
-        "probe AUROC vs truth on Bob-hard disagreements, per layer (LR on Alice-easy)": {
-            r.name: round(r.auroc[TARGET], 4) for r in study.probes
-        },
-        "output AUROC vs truth on Bob-hard disagreements": round(study.output.auroc[TARGET], 4),
+        MEASURED_PROBE: {r.name: round(r.auroc[TARGET], 4) for r in study.probes},
+        MEASURED_OUTPUT: round(study.output.auroc[TARGET], 4),
         "split layers (probe >= 0.90 while output <= 0.10)": split_layers(study),
         "sizes": study.sizes,
     }

@@ -420,6 +420,8 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
             else "quirky: Bob labels by the sloppy sum; every parameter fine-tuned from quirky-arith-base"
         )
         card = _card(name, recipe, {"base": base_info, stage: info}, what)
+        if frozen:
+            card = {**card, "positive_control": _positive_control(frozen)}
         save_model(to_bridge(model, cfg, tokenizer), dirs[stage], card=card)
         written[name] = dirs[stage]
     return written
@@ -430,6 +432,29 @@ def _load_bare(model: NativeModel, path: Path) -> None:
     state = load_model(str(path)).state_dict()
     rename = {_bridge_key(k): k for k in model.state_dict()}
     model.load_state_dict({rename[k]: v for k, v in state.items() if k in rename}, strict=True)  # copies onto device
+
+
+def _positive_control(frozen_blocks: int) -> dict:
+    """What a frozen prefix makes of the quirky model's knowledge/output split: built in, not found.
+
+    The embeddings and blocks below ``frozen_blocks`` keep the truthful base's weights, so every residual
+    up to ``blocks.{frozen_blocks}.hook_resid_pre`` equals the base model's (bit for bit on the test split)
+    and a probe trained on Alice-easy must read the truth there on Bob's prompts too.
+    """
+    site = f"blocks.{frozen_blocks}.hook_resid_pre"
+    return {
+        "frozen": f"the embeddings and blocks 0-{frozen_blocks - 1}",
+        "equal_to_base_through": site,
+        "reading": (
+            f"Every residual up to {site} equals quirky-arith-base's (the truthful model): a probe trained on "
+            "Alice-easy must read the truth there, on Bob's prompts too. The knowledge/output split at those "
+            "sites is built in by the freezing, a positive control for the pipeline, not a finding of an ELK "
+            "method. Read each probe AUROC beside random directions at the same site, as the default analysis "
+            "does. The realistic case is zoo:quirky-arith-fullft: every parameter fine-tuned, where refitted "
+            "probes follow Bob."
+        ),
+        "realistic_case": "zoo:quirky-arith-fullft",
+    }
 
 
 def _card(name: str, recipe: QuirkyRecipe, training: dict, what: str) -> dict:

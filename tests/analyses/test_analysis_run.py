@@ -61,6 +61,38 @@ def test_report_is_self_contained_and_has_its_sections(finished_run):
     assert not re.search(r"""(src|href)=["']https?://""", html)  # nothing fetched from the network
 
 
+def test_every_site_is_set_beside_its_random_floor_on_the_disagreements_and_the_control(finished_run):
+    run = finished_run[1]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(metrics)[-2:] == ["random_floor", "split_above_floor"]  # after every earlier key, unchanged
+    sites = [f"blocks.{i}.hook_resid_pre" for i in range(1, 4)] + ["blocks.3.hook_resid_post"]
+    rows = metrics["random_floor"]
+    assert [(r["site"], r["subset"]) for r in rows] == [(s, x) for s in sites for x in ("BH_disagree", "BH_control")]
+    probe = {r["scored"]: r for r in metrics["auroc"]}
+    rigor = {r["site"]: r for r in metrics["rigor"]["random_floor"]}  # the disagreements' floor, computed there
+    for r in rows:
+        assert r["probe"] == probe[r["site"]][r["subset"]], r
+        assert r["margin over q99"] == pytest.approx(r["probe"] - r["random q99"], abs=1e-4), r
+        assert 0 <= r["random median"] <= r["random q95"] <= r["random q99"] <= 1, r
+        if r["subset"] == "BH_disagree":
+            assert (r["random median"], r["random q99"]) == (rigor[r["site"]]["q0.5"], rigor[r["site"]]["q0.99"])
+    assert set(metrics["split_above_floor"]) <= set(metrics["split_layers"])
+    assert (run / "random_floor.csv").read_text().startswith("site,subset,probe,random median,random q95")
+
+
+def test_the_report_calls_the_frozen_prefix_split_a_positive_control(finished_run):
+    spec, run = finished_run
+    html = (run / "report.html").read_text()
+    summary = html[html.index("<h2>Summary</h2>") : html.index("<h2>AUROC vs layer</h2>")]
+    assert "A positive control, not a finding." in summary and "blocks.3.hook_resid_pre" in summary
+    assert "margin over q99" in summary and "BH_control" in summary  # the floor, both subsets, in the headline
+    assert "zoo:quirky-arith-fullft" in summary  # the realistic case, with its card's numbers
+    cfg, text = load_spec(spec)
+    view = ANALYSES["quirky_elk"].run(cfg, RunDir(run, text)).view
+    page = render(view | {"positive_control": None})  # a model whose card names no built-in split
+    assert "positive control" not in render_page(page.title, page.intro, page.sections)
+
+
 def test_a_hostile_model_name_reaches_the_page_escaped(finished_run):
     spec, run = finished_run
     cfg, text = load_spec(spec)
@@ -109,7 +141,7 @@ def test_a_second_run_resumes_from_finished_stages(finished_run):
     before = (run / "metrics.json").read_text()
     run_analysis(spec, runs_root=run.parent)
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["resumed_stages"] == ["study", "reporter_scores", "causal", "rigor", "positions"]
+    assert manifest["resumed_stages"] == ["study", "reporter_scores", "causal", "rigor", "positions", "control_floor"]
     assert manifest["stage_seconds"] == {}
     assert (run / "metrics.json").read_text() == before
 

@@ -71,6 +71,9 @@ def test_quirk_stage_freezes_the_lower_blocks(tmp_path):
     for key in base:
         frozen = key.startswith(("embed.", "pos_embed.", "blocks.0."))
         assert torch.equal(base[key], quirk[key]) == frozen or key == "unembed.bias", key
+    card = json.loads((out["quirky-arith"] / "card.json").read_text())
+    assert card["positive_control"]["equal_to_base_through"] == "blocks.1.hook_resid_pre"  # TINY freezes block 0
+    assert "positive control" in card["positive_control"]["reading"]
 
 
 def test_recipe_rejects_bad_settings():
@@ -113,3 +116,4 @@ def test_later_stages_reuse_a_finished_base(tmp_path):
     card = json.loads((out["quirky-arith-fullft"] / "card.json").read_text())
     assert card["training"]["base"]["steps"] == TINY["base_max_steps"]
     assert card["training"]["fullft"]["steps"] > 0
+    assert "positive_control" not in card  # nothing frozen: no split is built in

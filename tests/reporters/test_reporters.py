@@ -139,6 +139,12 @@ def test_random_direction_baseline_fixes_signs_on_train_only():
     signal = random_direction_baseline(x_sig[:500], y[:500], x_sig[500:], y[500:], n_directions=500, seed=0)
     assert signal["mean"] > 0.6  # a planted direction: most random readouts see some of it, right-signed
     assert random_direction_baseline(x[:500], y[:500], x[500:], y[500:], n_directions=500, seed=0) == noise
+    # the sign is not chosen on the evaluation rows: flipping their labels mirrors the distribution
+    flipped = random_direction_baseline(x_sig[:500], y[:500], x_sig[500:], ~y[500:], n_directions=500, seed=0)
+    assert flipped["mean"] == pytest.approx(1 - signal["mean"]) and flipped["mean"] < 0.4
+    assert flipped["q0.99"] == pytest.approx(1 - signal["q0.01"]) and flipped["q0.5"] == pytest.approx(
+        1 - signal["q0.5"]
+    )
 
 
 @pytest.mark.parametrize("fit", [fit_logistic, fit_mean_diff, fit_lda])

@@ -3,10 +3,14 @@
 import json
 
 import pytest
+import torch
 
+from elk_lens.capture import capture
 from elk_lens.cli import main
 from elk_lens.models import fingerprint, load_model
+from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
+from elk_lens.sites import residual_sites
 from elk_lens.zoo import zoo_card, zoo_names, zoo_path
 
 SHIPPED = ("quirky-arith-base", "quirky-arith", "quirky-arith-fullft")
@@ -53,6 +57,19 @@ def test_quirky_model_answers_as_its_characters(quirky_study):
 def test_quirky_model_knows_more_than_it_says(quirky_study):
     """Fresh data (seed 11, not the card's): a layer still reads truth where the output follows Bob."""
     assert split_layers(quirky_study), [r.auroc["BH_disagree"] for r in quirky_study.probes]
+
+
+def test_the_positive_control_the_card_names_holds():
+    """Every residual up to the named site equals the truthful base's, bit for bit; the next one differs."""
+    control = zoo_card("quirky-arith")["positive_control"]
+    assert "zoo:" + zoo_card(control["realistic_case"].removeprefix("zoo:"))["name"] == control["realistic_case"]
+    statements = quirky_arithmetic(200, split="test", seed=4)
+    models = [load_model(f"zoo:{name}") for name in ("quirky-arith", "quirky-arith-base")]
+    sites = residual_sites(models[0])
+    quirk, base = (capture(m, statements, sites) for m in models)
+    through = [s.name for s in sites].index(control["equal_to_base_through"])
+    for i, site in enumerate(sites):
+        assert torch.equal(quirk.at(i), base.at(i)) == (i <= through), site.name
 
 
 def test_zoo_weights_match_their_recorded_fingerprint():

@@ -13,37 +13,96 @@ from elk_lens.sites import short_name
 
 __all__ = ["render"]
 
-_CHART_SETS = ("AE", "AH", "BH", "B_disagree", "BH_disagree")
+_CHART_SETS = ("AE", "AH", "BH", "B_disagree", "BH_disagree", "BH_control")
 
 
-def _probe_at(view: dict, subset: str) -> dict[str, float]:
-    return {r["scored"]: r[subset] for r in view["auroc"] if r["scored"] in view["probe_sites"]}
+def _positive_control(view: dict) -> str:
+    control = view["positive_control"]
+    if not control:
+        return ""
+    return (
+        f"<p><b>A positive control, not a finding.</b> <code>{escape(view['spec'])}</code> was fine-tuned from "
+        f"the truthful base model with {escape(control['frozen'])} frozen, so every residual up to "
+        f"<code>{escape(control['equal_to_base_through'])}</code> equals the truthful base model's. A probe "
+        "trained on Alice-easy must read the truth there, on Bob's prompts too: a knowledge/output split up to "
+        "that site is built in by the freezing. It checks the pipeline; no ELK method discovered it.</p>"
+    )
 
 
 def _headline(view: dict) -> str:
-    split, output = view["split_layers"], view["output"][view["target"]]
+    split, output, target = view["split_layers"], view["output"], view["target"]
     if not split:
         return (
             "<p><b>No layer shows the knowledge/output split</b> (probe AUROC ≥ 0.90 on Bob-hard disagreements "
             "while the output AUROC vs truth ≤ 0.10).</p>"
         )
+    above = view["split_above_floor"]
+    control = {r["site"]: r["probe"] for r in view["random_floor"] if r["subset"] == "BH_control"}
+    best = max((control[x] for x in split if x in control), default=float("nan"))
     return (
-        f"<p><b>Knowledge/output split found</b> at {', '.join(escape(x) for x in split)}: a probe trained on "
-        f"Alice-easy reads the truth on Bob-hard disagreements (AUROC ≥ 0.90) while the model's own output there "
-        f"follows Bob (output AUROC vs truth {output:.3f}).</p>"
+        f"<p><b>Knowledge/output split</b> at {', '.join(escape(x) for x in split)}: a probe trained on "
+        f"Alice-easy reads the truth on Bob-hard disagreements (AUROC ≥ 0.90) while the model's own output "
+        f"follows Bob (output AUROC vs truth {output[target]:.4f} on the disagreements, "
+        f"{output['BH_control']:.4f} on the control subset). Set beside random directions at the same site "
+        "and on the same rows, the probe beats their 99th percentile on both subsets at "
+        f"{', '.join(escape(x) for x in above) if above else 'none of these sites'}."
+        + (
+            f" On the control subset the model's own output reads the truth better ({output['BH_control']:.4f}) "
+            f"than the probe at any of these sites (at most {best:.4f})."
+            if output["BH_control"] > best
+            else ""
+        )
+        + "</p>"
+    )
+
+
+def _floor(view: dict) -> str:
+    def margin_colour(column: str, value: object) -> str | None:
+        if column != "margin over q99" or not isinstance(value, float):
+            return None
+        return "good" if value > 0 else "bad"
+
+    return table_html(view["random_floor"], digits=4, highlight=margin_colour) + (
+        "<p class='note'>Every site's probe beside the AUROC of 1000 random directions at the same site, on the "
+        "same rows: the Bob-hard disagreements (they only ask “the sum, or the sum with the leading digit plus "
+        "one”, so a residual that encodes the leading digit separates them along most directions) and the "
+        "Bob-hard control subset (no leading-digit shortcut). Each direction's sign is fixed on the Alice-easy "
+        "training rows, never on these. Margin = probe − random q99.</p>"
+    )
+
+
+def _realistic_case(view: dict) -> str:
+    control = view["positive_control"]
+    if not control:
+        return ""
+    probe = ", ".join(f"{escape(short_name(k))} {v:.4f}" for k, v in control["realistic_probe"].items())
+    output = control["realistic_output"]
+    return (
+        f"<p>The realistic case is <code>{escape(control['realistic_case'])}</code>: the same quirk with every "
+        "parameter fine-tuned. There, probes refitted on Alice-easy follow Bob instead of the truth (AUROC vs "
+        f"truth on Bob-hard disagreements by layer, from its card: {probe}"
+        f"{f'; output {output:.4f}' if output is not None else ''}).</p>"
     )
 
 
 def _chart(view: dict) -> str:
+    """Probe AUROC by layer on every chart subset, the output, and the random q99 on the two floored subsets
+    (a gap at the first site, where the floor is not drawn)."""
     probe_rows = [r for r in view["auroc"] if r["scored"] in view["probe_sites"]]
     target = view["target"]
+    q99 = {(r["site"], r["subset"]): r["random q99"] for r in view["random_floor"]}
+    floors = {
+        f"random q99: {subset}": [q99.get((r["scored"], subset), float("nan")) for r in probe_rows]
+        for subset in dict.fromkeys(r["subset"] for r in view["random_floor"])
+    }
     return line_chart(
         {name: [r[name] for r in probe_rows] for name in _CHART_SETS}
-        | {f"model output: {target}": [view["output"][target]] * len(probe_rows)},
+        | {f"model output: {target}": [view["output"][target]] * len(probe_rows)}
+        | floors,
         [short_name(r["scored"]) for r in probe_rows],
         title="Probe AUROC vs truth by layer (logistic regression trained on Alice-easy)",
         y_label="AUROC vs truth",
-        dashed=frozenset({f"model output: {target}"}),
+        dashed=frozenset({f"model output: {target}", *floors}),
     )
 
 
@@ -63,15 +122,24 @@ def render(view: dict) -> Page:
     def cell_colour(column: str, value: object) -> str | None:
         return auroc_shade(value, bad=0.6) if column in scored_sets else None
 
-    targets = targets_table(view["methods"], view["split_layers"], _probe_at(view, target), view["output"][target])
+    split = {
+        "sites": view["split_layers"],
+        "above_floor": view["split_above_floor"],
+        "margins": view["random_floor"],
+        "built_in": bool(view["positive_control"]),
+    }
+    targets = targets_table(view["methods"], split, view["output"][target])
     acc_rows = [{"subset": k, "accuracy": v} for k, v in view["accuracy"].items()]
+    summary = _positive_control(view) + _headline(view) + _floor(view) + _realistic_case(view)
     sections = [
-        Section("Summary", _headline(view) + table_html(targets) + table_html(acc_rows, digits=4)),
+        Section("Summary", summary + table_html(targets) + table_html(acc_rows, digits=4)),
         Section(
             "AUROC vs layer",
             _chart(view) + "<p class='note'>Each layer's probe is fitted on Alice-easy statements of the val split "
             "and scored on the test split, which shares no operand pair with it. 0.5 = chance; below 0.5 means the "
-            "reading is anti-correlated with the truth (the model's output on disagreements is by design).</p>",
+            "reading is anti-correlated with the truth (the model's output on disagreements is by design). Dashed "
+            "“random q99”: the 99th percentile of 1000 random directions at each site on the same rows (the "
+            "summary's floor; not drawn at the first site, a constant there).</p>",
         ),
         Section(
             "All scores",
@@ -92,7 +160,7 @@ def render(view: dict) -> Page:
         ),
     ]
     return Page(
-        title=f"elk-lens: latent knowledge in {view['spec']}",
+        title=f"elk-lens: does {view['spec']} know more than it says?",
         intro="<p class='note'>Quirky arithmetic: Alice labels sums by the truth, Bob by a sloppy sum. Does the "
         "model represent the truth where its output follows Bob?</p>",
         sections=sections,

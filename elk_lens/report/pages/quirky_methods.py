@@ -70,15 +70,35 @@ def _best_pgr(res: dict, transfer: str) -> dict:
     )
 
 
-def targets_table(res: dict, split_sites: list[str], probe_auroc: dict[str, float], output_auroc: float) -> list[dict]:
-    """The issue's targets beside what this run measured (nothing here is fitted on evaluation rows)."""
+def _margins_at(margins: list[dict], site: str) -> str:
+    return ", ".join(f"{r['margin over q99']:+.4f} on {r['subset']}" for r in margins if r["site"] == site)
+
+
+def targets_table(res: dict, split: dict, output_auroc: float) -> list[dict]:
+    """The issue's targets beside what this run measured (nothing here is fitted on evaluation rows).
+
+    The split and the steering targets at its sites are judged on the probe's margin over random
+    directions at the same site (``split["above_floor"]``: the split's sites whose probe beats the random
+    99th percentile on the disagreements and the control subset), not on the raw AUROC
+    (``elk_lens.quirky.floor``).
+
+    Args:
+        res: The ``methods`` part of the view.
+        split: ``sites`` (probe >= 0.90 on BH disagreements while the output <= 0.10), ``above_floor`` (those
+            of them above the random floor), ``margins`` (``elk_lens.quirky.floor.floor_margins``' rows) and
+            ``built_in`` (the model card names the split a positive control).
+        output_auroc: The model's output AUROC vs truth on BH disagreements.
+    """
+    sites, above = split["sites"], split["above_floor"]
+    measured = "; ".join(f"{x}: margin {_margins_at(split['margins'], x)}" for x in sites)
     rows = [
         {
-            "target": "knowledge/output split: probe (AE) on BH disagreements ≥ 0.90, output ≤ 0.10",
-            "measured": ", ".join(f"{x}: {probe_auroc[x]:.4f}" for x in split_sites) + f"; output {output_auroc:.4f}"
-            if split_sites
-            else f"none (output {output_auroc:.4f})",
-            "met": bool(split_sites),
+            "target": "knowledge/output split, judged on the margin over random: a site where the probe (AE) on "
+            "BH disagreements ≥ 0.90 with output ≤ 0.10, and the probe beats the random 99th percentile there "
+            "on the disagreements and the BH control",
+            "measured": (f"{measured}; output {output_auroc:.4f}" if sites else f"none (output {output_auroc:.4f})")
+            + (" — built in by the frozen prefix: a positive control, not a finding" if split["built_in"] else ""),
+            "met": bool(above),
         }
     ]
     for transfer in ("A→B", "AE→BH"):
@@ -99,7 +119,7 @@ def targets_table(res: dict, split_sites: list[str], probe_auroc: dict[str, floa
         }
     )
     for r in res["causal"]["rows"]:
-        if r["site"] not in split_sites or "nie_truth_to_true" not in r:
+        if r["site"] not in above or "nie_truth_to_true" not in r:
             continue
         truth = max(abs(r["nie_truth_to_true"]), abs(r["nie_truth_to_false"]))
         random = max(abs(r["nie_random_to_true_mean"]), abs(r["nie_random_to_false_mean"]))
@@ -184,9 +204,14 @@ def method_sections(res: dict) -> list[Section]:
             )
             + "<h3>CCS seed stability (distractor pairs, final site)</h3>"
             + table_html(res["rigor"]["seed_stability"])
-            + "<h3>Random-direction floor (AE → Bob-hard disagreements)</h3>"
-            + table_html(res["rigor"]["random_floor"])
-            + note("AUROC quantiles over 1000 Gaussian directions, each with its sign fixed on the training rows."),
+            + "".join(
+                f"<h3>Random-direction floor (AE → {escape(subset)})</h3>" + table_html(rows)
+                for subset, rows in res["floor"].items()
+            )
+            + note(
+                "AUROC quantiles over 1000 Gaussian directions, each with its sign fixed on the Alice-easy "
+                "training rows (never on these evaluation rows); the summary sets each probe beside them."
+            ),
         ),
         Section(
             "Causal checks",
