@@ -182,7 +182,11 @@ def _load_hf(name: str, revision, tokenizer, device: str, dtype: torch.dtype) ->
         kwargs["revision"] = revision
     if tokenizer is not None:
         kwargs["tokenizer"] = tokenizer
-    return TransformerBridge.boot_transformers(name, **kwargs).eval()
+    # a head the checkpoint lacks (an encoder's MLM head: sentence-transformers ship none) is initialized at
+    # random; a fixed seed makes it, and so the model's fingerprint and its activation caches, the same each load
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return TransformerBridge.boot_transformers(name, **kwargs).eval()
 
 
 def _load_gguf(gguf: Path, sha256: str | None, device: str, dtype: torch.dtype) -> TransformerBridge:

