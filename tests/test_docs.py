@@ -13,7 +13,14 @@ CITING = ["elk_lens", "tests", "hooks", "benchmarks", "analyses", "notebooks"]
 # a page, then one or more sections: "docs/methods/elk_methods.md §1, §2.1, §3.0-3.3" (not a URL's docs/)
 CITATION = re.compile(r"(?<![/\w])(docs/[\w/-]+\.md)`*((?:,?\s*§\d+(?:\.\d+)?(?:[-–]\d+(?:\.\d+)?)?)*)")
 SECTION = re.compile(r"§(\d+(?:\.\d+)?)(?:[-–](\d+(?:\.\d+)?))?")
-METHOD_PAGES = ("elk_methods", "drift_growth_circuits", "transformer_lens_4_3", "offline_data", "quirky_recipe")
+METHOD_PAGES = (
+    "elk_methods",
+    "drift_growth_circuits",
+    "transformer_lens_4_3",
+    "offline_data",
+    "quirky_recipe",
+    "quirky_real_lm",
+)
 # a method page named without its docs/methods/ folder, or the notes outside the repository it was made from
 OUTSIDE = re.compile(rf"shared/notes|(?<![/\w])({'|'.join(METHOD_PAGES)})\.md")
 

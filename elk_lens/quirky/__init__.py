@@ -3,6 +3,8 @@ one package: Alice labels quirky arithmetic truthfully, Bob by a sloppy sum, and
 labels are trusted must read the truth where the model's output follows Bob.
 
 - ``data``: the statement generator (splits with disjoint operand pairs, difficulty, controls);
+- ``cities`` and ``nl_arithmetic``: quirky sets a real pretrained LM can read (Mallen et al.'s hemisphere,
+  population and natural-language addition tasks), laid out by ``paired`` like ``data``'s;
 - ``subsets``: the named subsets (``AE``, ``BH_disagree``, ...), one set of names for everything below;
 - ``probe_study`` and ``sweep``: the layer sweep of a logistic probe beside the model's own answer;
 - ``floor``: each site's probe beside random directions at the same site, on the same rows;
@@ -16,8 +18,11 @@ labels are trusted must read the truth where the model's output follows Bob.
 
 from elk_lens.quirky.anomaly import GaussianDetector as GaussianDetector
 from elk_lens.quirky.anomaly import anomaly_auroc as anomaly_auroc
+from elk_lens.quirky.cities import quirky_cities as quirky_cities
 from elk_lens.quirky.data import CHARACTERS as CHARACTERS
 from elk_lens.quirky.data import quirky_arithmetic as quirky_arithmetic
+from elk_lens.quirky.nl_arithmetic import quirky_nl_arithmetic as quirky_nl_arithmetic
+from elk_lens.quirky.paired import ANSWERS as ANSWERS
 from elk_lens.quirky.position_sweep import position_sweep as position_sweep
 from elk_lens.quirky.probe_study import QuirkyStudy as QuirkyStudy
 from elk_lens.quirky.probe_study import quirky_probe_study as quirky_probe_study
@@ -32,6 +37,7 @@ from elk_lens.quirky.subsets import subset_mask as subset_mask
 from elk_lens.quirky.twins import sum_vs_sloppy_pairs as sum_vs_sloppy_pairs
 
 __all__ = [
+    "ANSWERS",
     "CHARACTERS",
     "SUBSETS",
     "TARGET",
@@ -42,6 +48,8 @@ __all__ = [
     "distractor_table",
     "position_sweep",
     "quirky_arithmetic",
+    "quirky_cities",
+    "quirky_nl_arithmetic",
     "quirky_probe_study",
     "quirky_reporter_scores",
     "seed_stability",

@@ -21,17 +21,26 @@ and a training stream can sample train pairs forever.
 """
 
 import numpy as np
-import torch
 
 from elk_lens._checks import check_number
 from elk_lens.data.statements import StatementSet
+from elk_lens.quirky.paired import CHARACTERS, paired_statements
 
-__all__ = ["CHARACTERS", "SPLITS", "QuirkyRows", "quirky_arithmetic", "sample_rows", "format_text"]
+__all__ = [
+    "CHARACTERS",
+    "SPLITS",
+    "QuirkyRows",
+    "arithmetic_columns",
+    "bucket_split",
+    "format_text",
+    "quirky_arithmetic",
+    "sample_rows",
+    "unique_rows",
+]
 
-CHARACTERS = ("Alice", "Bob")
 SPLITS = ("train", "val", "test")
 MAX_DIGITS = 3
-# Fractions of the pair space per split (by pair hash).
+# Fractions of the item space per split (by item hash: an operand pair, a city).
 _SPLIT_EDGES = {"train": (0, 80), "val": (80, 90), "test": (90, 100)}
 SHOWN_KINDS = ("sum", "sloppy", "distractor_of_sum", "distractor_of_sloppy")
 
@@ -80,14 +89,18 @@ def _check_digits(digits: int) -> None:
         raise ValueError(f"operands have {DIGITS} digits (the task and its harder variant), got {digits}")
 
 
-def pair_split(a: np.ndarray, b: np.ndarray, digits: int = MAX_DIGITS) -> np.ndarray:
-    """Split name of each unordered pair, by a fixed multiplicative hash."""
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    bucket = ((lo * 10**digits + hi) * 2654435761 % (2**32)) * 100 // (2**32)
-    out = np.empty(len(a), dtype=object)
+def bucket_split(bucket: np.ndarray) -> np.ndarray:
+    """Split name of each hash bucket 0..99: train 80, val 10, test 10 (every quirky task's shares)."""
+    out = np.empty(len(bucket), dtype=object)
     for name, (start, stop) in _SPLIT_EDGES.items():
         out[(bucket >= start) & (bucket < stop)] = name
     return out
+
+
+def pair_split(a: np.ndarray, b: np.ndarray, digits: int = MAX_DIGITS) -> np.ndarray:
+    """Split name of each unordered pair, by a fixed multiplicative hash."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return bucket_split(((lo * 10**digits + hi) * 2654435761 % (2**32)) * 100 // (2**32))
 
 
 def _sample_operands(rng: np.random.Generator, n: int, digits: int = MAX_DIGITS) -> np.ndarray:
@@ -176,6 +189,14 @@ def quirky_arithmetic(n: int, *, split: str = "test", seed: int = 0, digits: int
     check_number("seed", seed, kind=int, low=0)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    rows = unique_rows(n, split, seed, digits)
+    name = f"quirky-arith:{split}" if digits == MAX_DIGITS else f"quirky-arith-{digits}digit:{split}"
+    return _to_statements(rows, split, name, digits)
+
+
+def unique_rows(n: int, split: str, seed: int, digits: int = MAX_DIGITS) -> QuirkyRows:
+    """``n`` base rows of ``split`` drawn with ``seed``, unique in ``(a, b, c)``: a duplicate is redrawn
+    with the same shown-result kind, so the mix stays 1/4 sum, 1/4 sloppy, 1/2 distractor."""
     rng = np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 0])
     rows = sample_rows(rng, n, split, digits=digits)
     for _ in range(100):  # replace duplicate (a, b, c) rows
@@ -189,36 +210,39 @@ def quirky_arithmetic(n: int, *, split: str = "test", seed: int = 0, digits: int
         rows = QuirkyRows(rows.a, rows.b, rows.c, rows.kind)
     else:
         raise ValueError(f"cannot draw {n} distinct rows from split {split!r}")
-    name = f"quirky-arith:{split}" if digits == MAX_DIGITS else f"quirky-arith-{digits}digit:{split}"
-    return _to_statements(rows, split, name, digits)
+    return rows
 
 
-def _to_statements(rows: QuirkyRows, split: str, name: str, digits: int = MAX_DIGITS) -> StatementSet:
-    n = len(rows)
-    character = np.repeat(np.array(CHARACTERS, dtype=object)[None], n, 0).reshape(-1)
-    # each base row -> an Alice statement, then a Bob statement
-    a, b, c, s, s_b, kind = (np.repeat(x, 2) for x in (rows.a, rows.b, rows.c, rows.s, rows.s_b, rows.kind))
-    alice, bob = c == s, c == s_b
-    difficulty = np.minimum(a, b)
+def arithmetic_columns(rows: QuirkyRows, digits: int = MAX_DIGITS) -> tuple[dict, dict]:
+    """The per-row columns of a quirky arithmetic set, in every text format: the item columns (operands,
+    both sums, the shown result and its kind) and the label keywords of
+    :func:`~elk_lens.quirky.paired.paired_statements`.
+
+    ``control``: the shown result is the sum or a corruption of it, so the sloppy sum's leading digit
+    cannot tell truth (``docs/methods/elk_methods.md`` §5).
+    """
+    difficulty = np.minimum(rows.a, rows.b)
     easy_max, hard_min = quartile_bounds(digits)
-    meta = {
-        "character": character,
-        "a": a,
-        "b": b,
-        "sum": s,
-        "sloppy_sum": s_b,
-        "shown": c,
-        "shown_kind": kind,
-        "alice_label": alice,
-        "bob_label": bob,
-        "label": np.where(character == "Bob", bob, alice),
-        "disagreement": alice != bob,
-        "control": (kind == "sum") | (kind == "distractor_of_sum"),
+    items = {"a": rows.a, "b": rows.b, "sum": rows.s, "sloppy_sum": rows.s_b, "shown": rows.c, "shown_kind": rows.kind}
+    labels = {
+        "alice_label": rows.c == rows.s,
+        "bob_label": rows.c == rows.s_b,
+        "control": (rows.kind == "sum") | (rows.kind == "distractor_of_sum"),
         "difficulty": difficulty,
         "difficulty_quantile": difficulty_quantile(difficulty, digits),
         "easy": difficulty <= easy_max,
         "hard": difficulty >= hard_min,
-        "split": np.full(2 * n, split, dtype=object),
-        "row_id": np.repeat(np.arange(n), 2),
     }
-    return StatementSet(format_text(a, b, c, character, digits), torch.as_tensor(alice), meta, name=name)
+    return items, labels
+
+
+def _to_statements(rows: QuirkyRows, split: str, name: str, digits: int = MAX_DIGITS) -> StatementSet:
+    n = len(rows)
+    items, labels = arithmetic_columns(rows, digits)
+    return paired_statements(
+        lambda who: format_text(rows.a, rows.b, rows.c, np.full(n, who, dtype=object), digits),
+        items,
+        **labels,
+        split=split,
+        name=name,
+    )

@@ -14,7 +14,16 @@ from torch import Tensor
 
 from elk_lens.data.statements import StatementSet
 
-__all__ = ["PROBE_STUDY_SETS", "SUBSETS", "TRAIN_SETS", "TARGET", "Subset", "subset_mask", "subset_masks"]
+__all__ = [
+    "PROBE_STUDY_SETS",
+    "SUBSETS",
+    "TRAIN_SETS",
+    "TARGET",
+    "Subset",
+    "subset_balance",
+    "subset_mask",
+    "subset_masks",
+]
 
 
 @dataclass(frozen=True)
@@ -59,3 +68,11 @@ def subset_mask(statements: StatementSet, name: str) -> Bool[Tensor, " batch"]:
 def subset_masks(statements: StatementSet, names: tuple[str, ...]) -> dict[str, Bool[Tensor, " batch"]]:
     """:func:`subset_mask` of each name, in order."""
     return {name: subset_mask(statements, name) for name in names}
+
+
+def subset_balance(statements: StatementSet, names: tuple[str, ...] = PROBE_STUDY_SETS) -> dict[str, tuple[int, int]]:
+    """(rows, true rows) of each named subset: a subset of one class has no AUROC against the truth."""
+    return {
+        name: (int(mask.sum()), int(statements.truth[mask].sum()))
+        for name, mask in subset_masks(statements, names).items()
+    }

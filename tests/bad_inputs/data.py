@@ -7,7 +7,7 @@ import torch
 
 from bad_inputs import Case, Env
 from elk_lens.data import StatementSet, load_statements
-from elk_lens.quirky import quirky_arithmetic
+from elk_lens.quirky import quirky_arithmetic, quirky_cities, quirky_nl_arithmetic
 from elk_lens.token_stream import TokenStream
 
 CLEAN_CSV = "text,label,topic\nParis is in France.,1,geo\nParis is in Peru.,false,geo\n"
@@ -169,6 +169,24 @@ CASES = [
         lambda env: quirky_arithmetic(2, seed="7"),
         TypeError,
         r"seed must be an int; got '7'",
+    ),
+    Case(
+        "data/quirky-cities-unknown-task",
+        lambda env: quirky_cities(2, task="capitals"),
+        ValueError,
+        r"task must be one of \['hemisphere', 'population'\]; got 'capitals'",
+    ),
+    Case(
+        "data/quirky-cities-n-over-split",
+        lambda env: quirky_cities(10**6, task="hemisphere", split="val"),
+        ValueError,
+        r"n must be at most the \d+ cities of split 'val'; got 1000000",
+    ),
+    Case(
+        "data/quirky-nl-arithmetic-unknown-split",
+        lambda env: quirky_nl_arithmetic(2, split="dev"),
+        ValueError,
+        r"split must be one of \['train', 'val', 'test'\]; got 'dev'",
     ),
     Case(
         "data/token-stream-bare-string-texts",
