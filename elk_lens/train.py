@@ -7,6 +7,8 @@ statement itself (tiny models learn faster with it). On a `TokenStream` it learn
 everywhere (continued pre-training). AdamW with linear warmup and linear decay to
 zero; checkpoints at log-spaced steps (0, 1, 2, 4, … then evenly spaced), each saved atomically with
 the optimizer state, so a killed run resumes from its last checkpoint and reaches the same weights.
+With ``lora`` (`elk_lens.lora.LoraConfig`) only low-rank adapters on the blocks' projections train;
+each checkpoint is then the merged model, its adapters saved beside it (``docs/methods/lora.md``).
 
 The training state a rerun resumes from is safetensors + JSON (``elk_lens._state``), never a pickle: a
 directory holding only the old pickled state (``.train_state.pt``) is refused, not loaded.
@@ -16,6 +18,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from elk_lens._state import read_state, refuse_pickle, write_state
 from elk_lens.capture import Tokens, capture, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import answer_token_ids
+from elk_lens.lora import Lora, LoraConfig, lora_record
 from elk_lens.reporters import Reporter
 from elk_lens.token_stream import TokenStream, window_loss
 from elk_lens.trajectory import Checkpoint, Trajectory
@@ -313,6 +317,7 @@ def fine_tune(
     base_spec: str,
     config: FineTuneConfig = FineTuneConfig(),
     anchor: Anchor | None = None,
+    lora: LoraConfig | None = None,
     progress: bool | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> Trajectory:
@@ -324,29 +329,60 @@ def fine_tune(
     with the same arguments resumes from the last saved state (``out/.train_state.json`` and its tensors
     file), bitwise as if never stopped. ``on_step(step, loss)`` is called after every optimizer step (e.g.
     to log, or to stop a test run on purpose).
+
+    With ``lora``, the model's weights stay as they are and only the adapters train (seeded by
+    ``config.seed``); each ``step_<k>.safetensors`` is the merged model, loaded like any other, with its
+    adapters beside it in ``step_<k>.lora.safetensors`` (:func:`elk_lens.lora.adapters_at`), and ``model``
+    ends holding the merged weights.
     """
     out = Path(out)
     if not isinstance(config, FineTuneConfig):
         raise TypeError(f"config must be a FineTuneConfig; got {type(config).__name__}")
+    if lora is not None and not isinstance(lora, LoraConfig):
+        raise TypeError(f"lora must be an elk_lens.lora.LoraConfig or None; got {type(lora).__name__}")
+    if lora is not None and config.frozen:
+        raise ValueError(
+            f"FineTuneConfig.frozen={config.frozen!r} with LoRA: only the adapters train, every model weight "
+            f"is frozen already; leave frozen empty (choose the adapted projections with LoraConfig.targets)"
+        )
     saves = sorted(set(config.checkpoints or checkpoint_steps(config.steps)))
     batch_loss = _batch_loss(model, data, labels, config, anchor)
     state_path = out / STATE_FILE
     if not state_path.is_file():
         refuse_pickle(out / OLD_STATE_FILE, what="training state", restart="Restart the run in a new directory.")
     out.mkdir(parents=True, exist_ok=True)
-    _freeze(model, config.frozen)
-    params = [p for p in model.parameters() if p.requires_grad]
+    adapters = None if lora is None else Lora(model, lora, seed=config.seed)
+    if adapters is None:
+        _freeze(model, config.frozen)
+        params = [p for p in model.parameters() if p.requires_grad]
+    else:
+        model.requires_grad_(False)
+        params = list(adapters.parameters())
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    step, history, done = 0, [], []
+    step, history, done, saved_adapters = 0, [], [], []
     anchor_id = _anchor_id(anchor)
+    lora_id = None if lora is None else lora_record(lora, model)
     if state_path.is_file():
         state = read_state(state_path, keys=_STATE_KEYS, what="training state")
         if (state["config"], state["data"], state["anchor"]) != (asdict(config), data.fingerprint, anchor_id):
             raise ValueError(f"{out} holds a run with other settings, data or anchor; use another directory")
+        if state.get("lora") != lora_id:
+            said = (
+                "a run without LoRA"
+                if "lora" not in state
+                else "a LoRA run (pass its lora= settings to resume it)"
+                if lora is None
+                else "a LoRA run with other LoRA settings or on another base model"
+            )
+            raise ValueError(f"{out} holds {said}; use another directory")
         try:
-            model.load_state_dict(state["model"])
+            if adapters is None:
+                model.load_state_dict(state["model"])
+            else:
+                adapters.load(state["model"])
+                saved_adapters = state["adapters"]
             opt.load_state_dict(state["opt"])
             rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
@@ -359,19 +395,21 @@ def fine_tune(
 
     def checkpoint() -> None:
         name = f"step_{step}.safetensors"
-        weights = save({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
+        tensors = model.state_dict() if adapters is None else adapters.merged(model)
+        weights = save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
         atomic_write_bytes(out / name, weights)
         done.append(Checkpoint(step, weights=name, sha256=hashlib.sha256(weights).hexdigest()).__dict__)
-        Trajectory(
-            [Checkpoint(**c) for c in done],
-            base_spec,
-            out,
-            {"config": asdict(config), "data": data.fingerprint, "anchor": anchor_id, "history": history},
-        ).save(out)
+        info = {"config": asdict(config), "data": data.fingerprint, "anchor": anchor_id, "history": history}
+        lora_state = {}
+        if adapters is not None:
+            saved_adapters.append(adapters.save(out / f"step_{step}.lora.safetensors", step))
+            info["lora"] = {**lora_id, "adapters": saved_adapters}
+            lora_state = {"lora": lora_id, "adapters": saved_adapters}
+        Trajectory([Checkpoint(**c) for c in done], base_spec, out, info).save(out)
         write_state(
             state_path,
             {
-                "model": model.state_dict(),
+                "model": model.state_dict() if adapters is None else adapters.tensors(),
                 "opt": opt.state_dict(),
                 "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
@@ -381,6 +419,7 @@ def fine_tune(
                 "config": asdict(config),
                 "data": data.fingerprint,
                 "anchor": anchor_id,
+                **lora_state,
             },
         )
 
@@ -390,23 +429,28 @@ def fine_tune(
     started = time.perf_counter()
     bar = progress_bar(config.steps, "fine-tune", progress=progress, initial=step)
     try:
-        while step < config.steps:
-            for group in opt.param_groups:
-                group["lr"] = config.schedule(step)
-            loss = batch_loss(rng)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            bar.update(1)
-            if step in saves:
-                history.append({"step": step, "loss": round(loss.item(), 5)})
-                checkpoint()
-            if on_step is not None:
-                on_step(step, loss.item())
+        with nullcontext() if adapters is None else adapters.attached():
+            while step < config.steps:
+                for group in opt.param_groups:
+                    group["lr"] = config.schedule(step)
+                loss = batch_loss(rng)
+                if adapters is not None:
+                    adapters.check_fired()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                bar.update(1)
+                if step in saves:
+                    history.append({"step": step, "loss": round(loss.item(), 5)})
+                    checkpoint()
+                if on_step is not None:
+                    on_step(step, loss.item())
     finally:
         bar.close()
         model.eval()
+    if adapters is not None:
+        model.load_state_dict(adapters.merged(model))
     trajectory = Trajectory.load(out)
     trajectory.info["seconds_this_run"] = round(time.perf_counter() - started, 2)
     return trajectory
