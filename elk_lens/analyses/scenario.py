@@ -22,6 +22,7 @@ from elk_lens.capture import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.drift_study import trajectory_drift
 from elk_lens.lm_output import output_log_odds
+from elk_lens.lora import LoraConfig
 from elk_lens.models import fingerprint
 from elk_lens.quirky.data import DIGITS, quirky_arithmetic
 from elk_lens.quirky.subsets import subset_mask
@@ -97,6 +98,16 @@ class DriftSpec:
 
 
 @dataclass(frozen=True)
+class LoraSpec:
+    """``[lora]``: train LoRA adapters on the blocks' projections instead of the weights, every checkpoint
+    the merged model (``docs/methods/lora.md``); off unless ``on``. The other keys are
+    :class:`~elk_lens.lora.LoraConfig`'s (``rank``, ``alpha``, ``dropout``, ``targets``)."""
+
+    on: bool = False
+    config: LoraConfig = setting(LoraConfig(), flatten=True)
+
+
+@dataclass(frozen=True)
 class CaptureSpec:
     """``[capture]``: statements per forward pass."""
 
@@ -113,6 +124,7 @@ class ScenarioSpec(AnalysisSpec):
     anchor: AnchorSpec = AnchorSpec()
     drift: DriftSpec = DriftSpec()
     capture: CaptureSpec = CaptureSpec()
+    lora: LoraSpec = LoraSpec()
 
 
 def drift_sites(n_layers: int) -> list[str]:
@@ -157,6 +169,11 @@ class Scenario:
         s = self.spec
         check_site("anchor.site", s.anchor.site, layout)
         check_prefixes("train.frozen", list(s.train.fine_tune.frozen), layout, params or ())
+        if s.lora.on and s.train.fine_tune.frozen:
+            raise ValueError(
+                f"config keys 'lora.on' and 'train.frozen' = {list(s.train.fine_tune.frozen)}: LoRA trains only its "
+                "adapters and leaves every weight as it is, so there is nothing to freeze; drop one of them"
+            )
         eval_rows = ("drift.eval_rows", s.drift.eval_rows)
         subsets = {f"{name} evaluation": (data, *eval_rows) for name, data in self.eval_sets.items()}
         subsets["Alice-easy probe"] = (self.probe_set, "drift.probe_rows", s.drift.probe_rows)
@@ -191,7 +208,8 @@ class Scenario:
             data, labels = TokenStream.from_texts(model, texts), None
         else:
             data = train
-        traj = fine_tune(model, data, labels, out, base_spec=base_spec, config=config, anchor=anchor)
+        lora = s.lora.config if s.lora.on else None
+        traj = fine_tune(model, data, labels, out, base_spec=base_spec, config=config, anchor=anchor, lora=lora)
         return {"steps": traj.steps, "history": traj.info.get("history", []), "seconds": traj.info["seconds_this_run"]}
 
     def output_accuracy(self, model) -> dict:

@@ -133,3 +133,24 @@ def test_the_report_escapes_what_the_spec_writes(finished):
     html = render_page(page.title, page.intro, page.sections)
     assert hostile not in html and html.count("&lt;script&gt;x&lt;/script&gt;") == 3  # <title>, <h1>, scenario
     assert hostile not in catalogue_html([{"run": hostile}])
+
+
+def test_a_lora_scenario_trains_adapters_and_walks_the_merged_checkpoints(tmp_path):
+    spec = tmp_path / "lora.toml"
+    lora = '[lora]\non = true\nrank = 2\ntargets = ["attn.q", "attn.v"]\n'
+    spec.write_text(SPEC.replace('name = "drift-tiny"', 'name = "drift-lora"') + lora)
+    parsed, _ = load_spec(spec)
+    assert parsed.lora.on and parsed.lora.config.rank == 2 and parsed.lora.config.targets == ("attn.q", "attn.v")
+    run = run_analysis(spec, runs_root=tmp_path / "runs")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == [0, 1, 2]
+    assert (run / "trajectory" / "step_2.lora.safetensors").is_file()
+    assert json.loads((run / "trajectory" / "trajectory.json").read_text())["info"]["lora"]["config"]["rank"] == 2
+
+
+def test_lora_with_frozen_parameters_is_refused_before_any_work(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(SPEC.replace("[train]\n", '[train]\nfrozen = ["embed."]\n') + "[lora]\non = true\n")
+    with pytest.raises(ValueError, match="'lora.on' and 'train.frozen'"):
+        run_analysis(spec, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
