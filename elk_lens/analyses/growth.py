@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from elk_lens.analyses.model_checks import ModelLayout, model_layout
 from elk_lens.analyses.result import AnalysisResult
-from elk_lens.analyses.scenario import LABELS, DataSpec, Scenario, ScenarioSpec, drift_sites
+from elk_lens.analyses.scenario import LABELS, Scenario, ScenarioSpec, drift_sites
 from elk_lens.analyses.spec import SEED, at_least, one_of, setting, spec_dict
 from elk_lens.capture import capture
 from elk_lens.growth import (
@@ -135,7 +135,7 @@ def _small_reporters(scenario: Scenario, small) -> dict[str, Reporter]:
     goes on to learn (a harder task, ``data.digits = 4``, is then a test of the reporter)."""
     spec = scenario.spec
     if spec.data.digits != 3:
-        scenario = Scenario(replace(spec, data=DataSpec(digits=3)))
+        scenario = Scenario(replace(spec, data=replace(spec.data, digits=3)))
     probe_set = scenario.probe_set
     sites = drift_sites(small.cfg.n_layers)
     acts = capture(small, probe_set, sites, batch_size=spec.capture.batch_size)

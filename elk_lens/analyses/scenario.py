@@ -24,7 +24,9 @@ from elk_lens.drift_study import trajectory_drift
 from elk_lens.lm_output import output_log_odds
 from elk_lens.lora import LoraConfig
 from elk_lens.models import fingerprint
+from elk_lens.quirky.cities import quirky_cities
 from elk_lens.quirky.data import DIGITS, quirky_arithmetic
+from elk_lens.quirky.nl_arithmetic import quirky_nl_arithmetic
 from elk_lens.quirky.subsets import subset_mask
 from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.reporters.registry import METHODS
@@ -56,11 +58,33 @@ class BaseModelSpec:
     base: str = setting("zoo:quirky-arith-base", model_spec)
 
 
+DATA_TASKS = {
+    "arithmetic": "the toy's fixed-width sums (elk_lens.quirky.data; the zoo models' task)",
+    "nl_arithmetic": "the same sums in natural-language templates (elk_lens.quirky.nl_arithmetic)",
+    "cities_hemisphere": "quirky facts about cities: the hemisphere (elk_lens.quirky.cities)",
+    "cities_population": "quirky facts about cities: the population (elk_lens.quirky.cities)",
+}
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """``[data]``: the quirky-arithmetic statements (``elk_lens.quirky.data``)."""
+    """``[data]``: the quirky statements (``docs/methods/quirky_real_lm.md``): ``task``, and the operand
+    ``digits`` of the toy's arithmetic."""
 
+    task: str = setting("arithmetic", one_of(tuple(DATA_TASKS)))
     digits: int = setting(3, one_of(DIGITS))
+
+    def __post_init__(self) -> None:
+        if self.task != "arithmetic" and self.digits != 3:
+            raise ValueError(f"config key 'data.digits' applies to task 'arithmetic' only; task is {self.task!r}")
+
+    def statements(self, n: int, split: str, seed: int) -> StatementSet:
+        """``n`` items of ``split`` (each an Alice and a Bob statement) of the task."""
+        if self.task == "arithmetic":
+            return quirky_arithmetic(n, split=split, seed=seed, digits=self.digits)
+        if self.task == "nl_arithmetic":
+            return quirky_nl_arithmetic(n, split=split, seed=seed)
+        return quirky_cities(n, task=self.task.removeprefix("cities_"), split=split, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -141,20 +165,18 @@ class Scenario:
     @cached_property
     def train_set(self) -> StatementSet:
         s = self.spec
-        return quirky_arithmetic(s.train.rows, split="train", seed=s.train.fine_tune.seed, digits=s.data.digits)
+        return s.data.statements(s.train.rows, "train", s.train.fine_tune.seed)
 
     @cached_property
     def probe_set(self) -> StatementSet:
         """Alice-easy validation statements: the anchored reporter's and the drift refits' training set."""
         s = self.spec
-        return quirky_arithmetic(s.drift.probe_rows, split="val", seed=0, digits=s.data.digits).where(
-            character="Alice", easy=True
-        )
+        return s.data.statements(s.drift.probe_rows, "val", 0).where(character="Alice", easy=True)
 
     @cached_property
     def test_set(self) -> StatementSet:
         s = self.spec
-        return quirky_arithmetic(s.drift.eval_rows, split="test", seed=0, digits=s.data.digits)
+        return s.data.statements(s.drift.eval_rows, "test", 0)
 
     @cached_property
     def eval_sets(self) -> dict[str, StatementSet]:

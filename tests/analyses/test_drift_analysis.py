@@ -8,7 +8,9 @@ import pytest
 from browser import assert_renders, needs_browser
 
 from elk_lens.analyses import drift
+from elk_lens.analyses.scenario import Scenario
 from elk_lens.analyses.spec import spec_dict
+from elk_lens.quirky.cities import quirky_cities
 from elk_lens.report.html import render_page
 from elk_lens.report.pages import RENDERERS
 from elk_lens.report.pages.drift import catalogue_html
@@ -154,3 +156,16 @@ def test_lora_with_frozen_parameters_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="'lora.on' and 'train.frozen'"):
         run_analysis(spec, runs_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_scenario_reads_the_quirky_task_the_spec_names(tmp_path):
+    spec = tmp_path / "cities.toml"
+    spec.write_text(SPEC + '[data]\ntask = "cities_hemisphere"\n')
+    parsed, _ = load_spec(spec)
+    scenario = Scenario(parsed)
+    assert scenario.test_set.fingerprint == quirky_cities(300, task="hemisphere", split="test").fingerprint
+    assert set(scenario.probe_set.column("character")) == {"Alice"} and scenario.probe_set.column("easy").all()
+    assert all(len(s) for s in scenario.eval_sets.values())
+    spec.write_text(SPEC + '[data]\ntask = "nl_arithmetic"\ndigits = 4\n')
+    with pytest.raises(ValueError, match="'data.digits' applies to task 'arithmetic' only"):
+        load_spec(spec)
