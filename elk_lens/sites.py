@@ -7,7 +7,7 @@ from typing import Literal
 
 from transformer_lens.model_bridge import TransformerBridge
 
-__all__ = ["SITE_KINDS", "Site", "parse_sites", "residual_sites", "short_name"]
+__all__ = ["SITE_KINDS", "Site", "every_nth", "parse_sites", "residual_sites", "short_name"]
 
 SiteKind = Literal["resid_pre", "resid_mid", "resid_post"]
 SITE_KINDS: tuple[str, ...] = ("resid_pre", "resid_mid", "resid_post")
@@ -105,3 +105,10 @@ def residual_sites(model: TransformerBridge) -> list[Site]:
     """
     n_layers = model.cfg.n_layers
     return [Site(layer, "resid_pre") for layer in range(n_layers)] + [Site(n_layers - 1, "resid_post")]
+
+
+def every_nth(items: Sequence, n: int) -> list:
+    """Every ``n``-th of ``items`` from the first, and the last: a thinned sweep over a deep model's layers
+    that still ends at the top."""
+    last_skipped = len(items) > 0 and (len(items) - 1) % n != 0
+    return list(items[::n]) + ([items[-1]] if last_skipped else [])

@@ -9,16 +9,16 @@ from elk_lens.capture import capture
 from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, steering_effect
 from elk_lens.data.statements import StatementSet
 from elk_lens.erasure import fit_leace
-from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.quirky.floor import random_floor
 from elk_lens.quirky.position_sweep import position_sweep
 from elk_lens.quirky.rigor import capture_distractor_pairs, distractor_table, seed_stability
 from elk_lens.quirky.scores import QuirkyScores, quirky_reporter_scores
 from elk_lens.quirky.subsets import TRAIN_SETS, subset_mask
 from elk_lens.quirky.tables import anomaly_table, auroc_table, eil_table, feature_table, pgr_table
+from elk_lens.quirky.tasks import quirky_task
 from elk_lens.report.rundir import RunDir
 from elk_lens.reporters import fit_logistic, fit_mean_diff
-from elk_lens.sites import residual_sites
+from elk_lens.sites import every_nth, residual_sites
 
 if TYPE_CHECKING:  # the spec's module runs these stages
     from elk_lens.analyses.quirky_elk import Spec
@@ -33,18 +33,19 @@ class _Data:
 
     def __init__(self, s: "Spec"):
         self.s = s
+        self.task = quirky_task(s.data.task)
 
     @cached_property
     def val(self) -> StatementSet:
-        return quirky_arithmetic(self.s.data.train_rows, split="val", seed=self.s.data.seed)
+        return self.task.statements(self.s.data.train_rows, split="val", seed=self.s.data.seed)
 
     @cached_property
     def test(self) -> StatementSet:
-        return quirky_arithmetic(self.s.data.test_rows, split="test", seed=self.s.data.seed)
+        return self.task.statements(self.s.data.test_rows, split="test", seed=self.s.data.seed)
 
     @cached_property
     def causal_test(self) -> StatementSet:
-        return quirky_arithmetic(self.s.causal.test_rows, split="test", seed=self.s.data.seed)
+        return self.task.statements(self.s.causal.test_rows, split="test", seed=self.s.data.seed)
 
 
 def _scores(model, s: "Spec", data: _Data, run: RunDir) -> QuirkyScores:
@@ -57,6 +58,7 @@ def _scores(model, s: "Spec", data: _Data, run: RunDir) -> QuirkyScores:
             seed=s.data.seed,
             batch_size=s.capture.batch_size,
             cache_dir=run.path / "cache",
+            task=s.data.task,
         )
         return {**{f"log_odds/{k}": v for k, v in sc.log_odds.items()}, "output": sc.output}
 
@@ -64,26 +66,28 @@ def _scores(model, s: "Spec", data: _Data, run: RunDir) -> QuirkyScores:
     test = data.test
     # safetensors returns keys sorted; rebuild the training-set x method order so a resumed run matches
     log_odds = {f"{t}/{m}": tensors[f"log_odds/{t}/{m}"] for t in TRAIN_SETS for m in METHODS}
-    return QuirkyScores(test, [x.name for x in residual_sites(model)], log_odds, tensors["output"])
+    sites = [x.name for x in residual_sites(model)]
+    return QuirkyScores(test, sites, log_odds, tensors["output"], task=s.data.task)
 
 
 def _causal(model, s: "Spec", data: _Data, run: RunDir) -> dict:
-    """Steering (NIE) and LEACE erasure at every site but the embedding, on Alice test statements."""
+    """Steering (NIE) and LEACE erasure at every ``causal.every``-th site past the embedding (and the last),
+    on Alice test statements."""
     train = data.val.where(character="Alice", easy=True)
     test = data.causal_test
     alice = test.where(character="Alice")
     bob = test.subset(subset_mask(test, "BH_disagree").numpy())
     sites = residual_sites(model)
     acts = capture(model, train, sites, batch_size=s.capture.batch_size, cache_dir=run.path / "cache")
+    kw = dict(answers=data.task.answers, batch_size=s.capture.batch_size)
+    past_embedding = list(enumerate(sites))[1:]  # blocks.0.hook_resid_pre at the last token is a constant
     rows = []
-    for i, site in list(enumerate(sites))[1:]:  # blocks.0.hook_resid_pre at the last token is a constant
+    for i, site in every_nth(past_embedding, s.causal.every):
         x = acts.at(i)
         for name, fit in (("logistic", fit_logistic), ("mean_diff", fit_mean_diff)):
             direction = steering_direction(fit(x, train.truth, site=site.name), x, train.truth)
-            shift = log_odds_shift(model, bob, site.name, direction, batch_size=s.capture.batch_size)
-            effect = steering_effect(
-                model, alice, site.name, direction, n_random=s.causal.n_random, batch_size=s.capture.batch_size
-            )
+            shift = log_odds_shift(model, bob, site.name, direction, **kw)
+            effect = steering_effect(model, alice, site.name, direction, n_random=s.causal.n_random, **kw)
             rows.append(
                 {
                     "site": site.name,
@@ -92,7 +96,7 @@ def _causal(model, s: "Spec", data: _Data, run: RunDir) -> dict:
                     **{f"BH_disagree {k}": round(v, 4) for k, v in shift.items()},
                 }
             )
-        erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), batch_size=s.capture.batch_size)
+        erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), **kw)
         rows.append({"site": site.name, "direction": "LEACE erasure", **{k: round(v, 4) for k, v in erased.items()}})
     return {"rows": rows}
 
@@ -103,7 +107,7 @@ def _rigor(model, s: "Spec", data: _Data, run: RunDir, scores: QuirkyScores) -> 
     train = data.val.where(character="Alice")
     test = data.test.where(character="Alice")
     sites = residual_sites(model)
-    kw = dict(batch_size=s.capture.batch_size, cache_dir=run.path / "cache")
+    kw = dict(answers=data.task.answers, batch_size=s.capture.batch_size, cache_dir=run.path / "cache")
     p_train, _ = capture_distractor_pairs(model, train, sites, seed=seed + 1, **kw)
     p_test, coin = capture_distractor_pairs(model, test, sites, seed=seed + 2, **kw)
     table = distractor_table(p_train, train.truth, p_test, test.truth, coin)
@@ -157,7 +161,8 @@ def method_stages(model, s: "Spec", run: RunDir) -> dict:
         "features": feature_table(scores),
         "causal": run.stage("causal", lambda: _causal(model, s, data, run)),
         "rigor": run.stage("rigor", lambda: _rigor(model, s, data, run, scores)),
-        "positions": run.stage("positions", lambda: _positions(model, s, data)),
+        # positions line up across statements only in a fixed-width task
+        "positions": run.stage("positions", lambda: _positions(model, s, data)) if data.task.fixed_length else None,
     }
     # the rigor stage holds the disagreements' floor; the control subset's is a stage of its own
     control = run.stage("control_floor", lambda: _random_floor(model, s, data, run, scores, ("BH_control",)))

@@ -15,7 +15,7 @@ from elk_lens.generalization import generalization_study, random_floor
 from elk_lens.knowledge_gap import PROMPTS, gap_rows, model_answers, prompt_for
 from elk_lens.models import load_model
 from elk_lens.report.rundir import RunDir
-from elk_lens.sites import residual_sites
+from elk_lens.sites import every_nth, residual_sites
 
 __all__ = ["RealLMSpec", "glance"]
 
@@ -45,7 +45,7 @@ def glance(s: RealLMSpec, run: RunDir) -> dict | None:
         name, seed = s.dataset, s.seed
         data = {name: truth_set(name, seed=seed).sample(s.rows, seed=seed)}
         every = residual_sites(model)
-        sites = every[:: s.every] + ([every[-1]] if (len(every) - 1) % s.every else [])
+        sites = every_nth(every, s.every)
         common = dict(sites=sites, cache_dir=run.path / "cache", batch_size=32)
         study = generalization_study(model, data, methods=["logistic"], n_boot=_N_BOOT, seed=seed, **common)
         floor = random_floor(model, data, n_directions=_N_RANDOM, seed=seed, **common)

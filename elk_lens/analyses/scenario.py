@@ -24,10 +24,9 @@ from elk_lens.drift_study import trajectory_drift
 from elk_lens.lm_output import output_log_odds
 from elk_lens.lora import LoraConfig
 from elk_lens.models import fingerprint
-from elk_lens.quirky.cities import quirky_cities
-from elk_lens.quirky.data import DIGITS, quirky_arithmetic
-from elk_lens.quirky.nl_arithmetic import quirky_nl_arithmetic
+from elk_lens.quirky.data import DIGITS
 from elk_lens.quirky.subsets import subset_mask
+from elk_lens.quirky.tasks import TASKS, quirky_task
 from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.reporters.registry import METHODS
 from elk_lens.token_stream import TokenStream
@@ -58,20 +57,12 @@ class BaseModelSpec:
     base: str = setting("zoo:quirky-arith-base", model_spec)
 
 
-DATA_TASKS = {
-    "arithmetic": "the toy's fixed-width sums (elk_lens.quirky.data; the zoo models' task)",
-    "nl_arithmetic": "the same sums in natural-language templates (elk_lens.quirky.nl_arithmetic)",
-    "cities_hemisphere": "quirky facts about cities: the hemisphere (elk_lens.quirky.cities)",
-    "cities_population": "quirky facts about cities: the population (elk_lens.quirky.cities)",
-}
-
-
 @dataclass(frozen=True)
 class DataSpec:
     """``[data]``: the quirky statements (``docs/methods/quirky_real_lm.md``): ``task``, and the operand
     ``digits`` of the toy's arithmetic."""
 
-    task: str = setting("arithmetic", one_of(tuple(DATA_TASKS)))
+    task: str = setting("arithmetic", one_of(tuple(TASKS)))
     digits: int = setting(3, one_of(DIGITS))
 
     def __post_init__(self) -> None:
@@ -80,11 +71,7 @@ class DataSpec:
 
     def statements(self, n: int, split: str, seed: int) -> StatementSet:
         """``n`` items of ``split`` (each an Alice and a Bob statement) of the task."""
-        if self.task == "arithmetic":
-            return quirky_arithmetic(n, split=split, seed=seed, digits=self.digits)
-        if self.task == "nl_arithmetic":
-            return quirky_nl_arithmetic(n, split=split, seed=seed)
-        return quirky_cities(n, task=self.task.removeprefix("cities_"), split=split, seed=seed)
+        return quirky_task(self.task).statements(n, split=split, seed=seed, digits=self.digits)
 
 
 @dataclass(frozen=True)
@@ -191,6 +178,12 @@ class Scenario:
         s = self.spec
         check_site("anchor.site", s.anchor.site, layout)
         check_prefixes("train.frozen", list(s.train.fine_tune.frozen), layout, params or ())
+        answers = quirky_task(s.data.task).answers
+        if tuple(s.train.fine_tune.answers) != answers:
+            raise ValueError(
+                f"config key 'train.answers' = {list(s.train.fine_tune.answers)}, but task {s.data.task!r} is "
+                f"answered with {list(answers)} (elk_lens.quirky.tasks): set train.answers = {list(answers)}"
+            )
         if s.lora.on and s.train.fine_tune.frozen:
             raise ValueError(
                 f"config keys 'lora.on' and 'train.frozen' = {list(s.train.fine_tune.frozen)}: LoRA trains only its "

@@ -17,7 +17,6 @@ from elk_lens.capture import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import output_log_odds
 from elk_lens.models import fingerprint
-from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.quirky.subsets import PROBE_STUDY_SETS, SUBSETS, TARGET, subset_masks
 from elk_lens.quirky.sweep import (
     SweepRow,
@@ -25,6 +24,7 @@ from elk_lens.quirky.sweep import (
     probe_layer_sweep,
     score_row,
 )
+from elk_lens.quirky.tasks import quirky_task
 from elk_lens.sites import residual_sites
 
 __all__ = ["QuirkyStudy", "quirky_probe_study", "split_layers"]
@@ -73,8 +73,9 @@ def quirky_probe_study(
     batch_size: int = 512,
     cache_dir: str | Path | None = None,
     C: float = 1.0,
+    task: str = "arithmetic",
 ) -> QuirkyStudy:
-    """Run the study on ``model`` (an Alice/Bob quirky-arithmetic model answering True/False).
+    """Run the study on ``model`` (an Alice/Bob quirky model answering ``task``'s True/False pair).
 
     Args:
         train_rows: Base rows drawn from the val split; the probe trains on their Alice-easy part.
@@ -82,11 +83,13 @@ def quirky_probe_study(
         seed: Data seed.
         cache_dir: Activation cache directory (optional).
         C: Inverse L2 strength of the logistic-regression probes.
+        task: The quirky task (``elk_lens.quirky.tasks``): statements, answer pair and surface heuristics.
     """
+    quirky = quirky_task(task)
     timings = {}
     started = time.perf_counter()
-    train = quirky_arithmetic(train_rows, split="val", seed=seed).where(character="Alice", easy=True)
-    test = quirky_arithmetic(test_rows, split="test", seed=seed)
+    train = quirky.statements(train_rows, split="val", seed=seed).where(character="Alice", easy=True)
+    test = quirky.statements(test_rows, split="test", seed=seed)
     sites = residual_sites(model)
     train_acts = capture(model, train, sites, batch_size=batch_size, cache_dir=cache_dir)
     test_acts = capture(model, test, sites, batch_size=batch_size, cache_dir=cache_dir)
@@ -94,15 +97,15 @@ def quirky_probe_study(
 
     masks = subset_masks(test, PROBE_STUDY_SETS)
     model_fp = fingerprint(model)
-    provenance = {"model": model_fp, "train_data": train.fingerprint, "seed": seed}
+    provenance = {"model": model_fp, "train_data": train.fingerprint, "seed": seed, "task": task}
     started = time.perf_counter()
     probes = probe_layer_sweep(train_acts, train.truth, test_acts, test.truth, masks, C=C, provenance=provenance)
     timings["fit_s"] = round(time.perf_counter() - started, 2)
-    log_odds = output_log_odds(model, test, batch_size=batch_size)
+    log_odds = output_log_odds(model, test, answers=quirky.answers, batch_size=batch_size)
     return QuirkyStudy(
         probes=probes,
         output=score_row("model output (logit True - False)", log_odds, test.truth, masks),
-        heuristics=heuristic_rows(train, test, test.truth, masks),
+        heuristics=heuristic_rows(train, test, test.truth, masks, quirky.surface),
         accuracy=_accuracy(log_odds, test),
         sizes={"train (AE, val split)": len(train), **{k: int(m.sum()) for k, m in masks.items()}},
         provenance={

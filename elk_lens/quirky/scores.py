@@ -18,8 +18,8 @@ from elk_lens.contrast import capture_contrast
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import output_log_odds
 from elk_lens.models import fingerprint
-from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.quirky.subsets import TRAIN_SETS, subset_mask
+from elk_lens.quirky.tasks import quirky_task
 from elk_lens.reporters import Reporter
 from elk_lens.reporters.registry import METHODS, fit_method
 from elk_lens.sites import residual_sites
@@ -29,7 +29,8 @@ __all__ = ["QuirkyScores", "quirky_reporter_scores"]
 
 @dataclass
 class QuirkyScores:
-    """Test-split log-odds, ``log_odds["AE/logistic"]`` of shape ``[n_test, n_sites]``, and what they came from."""
+    """Test-split log-odds, ``log_odds["AE/logistic"]`` of shape ``[n_test, n_sites]``, and what they came from
+    (``task``: the name of the quirky task, ``elk_lens.quirky.tasks``)."""
 
     test: StatementSet
     sites: list[str]
@@ -37,6 +38,7 @@ class QuirkyScores:
     output: Float[Tensor, " n_test"]
     reporters: dict[str, list[Reporter]] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    task: str = "arithmetic"
 
     def labels(self, against: str) -> Bool[Tensor, " n_test"]:
         """``"truth"`` (Alice's labels) or ``"bob"`` (Bob's labels) for every test row."""
@@ -55,15 +57,21 @@ def quirky_reporter_scores(
     seed: int = 0,
     batch_size: int = 512,
     cache_dir=None,
-    answers: tuple[str, str] = ("True", "False"),
+    task: str = "arithmetic",
+    answers: tuple[str, str] | None = None,
 ) -> QuirkyScores:
-    """Fit every method on every training set at every residual site; score the test split."""
+    """Fit every method on every training set at every residual site; score the test split.
+
+    ``task`` names the quirky task (``elk_lens.quirky.tasks``); ``answers`` defaults to its answer pair.
+    """
+    quirky = quirky_task(task)
+    answers = quirky.answers if answers is None else answers
     unknown = [m for m in methods if m not in METHODS or METHODS[m].needs_polarity]
     if unknown:
         valid = sorted(m for m, spec in METHODS.items() if not spec.needs_polarity)
-        raise ValueError(f"methods {unknown} cannot run on quirky arithmetic (no polarity column); valid: {valid}")
-    val = quirky_arithmetic(train_rows, split="val", seed=seed)
-    test = quirky_arithmetic(test_rows, split="test", seed=seed)
+        raise ValueError(f"methods {unknown} cannot run on quirky statements (no polarity column); valid: {valid}")
+    val = quirky.statements(train_rows, split="val", seed=seed)
+    test = quirky.statements(test_rows, split="test", seed=seed)
     sites = residual_sites(model)
     needs = {METHODS[m].reads for m in methods}
     statement = {s.name: capture(model, s, sites, batch_size=batch_size, cache_dir=cache_dir) for s in (val, test)}
@@ -80,6 +88,7 @@ def quirky_reporter_scores(
         "train_data": val.fingerprint,
         "test_data": test.fingerprint,
         "seed": seed,
+        "task": task,
         "answers": list(answers),
     }
     log_odds, reporters = {}, {}
@@ -114,4 +123,4 @@ def quirky_reporter_scores(
             log_odds[key] = torch.stack(columns, 1).double()
             reporters[key] = fitted
     output = output_log_odds(model, test, answers=answers, batch_size=batch_size).double()
-    return QuirkyScores(test, [s.name for s in sites], log_odds, output, reporters, provenance)
+    return QuirkyScores(test, [s.name for s in sites], log_odds, output, reporters, provenance, task)

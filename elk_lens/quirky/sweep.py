@@ -4,9 +4,9 @@ Everything fitted (the probe, the sign of a surface heuristic) sees training row
 rows are only ever scored.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,20 +20,7 @@ __all__ = [
     "heuristic_rows",
     "probe_layer_sweep",
     "score_row",
-    "surface_scores",
 ]
-
-
-def surface_scores(statements: StatementSet) -> dict[str, Tensor]:
-    """Model-free heuristics of the shown result: its digit count, leading digit and last digit."""
-    shown = statements.column("shown").astype(np.int64)
-    ndigits = np.floor(np.log10(np.maximum(shown, 1))) + 1
-    leading = shown // 10 ** (ndigits - 1)
-    return {
-        "surface: digit count of c": torch.as_tensor(ndigits, dtype=torch.float64),
-        "surface: leading digit of c": torch.as_tensor(leading, dtype=torch.float64),
-        "surface: last digit of c": torch.as_tensor(shown % 10, dtype=torch.float64),
-    }
 
 
 def _safe_auroc(scores: Tensor, labels: Tensor) -> float:
@@ -79,12 +66,17 @@ def score_row(name: str, scores: Tensor, labels: Tensor, masks: dict[str, Tensor
 
 
 def heuristic_rows(
-    train: StatementSet, eval_set: StatementSet, eval_labels: Tensor, masks: dict[str, Tensor]
+    train: StatementSet,
+    eval_set: StatementSet,
+    eval_labels: Tensor,
+    masks: dict[str, Tensor],
+    surface: Callable[[StatementSet], dict[str, Tensor]],
 ) -> list[SweepRow]:
-    """Surface heuristics, each with its sign fitted on the training rows (never on evaluation rows)."""
-    train_scores = surface_scores(train)
+    """The ``surface`` heuristics (a task's, ``elk_lens.quirky.tasks``), each with its sign fitted on the
+    training rows (never on evaluation rows)."""
+    train_scores = surface(train)
     out = []
-    for name, scores in surface_scores(eval_set).items():
+    for name, scores in surface(eval_set).items():
         sign = 1.0 if _safe_auroc(train_scores[name], train.truth) >= 0.5 else -1.0
         out.append(score_row(name, sign * scores, eval_labels, masks))
     return out

@@ -4,13 +4,13 @@ Nothing here fits anything on evaluation rows except where named: the anomaly Ga
 the AE test rows, which are disjoint from the AH/BH rows it is scored on (as EG does).
 """
 
-import numpy as np
 import torch
 
 from elk_lens.metrics import auroc, auroc_columns, bootstrap_ci
 from elk_lens.quirky.anomaly import GaussianDetector, anomaly_auroc
 from elk_lens.quirky.scores import QuirkyScores
 from elk_lens.quirky.subsets import SUBSETS, subset_mask
+from elk_lens.quirky.tasks import quirky_task
 from elk_lens.transfer import earliest_informative_layer, pgr_interval
 
 __all__ = ["anomaly_table", "auroc_table", "eil_table", "feature_table", "pgr_table"]
@@ -118,25 +118,12 @@ def anomaly_table(scores: QuirkyScores, *, method: str = "logistic", seed: int =
     return rows
 
 
-def _candidate_features(scores: QuirkyScores) -> dict[str, np.ndarray]:
-    t = scores.test
-    shown = t.column("shown").astype(np.int64)
-    return {
-        "truth (Alice's label)": t.column("alice_label"),
-        "Bob's label": t.column("bob_label"),
-        "shown c is the sloppy sum": t.column("shown_kind") == "sloppy",
-        "c has 4 digits (c >= 1000)": shown >= 1000,
-        "leading digit of c >= 5": shown // 10 ** (np.floor(np.log10(np.maximum(shown, 1)))) >= 5,
-        "last digit of c is odd": shown % 2 == 1,
-        "hard operands": t.column("hard"),
-    }
-
-
 def feature_table(scores: QuirkyScores, *, train: str = "A", eval_set: str = "A") -> list[dict]:
     """What each reporter tracks: AUROC of its score for candidate binary features of the statement,
     at the site where it deviates most from chance. Far from 0.5 either way means the feature is read."""
     mask = subset_mask(scores.test, eval_set).numpy()
-    features = {name: torch.as_tensor(v[mask].astype(bool)) for name, v in _candidate_features(scores).items()}
+    candidates = quirky_task(scores.task).features(scores.test)
+    features = {name: torch.as_tensor(v[mask].astype(bool)) for name, v in candidates.items()}
     rows = []
     for key, values in scores.log_odds.items():
         if not key.startswith(f"{train}/"):

@@ -243,5 +243,7 @@ def test_every_shipped_spec_passes_its_analysis_check():
     for spec in sorted((Path(__file__).resolve().parents[2] / "analyses").glob("*.toml")):
         try:
             load_spec(spec)  # parses and checks
-        except ValueError as e:  # a circuits spec that reads a growth run needs that run first
-            assert "growth_run" in spec.read_text() and "not a finished growth run" in str(e), spec
+        except ValueError as e:  # a spec that reads a growth run or a fine-tune's trajectory needs it first
+            text = spec.read_text()
+            growth = "growth_run" in text and "not a finished growth run" in str(e)
+            assert growth or ("trajectory =" in text and "'model.trajectory'" in str(e)), spec

@@ -161,6 +161,10 @@ def test_lora_with_frozen_parameters_is_refused_before_any_work(tmp_path):
 def test_the_scenario_reads_the_quirky_task_the_spec_names(tmp_path):
     spec = tmp_path / "cities.toml"
     spec.write_text(SPEC + '[data]\ntask = "cities_hemisphere"\n')
+    with pytest.raises(ValueError, match=r"'train.answers' = \['True', 'False'\], but task 'cities_hemisphere'"):
+        load_spec(spec)
+    answers = SPEC.replace("[train]\n", '[train]\nanswers = [" True", " False"]\n')
+    spec.write_text(answers + '[data]\ntask = "cities_hemisphere"\n')
     parsed, _ = load_spec(spec)
     scenario = Scenario(parsed)
     assert scenario.test_set.fingerprint == quirky_cities(300, task="hemisphere", split="test").fingerprint

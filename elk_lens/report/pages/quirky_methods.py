@@ -153,7 +153,7 @@ def method_sections(res: dict) -> list[Section]:
                 "fitted on its training rows (Platt scaling), never on these evaluation rows."
             ),
         ),
-        Section("AUROC vs position", _position_tables(res["positions"])),
+        *([Section("AUROC vs position", _position_tables(res["positions"]))] if res["positions"] else []),
         Section(
             "Transfer, EIL and PGR",
             table_html(res["pgr"])
