@@ -21,7 +21,7 @@ from elk_lens.quirky.card import MEASURED_OUTPUT, MEASURED_PROBE
 from elk_lens.quirky.floor import above_floor, floor_margins
 from elk_lens.quirky.probe_study import quirky_probe_study, split_layers
 from elk_lens.quirky.subsets import PROBE_STUDY_SETS, SUBSETS, TARGET
-from elk_lens.quirky.tasks import TASKS
+from elk_lens.quirky.tasks import TASKS, quirky_task
 from elk_lens.report.rundir import RunDir
 from elk_lens.trajectory import Trajectory
 
@@ -173,12 +173,13 @@ def run(s: Spec, run: RunDir) -> AnalysisResult:
     split = res["split_layers"]
     margins = floor_margins(methods["floor"], {r["scored"]: r for r in rows if r["scored"] in res["probe_sites"]})
     above = [x for x in split if x in above_floor(margins)]
-    subsets = [
-        {"subset": k, "statements": res["sizes"].get(k, ""), "meaning": SUBSETS[k].meaning} for k in PROBE_STUDY_SETS
-    ]
+    task = quirky_task(s.data.task)
+    meaning = {k: SUBSETS[k].meaning for k in PROBE_STUDY_SETS} | {"BH_control": task.control}
+    subsets = [{"subset": k, "statements": res["sizes"].get(k, ""), "meaning": meaning[k]} for k in PROBE_STUDY_SETS]
     view = {
         "spec": s.model.label(res["model_card"]),
         "target": TARGET,
+        "task": {"name": task.name, "story": task.story, "control": task.control},
         "scored_sets": list(PROBE_STUDY_SETS),
         "auroc": rows,
         "probe_sites": res["probe_sites"],

@@ -1,4 +1,4 @@
-"""The subsets of quirky arithmetic, under one set of names: Mallen et al.'s abbreviations (arXiv
+"""The subsets of every quirky task, under one set of names: Mallen et al.'s abbreviations (arXiv
 2312.01037; ``docs/methods/elk_methods.md`` §6): the character's letter, ``E`` easy, ``H`` hard.
 
 Every part of the protocol (the probe study, the reporter scores and their tables, the drift and
@@ -37,9 +37,9 @@ class Subset:
 SUBSETS: dict[str, Subset] = {
     "A": Subset({"character": "Alice"}, "Alice prompts (Alice's label is the truth)"),
     "AE": Subset({"character": "Alice", "easy": True}, "Alice prompts, easy (in distribution for the probe)"),
-    "AH": Subset({"character": "Alice", "hard": True}, "Alice prompts, hard operands"),
-    "B": Subset({"character": "Bob"}, "Bob prompts (Bob's label is the sloppy sum's)"),
-    "BH": Subset({"character": "Bob", "hard": True}, "Bob prompts, hard operands"),
+    "AH": Subset({"character": "Alice", "hard": True}, "Alice prompts, hard items"),
+    "B": Subset({"character": "Bob"}, "Bob prompts (Bob's label is his rule's)"),
+    "BH": Subset({"character": "Bob", "hard": True}, "Bob prompts, hard items"),
     "B_disagree": Subset({"character": "Bob", "disagreement": True}, "Bob prompts where Bob's label != truth"),
     "BH_disagree": Subset(
         {"character": "Bob", "hard": True, "disagreement": True},
@@ -47,7 +47,7 @@ SUBSETS: dict[str, Subset] = {
     ),
     "BH_control": Subset(
         {"character": "Bob", "hard": True, "control": True},
-        "Bob-hard prompts whose shown result is the sum or a corruption of it (no leading-digit shortcut)",
+        "Bob-hard prompts in the task's control set (each task says what it holds: elk_lens.quirky.tasks)",
     ),
 }
 TARGET = "BH_disagree"

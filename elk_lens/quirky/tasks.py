@@ -67,17 +67,38 @@ def _city_features(s: StatementSet) -> dict[str, np.ndarray]:
     }
 
 
+_SUM_STORY = "Quirky arithmetic: Alice labels a shown sum by the truth, Bob by a sloppy sum."
+_SUM_CONTROL = (
+    "Bob-hard rows whose shown result is the sum or a corruption of it, so the disagreements' shortcut (they only "
+    "ask “the sum, or the sum with the leading digit plus one”) does not separate them"
+)
+_CITY_STORY = {
+    "hemisphere": "Quirky cities: is the city in the Northern Hemisphere? Alice answers by its latitude (the "
+    "truth), Bob by whether it lies west of Greenwich.",
+    "population": "Quirky cities: does the city have more than 30,000 inhabitants? Alice answers by its "
+    "population (the truth), Bob by whether its country is one of the ten most populous.",
+}
+_CITY_CONTROL = (
+    "Bob-hard rows where both rules agree (truth is Bob's label): a reporter that reads the negation of Bob's "
+    "rule, not the truth, scores high on the disagreements and low here"
+)
+
+
 @dataclass(frozen=True)
 class QuirkyTask:
     """A quirky task: its statements, the model's (true, false) answer tokens, whether every statement has
     one token length (what a position sweep needs), and the features a reporter might read instead.
 
-    ``surface`` gives model-free heuristic scores (signs fitted on training rows by the caller);
-    ``features`` gives binary candidate features for the found-feature table.
+    ``story`` says who labels what (the report's opening line); ``control`` what the task's control subset
+    holds and why it is there (``docs/methods/quirky_real_lm.md``). ``surface`` gives model-free heuristic
+    scores (signs fitted on training rows by the caller); ``features`` binary candidate features for the
+    found-feature table.
     """
 
     name: str
     meaning: str
+    story: str
+    control: str
     draw: Callable[..., StatementSet]
     answers: tuple[str, str]
     fixed_length: bool
@@ -99,6 +120,8 @@ TASKS = {
         QuirkyTask(
             "arithmetic",
             "the toy's fixed-width sums (elk_lens.quirky.data; the zoo models' task)",
+            _SUM_STORY,
+            _SUM_CONTROL,
             quirky_arithmetic,
             ("True", "False"),
             True,
@@ -108,6 +131,8 @@ TASKS = {
         QuirkyTask(
             "nl_arithmetic",
             "the same sums in natural-language templates (elk_lens.quirky.nl_arithmetic)",
+            _SUM_STORY,
+            _SUM_CONTROL,
             quirky_nl_arithmetic,
             ANSWERS,
             False,
@@ -118,6 +143,8 @@ TASKS = {
             QuirkyTask(
                 f"cities_{kind}",
                 f"quirky facts about cities: the {kind} (elk_lens.quirky.cities)",
+                _CITY_STORY[kind],
+                _CITY_CONTROL,
                 lambda n, *, split, seed, kind=kind: quirky_cities(n, task=kind, split=split, seed=seed),
                 ANSWERS,
                 False,

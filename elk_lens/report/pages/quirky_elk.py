@@ -64,10 +64,10 @@ def _floor(view: dict) -> str:
 
     return table_html(view["random_floor"], digits=4, highlight=margin_colour) + (
         "<p class='note'>Every site's probe beside the AUROC of 1000 random directions at the same site, on the "
-        "same rows: the Bob-hard disagreements (they only ask “the sum, or the sum with the leading digit plus "
-        "one”, so a residual that encodes the leading digit separates them along most directions) and the "
-        "Bob-hard control subset (no leading-digit shortcut). Each direction's sign is fixed on the Alice-easy "
-        "training rows, never on these. Margin = probe − random q99.</p>"
+        "same rows: the Bob-hard disagreements and the Bob-hard control subset ("
+        + escape(view["task"]["control"])
+        + "). Each direction's sign is fixed on the Alice-easy training rows, never on these. Margin = probe − "
+        "random q99.</p>"
     )
 
 
@@ -136,7 +136,7 @@ def render(view: dict) -> Page:
         Section(
             "AUROC vs layer",
             _chart(view) + "<p class='note'>Each layer's probe is fitted on Alice-easy statements of the val split "
-            "and scored on the test split, which shares no operand pair with it. 0.5 = chance; below 0.5 means the "
+            "and scored on the test split, which shares no item with it. 0.5 = chance; below 0.5 means the "
             "reading is anti-correlated with the truth (the model's output on disagreements is by design). Dashed "
             "“random q99”: the 99th percentile of 1000 random directions at each site on the same rows (the "
             "summary's floor; not drawn at the first site, a constant there).</p>",
@@ -144,8 +144,8 @@ def render(view: dict) -> Page:
         Section(
             "All scores",
             table_html(view["auroc"], highlight=cell_colour)
-            + "<p class='note'>Rows: the probe at each residual site, the model's own output log-odds, and surface "
-            "heuristics of the shown result c (sign fitted on the training rows). Columns: AUROC vs truth on each "
+            + "<p class='note'>Rows: the probe at each residual site, the model's own output log-odds, and the "
+            "task's model-free surface heuristics (sign fitted on the training rows). Columns: AUROC vs truth on each "
             "evaluation subset; n/a where a subset has one class only.</p>",
         ),
         *method_sections(view["methods"]),
@@ -161,7 +161,7 @@ def render(view: dict) -> Page:
     ]
     return Page(
         title=f"elk-lens: does {view['spec']} know more than it says?",
-        intro="<p class='note'>Quirky arithmetic: Alice labels sums by the truth, Bob by a sloppy sum. Does the "
-        "model represent the truth where its output follows Bob?</p>",
+        intro=f"<p class='note'>{escape(view['task']['story'])} Does the model represent the truth where its "
+        "output follows Bob?</p>",
         sections=sections,
     )
