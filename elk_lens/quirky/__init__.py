@@ -4,7 +4,8 @@ labels are trusted must read the truth where the model's output follows Bob.
 
 - ``data``: the statement generator (splits with disjoint operand pairs, difficulty, controls);
 - ``cities`` and ``nl_arithmetic``: quirky sets a real pretrained LM can read (Mallen et al.'s hemisphere,
-  population and natural-language addition tasks), laid out by ``paired`` like ``data``'s;
+  population and natural-language addition tasks), laid out by ``paired`` like ``data``'s; ``tasks``
+  names them all, with each one's answer pair, control subset and candidate features;
 - ``subsets``: the named subsets (``AE``, ``BH_disagree``, ...), one set of names for everything below;
 - ``probe_study`` and ``sweep``: the layer sweep of a logistic probe beside the model's own answer;
 - ``floor``: each site's probe beside random directions at the same site, on the same rows;
@@ -34,6 +35,9 @@ from elk_lens.quirky.scores import quirky_reporter_scores as quirky_reporter_sco
 from elk_lens.quirky.subsets import SUBSETS as SUBSETS
 from elk_lens.quirky.subsets import TARGET as TARGET
 from elk_lens.quirky.subsets import subset_mask as subset_mask
+from elk_lens.quirky.tasks import TASKS as TASKS
+from elk_lens.quirky.tasks import QuirkyTask as QuirkyTask
+from elk_lens.quirky.tasks import quirky_task as quirky_task
 from elk_lens.quirky.twins import sum_vs_sloppy_pairs as sum_vs_sloppy_pairs
 
 __all__ = [
@@ -41,9 +45,11 @@ __all__ = [
     "CHARACTERS",
     "SUBSETS",
     "TARGET",
+    "TASKS",
     "GaussianDetector",
     "QuirkyScores",
     "QuirkyStudy",
+    "QuirkyTask",
     "anomaly_auroc",
     "distractor_table",
     "position_sweep",
@@ -52,6 +58,7 @@ __all__ = [
     "quirky_nl_arithmetic",
     "quirky_probe_study",
     "quirky_reporter_scores",
+    "quirky_task",
     "seed_stability",
     "split_layers",
     "subset_mask",
