@@ -93,12 +93,24 @@ def pgr_table(scores: QuirkyScores, eil: dict[str, int], *, seed: int = 0) -> li
 
 def anomaly_table(scores: QuirkyScores, *, method: str = "logistic", seed: int = 0) -> list[dict]:
     """Gaussian on the AE-trained reporter's per-layer log-odds (embedding site dropped, as EG stores
-    layers 1..L): fitted on AE test rows, AUROC of AH (normal) vs BH (anomalous), with 95% CI."""
+    layers 1..L): fitted on AE test rows, AUROC of AH (normal) vs BH (anomalous), with 95% CI.
+
+    With no more trusted rows than layers the covariance is singular: the rows say n/a and why (a deep
+    model on a small test split), rather than stopping the analysis after its reporters are fitted.
+    """
     features = scores.log_odds[f"AE/{method}"][:, 1:]
     trusted = features[subset_mask(scores.test, "AE")]
     normal = features[subset_mask(scores.test, "AH")]
     anomalous = features[subset_mask(scores.test, "BH")]
     rows = []
+    kinds = {False: "log N", True: "log N - log N(diag)"}
+    if len(trusted) <= features.shape[1]:
+        why = f"n/a: {len(trusted)} trusted (AE test) rows for {features.shape[1]} layers; raise data.test_rows"
+        nan = float("nan")
+        return [
+            {"reporter": f"AE/{method}", "score": k, "auroc": nan, "low": nan, "high": nan, "trusted rows": why}
+            for k in kinds.values()
+        ]
     for subtract_diag in (False, True):
         detector = GaussianDetector(trusted, subtract_diag=subtract_diag)
         s_normal, s_anomalous = detector(normal), detector(anomalous)
@@ -108,7 +120,7 @@ def anomaly_table(scores: QuirkyScores, *, method: str = "logistic", seed: int =
         rows.append(
             {
                 "reporter": f"AE/{method}",
-                "score": "log N - log N(diag)" if subtract_diag else "log N",
+                "score": kinds[subtract_diag],
                 "auroc": round(anomaly_auroc(s_normal, s_anomalous), 4),
                 "low": round(low, 4),
                 "high": round(high, 4),

@@ -1,13 +1,17 @@
 """Gaussian anomaly detector (docs/methods/elk_methods.md §7) against SciPy's log-density, and a planted anomaly that
 only the correlation between features reveals."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy.stats import multivariate_normal
 from sklearn.metrics import roc_auc_score
 
+from elk_lens.quirky import QuirkyScores, quirky_arithmetic, subset_mask
 from elk_lens.quirky.anomaly import GaussianDetector, anomaly_auroc
+from elk_lens.quirky.tables import anomaly_table
 
 LOGPDF_TOL = 1e-9  # float64 Cholesky (torch) vs float64 LU/eigh (SciPy) of the same well-conditioned matrix
 CAUGHT = 0.95  # AUROC the detector must reach on the planted anomaly (measured 0.976-0.995 over 10 seeds)
@@ -108,3 +112,16 @@ def test_nan_and_singular_covariance_raise():
     duplicated = torch.cat([x, x[:, :1]], 1)
     with pytest.raises(ValueError, match="singular covariance"):
         GaussianDetector(duplicated)
+
+
+def test_the_anomaly_table_says_na_when_the_layers_outnumber_the_trusted_rows():
+    """A deep model on a small test split: no more AE rows than layers leaves the covariance singular; the
+    table says so instead of stopping the analysis."""
+    test = quirky_arithmetic(40, split="test", seed=0)
+    n_ae = int(subset_mask(test, "AE").sum())
+    sites = [f"s{i}" for i in range(n_ae + 2)]  # the embedding site is dropped: n_ae + 1 features
+    log_odds = {"AE/logistic": torch.randn(len(test), len(sites), generator=torch.Generator().manual_seed(0))}
+    rows = anomaly_table(QuirkyScores(test, sites, log_odds, torch.zeros(len(test))))
+    assert [r["score"] for r in rows] == ["log N", "log N - log N(diag)"]
+    assert all(math.isnan(r["auroc"]) for r in rows)
+    assert rows[0]["trusted rows"] == f"n/a: {n_ae} trusted (AE test) rows for {n_ae + 1} layers; raise data.test_rows"
