@@ -27,18 +27,12 @@ BASE = "zoo:smollm2-135m"
 
 
 def accuracy(model, test) -> dict:
-    """Each character's answer accuracy vs own labels and vs truth, beside always giving the character's
-    majority answer, and the balanced accuracy (the mean of the true and the false labels' recalls)."""
     says_true = (output_log_odds(model, test, answers=ANSWERS, batch_size=32) > 0).numpy()
     out = {}
     for who in ("Alice", "Bob"):
         rows = test.column("character") == who
-        own = test.column("label")[rows].astype(bool)
-        said = says_true[rows]
-        out[f"{who} vs own label"] = round(float((said == own).mean()), 4)
-        out[f"{who} vs truth"] = round(float((said == test.column("alice_label")[rows]).mean()), 4)
-        out[f"{who} majority rate"] = round(float(max(own.mean(), 1 - own.mean())), 4)
-        out[f"{who} balanced vs own label"] = round(float((said[own].mean() + (~said[~own]).mean()) / 2), 4)
+        out[f"{who} vs own label"] = round(float((says_true == test.column("label"))[rows].mean()), 4)
+        out[f"{who} vs truth"] = round(float((says_true == test.column("alice_label"))[rows].mean()), 4)
     return out
 
 
