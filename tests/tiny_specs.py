@@ -3,7 +3,7 @@ import another folder's by name)."""
 
 import json
 
-__all__ = ["CIRCUITS_SPEC", "TRUTH_METHODS", "TRUTH_SETS", "TRUTH_SPEC"]
+__all__ = ["CIRCUITS_SPEC", "QUIRKY_SPEC", "TRUTH_METHODS", "TRUTH_SETS", "TRUTH_SPEC"]
 
 TRUTH_SETS = ["cities", "neg_cities", "larger_than", "element_symb", "neg_element_symb"]
 TRUTH_METHODS = ["logistic", "mean_diff", "ccs", "ttpd"]
@@ -34,4 +34,19 @@ probe_rows = 800
 [circuits]
 pairs = 8
 ig_steps = 2
+"""
+
+QUIRKY_SPEC = """
+name = "quirky-small"
+analysis = "quirky_elk"
+[model]
+spec = "zoo:quirky-arith"
+[data]
+train_rows = 1500
+test_rows = 400
+[capture]
+batch_size = 256
+[causal]
+test_rows = 300
+n_random = 2
 """

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from browser import assert_renders, needs_browser
+from tiny_specs import QUIRKY_SPEC
 
 from elk_lens.analyses import ANALYSES
 from elk_lens.cli import main
@@ -14,27 +15,12 @@ from elk_lens.report.pages.quirky_elk import render
 from elk_lens.report.rundir import RunDir
 from elk_lens.runner import load_spec, run_analysis
 
-SMALL_SPEC = """
-name = "quirky-small"
-analysis = "quirky_elk"
-[model]
-spec = "zoo:quirky-arith"
-[data]
-train_rows = 1500
-test_rows = 400
-[capture]
-batch_size = 256
-[causal]
-test_rows = 300
-n_random = 2
-"""
-
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     spec = root / "spec.toml"
-    spec.write_text(SMALL_SPEC)
+    spec.write_text(QUIRKY_SPEC)
     return spec, run_analysis(spec, runs_root=root)
 
 
@@ -176,7 +162,7 @@ def test_bad_specs_fail_before_any_model_is_loaded(tmp_path, text, error):
 def test_a_run_directory_is_not_reused_for_another_config(tmp_path, finished_run):
     spec, run = finished_run
     other = tmp_path / "other.toml"
-    other.write_text(SMALL_SPEC.replace("test_rows = 400", "test_rows = 401"))
+    other.write_text(QUIRKY_SPEC.replace("test_rows = 400", "test_rows = 401"))
     with pytest.raises(ValueError, match="different config"):
         run_analysis(other, runs_root=run.parent)
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tiny_specs import QUIRKY_SPEC
 
 from elk_lens.lora import LoraConfig
 from elk_lens.models import fingerprint, load_model
@@ -35,25 +36,12 @@ def trajectory(tmp_path_factory):
 
 
 def _spec(trajectory, *, base=BASE, checkpoint=-1) -> str:
-    return f"""
-name = "quirky-lora"
-analysis = "quirky_elk"
-[model]
-spec = "{base}"
-trajectory = "{trajectory}"
-checkpoint = {checkpoint}
-[data]
-train_rows = 1500
-test_rows = 400
-[capture]
-batch_size = 256
-[causal]
-test_rows = 200
-n_random = 2
-every = 2
-[real_lm]
-spec = ""
-"""
+    """The default analysis's small test spec, pointed at the trajectory's checkpoint; causal checks at every
+    second site; no real-LM glance."""
+    model = f'spec = "{base}"\ntrajectory = "{trajectory}"\ncheckpoint = {checkpoint}\n'
+    text = QUIRKY_SPEC.replace('name = "quirky-small"', 'name = "quirky-lora"')
+    text = text.replace('spec = "zoo:quirky-arith"\n', model).replace("n_random = 2\n", "n_random = 2\nevery = 2\n")
+    return text + '[real_lm]\nspec = ""\n'
 
 
 def test_the_analysis_reads_the_trajectorys_checkpoint(tmp_path, trajectory):
