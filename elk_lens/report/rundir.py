@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 import torch
 from safetensors import safe_open
 from safetensors.torch import save
@@ -115,6 +116,16 @@ def _read_tensor_stage(path: Path) -> dict[str, Tensor]:
     return tensors
 
 
+def _same_config(saved: str, new: str) -> bool:
+    """The same settings: equal texts, or equal once parsed (an edited comment does not make another run)."""
+    if saved == new:
+        return True
+    try:
+        return tomllib.loads(saved) == tomllib.loads(new)
+    except tomllib.TOMLDecodeError:
+        return False
+
+
 class RunDir:
     """A run directory. Each stage's result is saved when it finishes, so a killed run resumes (module doc)."""
 
@@ -122,7 +133,7 @@ class RunDir:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         saved = path / "config.toml"
-        if saved.is_file() and saved.read_text() != config_text:
+        if saved.is_file() and not _same_config(saved.read_text(), config_text):
             raise ValueError(
                 f"run directory {path} already holds a run of a different config; "
                 f"pick another name (--name) or delete the directory"

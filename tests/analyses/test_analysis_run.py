@@ -167,6 +167,18 @@ def test_a_run_directory_is_not_reused_for_another_config(tmp_path, finished_run
         run_analysis(other, runs_root=run.parent)
 
 
+def test_a_changed_comment_resumes_the_same_run(tmp_path, finished_run):
+    """Comments are not settings: a spec whose comments were edited resumes its run, every stage from disk."""
+    spec, run = finished_run
+    edited = tmp_path / "spec.toml"
+    commented = QUIRKY_SPEC.replace("n_random = 2", "n_random = 2  # edited")
+    edited.write_text("# a comment added after the run\n" + commented)
+    assert run_analysis(edited, runs_root=run.parent) == run
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["resumed_stages"] == ["study", "reporter_scores", "causal", "rigor", "positions", "control_floor"]
+    assert (run / "config.toml").read_text() == edited.read_text()
+
+
 def test_unknown_config_keys_are_named_with_a_suggestion_and_the_valid_ones(tmp_path):
     spec = tmp_path / "typo.toml"
     spec.write_text('name = "x"\nanalysis = "drift"\n[train]\nstep = 10\n')
