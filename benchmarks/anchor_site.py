@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from elk_lens.analyses.scenario import drift_sites
 from elk_lens.capture import capture
 from elk_lens.metrics import auroc
 from elk_lens.models import load_model
@@ -28,8 +29,6 @@ def main() -> None:
     parser.add_argument("--task", default="cities_hemisphere")
     parser.add_argument("--rows", type=int, default=1000)
     args = parser.parse_args()
-    from elk_lens.analyses.scenario import drift_sites
-
     model = load_model(args.model)
     ae = quirky_task(args.task).statements(args.rows, split="val", seed=0).where(character="Alice", easy=True)
     half = np.asarray(ae.column("row_id")) % 2 == 0

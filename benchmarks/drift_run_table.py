@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from quirky_run_tables import table  # benchmarks/, on the path when a script here runs
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -44,7 +46,7 @@ def main() -> None:
         "refit BH_control end",
         "CKA to step 0 end",
     ]
-    print("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    rows = []
     for site in names:
         cos = m["cos_w"][method][site]["to_first"][-1]
         floor = m["floors"]["cos_w"][method][site]["q05"]
@@ -60,7 +62,8 @@ def main() -> None:
             f"{refit['BH_control'][-1]:.3f}",
             f"{m['cka_to_first'][site][-1]:.3f}",
         ]
-        print("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    print("\n" + table(head, rows))
 
 
 if __name__ == "__main__":

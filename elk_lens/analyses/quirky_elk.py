@@ -128,8 +128,7 @@ def check(spec: Spec) -> None:
         )
 
 
-def _study(s: Spec, run: RunDir) -> dict:
-    model = s.model.load()
+def _study(s: Spec, run: RunDir, model) -> dict:
     study = quirky_probe_study(
         model,
         train_rows=s.data.train_rows,
@@ -166,8 +165,9 @@ def _positive_control(card: dict) -> dict | None:
 
 
 def run(s: Spec, run: RunDir) -> AnalysisResult:
-    res = run.stage("study", lambda: _study(s, run))
-    methods = method_stages(s.model.load(), s, run)
+    model = s.model.load()  # once: a trajectory's checkpoint is checksummed on every load
+    res = run.stage("study", lambda: _study(s, run, model))
+    methods = method_stages(model, s, run)
     real_lm = glance(s.real_lm, run)
     rows = res["table"]
     split = res["split_layers"]

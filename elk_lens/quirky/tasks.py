@@ -108,7 +108,7 @@ class QuirkyTask:
     def statements(self, n: int, *, split: str, seed: int, digits: int = 3) -> StatementSet:
         """``n`` items of ``split`` (each an Alice and a Bob statement); ``digits`` is the toy arithmetic's."""
         if self.name == "arithmetic":
-            return quirky_arithmetic(n, split=split, seed=seed, digits=digits)
+            return self.draw(n, split=split, seed=seed, digits=digits)
         if digits != 3:
             raise ValueError(f"digits applies to task 'arithmetic' only; task is {self.name!r}")
         return self.draw(n, split=split, seed=seed)
