@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     from elk_lens.runner import run_analysis
 
     with progress_to(sys.stderr):  # stages and progress as lines, also when stderr is a log file
-        run_dir = run_analysis(Path(args.config), runs_root=Path(args.runs), run_name=args.name)
+        run_dir = run_analysis(Path(args.config), runs_root=Path(args.runs), run_name=args.name, device=args.device)
     print(json.dumps({"run_dir": str(run_dir), "report": str(run_dir / "report.html")}))
     print(f"report: {run_dir / 'report.html'}", file=sys.stderr)
     return 0
@@ -91,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="analysis spec, e.g. analyses/quirky_elk.toml")
     run.add_argument("--runs", default="runs", help="parent directory of run directories")
     run.add_argument("--name", default=None, help="run directory name (default: the spec's name); reused to resume")
+    run.add_argument("--device", default="cpu", help="torch device for every model the analysis loads: cpu, cuda, ...")
     run.set_defaults(func=_run)
 
     data = sub.add_parser("data", help="the truth datasets (extra 'truth')").add_subparsers(

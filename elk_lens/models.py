@@ -11,6 +11,9 @@ Three kinds of spec, decided before anything is loaded:
 import json
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -33,6 +36,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "fingerprint",
     "load_model",
+    "loading_device",
     "native_config",
     "save_model",
     "tokenizer_fingerprint",
@@ -42,6 +46,24 @@ NATIVE_CONFIG_FILE = "elk_lens.json"
 WEIGHTS_FILE = "model.safetensors"
 _FORMAT_VERSION = 2  # 2: the marker lists every file's checksum (1: the zoo's, none)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
+
+
+_DEVICE: ContextVar[str] = ContextVar("elk_lens_loading_device", default="cpu")
+
+
+@contextmanager
+def loading_device(device: str | torch.device) -> Iterator[str]:
+    """Inside, :func:`load_model` calls that name no ``device`` put the model on ``device``.
+
+    Why a context and not an argument: an analysis loads its base model and every trajectory checkpoint
+    in several places; ``elk-lens run --device cuda`` moves all of them at once, and the code downstream
+    already follows the model's device. The device is checked here, before any work.
+    """
+    token = _DEVICE.set(_check_device(device))
+    try:
+        yield _DEVICE.get()
+    finally:
+        _DEVICE.reset(token)
 
 
 class HubUnreachableError(OSError):
@@ -84,7 +106,7 @@ def load_model(
     *,
     revision: str | None = None,
     tokenizer: str | Path | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     dtype: torch.dtype | str = torch.float32,
 ) -> TransformerBridge:
     """Boot a model in eval mode.
@@ -97,7 +119,8 @@ def load_model(
             the user cache, ``elk_lens.zoo.gguf``), or an HF hub name (``"EleutherAI/pythia-70m"``).
         revision: Hub revision or branch (e.g. Pythia's ``"step1000"``); hub names only.
         tokenizer: A directory with tokenizer files, for HF directories that ship none.
-        device: Torch device (``"cpu"``, ``"cuda:0"``, ...).
+        device: Torch device (``"cpu"``, ``"cuda:0"``, ...); None: the one :func:`loading_device` set,
+            else ``"cpu"``.
         dtype: Parameter dtype, a torch dtype or its name (``"bfloat16"``).
     """
     if isinstance(spec, os.PathLike):
@@ -107,7 +130,7 @@ def load_model(
             f"spec must be a str ('zoo:NAME', a directory or a hub name); got {type(spec).__name__} {spec!r}"
         )
     dtype = as_dtype("dtype", dtype)
-    device = _check_device(device)
+    device = _check_device(_DEVICE.get() if device is None else device)
     if spec.startswith("zoo:"):
         name = spec.removeprefix("zoo:")
         if name in PACKAGED:  # a pretrained HF directory inside an optional PyPI package

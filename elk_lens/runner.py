@@ -11,6 +11,7 @@ from pathlib import Path
 from elk_lens._progress import log as progress
 from elk_lens.analyses import ANALYSES
 from elk_lens.analyses.spec import AnalysisSpec, parse_spec
+from elk_lens.models import loading_device
 from elk_lens.report.html import render_page
 from elk_lens.report.pages import RENDERERS
 from elk_lens.report.rundir import RunDir, environment
@@ -70,8 +71,17 @@ def read_spec(cfg: dict, *, where: str = "spec") -> AnalysisSpec:
     return spec
 
 
-def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | None = None) -> Path:
-    """Run (or resume) the analysis in ``spec``; returns the run directory."""
+def run_analysis(
+    spec: Path, *, runs_root: Path = Path("runs"), run_name: str | None = None, device: str = "cpu"
+) -> Path:
+    """Run (or resume) the analysis in ``spec``; returns the run directory. Every model the analysis loads
+    goes onto ``device`` (``"cpu"``, ``"cuda"``, ...); a resumed run keeps the stages done on another device,
+    and the manifest records the device of each invocation's new stages."""
+    with loading_device(device) as device:
+        return _run_analysis(spec, runs_root, run_name, device)
+
+
+def _run_analysis(spec: Path, runs_root: Path, run_name: str | None, device: str) -> Path:
     if run_name is not None:
         check_run_name("run_name (--name)", run_name)
     parsed, text = load_spec(spec)
@@ -92,7 +102,7 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
             "choose a writable place with --runs DIR"
         ) from None
     started = time.time()
-    progress.info("run %s (%s) in %s", parsed.name, kind, path)
+    progress.info("run %s (%s) in %s on %s", parsed.name, kind, path, device)
     result = ANALYSES[kind].run(parsed, run)
     progress.info("analysis done in %.1f s; writing the report", time.time() - started)
     manifest = {
@@ -103,7 +113,7 @@ def run_analysis(spec: Path, *, runs_root: Path = Path("runs"), run_name: str | 
         "stage_seconds": run.timings,
         "resumed_stages": run.resumed,
         **result.provenance,
-        "environment": environment(),
+        "environment": {**environment(), "device": device},
     }
     run.write_json("manifest.json", manifest)
     run.write_json("metrics.json", result.metrics)

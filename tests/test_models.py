@@ -9,7 +9,15 @@ import torch
 from conftest import D_MODEL, NATIVE_CFG, boot_native
 from transformers import AutoModelForCausalLM
 
-from elk_lens.models import NATIVE_CONFIG_FILE, HubUnreachableError, fingerprint, load_model, save_model
+import elk_lens.models
+from elk_lens.models import (
+    NATIVE_CONFIG_FILE,
+    HubUnreachableError,
+    fingerprint,
+    load_model,
+    loading_device,
+    save_model,
+)
 from elk_lens.zoo import zoo_names
 
 # Bridge vs HF eager forward on the same weights: the bridge re-implements some components, measured
@@ -51,6 +59,19 @@ def test_unknown_zoo_name_lists_the_valid_names():
 
 
 # --------------------------------------------------------------------------- native save / load
+
+
+def test_loading_device_is_where_models_go_unless_a_call_names_one(monkeypatch):
+    """The plumbing of ``elk-lens run --device``: every load_model without ``device=`` inside the context
+    (here the meta device stands in for a GPU this machine lacks) receives the context's device."""
+    seen = []
+    monkeypatch.setattr(elk_lens.models, "_load_native", lambda path, device, dtype: seen.append(device))
+    load_model("zoo:quirky-arith")
+    with loading_device("meta") as device:
+        load_model("zoo:quirky-arith")
+        load_model("zoo:quirky-arith", device="cpu")
+    load_model("zoo:quirky-arith")
+    assert device == "meta" and seen == ["cpu", "meta", "cpu", "cpu"]
 
 
 @pytest.mark.parametrize("variant", list(NATIVE_VARIANTS))

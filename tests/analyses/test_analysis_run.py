@@ -32,6 +32,7 @@ def test_run_directory_is_self_describing(finished_run):
     assert manifest["analysis"] == "quirky_elk"
     assert set(manifest["fingerprints"]) == {"model", "train_data", "test_data"}
     assert manifest["environment"]["packages"]["transformer-lens"].startswith("4.3")
+    assert manifest["environment"]["device"] == "cpu"
     assert manifest["seeds"] == {"data": 0} and "study" in manifest["stage_seconds"]
     metrics = json.loads((run / "metrics.json").read_text())
     scored = [row["scored"] for row in metrics["auroc"]]

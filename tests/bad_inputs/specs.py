@@ -69,6 +69,10 @@ def _cli_run_with_runs_a_file(env: Env):
     return main(["run", str(_fast_failing(env, "x")), "--runs", str(env.tmp / "runs")])
 
 
+def _cli_run_on_a_missing_device(env: Env):
+    return main(["run", str(_fast_failing(env, "x")), "--runs", str(env.tmp / "runs"), "--device", "cuda:7"])
+
+
 def _cli_spec_is_a_directory(env: Env):
     return main(["run", str(env.tmp), "--runs", str(env.tmp / "runs")])
 
@@ -316,6 +320,12 @@ CASES = [
         _cli_spec_is_a_directory,
         SystemExit,
         r"elk-lens run: analysis spec .* is a directory",
+    ),
+    Case(
+        "specs/cli-device-not-present",
+        _cli_run_on_a_missing_device,
+        SystemExit,
+        r"elk-lens run: device 'cuda:7' is not available: this machine has \d+ cuda device\(s\); use 'cpu'",
     ),
     Case("specs/spec-not-utf8", _spec_not_utf8, ValueError, r"weights\.toml is not a UTF-8 text file"),
     Case(
