@@ -9,7 +9,8 @@ runs/anchoring/summary-<scenarios>.json) holds, at the last checkpoint: Bob's an
 their trained labels, the last batch's and the held-out answer loss, and the AUROC vs truth on Bob-hard
 disagreements of the base reporter (fitted at step 0) and of a refitted one, at the anchored site and
 one layer below. ``--write-only`` writes the specs and stops, for running them as parallel ``elk-lens run``
-processes; a second call then reads the finished runs.
+processes (``--device cuda`` where there is a GPU); a second call with ``--read-only`` then reads the
+finished runs without resuming them.
 """
 
 import argparse
@@ -54,7 +55,10 @@ def summarize(run: Path, site: str) -> dict:
         out[f"base reporter {at}"] = m["auroc_initial"]["logistic"][at]["BH_disagree"][end]
         out[f"refit {at}"] = m["auroc_refit"]["logistic"][at]["BH_disagree"][end]
         out[f"base reporter min over steps {at}"] = min(m["auroc_initial"]["logistic"][at]["BH_disagree"])
-    out[f"base reporter on control, {anchored.name}"] = m["auroc_initial"]["logistic"][anchored.name]["BH_control"][end]
+    control = m["auroc_initial"]["logistic"][anchored.name]["BH_control"]
+    out[f"base reporter on control, {anchored.name}"] = control[end]
+    out[f"base reporter on control, min over steps, {anchored.name}"] = min(control)
+    out["output on BH_disagree"] = m["output_auroc"]["BH_disagree"][end]
     return out
 
 
@@ -73,6 +77,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/anchoring"))
     parser.add_argument("--site", default="blocks.3.hook_resid_pre", help="the anchored site")
     parser.add_argument("--write-only", action="store_true", help="write the specs, run nothing")
+    parser.add_argument(
+        "--read-only", action="store_true", help="summarize finished runs (e.g. run elsewhere with --device cuda)"
+    )
     args = parser.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -80,12 +87,16 @@ def main() -> None:
         for seed in args.seeds:
             for anchor in args.anchors:
                 for weight in [1.0] if anchor == "none" else args.weights:
-                    spec = args.runs / f"{run_name(scenario, anchor, seed, weight)}.toml"
-                    spec.write_text(spec_text(scenario, anchor, seed, weight, args.site))
-                    if args.write_only:
-                        print(spec)
-                        continue
-                    run = run_analysis(spec, runs_root=args.runs)
+                    name = run_name(scenario, anchor, seed, weight)
+                    spec = args.runs / f"{name}.toml"
+                    if args.read_only:
+                        run = args.runs / name
+                    else:
+                        spec.write_text(spec_text(scenario, anchor, seed, weight, args.site))
+                        if args.write_only:
+                            print(spec)
+                            continue
+                        run = run_analysis(spec, runs_root=args.runs)
                     row = {"scenario": scenario, "anchor": anchor, "weight": weight, "seed": seed}
                     rows.append({**row, **summarize(run, args.site)})
                     print(json.dumps(rows[-1]), flush=True)
