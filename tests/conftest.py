@@ -37,6 +37,8 @@ from transformers import (  # noqa: E402
     GPT2LMHeadModel,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
     PreTrainedTokenizerFast,
 )
 
@@ -170,6 +172,27 @@ def neox_dir(tmp_path_factory, char_tok_dir) -> Path:
         eos_token_id=EOS_ID,
     )
     path = _save_hf(GPTNeoXForCausalLM, cfg, tmp_path_factory.mktemp("hf_neox"))
+    return _with_tokenizer(path, char_tok_dir)
+
+
+@pytest.fixture(scope="session")
+def llama_dir(tmp_path_factory, char_tok_dir) -> Path:
+    """A tiny HF Llama with SmolLM2's block: grouped-query attention (4 query heads on 2 key/value heads),
+    RMSNorm pre-norm, rotary positions, SwiGLU MLP, and the char tokenizer."""
+    cfg = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=D_MODEL,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=2 * D_MODEL,
+        max_position_embeddings=N_CTX,
+        tie_word_embeddings=True,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+    )
+    path = _save_hf(LlamaForCausalLM, cfg, tmp_path_factory.mktemp("hf_llama"))
     return _with_tokenizer(path, char_tok_dir)
 
 

@@ -2,12 +2,13 @@
 score, the smallest faithful circuit at every checkpoint, and how that circuit moves.
 
 Stages: ``fine_tune`` (a drift scenario, or an existing trajectory named by ``circuits.trajectory``),
-``circuits`` (per checkpoint: a logistic reporter refitted on Alice-easy statements, every upstream
-component scored by exact patching, attribution patching and its integrated-gradients variant on
-sum-vs-sloppy twins, the smallest circuit at the faithfulness target, and the noise floor from two
-disjoint halves of the pairs at the first checkpoint; saved as a
+``circuits`` (per checkpoint scored, ``circuits.steps`` or every one: a logistic reporter refitted on
+Alice-easy statements, every upstream component scored by exact patching, attribution patching and its
+integrated-gradients variant on the task's twins (:mod:`elk_lens.quirky.twins`: sum-vs-sloppy sums,
+or cities of opposite truth in one template and token count), the smallest circuit at the faithfulness
+target, and the noise floor from two disjoint halves of the pairs at the first checkpoint scored; saved as a
 :class:`~elk_lens.circuits.CircuitTrajectory`'s ``to_dict``, read back through it), ``attention`` (the
-top heads' patterns on one prompt at the first and the last checkpoint). ``elk_lens.report.pages.circuits``
+top heads' patterns on one prompt at the first and the last checkpoint scored). ``elk_lens.report.pages.circuits``
 draws the report from the view (the attention with circuitsvis, offline).
 """
 
@@ -19,7 +20,7 @@ from elk_lens.analyses.model_checks import check_site, model_layout
 from elk_lens.analyses.result import AnalysisResult
 from elk_lens.analyses.scenario import LABELS, Scenario, ScenarioSpec
 from elk_lens.analyses.spec import at_least, in_range, one_of, setting, spec_dict
-from elk_lens.capture import capture
+from elk_lens.capture import capture, tokenize
 from elk_lens.circuit_drift import circuit_series, edit_distance, jaccard, relabel, weighted_jaccard
 from elk_lens.circuits import (
     CheckpointCircuit,
@@ -34,7 +35,7 @@ from elk_lens.circuits import (
 )
 from elk_lens.models import fingerprint
 from elk_lens.quirky.data import CHARACTERS
-from elk_lens.quirky.twins import sum_vs_sloppy_pairs
+from elk_lens.quirky.tasks import TASKS, quirky_task
 from elk_lens.report.rundir import RunDir
 from elk_lens.reporters import fit_logistic
 from elk_lens.trajectory import Checkpoint, Trajectory
@@ -55,6 +56,7 @@ class CircuitsSpec:
     target: float = setting(0.8, in_range(0, 1, low_open=True))
     ablation: str = setting("twin", one_of(("twin", "mean")))
     top_heads: int = setting(3, at_least(1))
+    steps: tuple[int, ...] = ()  # the checkpoints scored, by training step (empty = every one)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +79,14 @@ def check(spec: Spec) -> None:
         )
     if c.growth_run and c.trajectory:
         raise ValueError("set one of 'circuits.trajectory' and 'circuits.growth_run', not both")
+    if quirky_task(spec.data.task).twins is None:
+        with_twins = sorted(name for name, task in TASKS.items() if task.twins is not None)
+        raise ValueError(
+            f"config key 'data.task' = {spec.data.task!r} has no contrast twins to patch with "
+            f"(elk_lens.quirky.twins); the circuits analysis runs {with_twins}"
+        )
+    if c.trajectory:  # a fine-tune here or a growth run has its steps only once it has run
+        _scored(c, Trajectory.load(c.trajectory).steps)
     # a given trajectory's model is its own; otherwise the site is read on model.base (the small model of a
     # growth run, mapped into the grown one)
     layout = None if c.trajectory else model_layout(spec.model.base)
@@ -98,6 +108,41 @@ def _trajectory(spec: Spec, run: RunDir) -> Trajectory:
         small = Trajectory([Checkpoint(0, spec=spec.model.base)])
         return Trajectory.join(small, grown / "growth_map", Trajectory.load(grown / "trajectory"))
     return Trajectory.load(c.trajectory or run.path / "trajectory")
+
+
+def _scored(c: CircuitsSpec, steps: list[int]) -> list[int]:
+    """The positions in the trajectory of the checkpoints scored: those at ``circuits.steps``, or all."""
+    if not c.steps:
+        return list(range(len(steps)))
+    missing = sorted(set(c.steps) - set(steps))
+    if missing or len(set(c.steps)) != len(c.steps):
+        raise ValueError(
+            f"config key 'circuits.steps' = {list(c.steps)} must name distinct steps of the trajectory "
+            f"walked; {missing or 'a repeated step'} is not one of its steps {steps}"
+        )
+    return [i for i, step in enumerate(steps) if step in c.steps]
+
+
+def _grown_at(traj: Trajectory, scored: list[int]) -> list[int]:
+    """Positions among the checkpoints scored that follow a growth step: one grown at them or since the
+    previous one scored (a skipped grown checkpoint still marks the next one scored as grown)."""
+    since = [0, *(t + 1 for t in scored[:-1])]
+    return [
+        k
+        for k, (first, t) in enumerate(zip(since, scored, strict=True))
+        if any(c.growth is not None for c in traj.checkpoints[first : t + 1])
+    ]
+
+
+def _twins(scenario: Scenario, model) -> tuple[list[str], list[str]]:
+    """The task's contrast pairs, said by ``circuits.character``, token counts read with ``model``'s
+    tokenizer (every checkpoint of a trajectory shares it)."""
+    c = scenario.spec.circuits
+    twins = quirky_task(scenario.spec.data.task).twins
+    assert twins is not None, "check() refuses a task without twins"
+    return twins(
+        c.pairs, n_tokens=lambda texts: tokenize(model, texts).mask.sum(1).tolist(), seed=0, character=c.character
+    )
 
 
 def _fine_tune(scenario: Scenario, run: RunDir) -> dict:
@@ -130,12 +175,14 @@ def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
     traj = _trajectory(scenario.spec, run)
     site = c.site
     probe_set = scenario.probe_set
-    clean, corrupt = sum_vs_sloppy_pairs(c.pairs, character=c.character)
-    half = len(clean) // 2
+    scored = _scored(c, traj.steps)
     at = []
-    last = len(traj) - 1
-    for t in range(len(traj)):
+    last = scored[-1]
+    for t in scored:
         model = traj.model_at(t)
+        if not at:
+            clean, corrupt = _twins(scenario, model)
+            half = len(clean) // 2
         growth = traj.growth_map(0, t)
         here = site if growth is None else growth.site(site)  # the same place in a grown model
         reporter = fit_logistic(
@@ -145,7 +192,7 @@ def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
             provenance={"model": fingerprint(model)},
         )
         at.append(_score(c, model, reporter, clean, corrupt))
-        if t == 0:  # the floor: the same measures between circuits found on two disjoint halves of the pairs
+        if t == scored[0]:  # the floor: the same measures between circuits found on two disjoint halves of the pairs
             a, b = (_score(c, model, reporter, clean[sl], corrupt[sl]) for sl in (slice(0, half), slice(half, None)))
             floor = NoiseFloor(
                 jaccard=jaccard(set(a.circuit), set(b.circuit)),
@@ -154,12 +201,12 @@ def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
                 halves=[a.circuit, b.circuit],
             )
     # compare circuits in the last checkpoint's names: components of a smaller model move through the maps
-    maps = [traj.growth_map(t, last) for t in range(len(traj))]
+    maps = [traj.growth_map(t, last) for t in scored]
     circuits = [set(x.circuit) if g is None else relabel(set(x.circuit), g) for x, g in zip(at, maps, strict=True)]
     # scores as shares of the clean-vs-corrupt gap: refitted reporters differ in scale, not in what they read
     scores = [x.shares() if g is None else relabel(x.shares(), g) for x, g in zip(at, maps, strict=True)]
     return CircuitTrajectory(
-        steps=traj.steps,
+        steps=[traj.steps[t] for t in scored],
         site=site,
         pairs=len(clean),
         example=[clean[0], corrupt[0]],
@@ -167,19 +214,20 @@ def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
         floor=floor,
         drift=circuit_series(circuits, scores),
         exact_in_final_names=scores,
-        grown_at=[i for i, c in enumerate(traj.checkpoints) if c.growth is not None],
+        grown_at=_grown_at(traj, scored),
     )
 
 
 def _attention(spec: Spec, run: RunDir, scored: CircuitTrajectory) -> dict:
     """Attention patterns of the heads with the largest |exact score| at the last checkpoint, on the
-    example clean prompt, at the first checkpoint that has them (the last growth on) and the last."""
+    example clean prompt, at the first checkpoint scored that has them (the last growth on) and the last."""
     traj = _trajectory(spec, run)
+    scored_at = _scored(spec.circuits, traj.steps)
     heads = scored.at[-1].top_heads(spec.circuits.top_heads)
     text = scored.example[0]
     out = {"heads": heads, "text": text, "patterns": {}}
     for t in (scored.last_growth, scored.end):
-        patterns, out["tokens"] = attention_patterns(traj.model_at(t), text, heads)
+        patterns, out["tokens"] = attention_patterns(traj.model_at(scored_at[t]), text, heads)
         out["patterns"][scored.labels[t]] = patterns.tolist()
     return out
 

@@ -32,7 +32,16 @@ from elk_lens.data.truth_datasets import country_phrase
 from elk_lens.quirky.data import SPLITS, bucket_split
 from elk_lens.quirky.paired import key_hash, paired_statements, template_index
 
-__all__ = ["POPULATION_MIN", "TASKS", "TEMPLATES", "TOP_COUNTRIES", "city_labels", "quirky_cities", "task_cities"]
+__all__ = [
+    "POPULATION_MIN",
+    "TASKS",
+    "TEMPLATES",
+    "TOP_COUNTRIES",
+    "city_labels",
+    "n_cities",
+    "quirky_cities",
+    "task_cities",
+]
 
 TASKS = ("hemisphere", "population")
 POPULATION_MIN = 30_000  # Alice's population rule: strictly more
@@ -96,6 +105,12 @@ def _city_table() -> dict[str, np.ndarray]:
         "easy": d <= np.quantile(d, 0.25, method="inverted_cdf"),
         "hard": d >= np.quantile(d, 0.75, method="inverted_cdf"),
     }
+
+
+def n_cities(split: str) -> int:
+    """How many cities ``split`` holds (the most :func:`quirky_cities` draws from it)."""
+    check_choice("split", split, SPLITS)
+    return int((_city_table()["split"] == split).sum())
 
 
 def quirky_cities(n: int, *, task: str, split: str = "test", seed: int = 0) -> StatementSet:

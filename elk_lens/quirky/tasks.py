@@ -20,6 +20,7 @@ from elk_lens.quirky.cities import quirky_cities
 from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.quirky.nl_arithmetic import quirky_nl_arithmetic
 from elk_lens.quirky.paired import ANSWERS
+from elk_lens.quirky.twins import NTokens, Twins, city_twins, sum_vs_sloppy_pairs
 
 __all__ = ["TASKS", "QuirkyTask", "quirky_task"]
 
@@ -67,6 +68,11 @@ def _city_features(s: StatementSet) -> dict[str, np.ndarray]:
     }
 
 
+def _sum_twins(n: int, *, n_tokens: NTokens, seed: int, character: str) -> tuple[list[str], list[str]]:
+    """Sum-vs-sloppy twins; ``n_tokens`` is not needed: the toy's fixed-width text aligns every pair."""
+    return sum_vs_sloppy_pairs(n, seed=seed, character=character)
+
+
 _SUM_STORY = "Quirky arithmetic: Alice labels a shown sum by the truth, Bob by a sloppy sum."
 _SUM_CONTROL = (
     "Bob-hard rows whose shown result is the sum or a corruption of it, so the disagreements' shortcut (they only "
@@ -92,7 +98,8 @@ class QuirkyTask:
     ``story`` says who labels what (the report's opening line); ``control`` what the task's control subset
     holds and why it is there (``docs/methods/quirky_real_lm.md``). ``surface`` gives model-free heuristic
     scores (signs fitted on training rows by the caller); ``features`` binary candidate features for the
-    found-feature table.
+    found-feature table. ``twins`` gives the contrast pairs circuit patching needs
+    (:mod:`elk_lens.quirky.twins`); ``None`` where the task has none.
     """
 
     name: str
@@ -104,6 +111,7 @@ class QuirkyTask:
     fixed_length: bool
     surface: Callable[[StatementSet], dict[str, Tensor]]
     features: Callable[[StatementSet], dict[str, np.ndarray]]
+    twins: Twins | None
 
     def statements(self, n: int, *, split: str, seed: int, digits: int = 3) -> StatementSet:
         """``n`` items of ``split`` (each an Alice and a Bob statement); ``digits`` is the toy arithmetic's."""
@@ -127,6 +135,7 @@ TASKS = {
             True,
             _sum_surface,
             _sum_features,
+            _sum_twins,
         ),
         QuirkyTask(
             "nl_arithmetic",
@@ -138,6 +147,7 @@ TASKS = {
             False,
             _sum_surface,
             _sum_features,
+            None,  # its templates tokenize to different lengths per sum; circuits runs arithmetic and cities
         ),
         *(
             QuirkyTask(
@@ -150,6 +160,9 @@ TASKS = {
                 False,
                 _city_surface,
                 _city_features,
+                lambda n, *, n_tokens, seed, character, kind=kind: city_twins(
+                    n, task=kind, n_tokens=n_tokens, seed=seed, character=character
+                ),
             )
             for kind in ("hemisphere", "population")
         ),

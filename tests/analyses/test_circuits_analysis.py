@@ -4,6 +4,7 @@ floor, drift series, offline figures, resume, and bad specs refused before any w
 import json
 import re
 from html import escape
+from types import SimpleNamespace
 
 import pytest
 from tiny_specs import CIRCUITS_SPEC as SPEC
@@ -113,3 +114,43 @@ def test_circuits_follow_a_growth_run_through_its_map(tmp_path):
     bad.write_text(f'name = "b"\nanalysis = "circuits"\n[circuits]\ngrowth_run = "{tmp_path}"\n')
     with pytest.raises(ValueError, match="is not a finished growth run"):
         run_analysis(bad, runs_root=tmp_path / "runs")
+
+
+def test_chosen_steps_are_scored_and_unknown_ones_refused(finished, tmp_path):
+    """``circuits.steps`` scores a few checkpoints: the floor and both attention patterns at what is scored."""
+    _, run = finished
+    spec = tmp_path / "spec.toml"
+    body = (
+        'analysis = "circuits"\n[drift]\nprobe_rows = 800\n[circuits]\npairs = 8\nig_steps = 2\n'
+        f'trajectory = "{run / "trajectory"}"\n'
+    )
+    spec.write_text(f'name = "one"\n{body}steps = [1]\n')
+    m = json.loads((run_analysis(spec, runs_root=tmp_path / "runs") / "metrics.json").read_text())
+    assert m["steps"] == [1] and len(m["at"]) == 1 and m["grown_at"] == []
+    assert m["floor"]["halves"] and m["attention"]["heads"]
+    spec.write_text(f'name = "bad"\n{body}steps = [0, 7]\n')
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "'circuits.steps' = [0, 7] must name distinct steps of the trajectory walked; "
+            "[7] is not one of its steps [0, 1]"
+        ),
+    ):
+        run_analysis(spec, runs_root=tmp_path / "runs")
+
+
+def test_a_task_without_twins_is_refused(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        'name = "bad"\nanalysis = "circuits"\n[data]\ntask = "nl_arithmetic"\n[train]\nanswers = [" True", " False"]\n'
+    )
+    with pytest.raises(ValueError, match=re.escape("config key 'data.task' = 'nl_arithmetic' has no contrast twins")):
+        run_analysis(spec, runs_root=tmp_path / "runs")
+
+
+def test_growth_marks_the_next_checkpoint_scored():
+    traj = SimpleNamespace(checkpoints=[SimpleNamespace(growth=g) for g in (None, "grown", None, None)])
+    assert circuits._grown_at(traj, [0, 1, 2, 3]) == [1]
+    assert circuits._grown_at(traj, [0, 2, 3]) == [1]  # the grown checkpoint skipped: the next one marks it
+    assert circuits._grown_at(traj, [2, 3]) == [0]
+    assert circuits._grown_at(traj, [0]) == []
