@@ -84,10 +84,15 @@ def test_upstream_components_follow_the_site_kind(model64):
 
 @pytest.mark.parametrize("site", ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post"])
 def test_direct_attribution_reconstructs_the_score_float64(model64, site):
-    reporter = _reporter(model64, site)
-    da = direct_attribution(model64, reporter, CLEAN)
-    assert list(da) == [*upstream_components(model64, site), BIASES]
-    score = reporter(capture(model64, CLEAN, [site], dtype=torch.float64).at(0))
+    assert_direct_attribution_is_exact(model64, site)
+
+
+def assert_direct_attribution_is_exact(model, site: str) -> None:
+    """sum(DA) + biases + b == the reporter's score on the float64 ``model``, to FP64_TOL."""
+    reporter = _reporter(model, site)
+    da = direct_attribution(model, reporter, CLEAN)
+    assert list(da) == [*upstream_components(model, site), BIASES]
+    score = reporter(capture(model, CLEAN, [site], dtype=torch.float64).at(0))
     err = float((sum(da.values()) + reporter.b - score).abs().max())
     assert err < FP64_TOL, f"sum(DA) + biases + b differs from the score by {err:.2e}"
 

@@ -8,11 +8,10 @@ keys and values); the toy's twins and named tolerances (``test_circuits.py``).
 
 import pytest
 import torch
-from test_circuits import CLEAN, CORRUPT, FP64_TOL, _reporter, _runs
+from test_circuits import CLEAN, CORRUPT, FP64_TOL, _reporter, _runs, assert_direct_attribution_is_exact
 
-from elk_lens.capture import capture, tokenize
+from elk_lens.capture import tokenize
 from elk_lens.circuits import (
-    BIASES,
     attribution_patching,
     direct_attribution,
     edge_attribution_patching,
@@ -61,12 +60,7 @@ def test_components_are_the_query_heads(llama64):
 @pytest.mark.parametrize("site", ["blocks.1.hook_resid_pre", "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post"])
 def test_direct_attribution_reconstructs_the_score(llama64, site):
     """RMSNorm sits inside each block, so the residual is still a plain sum of writes."""
-    reporter = _reporter(llama64, site)
-    da = direct_attribution(llama64, reporter, CLEAN)
-    assert list(da) == [*upstream_components(llama64, site), BIASES]
-    score = reporter(capture(llama64, CLEAN, [site], dtype=torch.float64).at(0))
-    err = float((sum(da.values()) + reporter.b - score).abs().max())
-    assert err < FP64_TOL, f"sum(DA) + biases + b differs from the score by {err:.2e}"
+    assert_direct_attribution_is_exact(llama64, site)
 
 
 def test_patching_one_query_head_changes_only_its_write(llama64):
