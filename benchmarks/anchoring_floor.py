@@ -5,14 +5,14 @@ On the hemisphere task the Bob-hard disagreements are (north and east) vs (south
 control rows (north and west) vs (south and east): both are continents apart, so many directions separate
 them. The drift analysis reports reporter AUROCs without this floor; this script measures it at the anchored
 site and one below, on the models kept on this machine: the base model (every run's step 0) and the last
-checkpoint of each plain (unanchored) fine-tune given, or the checkpoints at ``--steps``. Directions are drawn as in
+checkpoint of each fine-tune given (plain or anchored), or its checkpoints at ``--steps``. Directions are drawn as in
 ``elk_lens.reporters.random_direction_baseline`` (sign fixed on the reporters' own training rows, the
 scenario's Alice-easy probe set; never on the rows scored), 1,000 per cell.
 
     python benchmarks/anchoring_floor.py --spec analyses/drift_smollm2_quirky.toml \
         --sites blocks.24.hook_resid_pre blocks.25.hook_resid_pre \
-        --plain seed0=runs/anchoring/smollm2_quirky-none-seed0/trajectory \
-        seed1=runs/smollm2-quirky-lora-s1/trajectory --steps 16 480 \
+        --trajectory "plain seed0=runs/anchoring/smollm2_quirky-none-seed0/trajectory" \
+        "plain seed1=runs/smollm2-quirky-lora-s1/trajectory" --steps 16 480 \
         --out benchmarks/results/anchoring_floor_smollm2.json
 
 Beside each floor it prints the AUROC of a logistic reporter fitted on that model's probe rows (the drift
@@ -57,19 +57,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", type=Path, default=Path("analyses/drift_smollm2_quirky.toml"))
     parser.add_argument("--sites", nargs="+", default=["blocks.24.hook_resid_pre", "blocks.25.hook_resid_pre"])
-    parser.add_argument("--plain", nargs="*", default=[], help="LABEL=TRAJECTORY_DIR of plain fine-tunes")
-    parser.add_argument("--steps", nargs="*", type=int, default=[], help="plain checkpoints' steps (default: the last)")
+    parser.add_argument("--trajectory", nargs="*", default=[], help="LABEL=TRAJECTORY_DIR of fine-tunes to measure")
+    parser.add_argument("--steps", nargs="*", type=int, default=[], help="checkpoints' steps (default: the last)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     spec, _ = load_spec(args.spec)
     scenario = Scenario(spec)
     results = {"step 0 (base model)": floors(load_model(spec.model.base), scenario, args.sites)}
-    for entry in args.plain:
+    for entry in args.trajectory:
         label, path = entry.split("=", 1)
         traj = Trajectory.load(path)
         for step in args.steps or traj.steps[-1:]:
             model = traj.model_at(traj.steps.index(step))
-            results[f"plain {label}, step {step}"] = floors(model, scenario, args.sites)
+            results[f"{label}, step {step}"] = floors(model, scenario, args.sites)
             print(json.dumps(results, indent=1), flush=True)
     args.out.write_text(json.dumps({"spec": str(args.spec), "floors": results}, indent=2) + "\n")
     print(json.dumps(results, indent=1))
