@@ -85,7 +85,7 @@ def check(spec: Spec) -> None:
             f"config key 'data.task' = {spec.data.task!r} has no contrast twins to patch with "
             f"(elk_lens.quirky.twins); the circuits analysis runs {with_twins}"
         )
-    if c.trajectory:  # a fine-tune here or a growth run has its steps only once it has run
+    if c.trajectory and c.steps:  # a fine-tune here or a growth run has its steps only once it has run
         _scored(c, Trajectory.load(c.trajectory).steps)
     # a given trajectory's model is its own; otherwise the site is read on model.base (the small model of a
     # growth run, mapped into the grown one)

@@ -155,7 +155,7 @@ def test_run_prints_each_stage_with_its_time_on_a_non_terminal_stderr(tmp_path, 
     err = capsys.readouterr().err
     assert "\r" not in err
     lines = [line for line in err.splitlines() if line.startswith("elk-lens: ")]
-    assert lines[0] == f"elk-lens: run fake-run (fake) in {tmp_path / 'runs' / 'fake-run'}"
+    assert lines[0] == f"elk-lens: run fake-run (fake) in {tmp_path / 'runs' / 'fake-run'} on cpu"
     assert lines[1] == "elk-lens: stage study: started"
     assert re.fullmatch(r"elk-lens: stage study: done in \d+\.\d s", lines[2])
     assert re.fullmatch(r"elk-lens: capture: done 20/20 stmt, \d+\.\d s", lines[12])  # after 9 tenths
