@@ -46,6 +46,8 @@ _LN_WEIGHTS = ("ln1.weight", "ln2.weight")
 _READERS = ("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.in.weight", "mlp.gate.weight")
 _WRITERS = ("attn.o.weight", "mlp.out.weight")
 _MLP_PARAMS = ("in.weight", "in.bias", "out.weight", "out.bias")  # what widen_mlp knows how to widen
+# SoLU's softmax runs across the neurons (x * softmax(x)), so a new neuron changes every old one's output
+_ACROSS_NEURONS = ("solu", "solu_ln")
 MLP_MODES = ("split", "zero")
 D_MODEL_MODES = ("mean", "zero")
 
@@ -192,6 +194,12 @@ def widen_mlp(
     if cfg.get("gated_mlp") or cfg.get("attn_only"):
         raise ValueError("widen_mlp supports plain (ungated) MLPs; this model has a gated MLP or none")
     _check_mlp_params(model, cfg)
+    if cfg.get("act_fn") in _ACROSS_NEURONS:
+        raise ValueError(
+            f"widen_mlp cannot grow act_fn={cfg['act_fn']!r} exactly: its softmax runs across the neurons, so "
+            f"any new neuron changes the old ones' outputs; supported act_fn: element-wise activations such as "
+            f"'gelu', 'relu', 'silu'"
+        )
     old = cfg["d_mlp"]
     _check_grows("d_mlp", old, d_mlp)
     _check_mode("widen_mlp", mode, MLP_MODES)
@@ -284,10 +292,16 @@ def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tupl
     _check_heads(cfg, "grow_d_head")
     if cfg.get("positional_embedding_type") == "rotary":
         raise ValueError("grow_d_head does not support rotary positions (the rotation depends on d_head)")
+    if not cfg.get("use_attn_scale", True):
+        raise ValueError(
+            "grow_d_head refuses use_attn_scale=False: TransformerLens 4.3 does not score such a model as its "
+            "config says (growing d_head moved float64 logits by 0.2 where the config predicts no change), so "
+            "no rescaling of the queries is known to keep its scores"
+        )
     old, n_heads = cfg["d_head"], cfg["n_heads"]
     _check_grows("d_head", old, d_head)
     check_number("seed", seed, kind=int)
-    auto_scale = cfg.get("use_attn_scale", True) and cfg.get("attn_scale", -1.0) <= 0
+    auto_scale = cfg.get("attn_scale", -1.0) <= 0
     rescale = math.sqrt(d_head / old) if auto_scale else 1.0
     state, gen = _state(model), _generator(seed)
     extra = d_head - old
@@ -340,6 +354,17 @@ def widen_d_model(
     check_number("centred_tol", centred_tol, low=0)
     if mode == "mean" and cfg["normalization_type"] == "RMS":
         raise ValueError("mean-padding changes an RMSNorm's mean square; widen RMS models with mode='zero'")
+    if cfg["normalization_type"] == "LN" and cfg.get("final_rms"):
+        raise ValueError(
+            "widen_d_model cannot widen a LayerNorm model whose final norm is an RMSNorm (final_rms=True) "
+            "exactly: the blocks' LayerNorms need mode='mean' or centred writers, the final RMSNorm needs "
+            "mode='zero'"
+        )
+    if cfg.get("act_fn") == "solu_ln":
+        raise ValueError(
+            "widen_d_model cannot widen act_fn='solu_ln' exactly (measured |delta logit| ~2e-2 in float64; "
+            "not shown exact); use an element-wise activation such as 'gelu', 'relu', 'silu'"
+        )
     state, gen = _state(model), _generator(seed)
     extra = d_model - d
     embeddings = ("embed.weight", "pos_embed.weight")  # [rows, d]: one write vector per row

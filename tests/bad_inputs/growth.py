@@ -24,6 +24,30 @@ def _fit(**kwargs):
 
 CASES = [
     Case(
+        "growth/widen-mlp-solu",
+        lambda env: widen_mlp(boot_native(env.tok_dir, act_fn="solu"), 200, mode="zero"),
+        ValueError,
+        r"widen_mlp cannot grow act_fn='solu' exactly: its softmax runs across the neurons",
+    ),
+    Case(
+        "growth/widen-d-model-solu-ln",
+        lambda env: widen_d_model(boot_native(env.tok_dir, act_fn="solu_ln"), 96),
+        ValueError,
+        r"widen_d_model cannot widen act_fn='solu_ln' exactly",
+    ),
+    Case(
+        "growth/widen-d-model-layernorm-with-final-rms",
+        lambda env: grow(boot_native(env.tok_dir, final_rms=True), d_model=96),
+        ValueError,
+        r"widen_d_model cannot widen a LayerNorm model whose final norm is an RMSNorm \(final_rms=True\)",
+    ),
+    Case(
+        "growth/grow-d-head-without-attn-scale",
+        lambda env: grow_d_head(boot_native(env.tok_dir, use_attn_scale=False), 24),
+        ValueError,
+        r"grow_d_head refuses use_attn_scale=False: TransformerLens 4.3 does not score such a model as its config",
+    ),
+    Case(
         "growth/widen-mlp-solu-ln",
         lambda env: widen_mlp(boot_native(env.tok_dir, act_fn="solu_ln"), 200),
         ValueError,
