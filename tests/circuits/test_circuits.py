@@ -188,10 +188,14 @@ def test_exact_patching_finds_the_one_head_that_carries_the_difference(char_tok_
 
 
 def test_attribution_patching_is_the_derivative_of_exact_patching(model64):
-    """Patch a + eps (a' - a): the central difference quotient must equal AP for every component."""
-    reporter = _reporter(model64, "blocks.1.hook_resid_post")
-    site, every, clean_b, base, twin = _runs(model64, reporter, CLEAN, CORRUPT)
-    eps = 1e-4
+    assert_ap_is_the_derivative(model64, eps=1e-4, rtol=1e-6)
+
+
+def assert_ap_is_the_derivative(model, *, eps: float, rtol: float) -> None:
+    """Patch a + eps (a' - a): the central difference quotient must equal AP for every component, to
+    ``rtol`` relative to the AP value (float64 ``model``)."""
+    reporter = _reporter(model, "blocks.1.hook_resid_post")
+    site, every, clean_b, base, twin = _runs(model, reporter, CLEAN, CORRUPT)
 
     def plans(sign):
         return [
@@ -199,13 +203,13 @@ def test_attribution_patching_is_the_derivative_of_exact_patching(model64):
             for c in every
         ]
 
-    up = patched_scores(model64, reporter, site, clean_b, plans(1), torch.float64)
-    down = patched_scores(model64, reporter, site, clean_b, plans(-1), torch.float64)
+    up = patched_scores(model, reporter, site, clean_b, plans(1), torch.float64)
+    down = patched_scores(model, reporter, site, clean_b, plans(-1), torch.float64)
     derivative = (up - down) / (2 * eps)
-    ap = attribution_patching(model64, reporter, CLEAN, CORRUPT)
+    ap = attribution_patching(model, reporter, CLEAN, CORRUPT)
     for i, c in enumerate(every):
         err = float((derivative[i] - ap[c.name]).abs().max())
-        assert err < 1e-6 * (1 + float(ap[c.name].abs().max())), f"{c.name}: AP off the derivative by {err:.2e}"
+        assert err < rtol * (1 + float(ap[c.name].abs().max())), f"{c.name}: AP off the derivative by {err:.2e}"
 
 
 def test_attribution_patching_is_exact_for_a_write_straight_into_the_site(model64):

@@ -8,7 +8,14 @@ keys and values); the toy's twins and named tolerances (``test_circuits.py``).
 
 import pytest
 import torch
-from test_circuits import CLEAN, CORRUPT, FP64_TOL, _reporter, _runs, assert_direct_attribution_is_exact
+from test_circuits import (
+    CLEAN,
+    CORRUPT,
+    FP64_TOL,
+    _reporter,
+    assert_ap_is_the_derivative,
+    assert_direct_attribution_is_exact,
+)
 
 from elk_lens.capture import tokenize
 from elk_lens.circuits import (
@@ -18,7 +25,6 @@ from elk_lens.circuits import (
     exact_patching,
     upstream_components,
 )
-from elk_lens.circuits._engine import patched_scores
 from elk_lens.models import load_model
 
 HEAD = 1  # shares its key/value head with head 0
@@ -92,23 +98,7 @@ def test_patching_one_query_head_changes_only_its_write(llama64):
 
 def test_attribution_patching_is_the_derivative_of_exact_patching(llama64):
     """Patch a + eps (a' - a): the central difference quotient must equal AP for every component."""
-    reporter = _reporter(llama64, "blocks.1.hook_resid_post")
-    site, every, clean_b, base, twin = _runs(llama64, reporter, CLEAN, CORRUPT)
-    eps = AP_EPS
-
-    def plans(sign):
-        return [
-            {c: c.take(base.acts[c.hook]) + sign * eps * (c.take(twin.acts[c.hook]) - c.take(base.acts[c.hook]))}
-            for c in every
-        ]
-
-    up = patched_scores(llama64, reporter, site, clean_b, plans(1), torch.float64)
-    down = patched_scores(llama64, reporter, site, clean_b, plans(-1), torch.float64)
-    derivative = (up - down) / (2 * eps)
-    ap = attribution_patching(llama64, reporter, CLEAN, CORRUPT)
-    for i, c in enumerate(every):
-        err = float((derivative[i] - ap[c.name]).abs().max())
-        assert err < AP_RTOL * (1 + float(ap[c.name].abs().max())), f"{c.name}: AP off the derivative by {err:.2e}"
+    assert_ap_is_the_derivative(llama64, eps=AP_EPS, rtol=AP_RTOL)
 
 
 def test_attribution_patching_is_exact_for_writes_straight_into_the_site(llama64):
