@@ -261,6 +261,26 @@ def elk_lens_cache(shared_tmp) -> Iterator[Path]:
         yield cache
 
 
+# what one run writes under pytest's temporary directory at its peak (measured: 2.3 GB, most of it the two
+# real LMs converted from their GGUF packages, ~1.8 GB, removed when the run ends)
+_TMP_NEEDED_GB = 2.5
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A disk too full for the run fails it here, with the numbers, not as hundreds of ``OSError: No space
+    left on device`` in fixtures (CI, 2026-12-04)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    root = session.config._tmp_path_factory.getbasetemp()
+    free = shutil.disk_usage(root).free / 2**30
+    if free < _TMP_NEEDED_GB:
+        pytest.exit(
+            f"the test run needs ~{_TMP_NEEDED_GB} GB free under its temporary directory {root.parent}; "
+            f"{free:.2f} GB are free there. Free some, or point TMPDIR (or --basetemp) at a disk with room",
+            returncode=3,
+        )
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The run's converted real LMs (~1.8 GB) go when the run ends: pytest keeps its last three temporary
     directories. Under xdist the controller removes them, once every worker is done."""
