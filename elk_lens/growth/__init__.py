@@ -1,6 +1,7 @@
 """Growth: function-preserving grow operators on native models, the `GrowthMap` that transports reporters,
 and the growth protocol's results (`GrowthResult`)."""
 
+from elk_lens.growth.exact_norms import float64_norms
 from elk_lens.growth.fit import fit_growth_map
 from elk_lens.growth.map import GrowthMap
 from elk_lens.growth.operators import (
@@ -22,6 +23,7 @@ __all__ = [
     "GrowthStep",
     "add_heads",
     "fit_growth_map",
+    "float64_norms",
     "grow",
     "grow_d_head",
     "insert_blocks",

@@ -21,11 +21,14 @@ diverge; an equal split keeps them identical forever.
 Non-preserving contrasts: ``stack_blocks`` (G_stack: the whole stack repeated) and
 ``insert_blocks(..., preserve=False)`` (random writers too); their maps say ``exact=False``.
 
-Supported: native bridges with LayerNorm (``"LN"``) or RMSNorm (``"RMS"``), standard or rotary positions;
-no gated MLP for ``widen_mlp``; no grouped-query attention for the head operators; no rotary positions
-for ``grow_d_head`` (the rotation depends on d_head).
-TransformerLens 4.3's native RMSNorm computes in float32 whatever the model's dtype, so widening an
-RMS model's residual is exact to float32 rounding (~5e-7 on logits) even in float64.
+Supported: native bridges with LayerNorm (``"LN"``) or RMSNorm (``"RMS"``), standard or rotary positions
+(``grow_d_head`` keeps the old ``rotary_dim``, so old dimensions keep their frequencies), plain or gated
+MLPs (SwiGLU, GeGLU), full multi-head or grouped-query attention (``add_heads`` adds query heads to
+groups and new groups). Refused with the reason: other norms, SoLU (its softmax runs across neurons),
+``use_attn_scale=False`` for ``grow_d_head``, a final RMSNorm on a LayerNorm model for ``widen_d_model``.
+TransformerLens 4.3's native RMSNorm computes in float32 whatever the model's dtype, so in float64 a
+widened RMS model is exact only to float32 rounding unless its norms compute in float64
+(`elk_lens.growth.float64_norms`; measured 7.1e-7 without, 2.4e-15 with, tests/growth/test_growth.py).
 """
 
 import math
@@ -45,7 +48,9 @@ NORMS = ("LN", "RMS")
 _LN_WEIGHTS = ("ln1.weight", "ln2.weight")
 _READERS = ("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.in.weight", "mlp.gate.weight")
 _WRITERS = ("attn.o.weight", "mlp.out.weight")
-_MLP_PARAMS = ("in.weight", "in.bias", "out.weight", "out.bias")  # what widen_mlp knows how to widen
+# what widen_mlp knows how to widen: rows over the neurons (``in``, and a gated MLP's ``gate``), ``out``'s columns
+_NEURON_ROWS = ("in.weight", "in.bias", "gate.weight", "gate.bias")
+_MLP_PARAMS = (*_NEURON_ROWS, "out.weight", "out.bias")
 # SoLU's softmax runs across the neurons (x * softmax(x)), so a new neuron changes every old one's output
 _ACROSS_NEURONS = ("solu", "solu_ln")
 MLP_MODES = ("split", "zero")
@@ -189,10 +194,15 @@ def widen_mlp(
 ) -> tuple[TransformerBridge, GrowthMap]:
     """Widen every MLP to ``d_mlp`` neurons: Net2Net split of existing neurons (``"split"``, chosen at
     random without repeats while possible) or new neurons with random input and zero output weights
-    (``"zero"``)."""
+    (``"zero"``).
+
+    A gated MLP (SwiGLU, GeGLU: ``out(act(gate x) * (in x))``) is a sum over neurons as a plain one is,
+    each neuron reading two rows: a split copies both its gate and its up (``in``) row and shares its
+    output column; a new ``"zero"`` neuron gets random gate and up rows and a zero output column.
+    """
     cfg = _config(model, "widen_mlp")
-    if cfg.get("gated_mlp") or cfg.get("attn_only"):
-        raise ValueError("widen_mlp supports plain (ungated) MLPs; this model has a gated MLP or none")
+    if cfg.get("attn_only"):
+        raise ValueError("widen_mlp: this model has no MLP (attn_only=True)")
     _check_mlp_params(model, cfg)
     if cfg.get("act_fn") in _ACROSS_NEURONS:
         raise ValueError(
@@ -208,7 +218,8 @@ def widen_mlp(
     rng = np.random.default_rng(seed)
     extra = d_mlp - old
     for i in range(cfg["n_layers"]):
-        w_in, b_in, w_out = (state[f"blocks.{i}.mlp.{k}"] for k in ("in.weight", "in.bias", "out.weight"))
+        rows = [f"blocks.{i}.mlp.{k}" for k in _NEURON_ROWS if f"blocks.{i}.mlp.{k}" in state]
+        w_out = state[f"blocks.{i}.mlp.out.weight"]
         if mode == "split":
             src = torch.as_tensor(np.concatenate([rng.permutation(old) for _ in range(math.ceil(extra / old))])[:extra])
             alpha = rng.uniform(0.3, 0.7, extra)
@@ -219,12 +230,14 @@ def widen_mlp(
                 share[j] = share[j] * a
             kept = w_out * share.to(w_out.dtype)
             new_cols = w_out[:, src] * new_share.to(w_out.dtype)
-            state[f"blocks.{i}.mlp.in.weight"] = torch.cat([w_in, w_in[src]])
-            state[f"blocks.{i}.mlp.in.bias"] = torch.cat([b_in, b_in[src]])
+            for k in rows:
+                state[k] = torch.cat([state[k], state[k][src]])
             state[f"blocks.{i}.mlp.out.weight"] = torch.cat([kept, new_cols], 1)
         else:
-            state[f"blocks.{i}.mlp.in.weight"] = torch.cat([w_in, _draw(gen, w_in, (extra, w_in.shape[1]))])
-            state[f"blocks.{i}.mlp.in.bias"] = torch.cat([b_in, torch.zeros(extra, dtype=b_in.dtype)])
+            for k in rows:
+                v = state[k]
+                new = torch.zeros(extra, dtype=v.dtype) if v.ndim == 1 else _draw(gen, v, (extra, v.shape[1]))
+                state[k] = torch.cat([v, new])
             state[f"blocks.{i}.mlp.out.weight"] = torch.cat(
                 [w_out, torch.zeros(w_out.shape[0], extra, dtype=w_out.dtype)], 1
             )
@@ -254,30 +267,66 @@ def _check_mode(op: str, mode: object, modes: tuple[str, ...]) -> None:
         raise ValueError(f"{op} mode must be {' or '.join(map(repr, modes))}, got {mode!r}")
 
 
-def _check_heads(cfg: dict, op: str) -> None:
-    if cfg.get("n_key_value_heads") not in (None, cfg["n_heads"]):
-        raise ValueError(f"{op} supports full multi-head attention; this model has grouped-query attention")
+def _kv_heads(cfg: dict) -> int:
+    """Key/value heads: each serves ``n_heads // n_kv`` consecutive query heads (TransformerLens's
+    ``repeat_interleave``, HF Llama's ``repeat_kv``); full multi-head attention has one per query head."""
+    return cfg.get("n_key_value_heads") or cfg["n_heads"]
 
 
-def add_heads(model: TransformerBridge, n_heads: int, *, seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:
-    """Grow every attention layer to ``n_heads`` heads: new heads' Q, K, V random, their output weights zero."""
+def add_heads(
+    model: TransformerBridge, n_heads: int, *, n_key_value_heads: int | None = None, seed: int = 0
+) -> tuple[TransformerBridge, GrowthMap]:
+    """Grow every attention layer to ``n_heads`` query heads: new heads' Q (and new K, V) random, their
+    output weights zero, so the function is unchanged.
+
+    Grouped-query attention: ``n_key_value_heads`` (default: the model's own count, so new query heads
+    join the existing groups; for full multi-head attention, ``n_heads``, so it stays so) sets the
+    groups. Each group keeps its old query heads first and gains ``n_heads/n_kv' − n_heads/n_kv`` new
+    ones; new groups (new K, V heads) come after the old ones. Old head ``h = g·r + j`` of group ``g``
+    lands at ``g·r' + j``: the map's ``heads`` says so.
+    """
     cfg = _config(model, "add_heads")
-    _check_heads(cfg, "add_heads")
     old, d_head = cfg["n_heads"], cfg["d_head"]
+    old_kv = _kv_heads(cfg)
     _check_grows("n_heads", old, n_heads)
+    mha = old_kv == old
+    if n_key_value_heads is None:
+        n_key_value_heads = n_heads if mha else old_kv
+    check_number("n_key_value_heads", n_key_value_heads, kind=int)
+    per, new_per = old // old_kv, (n_heads // n_key_value_heads if n_key_value_heads > 0 else 0)
+    if n_key_value_heads < old_kv or n_heads % n_key_value_heads or new_per < per:
+        raise ValueError(
+            f"add_heads: {n_heads} query heads in {n_key_value_heads} key/value groups cannot hold the model's "
+            f"{old} heads in {old_kv} groups of {per}: n_key_value_heads must be >= {old_kv} and divide n_heads, "
+            f"with n_heads / n_key_value_heads >= {per}"
+        )
     check_number("seed", seed, kind=int)
     state, gen = _state(model), _generator(seed)
-    extra = (n_heads - old) * d_head
+    new_kv = n_key_value_heads - old_kv
     for i in range(cfg["n_layers"]):
-        for p in "qkv":
-            w, b = state[f"blocks.{i}.attn.{p}.weight"], state[f"blocks.{i}.attn.{p}.bias"]
-            state[f"blocks.{i}.attn.{p}.weight"] = torch.cat([w, _draw(gen, w, (extra, w.shape[1]))])
-            state[f"blocks.{i}.attn.{p}.bias"] = torch.cat([b, torch.zeros(extra, dtype=b.dtype)])
-        w_o = state[f"blocks.{i}.attn.o.weight"]
-        state[f"blocks.{i}.attn.o.weight"] = torch.cat([w_o, torch.zeros(w_o.shape[0], extra, dtype=w_o.dtype)], 1)
-    kv = {} if cfg.get("n_key_value_heads") is None else {"n_key_value_heads": n_heads}  # set = n_heads: keep it so
+        key = f"blocks.{i}.attn."
+        w, b = state[key + "q.weight"], state[key + "q.bias"]
+        w_g, b_g = w.unflatten(0, (old_kv, per * d_head)), b.unflatten(0, (old_kv, per * d_head))
+        fill = (new_per - per) * d_head  # new query rows in each old group
+        if fill:
+            w_g = torch.cat([w_g, _draw(gen, w, (old_kv, fill, w.shape[1]))], 1)
+            b_g = torch.cat([b_g, torch.zeros(old_kv, fill, dtype=b.dtype)], 1)
+        state[key + "q.weight"], state[key + "q.bias"] = w_g.flatten(0, 1), b_g.flatten()
+        for p, rows in (("q", new_kv * new_per * d_head), ("k", new_kv * d_head), ("v", new_kv * d_head)):
+            w, b = state[key + f"{p}.weight"], state[key + f"{p}.bias"]  # new groups after the old ones
+            state[key + f"{p}.weight"] = torch.cat([w, _draw(gen, w, (rows, w.shape[1]))])
+            state[key + f"{p}.bias"] = torch.cat([b, torch.zeros(rows, dtype=b.dtype)])
+        w_o = state[key + "o.weight"].unflatten(1, (old_kv, per * d_head))
+        w_o = torch.cat([w_o, torch.zeros(w_o.shape[0], old_kv, fill, dtype=w_o.dtype)], 2).flatten(1)
+        zeros = torch.zeros(w_o.shape[0], new_kv * new_per * d_head, dtype=w_o.dtype)
+        state[key + "o.weight"] = torch.cat([w_o, zeros], 1)
+    # n_key_value_heads stays unset where it was (full multi-head attention kept so)
+    unset = cfg.get("n_key_value_heads") is None and n_key_value_heads == n_heads
+    kv = {} if unset else {"n_key_value_heads": n_key_value_heads}
     grown = _rebuild(model, {**cfg, "n_heads": n_heads, **kv}, state)
-    return grown, _map(model, grown, f"add_heads({old}->{n_heads})")
+    heads = [g * new_per + j for g in range(old_kv) for j in range(per)]
+    groups = "" if mha and n_key_value_heads == n_heads else f", kv {old_kv}->{n_key_value_heads}"
+    return grown, _map(model, grown, f"add_heads({old}->{n_heads}{groups})", heads=heads)
 
 
 def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tuple[TransformerBridge, GrowthMap]:
@@ -287,11 +336,13 @@ def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tupl
     √(d_head'/d_head) to cancel the change of the 1/√d_head score scale (unless the model sets a
     fixed ``attn_scale`` or none). New query and value dimensions are random; new value dimensions
     reach the residual through zero output weights.
+
+    Rotary positions: the rotation's frequencies depend on ``rotary_dim`` (default d_head), so the grown
+    model keeps the old ``rotary_dim``: the old dimensions rotate with their own frequencies and the new
+    ones pass through unrotated (TransformerLens rotates the first ``rotary_dim`` of each head). Grouped-
+    query attention grows the key/value heads the same way as the query heads.
     """
     cfg = _config(model, "grow_d_head")
-    _check_heads(cfg, "grow_d_head")
-    if cfg.get("positional_embedding_type") == "rotary":
-        raise ValueError("grow_d_head does not support rotary positions (the rotation depends on d_head)")
     if not cfg.get("use_attn_scale", True):
         raise ValueError(
             "grow_d_head refuses use_attn_scale=False: TransformerLens 4.3 does not score such a model as its "
@@ -299,6 +350,7 @@ def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tupl
             "no rescaling of the queries is known to keep its scores"
         )
     old, n_heads = cfg["d_head"], cfg["n_heads"]
+    heads = {"q": n_heads, "k": _kv_heads(cfg), "v": _kv_heads(cfg)}
     _check_grows("d_head", old, d_head)
     check_number("seed", seed, kind=int)
     auto_scale = cfg.get("attn_scale", -1.0) <= 0
@@ -306,22 +358,23 @@ def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tupl
     state, gen = _state(model), _generator(seed)
     extra = d_head - old
     for i in range(cfg["n_layers"]):
-        for p in "qkv":
-            w = state[f"blocks.{i}.attn.{p}.weight"].unflatten(0, (n_heads, old))
-            b = state[f"blocks.{i}.attn.{p}.bias"].unflatten(0, (n_heads, old))
+        for p, n in heads.items():
+            w = state[f"blocks.{i}.attn.{p}.weight"].unflatten(0, (n, old))
+            b = state[f"blocks.{i}.attn.{p}.bias"].unflatten(0, (n, old))
             new_w = (
-                torch.zeros(n_heads, extra, w.shape[-1], dtype=w.dtype)
+                torch.zeros(n, extra, w.shape[-1], dtype=w.dtype)
                 if p == "k"
-                else _draw(gen, w, (n_heads, extra, w.shape[-1]))
+                else _draw(gen, w, (n, extra, w.shape[-1]))
             )
             if p == "q":
                 w, b = w * rescale, b * rescale
             state[f"blocks.{i}.attn.{p}.weight"] = torch.cat([w, new_w], 1).flatten(0, 1)
-            state[f"blocks.{i}.attn.{p}.bias"] = torch.cat([b, torch.zeros(n_heads, extra, dtype=b.dtype)], 1).flatten()
+            state[f"blocks.{i}.attn.{p}.bias"] = torch.cat([b, torch.zeros(n, extra, dtype=b.dtype)], 1).flatten()
         w_o = state[f"blocks.{i}.attn.o.weight"].unflatten(1, (n_heads, old))
         pad = torch.zeros(w_o.shape[0], n_heads, extra, dtype=w_o.dtype)
         state[f"blocks.{i}.attn.o.weight"] = torch.cat([w_o, pad], 2).flatten(1)
-    grown = _rebuild(model, {**cfg, "d_head": d_head}, state)
+    rotary = {"rotary_dim": cfg.get("rotary_dim") or old} if cfg.get("positional_embedding_type") == "rotary" else {}
+    grown = _rebuild(model, {**cfg, "d_head": d_head, **rotary}, state)
     return grown, _map(model, grown, f"grow_d_head({old}->{d_head})")
 
 
@@ -424,6 +477,7 @@ def grow(
     d_mlp: int | None = None,
     n_heads: int | None = None,
     d_head: int | None = None,
+    n_key_value_heads: int | None = None,
     d_model_mode: str = "mean",
     seed: int = 0,
 ) -> tuple[TransformerBridge, GrowthMap]:
@@ -433,6 +487,7 @@ def grow(
 
     A model laid out as usual (n_heads · d_head = d_model) keeps that layout when only ``d_model`` is
     given: heads are added to fill the new width, which must then be a multiple of d_head.
+    ``n_key_value_heads`` goes to `add_heads` (grouped-query attention's groups; default: kept).
     """
     cfg = model.cfg
     current = {
@@ -455,7 +510,9 @@ def grow(
     if d_head is not None:
         steps.append(lambda m: grow_d_head(m, d_head, seed=seed))
     if n_heads is not None:
-        steps.append(lambda m: add_heads(m, n_heads, seed=seed + 1))
+        steps.append(lambda m: add_heads(m, n_heads, n_key_value_heads=n_key_value_heads, seed=seed + 1))
+    elif n_key_value_heads is not None:
+        raise ValueError("grow: n_key_value_heads needs n_heads (or d_model) to grow: key/value groups come with heads")
     if d_mlp is not None:
         steps.append(lambda m: widen_mlp(m, d_mlp, seed=seed + 2))
     if d_model is not None:
