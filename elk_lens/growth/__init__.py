@@ -1,6 +1,7 @@
-"""Growth: function-preserving grow operators on native models, the `GrowthMap` that transports reporters,
-and the growth protocol's results (`GrowthResult`)."""
+"""Growth: function-preserving grow operators on native models (HF Llama models through `to_native`),
+the `GrowthMap` that transports reporters, and the growth protocol's results (`GrowthResult`)."""
 
+from elk_lens.growth.convert import to_native
 from elk_lens.growth.exact_norms import float64_norms
 from elk_lens.growth.fit import fit_growth_map
 from elk_lens.growth.map import GrowthMap
@@ -28,6 +29,7 @@ __all__ = [
     "grow_d_head",
     "insert_blocks",
     "stack_blocks",
+    "to_native",
     "widen_d_model",
     "widen_mlp",
 ]
