@@ -26,6 +26,7 @@ from elk_lens.growth import (
     grow,
     insert_blocks,
     stack_blocks,
+    to_native,
 )
 from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import auroc
@@ -119,6 +120,12 @@ def _grown_params(small: ModelLayout, n_layers: int) -> list[str]:
 
 
 def _grow(g: GrowSpec, small) -> tuple:
+    """The grown model and its map from ``small``; an HF-booted Llama (SmolLM2) is first copied exactly
+    into a native model (`to_native`), whose identity map heads the composed one."""
+    if small.cfg.architecture != "TransformerLensNative":
+        native, conversion = to_native(small)
+        grown, growth = _grow(g, native)
+        return grown, conversion.then(growth)
     op, n = g.op, small.cfg.n_layers
     if op == "stack":
         return stack_blocks(small)

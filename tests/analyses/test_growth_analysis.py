@@ -5,9 +5,12 @@ import json
 import re
 
 import pytest
+import torch
 from browser import assert_renders, needs_browser
 
+from elk_lens.analyses.growth import GrowSpec, _grow
 from elk_lens.growth import GrowthResult
+from elk_lens.models import fingerprint, load_model
 from elk_lens.runner import run_analysis
 from elk_lens.sites import Site
 
@@ -127,3 +130,18 @@ def test_bad_specs_fail_before_any_work(tmp_path, grow, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         run_analysis(spec, runs_root=tmp_path / "runs")
     assert not (tmp_path / "runs" / "bad" / "stages").exists()
+
+
+def test_an_hf_llama_grows_through_its_exact_native_copy(llama_dir):
+    """The growth stage on an HF-booted Llama (SmolLM2's block): copied into a native model, grown, and the
+    composed map starts at the HF model, so the small model's reporters transport (tests/growth/test_convert.py
+    checks the copy itself)."""
+    hf = load_model(str(llama_dir))
+    grown, growth = _grow(GrowSpec(n_layers=3, n_heads=6, d_mlp=80), hf)
+    assert growth.ops[0] == "to_native(LlamaForCausalLM)" and growth.exact
+    assert growth.source == fingerprint(hf) and growth.target == fingerprint(grown)
+    assert (grown.cfg.n_layers, grown.cfg.n_heads, grown.cfg.n_key_value_heads, grown.cfg.d_mlp) == (3, 6, 2, 80)
+    tokens = hf.to_tokens(["the cat sat.", "paris is in france."])
+    with torch.no_grad():
+        err = float((grown(tokens) - hf(tokens)).abs().max())
+    assert err <= EXACT_OUTPUT_TOL, f"max |Δlogit| {err:.2e}"

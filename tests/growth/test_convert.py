@@ -12,7 +12,7 @@ skipped the rotary interleave moves the logits by more than ``BROKEN``.
 import pytest
 import torch
 from conftest import BOS_ID, N_CTX, VOCAB, _save_hf, _with_tokenizer
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from elk_lens.growth import convert, float64_norms, grow
@@ -184,9 +184,27 @@ def test_refuses_llama_settings_it_cannot_copy_exactly(tmp_path, llama_dir, char
         to_native(_llama_variant(tmp_path, llama_dir, char_tok_dir, **overrides))
 
 
-def test_refuses_other_architectures_and_native_models(gpt2_model, neox_model, llama_dir):
-    with pytest.raises(ValueError, match=r"'GPT2LMHeadModel' \(LayerNorm.*supported: LlamaForCausalLM"):
-        to_native(gpt2_model)
+@pytest.fixture(scope="module")
+def gpt2_sharp_dir(tmp_path_factory, gpt2_notok_dir, char_tok_dir):
+    cfg = GPT2Config.from_pretrained(str(gpt2_notok_dir), initializer_range=0.2)
+    return _with_tokenizer(_save_hf(GPT2LMHeadModel, cfg, tmp_path_factory.mktemp("hf_gpt2_sharp")), char_tok_dir)
+
+
+@torch.no_grad()
+def test_gpt2_copies_and_grows_keeping_the_hf_logits(gpt2_sharp_dir, hf_float64):
+    """GPT-2's Conv1D weights (o, MLP in and out) arrive as (in, out) and are transposed; q, k, v arrive split
+    and as nn.Linear wants them. A LayerNorm model: float64 is exact without float64 norms."""
+    for dtype, tol in ((torch.float32, F32_TOL), (torch.float64, F64_TOL)):
+        hf = load_model(str(gpt2_sharp_dir), dtype=dtype)
+        tokens = _tokens(hf)
+        native, conversion = to_native(hf)
+        assert conversion.ops == ("to_native(GPT2LMHeadModel)",) and native.cfg.normalization_type == "LN"
+        assert _gap(native(tokens), hf(tokens)) <= tol, f"{dtype}: max |Δlogit| {_gap(native(tokens), hf(tokens)):.2e}"
+    grown, growth = grow(native, n_layers=3, d_model=48, d_mlp=150, d_head=10)
+    assert _gap(grown(tokens), hf(tokens)) <= F64_TOL, f"{growth.ops}: max |Δlogit| against the HF model"
+
+
+def test_refuses_other_architectures_and_native_models(neox_model, llama_dir):
     with pytest.raises(ValueError, match=r"'GPTNeoXForCausalLM' \(a parallel residual.*supported: LlamaForCausalLM"):
         to_native(neox_model)
     with pytest.raises(ValueError, match="already native"):
