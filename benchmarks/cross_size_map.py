@@ -13,12 +13,14 @@ map's ridge (by residual: no labels), test rows only score. Per layer pair:
 - reporters (logistic) on ``cities`` train rows: SmolLM2's, and Gemma's own refitted one, scored on cities
   test rows, beside the random-direction floor (1,000 directions, each signed on train) of each model;
 - the map ``x_gemma ≈ G x_smol + c`` (``el.fit_growth_map``, least squares; 576 -> 640 is the growing
-  direction), fitted on the train pairs of cities alone or of all ten sets, with its relative residual
-  ``‖A Gᵀ + c − B‖ / ‖B − mean(B)‖`` (``info["residual"]`` on the fitted rows) on train, val and cities test;
+  direction), fitted on the train pairs of cities, of all ten sets, or of the six with no city in them
+  (the map then sees no city statement), with its relative residual
+  ``‖A Gᵀ + c − B‖ / ‖B − mean(B)‖`` (``info["residual"]`` on fitted rows) on train, val and cities test;
 - SmolLM2's reporter through it (``GrowthMap.transport``: ``w' = G (GᵀG)⁻¹ w``) scored on Gemma's cities
   test rows, and its scores' correlation with the original's; for comparison the readout through the
   reverse regression (``x_smol ≈ H x_gemma``, same ridge): ``w' = Hᵀ w``;
-- controls: maps fitted on train pairs shuffled across statements, and shuffled within each truth label.
+- controls: maps fitted on the same train rows with the pairs shuffled, across all rows or within each
+  (dataset, truth label) group (class means stay paired, statements do not).
 
 Activations are cached in ``runs/cross_size_map/cache`` (checksummed shards, written atomically): a rerun
 reads them instead of running the models.
@@ -34,8 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elk_lens import atomic_write_text, auroc, capture, fingerprint, fit_growth_map, fit_logistic, load_model
-from elk_lens import truth_sets as load_truth_sets
+import elk_lens as el
 from elk_lens.capture import content_position
 from elk_lens.metrics import bootstrap_ci
 from elk_lens.reporters.random_baseline import random_direction_baseline
@@ -49,32 +50,25 @@ N_RANDOM = 1000
 SEED = 0
 
 
-def layers_for(n_layers: int, which: int, given: list[tuple[int, ...]] | None) -> list[int]:
-    """Model ``which``'s layer of every pair: the given pairs, else by relative depth, then the val choice."""
-    if given:
-        return [pair[which] for pair in given]
-    return [min(n_layers - 1, int(d * n_layers + 0.5)) for d in DEPTHS] + [CHOSEN_ON_VAL[which]]
-
-
 def read(spec: str, sets: dict, which: int, given, cache: Path) -> tuple[str, list[int], dict, dict]:
-    """Load one model, capture every set at its layers (or read the cache), check the shapes read back."""
-    start = time.time()
-    model = load_model(spec)
-    layers = layers_for(model.cfg.n_layers, which, given)
+    """Load one model, capture every set at its layer of each pair (the given pairs, else by relative depth,
+    then the val choice) or read them from the cache, and check the shapes read back."""
+    start, model = time.time(), el.load_model(spec)
+    n = model.cfg.n_layers
+    by_depth = [min(n - 1, int(d * n + 0.5)) for d in DEPTHS] + [CHOSEN_ON_VAL[which]]
+    layers = [p[which] for p in given] if given else by_depth
     sites = [Site(layer) for layer in sorted(set(layers))]
     position = content_position(model)
-    acts = [
-        capture(model, d, sites, position=position, batch_size=32, cache_dir=cache, shard_rows=512)
-        for d in sets.values()
-    ]
+    acts = [el.capture(model, d, sites, position=position, cache_dir=cache, shard_rows=512) for d in sets.values()]
     x = {s.layer: torch.cat([a.at(i) for a in acts]).double() for i, s in enumerate(sites)}
-    n = sum(len(d) for d in sets.values())
+    want = (sum(len(d) for d in sets.values()), model.cfg.d_model)
     for layer, t in x.items():
-        if t.shape != (n, model.cfg.d_model) or not torch.isfinite(t).all():
-            raise RuntimeError(f"{spec} L{layer}: read back {tuple(t.shape)}, want ({n}, {model.cfg.d_model}), finite")
-    print(f"{spec}: layers {sorted(x)}, {n} statements, {time.time() - start:.0f} s", flush=True)
-    card = {"spec": spec, "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model, "position": position}
-    return fingerprint(model), layers, x, card
+        if t.shape != want or not torch.isfinite(t).all():
+            raise RuntimeError(f"{spec} L{layer}: read back {tuple(t.shape)}, want {want}, all finite")
+    print(f"{spec}: layers {sorted(x)}, {want[0]} statements, {time.time() - start:.0f} s", flush=True)
+    card = {"spec": spec, "n_layers": n, "d_model": model.cfg.d_model, "position": position}
+    card["load_and_capture_s"] = round(time.time() - start, 1)  # a few seconds when read from the cache
+    return el.fingerprint(model), layers, x, card
 
 
 def residual(m, a: torch.Tensor, b: torch.Tensor) -> float:
@@ -90,17 +84,23 @@ def reverse_readout(b: torch.Tensor, a: torch.Tensor, ridge: float, w: torch.Ten
     return torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), b_c.T @ (a_c @ w))
 
 
-def within_label_perm(y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    perm = torch.arange(len(y))
-    for cls in (True, False):
-        idx = (y == cls).nonzero().squeeze(1)
+def within_group_perm(group: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A permutation that moves every row to another row of its own group (here: dataset and truth label)."""
+    perm = torch.arange(len(group))
+    for k in group.unique():
+        idx = (group == k).nonzero().squeeze(1)
         perm[idx] = idx[torch.randperm(len(idx), generator=g)]
     return perm
 
 
 def with_ci(scores: torch.Tensor, y: torch.Tensor) -> list[float]:
-    low, high = bootstrap_ci(auroc, scores, y, n_resamples=1000, seed=SEED)
-    return [round(auroc(scores, y), 4), round(low, 4), round(high, 4)]
+    low, high = bootstrap_ci(el.auroc, scores, y, n_resamples=1000, seed=SEED)
+    return [round(el.auroc(scores, y), 4), round(low, 4), round(high, 4)]
+
+
+def agreement(scores: torch.Tensor, s_small: torch.Tensor, y: torch.Tensor) -> tuple[list[float], float]:
+    """AUROC [95% CI] of ``scores``, and their correlation with the SmolLM2 reporter's on the same statements."""
+    return with_ci(scores, y), round(float(torch.corrcoef(torch.stack([scores, s_small]))[0, 1]), 4)
 
 
 def floor(x: torch.Tensor, y: torch.Tensor, tr: torch.Tensor, te: torch.Tensor) -> dict:
@@ -108,26 +108,27 @@ def floor(x: torch.Tensor, y: torch.Tensor, tr: torch.Tensor, te: torch.Tensor) 
     return {k: round(q[k], 4) for k in ("mean", "q0.5", "q0.95", "q0.99")}
 
 
-def one_pair(xs, xb, y, rows: dict, sites: tuple[str, str], fps: list[str]) -> dict:
+def one_pair(xs, xb, y, group, rows: dict, sites: tuple[str, str], fps: list[str]) -> dict:
     """Reporters, floors and every map (fit rows x ridge x pairing) at one layer pair."""
     tr, te = rows["cities"]["train"], rows["cities"]["test"]
-    rep = fit_logistic(xs[tr], y[tr], site=sites[0], provenance={"model": fps[0]})
-    own = fit_logistic(xb[tr], y[tr], site=sites[1], provenance={"model": fps[1]})
+    rep = el.fit_logistic(xs[tr], y[tr], site=sites[0], provenance={"model": fps[0]})
+    own = el.fit_logistic(xb[tr], y[tr], site=sites[1], provenance={"model": fps[1]})
     s_small = rep(xs[te])
     out = {"small_site": sites[0], "big_site": sites[1], "small_auroc": with_ci(s_small, y[te])}
     out |= {"big_refit_auroc": with_ci(own(xb[te]), y[te]), "small_floor": floor(xs, y, tr, te)}
     out |= {"big_floor": floor(xb, y, tr, te), "ridge_choice": {}, "maps": []}
+    print(sites, {k: out[k] for k in ("small_auroc", "big_refit_auroc", "big_floor")}, flush=True)
     g = torch.Generator().manual_seed(SEED)
-    for fit_on in ("cities", "all_sets"):
+    for fit_on in ("cities", "all_sets", "no_city_sets"):
         m_tr, m_va = rows[fit_on]["train"], rows[fit_on]["val"]
         a, b = xs[m_tr], xb[m_tr]
 
         def fit(a: torch.Tensor, ridge: float, b=b):
-            return fit_growth_map(
+            return el.fit_growth_map(
                 a, b, source_site=sites[0], target_site=sites[1], source_model=fps[0], target_model=fps[1], ridge=ridge
             )
 
-        ridges = [r for r in RIDGES if r > 0 or len(a) > a.shape[1]]  # plain least squares needs n > d rows
+        ridges = [r for r in RIDGES if r > 0 or len(a) > a.shape[1]]  # plain least squares needs n > d
         val_residual = {r: residual(fit(a, r), xs[m_va], xb[m_va]) for r in ridges}
         best = min(val_residual, key=val_residual.get)
         out["ridge_choice"][fit_on] = {"val_residual": {f"{r:g}": round(v, 4) for r, v in val_residual.items()}}
@@ -135,28 +136,23 @@ def one_pair(xs, xb, y, rows: dict, sites: tuple[str, str], fps: list[str]) -> d
         pairings = {
             "paired": a,
             "shuffled": a[torch.randperm(len(a), generator=g)],
-            "shuffled_within_label": a[within_label_perm(y[m_tr], g)],
+            "shuffled_within_set_label": a[within_group_perm(group[m_tr], g)],
         }
         for ridge in sorted({ridges[0], best}):
             for name, a_fit in pairings.items():
                 m = fit(a_fit, ridge)
                 fitted = residual(m, a_fit, b)
                 assert abs(fitted - m.info["residual"]) < 1e-9, (fitted, m.info["residual"])  # one definition
-                s_moved = m.transport(rep)(xb[te])
                 row = {"fit_on": fit_on, "n_pairs": len(a), "pairing": name, "ridge": ridge}
                 row |= {"residual_train": round(fitted, 4), "residual_val": round(residual(m, xs[m_va], xb[m_va]), 4)}
                 row["residual_cities_test"] = round(residual(m, xs[te], xb[te]), 4)
-                row["transported_auroc"] = with_ci(s_moved, y[te])
-                row["score_corr_test"] = round(float(torch.corrcoef(torch.stack([s_moved, s_small]))[0, 1]), 4)
-                row["reverse_readout_auroc"] = with_ci(xb[te] @ reverse_readout(b, a_fit, ridge, rep.w), y[te])
+                row["transported_auroc"], row["transported_corr"] = agreement(m.transport(rep)(xb[te]), s_small, y[te])
+                s_reverse = xb[te] @ reverse_readout(b, a_fit, ridge, rep.w)
+                row["reverse_readout_auroc"], row["reverse_corr"] = agreement(s_reverse, s_small, y[te])
                 out["maps"].append(row)
                 if (name, ridge) == ("paired", best):
-                    print(
-                        f"{sites[0]} -> {sites[1]}, map on {fit_on}: small {out['small_auroc'][0]}, transported "
-                        f"{row['transported_auroc'][0]}, refit {out['big_refit_auroc'][0]}, floor q99 "
-                        f"{out['big_floor']['q0.99']}, residual {fitted:.3f} / {row['residual_cities_test']}",
-                        flush=True,
-                    )
+                    keys = ("transported_auroc", "reverse_readout_auroc", "residual_train", "residual_cities_test")
+                    print(sites, fit_on, {k: row[k] for k in keys}, flush=True)
     return out
 
 
@@ -169,11 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.time()
-    sets = {n: d.sample(args.rows, seed=SEED) if args.rows else d for n, d in load_truth_sets(seed=SEED).items()}
+    sets = {n: d.sample(args.rows, seed=SEED) if args.rows else d for n, d in el.truth_sets(seed=SEED).items()}
     split = np.concatenate([np.asarray(d.column("split")) for d in sets.values()])
     name = np.concatenate([np.full(len(d), n) for n, d in sets.items()])
     y = torch.cat([d.truth for d in sets.values()])
-    subsets = {"cities": name == "cities", "all_sets": np.ones(len(name), dtype=bool)}
+    no_city = np.array(["cities" not in n for n in name])  # cities, neg_cities, cities_conj, cities_disj out
+    subsets = {"cities": name == "cities", "all_sets": np.ones(len(name), dtype=bool), "no_city_sets": no_city}
+    group = torch.as_tensor(np.unique(name, return_inverse=True)[1]) * 2 + y.long()  # (dataset, truth label)
     rows = {
         k: {s: torch.as_tensor((split == s) & keep) for s in ("train", "val", "test")} for k, keep in subsets.items()
     }
@@ -182,23 +180,21 @@ def main(argv: list[str] | None = None) -> None:
     fps, layers, xs, cards = (list(t) for t in zip(*runs, strict=True))
     pairs = []
     for small, big in dict.fromkeys(zip(*layers, strict=True)):
-        r = one_pair(xs[0][small], xs[1][big], y, rows, (Site(small).name, Site(big).name), fps)
+        r = one_pair(xs[0][small], xs[1][big], y, group, rows, (Site(small).name, Site(big).name), fps)
         r["relative_depth"] = [round(small / cards[0]["n_layers"], 3), round(big / cards[1]["n_layers"], 3)]
         pairs.append(r)
-    counts = {k: {s: int(m.sum()) for s, m in v.items()} for k, v in rows.items()}
     result = {
         "command": " ".join(["python", *map(shlex.quote, sys.argv)]),
         "wall_s": round(time.time() - start, 1),
-        "data": {"sets": {n: len(d) for n, d in sets.items()}, "seed": SEED, "rows": counts},
+        "data": {"sets": {n: len(d) for n, d in sets.items()}, "seed": SEED},
+        "rows": {k: {s: int(m.sum()) for s, m in v.items()} for k, v in rows.items()},
         "split": "each set's own item split (elk_lens.data.truth_datasets.item_split): no test item is fitted on",
         "models": [{**c, "fingerprint": f} for c, f in zip(cards, fps, strict=True)],
         "settings": {"ridges": list(RIDGES), "n_random": N_RANDOM, "seed": SEED, "reporter": "fit_logistic, C=1"},
         "pairs": pairs,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out} ({result['wall_s']} s)")
+    el.atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out} ({result['wall_s']} s)")
 
 
 if __name__ == "__main__":
