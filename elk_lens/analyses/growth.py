@@ -8,6 +8,7 @@ reporters at every checkpoint), ``task_loss``, and ``fitted_map`` (a map fitted 
 of the small model and the final model, as one would across sizes with no exact map).
 """
 
+import logging
 import re
 from dataclasses import dataclass, replace
 
@@ -36,6 +37,8 @@ from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.trajectory import Trajectory
 
 __all__ = ["Spec", "check", "run"]
+
+log = logging.getLogger(__name__)
 
 OPS = {
     "grow": "function-preserving growth (elk_lens.growth.grow)",
@@ -221,6 +224,14 @@ def _fitted_map(scenario: Scenario, run: RunDir) -> FittedMapResult:
     growth = GrowthMap.load(run.path / "growth_map")
     probe_set, bob = scenario.probe_set, scenario.eval_sets["BH_disagree"]
     out = {}
+    if len(probe_set) <= small.cfg.d_model:  # least squares would interpolate: no map to report
+        log.warning(
+            "fitted_map: %d Alice-easy statements (drift.probe_rows) cannot determine a %d-wide least-squares "
+            "map; no map fitted (benchmarks/cross_size_map.py fits maps with a ridge chosen on val rows)",
+            len(probe_set),
+            small.cfg.d_model,
+        )
+        return FittedMapResult(out)
     for small_site in drift_sites(small.cfg.n_layers):
         site = growth.site(small_site)
         a, b = (capture(m, probe_set, [x]).at(0) for m, x in ((small, small_site), (final, site)))
