@@ -166,8 +166,9 @@ def _grow_stage(scenario: Scenario, run: RunDir) -> GrowthStep:
     save_model(grown, run.path / "grown", overwrite=True)
     growth.save(run.path / "growth_map", overwrite=True)
     bob = scenario.eval_sets["BH_disagree"]
-    small_out = output_log_odds(small, bob)
-    jump = float((output_log_odds(grown, bob) - small_out).abs().max())
+    answers = {"answers": spec.train.fine_tune.answers, "batch_size": spec.capture.batch_size}  # the task's tokens
+    small_out = output_log_odds(small, bob, **answers)
+    jump = float((output_log_odds(grown, bob, **answers) - small_out).abs().max())
     acts = capture(small, bob, list(reporters), batch_size=spec.capture.batch_size)
     return GrowthStep(
         ops=list(growth.ops),
