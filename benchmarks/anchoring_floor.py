@@ -15,6 +15,9 @@ scenario's Alice-easy probe set; never on the rows scored), 1,000 per cell.
         "plain seed1=runs/smollm2-quirky-lora-s1/trajectory" --steps 16 480 \
         --out benchmarks/results/anchoring_floor_smollm2.json
 
+On a growth run (analyses/growth_smollm2_quirky*.toml) the sites are the grown model's, so ``--no-base``
+leaves out the small model, whose layer numbers differ; the trajectory's step 0 is the grown model.
+
 Beside each floor it prints the AUROC of a logistic reporter fitted on that model's probe rows (the drift
 analysis's "refit"), so the margin over the floor can be read off the same rows.
 """
@@ -60,10 +63,13 @@ def main() -> None:
     parser.add_argument("--trajectory", nargs="*", default=[], help="LABEL=TRAJECTORY_DIR of fine-tunes to measure")
     parser.add_argument("--steps", nargs="*", type=int, default=[], help="checkpoints' steps (default: the last)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--no-base", action="store_true", help="skip the base model (a growth run's sites are the grown model's)"
+    )
     args = parser.parse_args()
     spec, _ = load_spec(args.spec)
     scenario = Scenario(spec)
-    results = {"step 0 (base model)": floors(load_model(spec.model.base), scenario, args.sites)}
+    results = {} if args.no_base else {"step 0 (base model)": floors(load_model(spec.model.base), scenario, args.sites)}
     for entry in args.trajectory:
         label, path = entry.split("=", 1)
         traj = Trajectory.load(path)
