@@ -72,20 +72,11 @@ CONFIGS = {
         normalization_type="LN",
         positional_embedding_type="rotary",
     ),
-    # the modern-LM layout (SmolLM2, Llama): RMSNorm, SwiGLU, grouped-query attention, rotary positions
-    "llama": dict(
-        d_model=32,
-        d_head=8,
-        n_heads=4,
-        n_key_value_heads=2,
-        n_layers=2,
-        d_mlp=48,
-        act_fn="silu",
-        gated_mlp=True,
-        seed=5,
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-    ),
+}
+# the modern-LM layout (SmolLM2, Llama): ln-rotary with RMSNorm, SwiGLU and grouped-query attention
+CONFIGS["llama"] = {
+    **CONFIGS["ln-rotary"],
+    **dict(n_key_value_heads=2, d_mlp=48, act_fn="silu", gated_mlp=True, seed=5, normalization_type="RMS"),
 }
 ZOO = "zoo:quirky-arith-base"  # trained: d_model 128, 4 layers, LayerNorm, vocab 26
 
