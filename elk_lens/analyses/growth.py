@@ -35,6 +35,8 @@ from elk_lens.models import fingerprint, load_model, save_model
 from elk_lens.report.rundir import RunDir
 from elk_lens.reporters import Reporter, fit_logistic
 from elk_lens.trajectory import Trajectory
+from elk_lens.zoo import gguf as zoo_gguf
+from elk_lens.zoo.gguf_header import read_metadata
 
 __all__ = ["Spec", "check", "run"]
 
@@ -82,6 +84,7 @@ def check(spec: Spec) -> None:
         raise ValueError("config key 'grow.op': op 'random_blocks' needs grow.n_layers (the grown depth)")
     small = model_layout(spec.model.base)
     if small is None:
+        _check_heads_of_gguf(spec.model.base, g.n_heads)
         Scenario(spec).check(None)
         return
     for k, new in sizes.items():
@@ -108,6 +111,27 @@ def check(spec: Spec) -> None:
             f"reporter to transport); got {spec.anchor.site!r}"
         )
     Scenario(spec).check(small, _grown_params(small, _grown_depth(spec.grow, small)))
+
+
+def _check_heads_of_gguf(base: str, n_heads: int) -> None:
+    """A zoo GGUF model (SmolLM2) has grouped-query attention: ``grow.n_heads`` must keep whole groups. Read
+    from the GGUF's header, before any model is loaded (``model_layout`` reads native models only)."""
+    name = base.removeprefix("zoo:")
+    if not n_heads or not base.startswith("zoo:") or name not in zoo_gguf.GGUF_MODELS:
+        return
+    try:
+        path = zoo_gguf.gguf_file(name)
+    except ValueError:  # its package is not installed: loading the model says so
+        return
+    arch = read_metadata(path, {"general.architecture"})["general.architecture"]
+    keys = {f"{arch}.attention.head_count", f"{arch}.attention.head_count_kv"}
+    heads, kv = (int(read_metadata(path, keys)[k]) for k in sorted(keys))
+    if n_heads < heads or n_heads % kv:
+        raise ValueError(
+            f"config key 'grow.n_heads' must be at least {base}'s {heads} query heads and a multiple of its {kv} "
+            f"key/value heads (grouped-query attention: every group gets the same number of query heads); "
+            f"got {n_heads}"
+        )
 
 
 def _grown_depth(g: GrowSpec, small: ModelLayout) -> int:

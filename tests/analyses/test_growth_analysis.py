@@ -11,8 +11,9 @@ from browser import assert_renders, needs_browser
 from elk_lens.analyses.growth import GrowSpec, _grow
 from elk_lens.growth import GrowthResult
 from elk_lens.models import fingerprint, load_model
-from elk_lens.runner import run_analysis
+from elk_lens.runner import load_spec, run_analysis
 from elk_lens.sites import Site
+from elk_lens.zoo import gguf as zoo_gguf
 
 SPEC = """
 name = "{name}"
@@ -145,3 +146,27 @@ def test_an_hf_llama_grows_through_its_exact_native_copy(llama_dir):
     with torch.no_grad():
         err = float((grown(tokens) - hf(tokens)).abs().max())
     assert err <= EXACT_OUTPUT_TOL, f"max |Δlogit| {err:.2e}"
+
+
+@pytest.mark.parametrize("n_heads", [8, 10])
+def test_a_gguf_base_keeps_whole_key_value_groups_checked_before_any_work(tmp_path, n_heads):
+    """SmolLM2 (9 query heads in 3 key/value groups) read from its GGUF header at the spec check; 12 passes."""
+    try:
+        zoo_gguf.gguf_file("smollm2-135m")
+    except ValueError as e:
+        pytest.skip(str(e))
+    body = (
+        'name = "g"\nanalysis = "growth"\n[model]\nbase = "zoo:smollm2-135m"\n[data]\ntask = "cities_hemisphere"\n'
+        '[train]\nrows = 4000\nanswers = [" True", " False"]\n[anchor]\nsite = "blocks.25.hook_resid_pre"\n'
+        "[drift]\neval_rows = 400\nprobe_rows = 1000\n[grow]\nn_heads = {}\n"
+    )
+    spec = tmp_path / "spec.toml"
+    spec.write_text(body.format(n_heads))
+    with pytest.raises(
+        ValueError,
+        match=rf"config key 'grow.n_heads' must be at least zoo:smollm2-135m's 9 query heads and a multiple of its 3 "
+        rf"key/value heads .*got {n_heads}",
+    ):
+        load_spec(spec)
+    spec.write_text(body.format(12))
+    assert load_spec(spec)[0].grow.n_heads == 12
