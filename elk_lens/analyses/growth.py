@@ -190,9 +190,9 @@ def _grow_stage(scenario: Scenario, run: RunDir) -> GrowthStep:
     save_model(grown, run.path / "grown", overwrite=True)
     growth.save(run.path / "growth_map", overwrite=True)
     bob = scenario.eval_sets["BH_disagree"]
-    answers = {"answers": spec.train.fine_tune.answers, "batch_size": spec.capture.batch_size}  # the task's tokens
-    small_out = output_log_odds(small, bob, **answers)
-    jump = float((output_log_odds(grown, bob, **answers) - small_out).abs().max())
+    read = {"answers": spec.train.fine_tune.answers, "batch_size": spec.capture.batch_size}  # the task's tokens
+    small_out = output_log_odds(small, bob, **read)
+    jump = float((output_log_odds(grown, bob, **read) - small_out).abs().max())
     acts = capture(small, bob, list(reporters), batch_size=spec.capture.batch_size)
     return GrowthStep(
         ops=list(growth.ops),
@@ -256,7 +256,7 @@ def _fitted_map(scenario: Scenario, run: RunDir) -> FittedMapResult:
             len(probe_set),
             small.cfg.d_model,
         )
-        return FittedMapResult(out)
+        return FittedMapResult({})
     for small_site in drift_sites(small.cfg.n_layers):
         site = growth.site(small_site)
         a, b = (capture(m, probe_set, [x]).at(0) for m, x in ((small, small_site), (final, site)))

@@ -293,8 +293,9 @@ def add_heads(
     if n_key_value_heads is None:
         n_key_value_heads = n_heads if mha else old_kv
     check_number("n_key_value_heads", n_key_value_heads, kind=int)
-    per, new_per = old // old_kv, (n_heads // n_key_value_heads if n_key_value_heads > 0 else 0)
-    if n_key_value_heads < old_kv or n_heads % n_key_value_heads or new_per < per:
+    per = old // old_kv
+    new_per = n_heads // n_key_value_heads if n_key_value_heads >= old_kv else 0  # 0: refused below
+    if new_per < per or n_heads % n_key_value_heads:
         raise ValueError(
             f"add_heads: {n_heads} query heads in {n_key_value_heads} key/value groups cannot hold the model's "
             f"{old} heads in {old_kv} groups of {per}: n_key_value_heads must be >= {old_kv} and divide n_heads, "

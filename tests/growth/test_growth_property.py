@@ -15,6 +15,8 @@ on a model with large logits (issue 17 measured float32 errors to 4e-3 on logits
 the model's own float32 gap).
 """
 
+import contextlib
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -139,10 +141,7 @@ def _boot(cfg: dict, noise: float) -> tuple[TransformerBridge, TransformerBridge
 
 def _logits(model: TransformerBridge, tokens: torch.Tensor) -> torch.Tensor:
     is64 = next(model.parameters()).dtype == torch.float64
-    with torch.no_grad():
-        if is64:
-            with float64_norms(model):
-                return model(tokens).double()
+    with torch.no_grad(), float64_norms(model) if is64 else contextlib.nullcontext():
         return model(tokens).double()
 
 
