@@ -26,7 +26,7 @@ import importlib
 import importlib.util
 import logging
 import os
-import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -243,9 +243,12 @@ def _cached_or_converted(gguf: Path, digest: str, out: Path) -> tuple[Path, dict
                 gguf,
             )
         except (ValueError, FileNotFoundError) as e:
-            log.warning("%s; converting %s again", e, gguf)
-            if (out / MARKER).is_file():  # elk-lens's own entry, damaged (a directory without our marker is
-                shutil.rmtree(out)  # never ours: save_dir below refuses to overwrite foreign files in it)
+            if (out / MARKER).is_file():  # elk-lens's entry, damaged: moved aside whole, nothing deleted (a file
+                aside = out.with_name(f"{out.name}.damaged-{time.time_ns()}")  # put in it may not be ours)
+                out.rename(aside)
+                log.warning("%s; moved it to %s; converting %s again", e, aside, gguf)
+            else:  # never ours: save_dir below refuses to overwrite foreign files in it
+                log.warning("%s; converting %s again", e, gguf)
     header = _read_header(gguf)
     meta = {"format_version": _FORMAT_VERSION, "gguf_sha256": digest, "gguf_file": gguf.name, **header}
     save_dir(

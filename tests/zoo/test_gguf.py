@@ -115,6 +115,9 @@ def test_a_damaged_cache_entry_is_rebuilt_never_used(cache, tiny, caplog):
     with caplog.at_level(logging.WARNING):
         assert fingerprint(load_model(str(tiny))) == good
     assert "fails its checksum" in caplog.text and "converting" in caplog.text
+    # the damaged entry was moved aside whole, not deleted: a file someone put in it would still be there
+    (aside,) = (cache / "models").glob("*.damaged-*")
+    assert (aside / "model.safetensors").read_bytes() == bytes(data)
 
 
 def test_a_conversion_killed_midway_leaves_nothing_a_load_trusts(cache, tiny, monkeypatch):
