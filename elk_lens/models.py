@@ -4,10 +4,13 @@ Three kinds of spec, decided before anything is loaded:
 
 - ``zoo:NAME``: a model shipped inside this package (offline; see ``elk-lens zoo list``);
 - a local directory: elk-lens's own saved format (``elk_lens.json`` + ``model.safetensors`` +
-  tokenizer files, written by :func:`save_model`), or an HF directory (``config.json``);
+  tokenizer files, written by :func:`save_model`), an HF directory :func:`save_model` wrote from an
+  HF-booted bridge (``elk_lens_hf.json`` beside HF's own files, checked first), or any HF directory
+  (``config.json``);
 - anything else is an HF hub name, booted with ``boot_transformers`` (``revision`` supported).
 """
 
+import copy
 import json
 import os
 import socket
@@ -19,6 +22,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors.torch import save_file
+from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoTokenizer
 
@@ -32,9 +36,11 @@ from elk_lens.zoo import PACKAGED, packaged_path, zoo_path
 from elk_lens.zoo.gguf import GGUF_MODELS, check_reference, convert_gguf, gguf_file
 
 __all__ = [
+    "HF_MARKER_FILE",
     "NATIVE_CONFIG_FILE",
     "WEIGHTS_FILE",
     "fingerprint",
+    "hf_state_dict",
     "load_model",
     "loading_device",
     "native_config",
@@ -43,6 +49,7 @@ __all__ = [
 ]
 
 NATIVE_CONFIG_FILE = "elk_lens.json"
+HF_MARKER_FILE = "elk_lens_hf.json"
 WEIGHTS_FILE = "model.safetensors"
 _FORMAT_VERSION = 2  # 2: the marker lists every file's checksum (1: the zoo's, none)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
@@ -156,6 +163,8 @@ def load_model(
             )
         if (path / NATIVE_CONFIG_FILE).is_file():
             return _load_native(path, device, dtype)
+        if (path / HF_MARKER_FILE).is_file():
+            return _load_saved_hf(path, tokenizer, device, dtype)
         if (path / "config.json").is_file():
             # absolute: TransformerLens maps a bare name such as "gpt2-small" or "neox" to a hub model
             return _load_hf(str(path.resolve()), None, _local_tokenizer(path, tokenizer), device, dtype)
@@ -260,13 +269,73 @@ def _load_native(path: Path, device: str, dtype: torch.dtype) -> TransformerBrid
     return model.eval()
 
 
+def _load_saved_hf(path: Path, tokenizer, device: str, dtype: torch.dtype) -> TransformerBridge:
+    """Boot an HF directory :func:`save_model` wrote, verified first: every file against the checksum its
+    marker lists; then, loaded in the dtype it was saved in, the model against the recorded fingerprint."""
+    meta = read_dir(path, marker=HF_MARKER_FILE, what="model")
+    model = _load_hf(str(path.resolve()), None, _local_tokenizer(path, tokenizer), device, dtype)
+    model.cfg.default_prepend_bos = meta["prepend_bos"]
+    if str(dtype) == meta["dtype"] and (got := fingerprint(model)) != meta["fingerprint"]:
+        raise ValueError(
+            f"the model in {path} boots with fingerprint {got}, not the {meta['fingerprint']} recorded in "
+            f"{path / HF_MARKER_FILE}: it was saved by another transformers or TransformerLens, or changed"
+        )
+    return model
+
+
+def hf_state_dict(model: TransformerBridge) -> dict[str, Tensor]:
+    """The state dict of an HF-booted bridge's HF model under HF's own names.
+
+    The bridge wraps each HF module (``._original_component`` in every name) and adds aliases, so the
+    HF model's ``state_dict()`` no longer loads into its class; the names a fresh model of the class has
+    are the ones kept, each with the bridge's tensor (no copy).
+    """
+    hf = getattr(model, "original_model", None)
+    if hf is None or getattr(model.cfg, "architecture", None) == "TransformerLensNative":
+        raise ValueError("hf_state_dict needs an HF-booted bridge (boot_transformers); this one is native")
+    with torch.device("meta"):
+        names = type(hf)._from_config(copy.deepcopy(hf.config)).state_dict().keys()
+    wrapped = {k.replace("._original_component", ""): v.detach() for k, v in hf.state_dict().items()}
+    missing = sorted(set(names) - set(wrapped))
+    if missing:
+        raise ValueError(f"the bridge's {type(hf).__name__} lacks the weights {missing[:4]}; boot it afresh")
+    return {k: wrapped[k] for k in names}
+
+
+def _save_hf(model: TransformerBridge, path: str | Path, card: dict | None, overwrite: bool) -> Path:
+    """An HF-booted bridge's model as an HF directory (``save_pretrained``: config, safetensors weights, the
+    tokenizer), with :data:`HF_MARKER_FILE` last: the BOS rule, the dtype, the fingerprint, every file's
+    checksum."""
+    hf = model.original_model
+    first = next(hf.parameters())
+    with torch.device("meta"):  # the bridge's wrapped modules do not save under HF's names: a clean copy does
+        clean = type(hf)._from_config(copy.deepcopy(hf.config), dtype=first.dtype)
+    clean.load_state_dict(hf_state_dict(model), strict=True, assign=True)
+    meta = {
+        "format_version": 1,
+        "architecture": type(hf).__name__,
+        "prepend_bos": bool(model.cfg.default_prepend_bos),
+        "dtype": str(first.dtype),
+        "fingerprint": fingerprint(model),
+    }
+
+    def write(tmp: Path) -> None:
+        clean.save_pretrained(str(tmp), safe_serialization=True)
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(str(tmp))
+        if card is not None:
+            (tmp / "card.json").write_text(json.dumps(card, indent=2))
+
+    return save_dir(path, meta, write, marker=HF_MARKER_FILE, overwrite=overwrite, what="model")
+
+
 def native_config(model: TransformerBridge) -> dict:
     """The JSON config a native model was booted from (what :func:`save_model` writes)."""
     cfg = model.cfg
     if getattr(cfg, "architecture", None) != "TransformerLensNative":
         raise ValueError(
-            f"save_model writes native (boot_native) models only; this is a {cfg.architecture!r} bridge. "
-            f"Save HF models with their own save_pretrained before wrapping them."
+            f"native_config reads native (boot_native) models only; this is a {cfg.architecture!r} bridge "
+            f"(save_model writes it as an HF directory)"
         )
     out = {k: getattr(cfg, k, None) for k in (*FINGERPRINT_CFG_FIELDS[1:], "seed")}
     return {k: v for k, v in out.items() if isinstance(v, (int, float, str, bool))}
@@ -276,11 +345,15 @@ def save_model(
     model: TransformerBridge, path: str | Path, *, card: dict | None = None, overwrite: bool = False
 ) -> Path:
     """Write a native model in elk-lens's format: ``model.safetensors``, the tokenizer files, ``card.json``
-    and last ``elk_lens.json`` (config, fingerprint, every file's checksum).
+    and last ``elk_lens.json`` (config, fingerprint, every file's checksum). An HF-booted bridge (e.g. one
+    grown on its HF modules, `elk_lens.growth.hf_modules`) is written as an HF directory with
+    ``elk_lens_hf.json`` last; :func:`load_model` reads both, verified.
 
     Atomic and non-destructive (``elk_lens._atomic.save_dir``): an existing file or a non-empty
     directory is refused unless ``overwrite``, which replaces only the files of an earlier save there.
     """
+    if getattr(model.cfg, "architecture", None) != "TransformerLensNative":
+        return _save_hf(model, path, card, overwrite)
     config = native_config(model)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = {"format_version": _FORMAT_VERSION, "config": config, "fingerprint": weights_fingerprint(model.cfg, state)}

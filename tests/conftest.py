@@ -33,6 +33,8 @@ from transformers import (  # noqa: E402
     AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPT2LMHeadModel,
     GPTNeoXConfig,
@@ -172,6 +174,30 @@ def neox_dir(tmp_path_factory, char_tok_dir) -> Path:
         eos_token_id=EOS_ID,
     )
     path = _save_hf(GPTNeoXForCausalLM, cfg, tmp_path_factory.mktemp("hf_neox"))
+    return _with_tokenizer(path, char_tok_dir)
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir(tmp_path_factory, char_tok_dir) -> Path:
+    """A tiny HF Gemma 3 with the 270M model's block: (1 + w) RMSNorms before and after attention and MLP,
+    q/k norms, grouped-query attention (4 query heads on 2 key/value heads, head_dim 8), GeGLU, a
+    √d_model embedding scale, and sliding and full attention layers (window 4)."""
+    cfg = Gemma3TextConfig(
+        vocab_size=VOCAB,
+        hidden_size=D_MODEL,
+        num_hidden_layers=N_LAYERS + 1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=2 * D_MODEL,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        max_position_embeddings=N_CTX,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+    )
+    path = _save_hf(Gemma3ForCausalLM, cfg, tmp_path_factory.mktemp("hf_gemma3"))
     return _with_tokenizer(path, char_tok_dir)
 
 

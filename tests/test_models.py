@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 import elk_lens.models
 from elk_lens.models import (
+    HF_MARKER_FILE,
     NATIVE_CONFIG_FILE,
     HubUnreachableError,
     fingerprint,
@@ -113,10 +114,21 @@ def test_fingerprint_sees_config_that_changes_the_function_with_the_same_weights
     assert fingerprint(a) != fingerprint(b)  # ... so the cache key must differ
 
 
-def test_save_model_refuses_hf_models(gpt2_model, tmp_path):
-    with pytest.raises(ValueError, match=r"save_model writes native \(boot_native\) models only; this is a 'GPT2"):
-        save_model(gpt2_model, tmp_path / "m")
-    assert not (tmp_path / "m").exists()
+def test_an_hf_booted_model_saves_as_an_hf_directory_that_loads_back_verified(gpt2_model, tmp_path):
+    path = save_model(gpt2_model, tmp_path / "m")
+    assert (path / "config.json").is_file() and (path / HF_MARKER_FILE).is_file()
+    back = load_model(path)
+    tokens = gpt2_model.to_tokens(TEXTS)
+    with torch.no_grad():
+        assert torch.equal(back(tokens), gpt2_model(tokens))
+    assert fingerprint(back) == fingerprint(gpt2_model)
+    assert back.cfg.default_prepend_bos == gpt2_model.cfg.default_prepend_bos
+    with pytest.raises(FileExistsError):  # an existing save is never replaced unasked
+        save_model(gpt2_model, path)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))
+    with pytest.raises(ValueError, match=r"model.safetensors"):
+        load_model(path)
 
 
 # --------------------------------------------------------------------------- local directories

@@ -25,6 +25,7 @@ from elk_lens.growth import (
     GrowthStep,
     fit_growth_map,
     grow,
+    hf_modules,
     insert_blocks,
     stack_blocks,
     to_native,
@@ -147,9 +148,10 @@ def _grown_params(small: ModelLayout, n_layers: int) -> list[str]:
 
 
 def _grow(g: GrowSpec, small) -> tuple:
-    """The grown model and its map from ``small``; an HF-booted Llama (SmolLM2) is first copied exactly
-    into a native model (`to_native`), whose identity map heads the composed one."""
-    if small.cfg.architecture != "TransformerLensNative":
+    """The grown model and its map from ``small``. An HF-booted Llama (SmolLM2) is first copied exactly
+    into a native model (`to_native`), whose identity map heads the composed one; Gemma 3 and GPT-NeoX
+    grow on their HF modules (`elk_lens.growth.hf_modules`)."""
+    if small.cfg.architecture != "TransformerLensNative" and hf_modules.layout(small) is None:
         native, conversion = to_native(small)
         grown, growth = _grow(g, native)
         return grown, conversion.then(growth)

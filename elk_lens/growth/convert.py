@@ -13,7 +13,8 @@ GPT-2: its Conv1D weights are stored (in, out), nn.Linear's (out, in). The resid
 the returned `GrowthMap` is the identity (P = I, every block and head in place), so
 ``conversion.then(growth)`` transports reporters fitted on the HF model to the grown copy. Tied embeddings
 become two equal matrices (the native head is its own weight), and Llama's attention gets zero biases
-(native attention always has them). NeoX (a parallel residual) and Gemma 3 are refused with the reason.
+(native attention always has them). NeoX (a parallel residual) and Gemma 3 are refused with the reason; the
+growth operators grow those on their HF modules (`elk_lens.growth.hf_modules`).
 """
 
 import torch
@@ -21,8 +22,9 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import as_dtype, check_number
+from elk_lens.growth._parts import _map
+from elk_lens.growth.hf_modules import LAYOUTS
 from elk_lens.growth.map import GrowthMap
-from elk_lens.growth.operators import _map
 
 __all__ = ["to_native"]
 
@@ -52,7 +54,10 @@ def _check(model: TransformerBridge) -> None:
         raise ValueError("to_native: this model is already native (boot_native); grow or save it as it is")
     if arch not in _CONFIGS:
         why = f" ({_WHY[arch]})" if arch in _WHY else ""
-        raise ValueError(f"to_native: architecture {arch!r}{why} has no exact native copy; supported: {SUPPORTED}")
+        instead = "; grow it on its HF modules: the growth operators take it as it is" if arch in LAYOUTS else ""
+        raise ValueError(
+            f"to_native: architecture {arch!r}{why} has no exact native copy; supported: {SUPPORTED}{instead}"
+        )
     if getattr(model, "_weights_processed", False):  # folded or centred weights are no longer the HF model's
         raise ValueError("to_native: this bridge's weights were processed (process_weights); convert a fresh boot")
     hf = model.original_model.config

@@ -19,14 +19,17 @@ import torch
 from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources.native.model import NativeLayerNormPre, NativeRMSNorm, NativeRMSNormPre
+from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
 
 __all__ = ["float64_norms"]
 
-_NORMS = (NativeRMSNorm, NativeRMSNormPre, NativeLayerNormPre)
+_NORMS = (NativeRMSNorm, NativeRMSNormPre, NativeLayerNormPre, Gemma3RMSNorm)
 
 
 def _norm64(module: nn.Module, x: Tensor) -> Tensor:
     """The library's norm (model.py in transformer_lens.model_bridge.sources.native) without its float32 cast."""
+    if isinstance(module, Gemma3RMSNorm):  # transformers' Gemma3RMSNorm: x.float(), then the (1 + w) gain
+        return module._norm(x) * (1.0 + module.weight)
     if isinstance(module, NativeLayerNormPre):
         x = x - x.mean(dim=-1, keepdim=True)
         return x / (x.pow(2).mean(dim=-1, keepdim=True) + module.eps).sqrt()

@@ -39,8 +39,23 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_number
+from elk_lens.growth import hf_modules
+from elk_lens.growth._parts import (
+    MLP_MODES,
+    _check_grows,
+    _check_mode,
+    _draw,
+    _fresh_block,
+    _generator,
+    _grow_heads,
+    _head_plan,
+    _insert,
+    _map,
+    _positions,
+    _widen_neurons,
+)
 from elk_lens.growth.map import GrowthMap
-from elk_lens.models import fingerprint, native_config
+from elk_lens.models import native_config
 
 __all__ = ["add_heads", "grow", "grow_d_head", "insert_blocks", "stack_blocks", "widen_d_model", "widen_mlp"]
 
@@ -51,14 +66,17 @@ _WRITERS = ("attn.o.weight", "mlp.out.weight")
 # what widen_mlp knows how to widen: rows over the neurons (``in``, and a gated MLP's ``gate``), ``out``'s columns
 _NEURON_ROWS = ("in.weight", "in.bias", "gate.weight", "gate.bias")
 _MLP_PARAMS = (*_NEURON_ROWS, "out.weight", "out.bias")
+# what add_heads grows in each attention layer (native attention always has these biases)
+_HEAD_PARAMS = ("q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias", "o.weight")
 # SoLU's softmax runs across the neurons (x * softmax(x)), so a new neuron changes every old one's output
 _ACROSS_NEURONS = ("solu", "solu_ln")
-MLP_MODES = ("split", "zero")
 D_MODEL_MODES = ("mean", "zero")
 
 
 def _config(model: TransformerBridge, op: str) -> dict:
     """The native config, refusing models the operators do not know how to grow."""
+    if hf_modules.layout(model) is not None:
+        hf_modules.refuse(model, op)
     if getattr(model.cfg, "architecture", None) != "TransformerLensNative":
         raise ValueError(
             f"{op} grows native (boot_native) models only; this is a {model.cfg.architecture!r} bridge. "
@@ -90,38 +108,6 @@ def _rebuild(model: TransformerBridge, cfg: dict, state: dict[str, Tensor]) -> T
     return grown.eval()
 
 
-def _map(
-    model: TransformerBridge,
-    grown: TransformerBridge,
-    op: str,
-    *,
-    P: Tensor | None = None,
-    layers=None,
-    heads=None,
-    exact: bool = True,
-) -> GrowthMap:
-    d = model.cfg.d_model
-    return GrowthMap(
-        torch.eye(d, dtype=torch.float64) if P is None else P.to(torch.float64),
-        tuple(range(model.cfg.n_layers)) if layers is None else tuple(layers),
-        tuple(range(model.cfg.n_heads)) if heads is None else tuple(heads),
-        fingerprint(model),
-        fingerprint(grown),
-        exact,
-        (op,),
-    )
-
-
-def _draw(gen: torch.Generator, like: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """Gaussian with the standard deviation of ``like`` (the model's own weights of that kind)."""
-    std = float(like.float().std()) if like.numel() > 1 else 0.02
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(like.dtype) * std
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _block_keys(state: dict[str, Tensor], i: int) -> dict[str, Tensor]:
     prefix = f"blocks.{i}."
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
@@ -136,25 +122,20 @@ def insert_blocks(
     ``preserve`` its writers (O, MLP out, and their biases) are zero, so it adds nothing to the
     residual. ``preserve=False`` draws the writers too: the non-preserving contrast.
     """
-    positions = list(at) if isinstance(at, (list, tuple, range)) else [at]
-    bad = [a for a in positions if isinstance(a, bool) or not isinstance(a, int)]
-    if bad:  # 1.5 matches no block index: nothing would be inserted there, silently
-        raise TypeError(f"insert positions must be ints; got {bad[0]!r}")
     check_number("seed", seed, kind=int)
+    if hf_modules.layout(model) is not None:
+        return hf_modules.insert_blocks(model, at, preserve=preserve, seed=seed)
     cfg = _config(model, "insert_blocks")
-    n = cfg["n_layers"]
-    at = sorted(positions)
-    if not at or any(not 0 <= a <= n for a in at):
-        raise ValueError(f"insert positions must lie in 0..{n} (before that old block; {n} = at the end), got {at}")
+    at = _positions(at, cfg["n_layers"])
     state, gen = _state(model), _generator(seed)
-    blocks = [_block_keys(state, i) for i in range(n)]
-    new_blocks, layers = [], []
-    for i in range(n + 1):
-        for _ in range(at.count(i)):
-            new_blocks.append(_fresh_block(blocks, gen, preserve))
-        if i < n:
-            layers.append(len(new_blocks))
-            new_blocks.append(blocks[i])
+    blocks = [_block_keys(state, i) for i in range(cfg["n_layers"])]
+    new_blocks, layers = _insert(
+        blocks,
+        at,
+        lambda: _fresh_block(
+            blocks, gen, preserve, norms=_LN_WEIGHTS, writers=_WRITERS, norm=lambda pool: torch.ones_like(pool[0])
+        ),
+    )
     out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
     for j, block in enumerate(new_blocks):
         out.update({f"blocks.{j}.{k}": v for k, v in block.items()})
@@ -162,19 +143,6 @@ def insert_blocks(
     return grown, _map(
         model, grown, f"insert_blocks({at}{'' if preserve else ', random writers'})", layers=layers, exact=preserve
     )
-
-
-def _fresh_block(blocks: list[dict[str, Tensor]], gen: torch.Generator, preserve: bool) -> dict[str, Tensor]:
-    block = {}
-    for key, like in blocks[0].items():
-        pool = torch.stack([b[key] for b in blocks])  # every block's weights of this kind set the scale
-        if key.endswith(("ln1.weight", "ln2.weight")):
-            block[key] = torch.ones_like(like)
-        elif key.endswith(".bias") or (preserve and key.endswith(_WRITERS)):
-            block[key] = torch.zeros_like(like)
-        else:
-            block[key] = _draw(gen, pool, tuple(like.shape))
-    return block
 
 
 def stack_blocks(model: TransformerBridge) -> tuple[TransformerBridge, GrowthMap]:
@@ -200,6 +168,8 @@ def widen_mlp(
     each neuron reading two rows: a split copies both its gate and its up (``in``) row and shares its
     output column; a new ``"zero"`` neuron gets random gate and up rows and a zero output column.
     """
+    if hf_modules.layout(model) is not None:
+        return hf_modules.widen_mlp(model, d_mlp, mode=mode, seed=seed)
     cfg = _config(model, "widen_mlp")
     if cfg.get("attn_only"):
         raise ValueError("widen_mlp: this model has no MLP (attn_only=True)")
@@ -216,31 +186,11 @@ def widen_mlp(
     check_number("seed", seed, kind=int)
     state, gen = _state(model), _generator(seed)
     rng = np.random.default_rng(seed)
-    extra = d_mlp - old
     for i in range(cfg["n_layers"]):
-        rows = [f"blocks.{i}.mlp.{k}" for k in _NEURON_ROWS if f"blocks.{i}.mlp.{k}" in state]
-        w_out = state[f"blocks.{i}.mlp.out.weight"]
-        if mode == "split":
-            src = torch.as_tensor(np.concatenate([rng.permutation(old) for _ in range(math.ceil(extra / old))])[:extra])
-            alpha = rng.uniform(0.3, 0.7, extra)
-            share = torch.ones(old, dtype=torch.float64)  # what each old neuron keeps of its output weight
-            new_share = torch.empty(extra, dtype=torch.float64)
-            for n_new, (j, a) in enumerate(zip(src.tolist(), alpha, strict=True)):  # a neuron split twice
-                new_share[n_new] = share[j] * (1 - a)  # splits what it still holds
-                share[j] = share[j] * a
-            kept = w_out * share.to(w_out.dtype)
-            new_cols = w_out[:, src] * new_share.to(w_out.dtype)
-            for k in rows:
-                state[k] = torch.cat([state[k], state[k][src]])
-            state[f"blocks.{i}.mlp.out.weight"] = torch.cat([kept, new_cols], 1)
-        else:
-            for k in rows:
-                v = state[k]
-                new = torch.zeros(extra, dtype=v.dtype) if v.ndim == 1 else _draw(gen, v, (extra, v.shape[1]))
-                state[k] = torch.cat([v, new])
-            state[f"blocks.{i}.mlp.out.weight"] = torch.cat(
-                [w_out, torch.zeros(w_out.shape[0], extra, dtype=w_out.dtype)], 1
-            )
+        rows = {k: state[f"blocks.{i}.mlp.{k}"] for k in _NEURON_ROWS if f"blocks.{i}.mlp.{k}" in state}
+        rows, w_out = _widen_neurons(rows, state[f"blocks.{i}.mlp.out.weight"], d_mlp - old, mode, rng, gen)
+        state.update({f"blocks.{i}.mlp.{k}": v for k, v in rows.items()})
+        state[f"blocks.{i}.mlp.out.weight"] = w_out
     grown = _rebuild(model, {**cfg, "d_mlp": d_mlp}, state)
     return grown, _map(model, grown, f"widen_mlp({old}->{d_mlp}, {mode})")
 
@@ -262,11 +212,6 @@ def _check_mlp_params(model: TransformerBridge, cfg: dict) -> None:
         )
 
 
-def _check_mode(op: str, mode: object, modes: tuple[str, ...]) -> None:
-    if mode not in modes:
-        raise ValueError(f"{op} mode must be {' or '.join(map(repr, modes))}, got {mode!r}")
-
-
 def _kv_heads(cfg: dict) -> int:
     """Key/value heads: each serves ``n_heads // n_kv`` consecutive query heads (TransformerLens's
     ``repeat_interleave``, HF Llama's ``repeat_kv``); full multi-head attention has one per query head."""
@@ -285,42 +230,22 @@ def add_heads(
     ones; new groups (new K, V heads) come after the old ones. Old head ``h = g·r + j`` of group ``g``
     lands at ``g·r' + j``: the map's ``heads`` says so.
     """
+    if hf_modules.layout(model) is not None:
+        return hf_modules.add_heads(model, n_heads, n_key_value_heads=n_key_value_heads, seed=seed)
     cfg = _config(model, "add_heads")
     old, d_head = cfg["n_heads"], cfg["d_head"]
     old_kv = _kv_heads(cfg)
-    _check_grows("n_heads", old, n_heads)
     mha = old_kv == old
-    if n_key_value_heads is None:
-        n_key_value_heads = n_heads if mha else old_kv
-    check_number("n_key_value_heads", n_key_value_heads, kind=int)
-    per = old // old_kv
-    new_per = n_heads // n_key_value_heads if n_key_value_heads >= old_kv else 0  # 0: refused below
-    if new_per < per or n_heads % n_key_value_heads:
-        raise ValueError(
-            f"add_heads: {n_heads} query heads in {n_key_value_heads} key/value groups cannot hold the model's "
-            f"{old} heads in {old_kv} groups of {per}: n_key_value_heads must be >= {old_kv} and divide n_heads, "
-            f"with n_heads / n_key_value_heads >= {per}"
-        )
+    n_key_value_heads, per, new_per = _head_plan("add_heads", old, old_kv, n_heads, n_key_value_heads)
     check_number("seed", seed, kind=int)
     state, gen = _state(model), _generator(seed)
-    new_kv = n_key_value_heads - old_kv
     for i in range(cfg["n_layers"]):
         key = f"blocks.{i}.attn."
-        w, b = state[key + "q.weight"], state[key + "q.bias"]
-        w_g, b_g = w.unflatten(0, (old_kv, per * d_head)), b.unflatten(0, (old_kv, per * d_head))
-        fill = (new_per - per) * d_head  # new query rows in each old group
-        if fill:
-            w_g = torch.cat([w_g, _draw(gen, w, (old_kv, fill, w.shape[1]))], 1)
-            b_g = torch.cat([b_g, torch.zeros(old_kv, fill, dtype=b.dtype)], 1)
-        state[key + "q.weight"], state[key + "q.bias"] = w_g.flatten(0, 1), b_g.flatten()
-        for p, rows in (("q", new_kv * new_per * d_head), ("k", new_kv * d_head), ("v", new_kv * d_head)):
-            w, b = state[key + f"{p}.weight"], state[key + f"{p}.bias"]  # new groups after the old ones
-            state[key + f"{p}.weight"] = torch.cat([w, _draw(gen, w, (rows, w.shape[1]))])
-            state[key + f"{p}.bias"] = torch.cat([b, torch.zeros(rows, dtype=b.dtype)])
-        w_o = state[key + "o.weight"].unflatten(1, (old_kv, per * d_head))
-        w_o = torch.cat([w_o, torch.zeros(w_o.shape[0], old_kv, fill, dtype=w_o.dtype)], 2).flatten(1)
-        zeros = torch.zeros(w_o.shape[0], new_kv * new_per * d_head, dtype=w_o.dtype)
-        state[key + "o.weight"] = torch.cat([w_o, zeros], 1)
+        t = {k: state[key + k] for k in _HEAD_PARAMS}
+        t = _grow_heads(
+            t, old_kv=old_kv, per=per, new_per=new_per, new_kv=n_key_value_heads - old_kv, d_head=d_head, gen=gen
+        )
+        state.update({key + k: v for k, v in t.items()})
     # n_key_value_heads stays unset where it was (full multi-head attention kept so)
     unset = cfg.get("n_key_value_heads") is None and n_key_value_heads == n_heads
     kv = {} if unset else {"n_key_value_heads": n_key_value_heads}
@@ -377,12 +302,6 @@ def grow_d_head(model: TransformerBridge, d_head: int, *, seed: int = 0) -> tupl
     rotary = {"rotary_dim": cfg.get("rotary_dim") or old} if cfg.get("positional_embedding_type") == "rotary" else {}
     grown = _rebuild(model, {**cfg, "d_head": d_head, **rotary}, state)
     return grown, _map(model, grown, f"grow_d_head({old}->{d_head})")
-
-
-def _check_grows(name: str, old: int, new: object) -> None:
-    check_number(name, new, kind=int)
-    if new <= old:
-        raise ValueError(f"{name} can only grow: {old} -> {new} would shrink it or keep it")
 
 
 def widen_d_model(
@@ -504,6 +423,8 @@ def grow(
             _check_grows(name, current[name], new)
     _check_mode("widen_d_model", d_model_mode, D_MODEL_MODES)
     check_number("seed", seed, kind=int)
+    if hf_modules.layout(model) is not None:
+        hf_modules.refuse_sizes(model, {k: v for k, v in asked.items() if v != current[k]})
     if d_model is not None and n_heads is None and d_head is None:  # before any step is queued
         asked["n_heads"] = _heads_for_width(model, d_model)
     n_layers, d_model, d_mlp, n_heads, d_head = (None if new == current[k] else new for k, new in asked.items())

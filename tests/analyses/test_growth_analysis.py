@@ -148,6 +148,22 @@ def test_an_hf_llama_grows_through_its_exact_native_copy(llama_dir):
     assert err <= EXACT_OUTPUT_TOL, f"max |Δlogit| {err:.2e}"
 
 
+@pytest.mark.parametrize("fixture", ["gemma3_dir", "neox_dir"])
+def test_gemma3_and_neox_grow_on_their_hf_modules(fixture, request):
+    """The growth stage on architectures with no exact native copy: grown on their HF modules
+    (tests/growth/test_hf_modules.py checks each operator), the map starting at the HF model."""
+    hf = load_model(str(request.getfixturevalue(fixture)))
+    grown, growth = _grow(GrowSpec(n_layers=hf.cfg.n_layers + 1, d_mlp=160), hf)
+    assert (
+        growth.ops[0].startswith("widen_mlp") and growth.exact and type(grown.original_model) is type(hf.original_model)
+    )
+    assert growth.source == fingerprint(hf) and growth.target == fingerprint(grown)
+    tokens = hf.to_tokens(["the cat sat.", "paris is in france."])
+    with torch.no_grad():
+        err = float((grown(tokens) - hf(tokens)).abs().max())
+    assert err <= EXACT_OUTPUT_TOL, f"max |Δlogit| {err:.2e}"
+
+
 @pytest.mark.parametrize("n_heads", [8, 10])
 def test_a_gguf_base_keeps_whole_key_value_groups_checked_before_any_work(tmp_path, n_heads):
     """SmolLM2 (9 query heads in 3 key/value groups) read from its GGUF header at the spec check; 12 passes."""
