@@ -8,9 +8,11 @@ reporters at every checkpoint), ``task_loss``, and ``fitted_map`` (a map fitted 
 of the small model and the final model, as one would across sizes with no exact map).
 """
 
+import json
 import logging
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from elk_lens.analyses.model_checks import ModelLayout, model_layout
 from elk_lens.analyses.result import AnalysisResult
@@ -85,7 +87,7 @@ def check(spec: Spec) -> None:
         raise ValueError("config key 'grow.op': op 'random_blocks' needs grow.n_layers (the grown depth)")
     small = model_layout(spec.model.base)
     if small is None:
-        _check_heads_of_gguf(spec.model.base, g.n_heads)
+        _check_heads(spec.model.base, g.n_heads)
         Scenario(spec).check(None)
         return
     for k, new in sizes.items():
@@ -114,19 +116,42 @@ def check(spec: Spec) -> None:
     Scenario(spec).check(small, _grown_params(small, _grown_depth(spec.grow, small)))
 
 
-def _check_heads_of_gguf(base: str, n_heads: int) -> None:
-    """A zoo GGUF model (SmolLM2) has grouped-query attention: ``grow.n_heads`` must keep whole groups. Read
-    from the GGUF's header, before any model is loaded (``model_layout`` reads native models only)."""
+def _heads_of(base: str) -> tuple[int, int, str | None] | None:
+    """(query heads, key/value heads, HF architecture) of a zoo GGUF model, read from its header, or of a
+    local HF directory, read from its config.json; None where neither (a native model, or a hub name)."""
     name = base.removeprefix("zoo:")
-    if not n_heads or not base.startswith("zoo:") or name not in zoo_gguf.GGUF_MODELS:
+    if base.startswith("zoo:") and name in zoo_gguf.GGUF_MODELS:
+        try:
+            path = zoo_gguf.gguf_file(name)
+        except ValueError:  # its package is not installed: loading the model says so
+            return None
+        arch = read_metadata(path, {"general.architecture"})["general.architecture"]
+        keys = {f"{arch}.attention.head_count", f"{arch}.attention.head_count_kv"}
+        heads, kv = (int(read_metadata(path, keys)[k]) for k in sorted(keys))
+        return heads, kv, None
+    config = Path(base).expanduser() / "config.json"
+    if base.startswith("zoo:") or not config.is_file():
+        return None
+    cfg = json.loads(config.read_text(encoding="utf-8"))
+    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
+    if not isinstance(heads, int):
+        return None
+    return heads, cfg.get("num_key_value_heads") or heads, (cfg.get("architectures") or [None])[0]
+
+
+def _check_heads(base: str, n_heads: int) -> None:
+    """An HF base (a zoo GGUF model such as SmolLM2, or a local HF directory) with grouped-query attention:
+    ``grow.n_heads`` must keep whole groups; GPT-NeoX's heads cannot grow. Read before any model loads
+    (``model_layout`` reads native models only)."""
+    found = _heads_of(base) if n_heads else None
+    if found is None:
         return
-    try:
-        path = zoo_gguf.gguf_file(name)
-    except ValueError:  # its package is not installed: loading the model says so
-        return
-    arch = read_metadata(path, {"general.architecture"})["general.architecture"]
-    keys = {f"{arch}.attention.head_count", f"{arch}.attention.head_count_kv"}
-    heads, kv = (int(read_metadata(path, keys)[k]) for k in sorted(keys))
+    heads, kv, arch = found
+    if n_heads > heads and arch in hf_modules.LAYOUTS and "add_heads" in hf_modules.LAYOUTS[arch].refused:
+        raise ValueError(
+            f"config key 'grow.n_heads' cannot grow {base} ({arch}): {hf_modules.LAYOUTS[arch].refused['add_heads']}; "
+            f"got {n_heads}, leave it 0"
+        )
     if n_heads < heads or n_heads % kv:
         raise ValueError(
             f"config key 'grow.n_heads' must be at least {base}'s {heads} query heads and a multiple of its {kv} "

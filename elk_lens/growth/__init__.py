@@ -1,5 +1,6 @@
-"""Growth: function-preserving grow operators on native models (HF Llama models through `to_native`),
-the `GrowthMap` that transports reporters, and the growth protocol's results (`GrowthResult`)."""
+"""Growth: function-preserving grow operators on native models (HF Llama and GPT-2 through `to_native`;
+HF Gemma 3 and GPT-NeoX on their own modules, `elk_lens.growth.hf_modules`), the `GrowthMap` that
+transports reporters, and the growth protocol's results (`GrowthResult`)."""
 
 from elk_lens.growth.convert import to_native
 from elk_lens.growth.exact_norms import float64_norms

@@ -186,3 +186,27 @@ def test_a_gguf_base_keeps_whole_key_value_groups_checked_before_any_work(tmp_pa
         load_spec(spec)
     spec.write_text(body.format(12))
     assert load_spec(spec)[0].grow.n_heads == 12
+
+
+@pytest.mark.parametrize(
+    ("fixture", "n_heads", "message"),
+    [
+        ("llama_dir", 5, r"must be at least .*'s 4 query heads and a multiple of its 2 key/value heads .*got 5"),
+        ("neox_dir", 8, r"cannot grow .* \(GPTNeoXForCausalLM\): HF GPT-NeoX derives head_size .*got 8"),
+        ("llama_dir", 6, None),
+    ],
+)
+def test_a_local_hf_base_has_its_heads_checked_before_any_work(tmp_path, request, fixture, n_heads, message):
+    """A local HF directory's config.json gives its heads and key/value groups at the spec check."""
+    body = (
+        f'name = "g"\nanalysis = "growth"\n[model]\nbase = "{request.getfixturevalue(fixture)}"\n'
+        '[data]\ntask = "cities_hemisphere"\n[train]\nrows = 4000\nanswers = [" True", " False"]\n'
+        f"[drift]\neval_rows = 400\nprobe_rows = 1000\n[grow]\nn_heads = {n_heads}\n"
+    )
+    spec = tmp_path / "spec.toml"
+    spec.write_text(body)
+    if message is None:
+        assert load_spec(spec)[0].grow.n_heads == n_heads
+        return
+    with pytest.raises(ValueError, match=message):
+        load_spec(spec)
