@@ -7,6 +7,7 @@ not the zoo and the formats the loader knows.
 
 import hashlib
 import json
+import weakref
 from collections.abc import Mapping
 
 import torch
@@ -46,16 +47,48 @@ FINGERPRINT_CFG_FIELDS = (
 )
 
 
+# model -> (what its weights and config were when hashed, the hash); a model that is freed leaves the cache
+_HASHED: "weakref.WeakKeyDictionary[TransformerBridge, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+
+
+def _cfg_json(cfg: object) -> str:
+    return json.dumps({k: str(getattr(cfg, k, None)) for k in FINGERPRINT_CFG_FIELDS}, sort_keys=True)
+
+
+def _weights_state(state: Mapping[str, Tensor]) -> tuple:
+    """What identifies each tensor's current values without reading them: its memory, layout and PyTorch's
+    version counter, which every in-place write through the tensor (an optimizer step, ``load_state_dict``,
+    ``p.add_`` under ``no_grad``) increments."""
+    return tuple(
+        (name, t.device.type, t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t._version)
+        for name, t in state.items()
+    )
+
+
 def fingerprint(model: TransformerBridge) -> str:
-    """Stable hash of the architecture and every weight: the model half of every cache key."""
-    return weights_fingerprint(model.cfg, model.state_dict())
+    """Stable hash of the architecture and every weight: the model half of every cache key.
+
+    Hashed once per set of weights: the hash is kept with the model and reused while no tensor's memory,
+    layout or version counter and no fingerprinted config field has changed (hashing every weight took
+    0.16 s a call on MiniLM; benchmarks/capture_bench.py). PyTorch does not count writes made through
+    ``param.data`` (``p.data.add_(...)``); after such a write, hash afresh with :func:`weights_fingerprint`
+    or write under ``torch.no_grad()`` to the parameter itself, as optimizers and ``load_state_dict`` do.
+    """
+    state = model.state_dict()
+    key = (_cfg_json(model.cfg), _weights_state(state))
+    hashed = _HASHED.get(model)
+    if hashed is not None and hashed[0] == key:
+        return hashed[1]
+    digest = weights_fingerprint(model.cfg, state)
+    _HASHED[model] = (key, digest)
+    return digest
 
 
 def weights_fingerprint(cfg: object, state: Mapping[str, Tensor]) -> str:
     """The fingerprint of a config and a state dict; :func:`elk_lens.models.load_model` hashes the weights
     as read from the file, before any dtype conversion, so it equals what ``save_model`` recorded."""
     h = hashlib.sha256()
-    h.update(json.dumps({k: str(getattr(cfg, k, None)) for k in FINGERPRINT_CFG_FIELDS}, sort_keys=True).encode())
+    h.update(_cfg_json(cfg).encode())
     for name, tensor in sorted(state.items()):
         h.update(name.encode())
         h.update(str(tensor.dtype).encode())

@@ -91,6 +91,40 @@ def test_save_load_round_trip_is_bit_identical(char_tok_dir, tmp_path, variant):
     assert json.loads((path / "card.json").read_text()) == {"note": "test"}
 
 
+def test_the_fingerprint_is_hashed_once_per_set_of_weights_and_sees_every_counted_change(char_tok_dir, monkeypatch):
+    from elk_lens import _fingerprint
+
+    model = boot_native(char_tok_dir)
+    calls = []
+    hash_weights = _fingerprint.weights_fingerprint
+    monkeypatch.setattr(_fingerprint, "weights_fingerprint", lambda *a: calls.append(1) or hash_weights(*a))
+    first = fingerprint(model)
+    assert fingerprint(model) == first and len(calls) == 1, "unchanged weights are not hashed again"
+    seen = {first}
+
+    def changed(what):
+        got = fingerprint(model)
+        assert got not in seen and got == hash_weights(model.cfg, model.state_dict()), what
+        seen.add(got)
+
+    with torch.no_grad():
+        model.blocks[0].mlp.W_in[0, 0] += 1.0
+    changed("an in-place write under no_grad")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(model.to_tokens(["ab"])).sum().backward()
+    opt.step()
+    changed("an optimizer step")
+    model.load_state_dict(boot_native(char_tok_dir, seed=3).state_dict())
+    changed("load_state_dict")
+    param = next(p for name, p in model.named_parameters() if name.startswith("layers.1."))
+    param.data = param.data * 2
+    changed("a parameter's tensor replaced")
+    model.cfg.default_prepend_bos = not model.cfg.default_prepend_bos
+    changed("a fingerprinted config field")
+    param.data.add_(1.0)  # PyTorch does not count writes through .data: documented
+    assert fingerprint(model) != hash_weights(model.cfg, model.state_dict())
+
+
 def test_fingerprint_is_stable_across_boots_and_sees_one_weight(char_tok_dir):
     a, b = boot_native(char_tok_dir), boot_native(char_tok_dir)
     assert fingerprint(a) == fingerprint(b)
