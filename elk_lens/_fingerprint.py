@@ -71,10 +71,11 @@ def fingerprint(model: TransformerBridge) -> str:
     """Stable hash of the architecture and every weight: the model half of every cache key.
 
     Hashed once per set of weights: the hash is kept with the model and reused while no tensor's memory,
-    layout or version counter and no fingerprinted config field has changed (hashing every weight takes 0.17 s
-    on MiniLM and 0.80 s on SmolLM2-135M, a cached call 0.002 s and 0.016 s: benchmarks/fingerprint_bench.py). PyTorch does not count writes made through
-    ``param.data`` (``p.data.add_(...)``); after such a write, hash afresh with :func:`weights_fingerprint`
-    or write under ``torch.no_grad()`` to the parameter itself, as optimizers and ``load_state_dict`` do.
+    layout or version counter and no fingerprinted config field has changed. Hashing every weight takes
+    0.17 s on MiniLM and 0.80 s on SmolLM2-135M, a cached call 0.002 s and 0.016 s
+    (benchmarks/fingerprint_bench.py). PyTorch does not count writes made through ``param.data``
+    (``p.data.add_(...)``); after such a write, hash afresh with :func:`weights_fingerprint`, or write
+    under ``torch.no_grad()`` to the parameter itself, as optimizers and ``load_state_dict`` do.
     """
     key = (_cfg_json(model.cfg), _weights_state(model))
     hashed = _HASHED.get(model)
