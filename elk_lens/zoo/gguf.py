@@ -262,13 +262,41 @@ def _cached_or_converted(gguf: Path, digest: str, out: Path) -> tuple[Path, dict
     return out, read_dir(out, marker=MARKER, what="converted GGUF model")
 
 
+@contextmanager
+def _parsed_once() -> Iterator[None]:
+    """Within the context ``gguf.GGUFReader`` parses each file once.
+
+    transformers reads a GGUF's header afresh for the config, the weights and the tokenizer (its
+    ``load_gguf_checkpoint`` builds a new ``GGUFReader`` each time). Parsing Gemma 3's 262,144-token
+    vocabulary takes about 17 s, three times over (52 of the 94 s a first ``load_model("zoo:gemma3-270m")``
+    took on one thread). The reader only reads its memory-mapped file, so the three can share one.
+    """
+    import gguf as gguf_package
+
+    original = gguf_package.GGUFReader
+    readers: dict[tuple[str, str], object] = {}
+
+    def reader(path, mode="r"):
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf_package.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf_package.GGUFReader = original
+
+
 def _write_hf(gguf: Path, out: Path, prepend_bos: bool) -> None:
     """Dequantize ``gguf`` with transformers and save it as a plain float32 HF directory in ``out``, with
     the GGUF-loaded model's logits on :data:`PROBE` (tokenized by the BOS rule) as the reference."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    with _parsed_once():
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     ids = tokenizer(PROBE, add_special_tokens=False).input_ids
     ids = torch.tensor([[tokenizer.bos_token_id] * prepend_bos + ids])
     with torch.no_grad():
