@@ -52,6 +52,7 @@ NATIVE_CONFIG_FILE = "elk_lens.json"
 HF_MARKER_FILE = "elk_lens_hf.json"
 WEIGHTS_FILE = "model.safetensors"
 _FORMAT_VERSION = 2  # 2: the marker lists every file's checksum (1: the zoo's, none)
+_HF_FORMAT_VERSION = 1  # HF_MARKER_FILE's
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
 
 
@@ -273,6 +274,11 @@ def _load_saved_hf(path: Path, tokenizer, device: str, dtype: torch.dtype) -> Tr
     """Boot an HF directory :func:`save_model` wrote, verified first: every file against the checksum its
     marker lists; then, loaded in the dtype it was saved in, the model against the recorded fingerprint."""
     meta = read_dir(path, marker=HF_MARKER_FILE, what="model")
+    if meta.get("format_version") != _HF_FORMAT_VERSION:
+        raise ValueError(
+            f"{path / HF_MARKER_FILE}: format_version {meta.get('format_version')!r} is not one this elk-lens reads "
+            f"({_HF_FORMAT_VERSION})"
+        )
     model = _load_hf(str(path.resolve()), None, _local_tokenizer(path, tokenizer), device, dtype)
     model.cfg.default_prepend_bos = meta["prepend_bos"]
     if str(dtype) == meta["dtype"] and (got := fingerprint(model)) != meta["fingerprint"]:
@@ -312,7 +318,7 @@ def _save_hf(model: TransformerBridge, path: str | Path, card: dict | None, over
         clean = type(hf)._from_config(copy.deepcopy(hf.config), dtype=first.dtype)
     clean.load_state_dict(hf_state_dict(model), strict=True, assign=True)
     meta = {
-        "format_version": 1,
+        "format_version": _HF_FORMAT_VERSION,
         "architecture": type(hf).__name__,
         "prepend_bos": bool(model.cfg.default_prepend_bos),
         "dtype": str(first.dtype),
