@@ -53,6 +53,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from elk_lens._progress import progress_bar
 from elk_lens._state import clear_state, read_state, refuse_pickle, write_state
+from elk_lens._threads import torch_threads
 from elk_lens.models import NATIVE_CONFIG_FILE, load_model, save_model
 from elk_lens.quirky.data import CHARACTERS, QuirkyRows, sample_rows
 
@@ -353,9 +354,15 @@ def train_quirky(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None] = p
 
     Returns the directory of every model written. Cards hold the recipe, steps, wall time and the
     training-time accuracies; :mod:`elk_lens.quirky.card` adds the measured knowledge/output split.
+    Runs on ``recipe.threads`` torch threads and its own seeded RNG: the caller's thread count and
+    random state are as they were afterwards.
     """
-    torch.set_num_threads(recipe.threads)
-    torch.manual_seed(recipe.seed)
+    with torch_threads(recipe.threads), torch.random.fork_rng(devices=[] if recipe.device == "cpu" else None):
+        torch.manual_seed(recipe.seed)
+        return _train(recipe, out, log)
+
+
+def _train(recipe: QuirkyRecipe, out: Path, log: Callable[[str], None]) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     cfg = recipe.native_config()
     tokenizer = build_tokenizer(out / ".tokenizer", recipe.fused_name_colon)

@@ -47,7 +47,10 @@ def test_encoding_matches_the_tokenizer(tmp_path):
 
 
 def test_training_is_deterministic_and_the_bridge_matches_the_bare_model(tmp_path):
+    threads, rng = torch.get_num_threads(), torch.random.get_rng_state()
     a = train_quirky(QuirkyRecipe(seed=3, stages=["base", "quirk"], **TINY), tmp_path / "a", log=lambda m: None)
+    assert torch.get_num_threads() == threads, "the recipe's thread count must not outlive the call"
+    assert torch.equal(torch.random.get_rng_state(), rng), "nor its seed"
     b = train_quirky(QuirkyRecipe(seed=3, stages=["base", "quirk"], **TINY), tmp_path / "b", log=lambda m: None)
     for name in a:
         wa, wb = load_file(str(a[name] / "model.safetensors")), load_file(str(b[name] / "model.safetensors"))
