@@ -109,14 +109,25 @@ class ActivationStore:
                 f"or belongs to another capture; re-run capture (it rewrites it and checks every shard)"
             )
 
+    def missing(self) -> list[int]:
+        """The shards not computed yet or damaged (each one present is read and verified); writes nothing."""
+        return [i for i, (start, stop) in enumerate(self._ranges()) if not self._valid(i, start, stop)]
+
     def fill(
-        self, compute: Callable[[int, int], Tensor], *, on_rows: Callable[[int], object], sites: list[Site]
+        self,
+        compute: Callable[[int, int], Tensor],
+        *,
+        on_rows: Callable[[int], object],
+        sites: list[Site],
+        missing: list[int] | None = None,
     ) -> Activations:
-        """Compute every missing or damaged shard, then return activations backed by the shards."""
+        """Compute every missing or damaged shard (``missing``, if the caller has just asked), then return
+        activations backed by the shards."""
+        todo = set(self.missing() if missing is None else missing)
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.dir / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=True))
         for i, (start, stop) in enumerate(self._ranges()):
-            if not self._valid(i, start, stop):
+            if i in todo:
                 values = compute(start, stop).contiguous()
                 meta = {"key": self.key, "start": str(start), "stop": str(stop), "sha256": _digest(values)}
                 # one metadata key: safetensors writes several in a random order, so equal shards would differ

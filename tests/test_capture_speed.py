@@ -221,3 +221,21 @@ def test_without_a_terminal_capture_reports_progress_as_lines(native_model, capl
     lines = [r.getMessage() for r in caplog.records]
     assert lines[-1].startswith(f"capture: done {len(TEXTS)}/{len(TEXTS)} stmt, ") and "\r" not in "".join(lines)
     assert 2 <= len(lines) <= 11, lines  # a line per tenth at most, and the last one
+
+
+def test_a_cached_capture_reads_its_shards_without_tokenizing_again(native_model, tmp_path, monkeypatch):
+    """The cache key holds the model, tokenizer, texts and settings: a complete entry needs no tokens (issue 18);
+    a damaged shard is recomputed from fresh tokens."""
+    capture_mod = importlib.import_module("elk_lens.capture")  # the module: elk_lens.capture is also the function
+    calls = []
+    real = capture_mod.tokenize
+    monkeypatch.setattr(capture_mod, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kwargs = dict(batch_size=BATCH, shard_rows=4, cache_dir=tmp_path)
+    first = capture(native_model, TEXTS, ["blocks.1.hook_resid_pre"], **kwargs).values
+    assert len(calls) == 1
+    again = capture(native_model, TEXTS, ["blocks.1.hook_resid_pre"], **kwargs).values
+    assert len(calls) == 1 and torch.equal(again, first)
+    shard = sorted(tmp_path.rglob("shard_00001.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:-4] + b"\0\0\0\0")
+    assert torch.equal(capture(native_model, TEXTS, ["blocks.1.hook_resid_pre"], **kwargs).values, first)
+    assert len(calls) == 2
