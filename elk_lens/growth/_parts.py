@@ -19,6 +19,10 @@ from elk_lens.growth.map import GrowthMap
 from elk_lens.models import fingerprint
 
 MLP_MODES = ("split", "zero")
+# what widen_mlp widens: the rows over the neurons (``in``, and a gated MLP's ``gate``); ``out``'s columns too
+NEURON_ROWS = ("in.weight", "in.bias", "gate.weight", "gate.bias")
+# what add_heads grows in each attention layer (``o`` by columns; its bias is per residual coordinate)
+HEAD_PARAMS = ("q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias", "o.weight")
 
 
 def _map(

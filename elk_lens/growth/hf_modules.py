@@ -33,7 +33,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_number
 from elk_lens.growth._parts import (
+    HEAD_PARAMS,
     MLP_MODES,
+    NEURON_ROWS,
     _check_grows,
     _check_mode,
     _fresh_block,
@@ -118,7 +120,6 @@ LAYOUTS = {
         },
     ),
 }
-_NEURON_ROWS = ("mlp.in.weight", "mlp.in.bias", "mlp.gate.weight", "mlp.gate.bias")
 
 
 def layout(model: TransformerBridge) -> Layout | None:
@@ -196,23 +197,21 @@ def insert_blocks(
     lay = layout(model)
     n = _n_layers(model, lay)
     at = _positions(at, n)
-    _, layers = _insert(list(range(n)), at, lambda: None)
-    size = n + len(at)
-    changes = {lay.config["n_layers"]: size}
-    kinds = getattr(model.original_model.config, "layer_types", None)
-    if kinds is not None:  # Gemma 3: each new block attends like the old block after it
-        after = [next((i for i, j in enumerate(layers) if j >= k), n - 1) for k in range(size)]
-        changes["layer_types"] = [kinds[i] for i in after]
-    config = _edited(model, "insert_blocks", changes)
     state, gen = hf_state_dict(model), _generator(seed)
     blocks = [_block(state, lay, i) for i in range(n)]
-    stack, _ = _insert(
+    stack, layers = _insert(
         blocks,
         at,
         lambda: _fresh_block(
             blocks, gen, preserve, norms=lay.norms, writers=lay.writers, norm=lambda pool: pool.mean(0)
         ),
     )
+    changes = {lay.config["n_layers"]: len(stack)}
+    kinds = getattr(model.original_model.config, "layer_types", None)
+    if kinds is not None:  # Gemma 3: each new block attends like the old block after it
+        after = [next((i for i, j in enumerate(layers) if j >= k), n - 1) for k in range(len(stack))]
+        changes["layer_types"] = [kinds[i] for i in after]
+    config = _edited(model, "insert_blocks", changes)
     out = {k: v for k, v in state.items() if not k.startswith(lay.blocks)}
     for j, block in enumerate(stack):
         out.update({f"{lay.blocks}{j}.{k}": v for k, v in block.items()})
@@ -235,11 +234,11 @@ def widen_mlp(
     rng = np.random.default_rng(seed)
     for i in range(_n_layers(model, lay)):
         key = f"{lay.blocks}{i}."
-        have = [k for k in _NEURON_ROWS if k in lay.names and key + lay.names[k] in state]
-        rows = {k: state[key + lay.names[k]] for k in have}
+        names = {k: key + lay.names[f"mlp.{k}"] for k in NEURON_ROWS if f"mlp.{k}" in lay.names}
+        rows = {k: state[v] for k, v in names.items() if v in state}
         out = key + lay.names["mlp.out.weight"]
         rows, state[out] = _widen_neurons(rows, state[out], d_mlp - old, mode, rng, gen)
-        state.update({key + lay.names[k]: v for k, v in rows.items()})
+        state.update({names[k]: v for k, v in rows.items()})
     grown = _rebuild(model, config, state)
     return grown, _map(model, grown, f"widen_mlp({old}->{d_mlp}, {mode})")
 
@@ -260,8 +259,8 @@ def add_heads(
     state, gen = hf_state_dict(model), _generator(seed)
     for i in range(_n_layers(model, lay)):
         key = f"{lay.blocks}{i}."
-        names = {k.removeprefix("attn."): key + v for k, v in lay.names.items() if k.startswith("attn.")}
-        t = {k: state[v] for k, v in names.items() if v in state and k != "o.bias"}
+        names = {k: key + lay.names[f"attn.{k}"] for k in HEAD_PARAMS if f"attn.{k}" in lay.names}
+        t = {k: state[v] for k, v in names.items() if v in state}
         new_kv, d_head = n_key_value_heads - old_kv, config.head_dim
         t = _grow_heads(t, old_kv=old_kv, per=per, new_per=new_per, new_kv=new_kv, d_head=d_head, gen=gen)
         state.update({names[k]: v for k, v in t.items()})

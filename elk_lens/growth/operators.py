@@ -41,7 +41,9 @@ from transformer_lens.model_bridge import TransformerBridge
 from elk_lens._checks import check_number
 from elk_lens.growth import hf_modules
 from elk_lens.growth._parts import (
+    HEAD_PARAMS,
     MLP_MODES,
+    NEURON_ROWS,
     _check_grows,
     _check_mode,
     _draw,
@@ -63,11 +65,7 @@ NORMS = ("LN", "RMS")
 _LN_WEIGHTS = ("ln1.weight", "ln2.weight")
 _READERS = ("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.in.weight", "mlp.gate.weight")
 _WRITERS = ("attn.o.weight", "mlp.out.weight")
-# what widen_mlp knows how to widen: rows over the neurons (``in``, and a gated MLP's ``gate``), ``out``'s columns
-_NEURON_ROWS = ("in.weight", "in.bias", "gate.weight", "gate.bias")
-_MLP_PARAMS = (*_NEURON_ROWS, "out.weight", "out.bias")
-# what add_heads grows in each attention layer (native attention always has these biases)
-_HEAD_PARAMS = ("q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias", "o.weight")
+_MLP_PARAMS = (*NEURON_ROWS, "out.weight", "out.bias")
 # SoLU's softmax runs across the neurons (x * softmax(x)), so a new neuron changes every old one's output
 _ACROSS_NEURONS = ("solu", "solu_ln")
 D_MODEL_MODES = ("mean", "zero")
@@ -187,7 +185,7 @@ def widen_mlp(
     state, gen = _state(model), _generator(seed)
     rng = np.random.default_rng(seed)
     for i in range(cfg["n_layers"]):
-        rows = {k: state[f"blocks.{i}.mlp.{k}"] for k in _NEURON_ROWS if f"blocks.{i}.mlp.{k}" in state}
+        rows = {k: state[f"blocks.{i}.mlp.{k}"] for k in NEURON_ROWS if f"blocks.{i}.mlp.{k}" in state}
         rows, w_out = _widen_neurons(rows, state[f"blocks.{i}.mlp.out.weight"], d_mlp - old, mode, rng, gen)
         state.update({f"blocks.{i}.mlp.{k}": v for k, v in rows.items()})
         state[f"blocks.{i}.mlp.out.weight"] = w_out
@@ -241,7 +239,7 @@ def add_heads(
     state, gen = _state(model), _generator(seed)
     for i in range(cfg["n_layers"]):
         key = f"blocks.{i}.attn."
-        t = {k: state[key + k] for k in _HEAD_PARAMS}
+        t = {k: state[key + k] for k in HEAD_PARAMS}  # native attention always has these biases
         t = _grow_heads(
             t, old_kv=old_kv, per=per, new_per=new_per, new_kv=n_key_value_heads - old_kv, d_head=d_head, gen=gen
         )

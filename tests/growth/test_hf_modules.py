@@ -76,11 +76,11 @@ def _logits(model, norms64=False):
         return model(tokens)
 
 
-def _cases():
-    return [("gemma3", *op) for op in GEMMA_OPS] + [("neox", *op) for op in NEOX_OPS]
+CASES = [("gemma3", *op) for op in GEMMA_OPS] + [("neox", *op) for op in NEOX_OPS]
+CASE_IDS = [f"{arch}-{name}" for arch, name, _ in CASES]
 
 
-@pytest.mark.parametrize(("arch", "name", "op"), _cases(), ids=[f"{a}-{n}" for a, n, _ in _cases()])
+@pytest.mark.parametrize(("arch", "name", "op"), CASES, ids=CASE_IDS)
 def test_growth_on_hf_modules_keeps_the_function_and_maps_every_old_block(dirs, arch, name, op):
     small = load_model(str(dirs[arch]), dtype="float64")
     grown, growth = op(small)
@@ -96,7 +96,7 @@ def test_growth_on_hf_modules_keeps_the_function_and_maps_every_old_block(dirs, 
         assert (after[growth.site(s)] - before[s]).abs().max() <= F64_RTOL * before[s].abs().max(), s
 
 
-@pytest.mark.parametrize(("arch", "name", "op"), _cases(), ids=[f"{a}-{n}" for a, n, _ in _cases()])
+@pytest.mark.parametrize(("arch", "name", "op"), CASES, ids=CASE_IDS)
 def test_growth_on_hf_modules_in_float32_stays_within_the_models_own_rounding(dirs, arch, name, op):
     small32, small64 = load_model(str(dirs[arch])), load_model(str(dirs[arch]), dtype="float64")
     gap = (_logits(small32).double() - _logits(small64)).abs().max()
