@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from elk_lens.analyses.scenario import drift_sites
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.metrics import auroc
 from elk_lens.models import load_model
 from elk_lens.quirky.tasks import quirky_task

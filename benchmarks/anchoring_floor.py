@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 from elk_lens.analyses.scenario import Scenario
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.metrics import auroc
 from elk_lens.models import load_model
 from elk_lens.reporters import fit_logistic, random_direction_baseline

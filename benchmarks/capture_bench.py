@@ -18,7 +18,6 @@ Off Linux it falls back to ``ru_maxrss`` without the reset.
 
 import argparse
 import contextlib
-import importlib
 import json
 import resource
 import statistics
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+import elk_lens.capturing as cap
 from elk_lens.models import load_model
 from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.zoo import zoo_names
@@ -39,11 +39,6 @@ BATCH = 512
 THREADS = 2
 N_STATEMENTS = 4096
 MEMORY_SIZES = (4096, 65536)
-
-
-def _capture():
-    # elk_lens re-exports the function `capture` under the submodule's name
-    return importlib.import_module("elk_lens.capture")
 
 
 def model_spec(arg: str | None) -> str:
@@ -86,7 +81,6 @@ def reset_peak() -> None:
 
 
 def time_part(spec: str, repeats: int, layer: int) -> None:
-    cap = _capture()
     model = load_model(spec)
     stmts = statements(N_STATEMENTS)
     site = f"blocks.{layer}.hook_resid_pre"
@@ -171,7 +165,6 @@ def time_part(spec: str, repeats: int, layer: int) -> None:
 
 def memory_child(spec: str, n: int, layer: int) -> None:
     """Runs in a fresh process: prints one JSON line of RSS figures (MB)."""
-    cap = _capture()
     model = load_model(spec)
     stmts = statements(n)
     setup_peak, before = peak_rss_mb(), rss_mb()

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.circuits import (
     attribution_patching,
     direct_attribution,

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 import elk_lens as el
-from elk_lens.capture import content_position
+from elk_lens.capturing import content_position
 from elk_lens.metrics import bootstrap_ci
 from elk_lens.reporters.random_baseline import random_direction_baseline
 from elk_lens.sites import Site

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.contrast import capture_contrast
 from elk_lens.models import load_model
 from elk_lens.quirky.data import quirky_arithmetic

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import elk_lens as el
-from elk_lens.capture import content_position
+from elk_lens.capturing import content_position
 from elk_lens.growth import GrowthMap
 from elk_lens.reporters import random_direction_baseline
 from elk_lens.trajectory import Trajectory

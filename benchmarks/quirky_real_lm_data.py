@@ -19,7 +19,7 @@ import argparse
 import torch
 
 from elk_lens import load_model
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import output_log_odds
 from elk_lens.metrics import auroc

@@ -3,7 +3,7 @@
 Parts, in the order they run (the JSON is rewritten after each, so a cut-short run keeps what it measured):
 
 1. Padding: the share of the token positions a forward computes that are padding, for batches in the
-   statements' order and for ``capture``'s length batches (``elk_lens.capture.length_batches``), on
+   statements' order and for ``capture``'s length batches (``elk_lens.capturing.length_batches``), on
    ``--padding-n`` statements (no forward).
 2. Memory: peak RSS of ``capture(..., cache_dir=...)`` for 1,024 vs 4,096 statements (``--memory-sizes``),
    each in a fresh process (``benchmarks/capture_bench.py``'s ``VmHWM`` reset), shards of
@@ -50,6 +50,7 @@ from capture_bench import peak_rss_mb, reset_peak, rss_mb
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
+import elk_lens.capturing as cap
 from elk_lens.data.truth_datasets import truth_set
 from elk_lens.models import load_model
 from elk_lens.sites import Site, residual_sites
@@ -61,8 +62,6 @@ TARGET = 1.10
 RESULTS = Path(__file__).parent / "results" / "real_lm_capture.json"
 BARE, CAPTURE, TOKENIZE = "(a) bare forward, capture's batches", "(c) capture", "(t) tokenize"
 IN_ORDER = "(a2) bare forward, batches in order"
-# elk_lens re-exports the function `capture`, which shadows the submodule as a package attribute
-cap = importlib.import_module("elk_lens.capture")
 
 
 def statements(n: int) -> list[str]:

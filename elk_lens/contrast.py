@@ -12,7 +12,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.activations import Activations
-from elk_lens.capture import Position, capture, check_capture_args, tokenize
+from elk_lens.capturing import Position, capture, check_capture_args, tokenize
 from elk_lens.data.statements import StatementSet, as_statements
 from elk_lens.sites import Site, parse_sites
 
@@ -77,7 +77,7 @@ def capture_contrast(
     ``answers`` are appended verbatim: ``("True", "False")`` fits the zoo models, whose statements
     end in ``"Bob:"``; a GPT-2-style tokenizer wants ``(" True", " False")``. ``position`` is where the
     answer token sits among the real tokens: ``"last"`` on a decoder, ``-2`` on an encoder that appends
-    ``[SEP]`` (:func:`~elk_lens.capture.content_position` gives the right one for a model).
+    ``[SEP]`` (:func:`~elk_lens.capturing.content_position` gives the right one for a model).
     """
     statements = as_statements("statements", statements)
     dtype = check_capture_args(position=position, batch_size=batch_size, dtype=dtype, cache_dir=cache_dir)

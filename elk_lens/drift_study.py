@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from elk_lens._checks import check_number
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.drift import (
     cosine,

@@ -24,7 +24,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from elk_lens._checks import check_number
 from elk_lens._fingerprint import fingerprint
 from elk_lens._result_file import load_result, save_result
-from elk_lens.capture import Position, capture, content_position
+from elk_lens.capturing import Position, capture, content_position
 from elk_lens.contrast import capture_contrast
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import check_answers

@@ -11,7 +11,7 @@ from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from elk_lens._checks import check_number, check_texts
 from elk_lens._hooks import loud_hooks
-from elk_lens.capture import tokenize
+from elk_lens.capturing import tokenize
 from elk_lens.data.statements import StatementSet
 
 __all__ = ["UNEMBED_IN", "answer_logits", "answer_token_ids", "check_answers", "check_offsets", "output_log_odds"]

@@ -34,7 +34,7 @@ from elk_lens._checks import check_labels, check_number
 from elk_lens._hooks import loud_hooks
 from elk_lens._progress import progress_bar
 from elk_lens._state import read_state, refuse_pickle, write_state
-from elk_lens.capture import Tokens, capture, tokenize
+from elk_lens.capturing import Tokens, capture, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import answer_token_ids
 from elk_lens.lora import Lora, LoraConfig, lora_record

@@ -8,7 +8,7 @@ Run as it is:
 
 The file holds ``activations`` [n, n_sites, d_model] and ``truth`` [n]; its metadata names the
 sites, the read position, and the model and data fingerprints. Hooks attach through
-``elk_lens.capture``, which fails loudly on a hook point that does not exist or never fires.
+``elk_lens.capturing``, which fails loudly on a hook point that does not exist or never fires.
 """
 
 import argparse

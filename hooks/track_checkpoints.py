@@ -8,7 +8,7 @@ Run as it is:
 The reporter is fitted at the first checkpoint (logistic, Alice-easy statements) at ``--site`` and kept
 fixed; at each checkpoint the script also refits one, and scores both on Bob-hard disagreements of
 the quirky test split (or ``--data``: a CSV/JSONL of your own statements, even rows fit and odd rows
-score). Activations come through ``elk_lens.capture``'s hooks. Checkpoints of another architecture
+score). Activations come through ``elk_lens.capturing``'s hooks. Checkpoints of another architecture
 are refused (a grown model needs its growth map: see the growth analysis).
 """
 

@@ -11,7 +11,7 @@ import torch
 from conftest import boot_native
 
 from elk_lens._hooks import loud_hooks
-from elk_lens.capture import capture, tokenize
+from elk_lens.capturing import capture, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.models import load_model, save_model
 from elk_lens.reporters import Reporter, fit_logistic

@@ -1,7 +1,7 @@
 """`capture`: values equal `run_with_cache`, padding-aware positions, early exit, loud hooks and bad input.
 
 The oracle is TransformerLens's own ``run_with_cache`` on token ids padded *by hand* here (from
-``to_tokens`` of each text alone), so ``elk_lens.capture.tokenize`` and the padding-aware read
+``to_tokens`` of each text alone), so ``elk_lens.capturing.tokenize`` and the padding-aware read
 positions are checked too, not only the hook plumbing.
 """
 
@@ -11,7 +11,7 @@ from conftest import N_CTX, boot_native
 from transformers import AutoTokenizer
 
 from elk_lens._hooks import loud_hooks
-from elk_lens.capture import capture, length_batches, tokenize
+from elk_lens.capturing import capture, length_batches, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.sites import SITE_KINDS, Site
 

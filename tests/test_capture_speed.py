@@ -5,7 +5,6 @@ the unbatched capture (one batch holding every statement, which runs exactly as 
 batching) within float32 rounding, and within float64 rounding on a float64 model.
 """
 
-import importlib
 import io
 
 import pytest
@@ -17,11 +16,9 @@ from hypothesis import strategies as st
 from test_capture import pad_by_hand
 
 import elk_lens._progress as progress_mod
-from elk_lens.capture import capture, length_batches, tokenize
+import elk_lens.capturing as capture_mod
+from elk_lens.capturing import capture, length_batches, tokenize
 from elk_lens.models import load_model
-
-# elk_lens re-exports the function `capture`, which shadows the submodule as a package attribute
-capture_mod = importlib.import_module("elk_lens.capture")
 
 # Shuffled lengths (1 to 22 characters; the char tokenizer's n_ctx is 24), so batches of 3 in the given
 # order mix short and long rows and length batching changes every batch.
@@ -226,7 +223,6 @@ def test_without_a_terminal_capture_reports_progress_as_lines(native_model, capl
 def test_a_cached_capture_reads_its_shards_without_tokenizing_again(native_model, tmp_path, monkeypatch):
     """The cache key holds the model, tokenizer, texts and settings: a complete entry needs no tokens (issue 18);
     a damaged shard is recomputed from fresh tokens."""
-    capture_mod = importlib.import_module("elk_lens.capture")  # the module: elk_lens.capture is also the function
     calls = []
     real = capture_mod.tokenize
     monkeypatch.setattr(capture_mod, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))

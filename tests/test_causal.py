@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import D_MODEL, boot_native
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, steering_effect
 from elk_lens.data.statements import StatementSet
 from elk_lens.erasure import fit_leace

@@ -7,7 +7,7 @@ token, so answers like ``("y", "n")`` add exactly one token and ``"no"`` adds tw
 import pytest
 import torch
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.contrast import capture_contrast, contrast_statements
 from elk_lens.data.statements import StatementSet
 from elk_lens.reporters import fit_ccs, fit_crc, fit_vinc

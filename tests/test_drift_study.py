@@ -88,7 +88,7 @@ def test_checkpoints_of_another_architecture_are_refused(base, tmp_path, char_to
 def test_a_fixed_reporter_is_scored_at_every_checkpoint(base, tmp_path):
     """The step-0 refit passed as a fixed reporter scores as the initial reporter does, and its readout's
     cosine to the step-0 refit is 1."""
-    from elk_lens.capture import capture
+    from elk_lens.capturing import capture
     from elk_lens.models import load_model
     from elk_lens.reporters import fit_logistic
 

@@ -29,7 +29,7 @@ from safetensors.torch import load
 from elk_lens.analyses import ANALYSES
 from elk_lens.analyses.result import AnalysisResult
 from elk_lens.analyses.spec import AnalysisSpec, at_least, setting
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.growth import GrowthMap
 from elk_lens.models import load_model, save_model

@@ -13,7 +13,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from elk_lens.capture import content_position
+from elk_lens.capturing import content_position
 from elk_lens.data.statements import StatementSet
 from elk_lens.data.truth_datasets import item_split
 from elk_lens.generalization import Source, generalization_study, sources_for

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import D_MODEL, boot_native
 
-from elk_lens.capture import capture, tokenize
+from elk_lens.capturing import capture, tokenize
 from elk_lens.erasure import fit_leace
 from elk_lens.interventions import (
     erase,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import boot_native
 
-from elk_lens.capture import tokenize
+from elk_lens.capturing import tokenize
 from elk_lens.interventions import steer
 from elk_lens.lm_output import output_log_odds
 

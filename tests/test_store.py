@@ -1,13 +1,13 @@
 """Activation cache: exactness, reuse without a forward, laziness, keying, damage, resumption."""
 
-import importlib
 import logging
 
 import pytest
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens.capture import capture
+import elk_lens.capturing as capture_mod
+from elk_lens.capturing import capture
 from elk_lens.quirky.data import quirky_arithmetic
 from elk_lens.quirky.recipe import QUIRKY_VOCAB, build_tokenizer
 
@@ -15,8 +15,7 @@ SITES = ["blocks.1.hook_resid_pre", "blocks.0.hook_resid_mid"]
 BATCH = 4
 SHARD = 8  # 20 statements -> shards of 8, 8, 4 rows = 2 + 2 + 1 forward batches
 N_BATCHES = 5
-# elk_lens re-exports the function `capture`, which shadows the submodule as a package attribute
-capture_mod = importlib.import_module("elk_lens.capture")
+
 CFG = dict(d_model=32, d_head=8, n_layers=2, n_ctx=24, d_vocab=len(QUIRKY_VOCAB), act_fn="gelu", seed=0)
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import boot_native
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.models import load_model, save_model
 from elk_lens.reporters import fit_logistic

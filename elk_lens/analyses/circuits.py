@@ -20,7 +20,7 @@ from elk_lens.analyses.model_checks import check_site, model_layout
 from elk_lens.analyses.result import AnalysisResult
 from elk_lens.analyses.scenario import LABELS, Scenario, ScenarioSpec
 from elk_lens.analyses.spec import at_least, in_range, one_of, setting, spec_dict
-from elk_lens.capture import capture, tokenize
+from elk_lens.capturing import capture, tokenize
 from elk_lens.circuit_drift import circuit_series, edit_distance, jaccard, relabel, weighted_jaccard
 from elk_lens.circuits import (
     CheckpointCircuit,

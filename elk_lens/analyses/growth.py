@@ -18,7 +18,7 @@ from elk_lens.analyses.model_checks import ModelLayout, model_layout
 from elk_lens.analyses.result import AnalysisResult
 from elk_lens.analyses.scenario import LABELS, Scenario, ScenarioSpec, drift_sites
 from elk_lens.analyses.spec import SEED, at_least, one_of, setting, spec_dict
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.growth import (
     FittedMap,
     FittedMapResult,

@@ -5,7 +5,7 @@ detection, the rigor battery and the causal checks, as resumable stages (drawn b
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, steering_effect
 from elk_lens.data.statements import StatementSet
 from elk_lens.erasure import fit_leace

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from elk_lens.analyses.model_checks import ModelLayout, check_prefixes, check_site, model_spec
 from elk_lens.analyses.spec import SEED_MAX, AnalysisSpec, at_least, in_range, one_of, setting, some_of
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.drift_study import trajectory_drift
 from elk_lens.lm_output import output_log_odds

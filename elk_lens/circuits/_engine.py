@@ -1,7 +1,7 @@
 """Forward passes for circuit scoring: record component outputs, patch them, take gradients.
 
 Every pass stops at the reporter's site by raising ``StopAtLayerException`` from the site's hook, as
-``elk_lens.capture`` does: layers above the site cannot change the score, so they never run. All hooks
+``elk_lens.capturing`` does: layers above the site cannot change the score, so they never run. All hooks
 go through ``loud_hooks``, so a hook that never fires is an error, not an unpatched run.
 
 Patched runs stack several patch plans into one forward (plan i edits rows ``i*b .. (i+1)*b``).
@@ -19,7 +19,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from elk_lens._hooks import loud_hooks
-from elk_lens.capture import Tokens, _read_index
+from elk_lens.capturing import Tokens, _read_index
 from elk_lens.circuits.components import EMBED_HOOK, Component
 from elk_lens.reporters.base import Reporter
 from elk_lens.sites import Site

@@ -6,7 +6,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_number
-from elk_lens.capture import Tokens, _validate, tokenize
+from elk_lens.capturing import Tokens, _validate, tokenize
 from elk_lens.compat import check_compatible
 from elk_lens.reporters.base import Reporter
 from elk_lens.sites import Site
@@ -22,7 +22,7 @@ __all__ = [
     "statement_tokens",
 ]
 
-Texts = Sequence[str] | Tokens  # statements, or tokens from elk_lens.capture.tokenize
+Texts = Sequence[str] | Tokens  # statements, or tokens from elk_lens.capturing.tokenize
 
 
 def check_reporter(model: TransformerBridge, reporter: Reporter, *, allow_other_model: bool = False) -> Site:

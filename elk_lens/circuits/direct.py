@@ -39,7 +39,7 @@ def direct_attribution(
         model: A pre-LN TransformerBridge (e.g. ``load_model("zoo:quirky-arith")``).
         reporter: A statement reporter; its ``site`` (``blocks.k.hook_resid_pre/mid/post``) sets
             which components are upstream.
-        statements: Texts, or ``Tokens`` from ``elk_lens.capture.tokenize``; each is read at its last
+        statements: Texts, or ``Tokens`` from ``elk_lens.capturing.tokenize``; each is read at its last
             real token, as ``capture`` reads it.
         components: A subset of ``upstream_components(model, reporter.site)``; default all.
         batch_size: Statements per forward pass.

@@ -10,7 +10,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_number
 from elk_lens._hooks import loud_hooks
-from elk_lens.capture import tokenize
+from elk_lens.capturing import tokenize
 from elk_lens.circuits._inputs import check_names
 from elk_lens.circuits.components import BIASES, Component
 

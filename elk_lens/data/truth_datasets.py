@@ -11,20 +11,24 @@ Every statement ends in ".", so the read position (the period, or the token afte
 that appends [SEP]) is comparable across rows.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from elk_lens._atomic import atomic_write_text
 from elk_lens._csv import write_csv
 from elk_lens.data import truth_facts as facts
-from elk_lens.data.statements import StatementSet
+
+if TYPE_CHECKING:
+    from elk_lens.data.statements import StatementSet
 
 __all__ = [
     "TRUTH_SETS",
@@ -79,7 +83,7 @@ def with_splits(statements: StatementSet, key_column: str | None = None) -> Stat
     """
     keys = statements.texts if key_column is None else [str(k) for k in statements.column(key_column)]
     meta = {**statements.meta, "split": np.array([item_split(k) for k in keys], dtype=object)}
-    return StatementSet(statements.texts, statements.truth, meta, name=statements.name)
+    return type(statements)(statements.texts, statements.truth, meta, name=statements.name)
 
 
 def country_phrase(name: str) -> str:
@@ -105,6 +109,10 @@ def _other(rng: np.random.Generator, pool: Sequence[str], not_this: str) -> str:
 
 def _statements(rows: list[dict], name: str, topic: str) -> StatementSet:
     """Rows with ``statement``, ``label``, ``item`` (and any other columns) -> a StatementSet."""
+    import torch  # here, not at the top: listing the sets (``elk-lens data list``) should not load torch
+
+    from elk_lens.data.statements import StatementSet
+
     columns = [c for c in rows[0] if c not in ("statement", "label")]
     meta = {c: np.array([r[c] for r in rows], dtype=object) for c in columns}
     if "split" not in meta:  # rows may carry their split (a compound's is its clauses' split)

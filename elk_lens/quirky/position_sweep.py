@@ -7,7 +7,7 @@ token of every statement. A reporter is fitted per (site, position) on the train
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens.capture import capture, tokenize
+from elk_lens.capturing import capture, tokenize
 from elk_lens.data.statements import StatementSet
 from elk_lens.metrics import auroc_columns
 from elk_lens.reporters.registry import fit_method

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import output_log_odds
 from elk_lens.models import fingerprint

@@ -14,7 +14,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_labels, check_number
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.contrast import ContrastActivations
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import check_answers

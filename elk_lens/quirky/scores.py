@@ -13,7 +13,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.contrast import capture_contrast
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import output_log_odds

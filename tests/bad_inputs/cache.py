@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from bad_inputs import Case, Env
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.models import fingerprint
 
 TEXTS = ["ab", "hello", "cab", "abc", "deed"]

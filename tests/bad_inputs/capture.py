@@ -4,7 +4,7 @@ import torch
 from conftest import boot_native
 
 from bad_inputs import Case, Env
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.contrast import capture_contrast
 from elk_lens.data import StatementSet
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import D_MODEL, boot_native
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.circuits import (
     BIASES,
     attribution_patching,

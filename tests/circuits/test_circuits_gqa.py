@@ -17,7 +17,7 @@ from test_circuits import (
     assert_direct_attribution_is_exact,
 )
 
-from elk_lens.capture import tokenize
+from elk_lens.capturing import tokenize
 from elk_lens.circuits import (
     attribution_patching,
     direct_attribution,

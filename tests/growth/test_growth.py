@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.growth import (
     GrowthMap,
     add_heads,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from elk_lens.activations import Activations
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.contrast import ContrastActivations
 from elk_lens.data.statements import StatementSet
 from elk_lens.metrics import auroc

@@ -10,7 +10,7 @@ from gguf_files import write_tiny_llama_gguf
 from transformers import AutoModelForCausalLM
 
 from elk_lens._tensor_files import read_safetensors
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.models import fingerprint, load_model
 from elk_lens.zoo import gguf as zoo_gguf
 from elk_lens.zoo import zoo_card, zoo_names

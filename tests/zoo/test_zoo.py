@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from elk_lens.capture import capture
+from elk_lens.capturing import capture
 from elk_lens.cli import main
 from elk_lens.models import fingerprint, load_model
 from elk_lens.quirky.data import quirky_arithmetic

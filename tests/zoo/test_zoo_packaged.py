@@ -48,7 +48,7 @@ def test_minilm_boots_offline_and_its_residual_stream_is_read():
 @torch.no_grad()
 def test_minilm_reads_the_final_period_and_contrast_answers_before_sep():
     """The encoder closes every text with [SEP]: the statement's own last token is the one before it."""
-    from elk_lens.capture import content_position
+    from elk_lens.capturing import content_position
 
     model = el.load_model("zoo:minilm")
     assert content_position(model) == -2
