@@ -5,11 +5,12 @@ same length-sorted, pre-tokenized batches that ``capture`` runs, one torch threa
 within each repeat, ratios the median of per-repeat (paired) ratios:
 
 - ``floor: bridge`` — the bare bridge forward, stopped by one hook at the deepest requested site;
-- ``floor: HF sdpa`` — the HF model under the bridge (a copy set to SDPA attention), stopped by a forward
-  hook on the deepest requested layer: the same computation without TransformerLens;
+- ``floor: unwrapped`` — the module under the bridge (for an HF model a copy set to SDPA attention; for the
+  embedded model TransformerLens's ``NativeModel``), stopped by a forward hook on the deepest requested
+  layer: the same computation without the bridge;
 - ``capture`` — ``elk_lens.capture`` on the texts, minus ``tokenize`` timed on its own (also reported);
 - ``run_with_cache`` — TransformerLens's own cache with a names filter (and ``stop_at_layer`` for one site);
-- ``nnsight`` — ``NNsight(hf_sdpa)``'s trace saving the same layers' outputs at the same rows, then
+- ``nnsight`` — ``NNsight(unwrapped)``'s trace saving the same layers' outputs at the same rows, then
   ``tracer.stop()``; only where nnsight imports (it is not a project dependency):
 
       .venv/bin/pip install --no-deps --target .bench-env nnsight greenlet websocket-client zstandard cloudpickle
@@ -81,7 +82,8 @@ def make_methods(model, texts: list[str], sites: list[Site]):
     deepest = max(sites, key=lambda s: s.depth)
     n_layers = model.cfg.n_layers
     hf = copy.deepcopy(model.original_model).eval()
-    hf.set_attn_implementation("sdpa")
+    if hasattr(hf, "set_attn_implementation"):  # an HF model; the embedded model's NativeModel has one path
+        hf.set_attn_implementation("sdpa")
     hf_sites = hf_site_modules(hf, n_layers, sites)
     names = [s.hook_name for s in sites]
 
@@ -118,7 +120,7 @@ def make_methods(model, texts: list[str], sites: list[Site]):
 
     methods = {
         "floor: bridge": floor_bridge,
-        "floor: HF sdpa": floor_hf,
+        "floor: unwrapped": floor_hf,
         "capture": lambda: cap.capture(model, texts, sites, batch_size=BATCH, progress=False),
         "tokenize": lambda: cap.tokenize(model, texts),
         "run_with_cache": run_with_cache,
@@ -132,8 +134,8 @@ def make_methods(model, texts: list[str], sites: list[Site]):
             out = []
             for b, m, read in zip(batches, masks, reads, strict=True):
                 rows = torch.arange(len(b))
+                saved = []  # outside the block: nnsight runs the block's body elsewhere, the list is shared
                 with traced.trace(input_ids=b.ids, attention_mask=m) as tracer:
-                    saved = []
                     for envoy, pre in envoys:
                         value = first(envoy.input) if pre else first(envoy.output)
                         saved.append(value[rows, read].save())
@@ -181,19 +183,19 @@ def measure(spec: str, n: int, repeats: int) -> dict:
             "sites": [s.hook_name for s in sites],
             "median_s": {name: statistics.median(ts) for name, ts in times.items()},
             "capture minus tokenize / floor: bridge": paired("floor: bridge"),
-            "capture minus tokenize / floor: HF sdpa": paired("floor: HF sdpa"),
+            "capture minus tokenize / floor: unwrapped": paired("floor: unwrapped"),
             "capture / run_with_cache (tokenize included)": paired("run_with_cache", times["capture"]),
             "run_with_cache / floor: bridge": statistics.median(
                 r / f for r, f in zip(times["run_with_cache"], times["floor: bridge"], strict=True)
             ),
-            "floor: bridge / floor: HF sdpa": statistics.median(
-                b / h for b, h in zip(times["floor: bridge"], times["floor: HF sdpa"], strict=True)
+            "floor: bridge / floor: unwrapped": statistics.median(
+                b / h for b, h in zip(times["floor: bridge"], times["floor: unwrapped"], strict=True)
             ),
         }
         if "nnsight" in times:
             result[job]["capture minus tokenize / nnsight"] = paired("nnsight")
-            result[job]["nnsight / floor: HF sdpa"] = statistics.median(
-                a / h for a, h in zip(times["nnsight"], times["floor: HF sdpa"], strict=True)
+            result[job]["nnsight / floor: unwrapped"] = statistics.median(
+                a / h for a, h in zip(times["nnsight"], times["floor: unwrapped"], strict=True)
             )
         print(spec, job, json.dumps(result[job], indent=1), flush=True)
     return {"statements": len(texts), "batch_size": BATCH, "jobs": result}

@@ -98,28 +98,55 @@ def weights_fingerprint(cfg: object, state: Mapping[str, Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def _pipeline_state(backend: object) -> tuple:
+    """What can change a fast tokenizer's ids, read without serializing the vocabulary: its size (added
+    tokens) and each stage around it (normalizer, pre-tokenizer, post-processor with its BOS/EOS template,
+    decoder), each serialized on its own — microseconds, against ~0.3 s for the whole tokenizer of SmolLM2."""
+    stages = (backend.normalizer, backend.pre_tokenizer, backend.post_processor, backend.decoder)
+    return (id(backend), backend.get_vocab_size(with_added_tokens=True)) + tuple(
+        None if stage is None else stage.__getstate__() for stage in stages
+    )
+
+
+# tokenizer -> (its pipeline state and special tokens when hashed, the hash); a freed tokenizer leaves the cache
+_TOKENIZER_HASHED: "weakref.WeakKeyDictionary[object, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+
+
 def tokenizer_fingerprint(model: TransformerBridge) -> str:
     """Stable hash of the tokenizer: vocabulary, merges, normalizer, special tokens and pad id.
 
     Two models with equal weights and different tokenizers turn the same text into different
     activations, so this is part of every activation cache key. The backend's padding and truncation
     state is left out: tokenizing changes it (``capture.tokenize``), the ids it gives do not depend on it.
+
+    A fast tokenizer is hashed once and the hash kept while its vocabulary size, special tokens and
+    pipeline stages are unchanged (:func:`_pipeline_state`); a vocabulary edited in place at the same size
+    (replacing ``backend_tokenizer.model``) is not seen — build a new tokenizer instead.
     """
     tok = model.tokenizer
     if tok is None:
         return "none"
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None:
-        spec = json.loads(backend.to_str())
-        spec.pop("padding", None)
-        spec.pop("truncation", None)
-    else:  # a slow (Python) tokenizer: its vocabulary is what can be read
-        spec = {"vocab": tok.get_vocab()}
-    spec["elk_lens"] = {
+    ours = {
         "class": type(tok).__name__,
         "special": tok.special_tokens_map,
         "pad": tok.pad_token_id,
         "bos": tok.bos_token_id,
         "eos": tok.eos_token_id,
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:  # a slow (Python) tokenizer: its vocabulary is what can be read
+        return _spec_hash({"vocab": tok.get_vocab()}, ours)
+    key = (json.dumps(ours, sort_keys=True, default=str), _pipeline_state(backend))
+    hashed = _TOKENIZER_HASHED.get(tok)
+    if hashed is not None and hashed[0] == key:
+        return hashed[1]
+    spec = json.loads(backend.to_str())
+    spec.pop("padding", None)
+    spec.pop("truncation", None)
+    digest = _spec_hash(spec, ours)
+    _TOKENIZER_HASHED[tok] = (key, digest)
+    return digest
+
+
+def _spec_hash(spec: dict, ours: dict) -> str:
+    return hashlib.sha256(json.dumps({**spec, "elk_lens": ours}, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -9,7 +9,7 @@ in batches of similar token length (within each cache shard), so little of the f
 come back in their own order.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -231,31 +231,49 @@ def length_batches(mask: Int[Tensor, "n pos"], batch_size: int) -> Iterator[Int[
         yield order[start:stop].sort().values
 
 
-@torch.no_grad()
-def _forward_batch(
-    model: TransformerBridge, tokens: Tokens, sites: list[Site], position: Position
-) -> Float[Tensor, "batch n_sites *pos d_model"]:
-    """One forward pass that records every site and stops after the deepest one."""
-    out: dict[int, Tensor] = {}
-    deepest = max(range(len(sites)), key=lambda i: sites[i].depth)
-    rows = torch.arange(len(tokens))
-    read = None if position == "all" else _read_index(tokens.mask, position)
+class _Recorder:
+    """Forward hooks attached once per capture call; each forward records its batch into fresh slots.
 
-    def record(i: int):
+    Attaching hooks costs the bridge an alias walk over its components (``model.hooks``): 0.4 ms on the
+    embedded model, 2.7 ms on SmolLM2-135M — 2% of a one-site capture of the embedded model when it was
+    done per batch (docs/results/benchmarks.md, issue 18).
+    """
+
+    def __init__(self, sites: list[Site], position: Position) -> None:
+        self.sites, self.position = sites, position
+        self.deepest = max(range(len(sites)), key=lambda i: sites[i].depth)
+        self.out: dict[int, Tensor] = {}
+        self.rows: Tensor | None = None
+        self.read: Tensor | None = None
+
+    def hooks(self) -> list[tuple[str, Callable]]:
+        return [(s.hook_name, self._hook(i)) for i, s in enumerate(self.sites)]
+
+    def _hook(self, i: int) -> Callable:
         def hook_fn(t: Tensor, *, hook) -> None:
-            out[i] = t.detach().clone() if read is None else t[rows, read]  # integer indexing copies already
-            if i == deepest:
+            # integer indexing copies already; position="all" keeps the whole tensor
+            self.out[i] = t.detach().clone() if self.read is None else t[self.rows, self.read]
+            if i == self.deepest:
                 raise StopAtLayerException(t)
 
         return hook_fn
 
+
+@torch.no_grad()
+def _forward_batch(
+    model: TransformerBridge, tokens: Tokens, recorder: _Recorder
+) -> Float[Tensor, "batch n_sites *pos d_model"]:
+    """One forward pass, with ``recorder``'s hooks attached, that records every site and stops after the
+    deepest one."""
+    recorder.out = {}
+    recorder.rows = torch.arange(len(tokens))
+    recorder.read = None if recorder.position == "all" else _read_index(tokens.mask, recorder.position)
     device = model.cfg.device or "cpu"
     # An all-ones mask means "attend to everything", as no mask does; leaving it out skips the mask
     # arithmetic in every layer and runs exactly the forward run_with_cache(tokens) runs.
     mask = None if bool(tokens.mask.all()) else tokens.mask.to(device)
-    with loud_hooks(model, [(s.hook_name, record(i)) for i, s in enumerate(sites)]):
-        model(tokens.ids.to(device), attention_mask=mask)
-    return torch.stack([out[i].cpu() for i in range(len(sites))], 1)
+    model(tokens.ids.to(device), attention_mask=mask)
+    return torch.stack([recorder.out[i].cpu() for i in range(len(recorder.sites))], 1)
 
 
 def _never(start: int, stop: int) -> Tensor:
@@ -338,7 +356,7 @@ def capture(
         out = torch.empty((stop - start, *row_shape), dtype=dtype) if out is None else out
         for index in length_batches(tokens.mask[start:stop], batch_size):
             batch = tokens.take(start + index)
-            chunk = _forward_batch(model, batch, site_list, position)
+            chunk = _forward_batch(model, batch, recorder)
             if position == "all":  # zero the pads (their values depend on the batch), re-pad to the set's width
                 chunk = chunk.masked_fill(~batch.mask.bool()[:, None, :, None], 0)
                 extra = tokens.ids.shape[1] - chunk.shape[2]
@@ -354,15 +372,17 @@ def capture(
         finished += n
         bar.update(finished - bar.n)
 
+    recorder = _Recorder(site_list, position)
     bar = progress_bar(len(texts), "capture", progress=progress, unit="stmt")
     try:
-        if cache_dir is None:  # the same shards as with a cache: equal batches, equal values
-            values = torch.empty((len(texts), *row_shape), dtype=dtype)
-            for start, stop in _batches(len(texts), shard_rows):
-                compute(start, stop, values[start:stop])
-                on_rows(stop - start)
-            mask = tokens.mask if position == "all" else None
-            return Activations(values, site_list, position, meta, mask=mask)
-        return store.fill(compute, on_rows=on_rows, sites=site_list, missing=missing)
+        with loud_hooks(model, recorder.hooks()):  # once per call, not per batch (see _Recorder)
+            if cache_dir is None:  # the same shards as with a cache: equal batches, equal values
+                values = torch.empty((len(texts), *row_shape), dtype=dtype)
+                for start, stop in _batches(len(texts), shard_rows):
+                    compute(start, stop, values[start:stop])
+                    on_rows(stop - start)
+                mask = tokens.mask if position == "all" else None
+                return Activations(values, site_list, position, meta, mask=mask)
+            return store.fill(compute, on_rows=on_rows, sites=site_list, missing=missing)
     finally:
         bar.close()

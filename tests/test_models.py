@@ -125,6 +125,37 @@ def test_the_fingerprint_is_hashed_once_per_set_of_weights_and_sees_every_counte
     assert fingerprint(model) != hash_weights(model.cfg, model.state_dict())
 
 
+def test_the_tokenizer_fingerprint_is_kept_until_the_tokenizer_changes(char_tok_dir, monkeypatch):
+    """Serializing a 49k-token tokenizer cost 0.3 s per capture call (issue 18): hashed once, and again after
+    an added token, a changed special token or a changed post-processor (the BOS template)."""
+    from tokenizers import processors
+
+    from elk_lens import _fingerprint
+
+    model = boot_native(char_tok_dir)
+    calls = []
+    spec_hash = _fingerprint._spec_hash
+    monkeypatch.setattr(_fingerprint, "_spec_hash", lambda *a: calls.append(1) or spec_hash(*a))
+    first = _fingerprint.tokenizer_fingerprint(model)
+    assert _fingerprint.tokenizer_fingerprint(model) == first and len(calls) == 1
+    seen = {first}
+
+    def changed(what):
+        got = _fingerprint.tokenizer_fingerprint(model)
+        _fingerprint._TOKENIZER_HASHED.clear()
+        assert got not in seen and got == _fingerprint.tokenizer_fingerprint(model), what
+        seen.add(got)
+
+    model.tokenizer.add_tokens(["<new>"])
+    changed("an added token")
+    model.tokenizer.pad_token = "<new>"
+    changed("another pad token")
+    model.tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<new> $A", special_tokens=[("<new>", model.tokenizer.convert_tokens_to_ids("<new>"))]
+    )
+    changed("a post-processor that prepends a token")
+
+
 def test_fingerprint_is_stable_across_boots_and_sees_one_weight(char_tok_dir):
     a, b = boot_native(char_tok_dir), boot_native(char_tok_dir)
     assert fingerprint(a) == fingerprint(b)
