@@ -58,6 +58,41 @@ def texts_for(spec: str, n: int) -> list[str]:
     return pool[:: max(1, len(pool) // n)][:n]
 
 
+def unwrapped(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every bridge component swapped back for the module it wraps (``_original_component``):
+    the bridge installs its components inside the model it was booted from."""
+    for name, child in list(module.named_children()):
+        original = getattr(child, "_original_component", None)
+        if original is not None:
+            setattr(module, name, original)
+            child = original
+        unwrapped(child)
+    return module
+
+
+def agreement(model, hf, sites: list[Site], texts: list[str]) -> float:
+    """max |difference| between the unwrapped module's residual and capture's, at each site's first batch:
+    the floor computes what capture reads."""
+    got = cap.capture(model, texts[:BATCH], sites, batch_size=BATCH, progress=False).values
+    tokens = cap.tokenize(model, texts[:BATCH])
+    read = cap._read_index(tokens.mask, "last")
+    seen = []
+    hooks = []
+    for module, pre in hf_site_modules(hf, model.cfg.n_layers, sites):
+
+        def keep(_m, args, out=None, pre=pre):
+            seen.append(first(args[0] if pre else out)[torch.arange(len(read)), read])
+
+        hooks.append(module.register_forward_pre_hook(keep) if pre else module.register_forward_hook(keep))
+    try:
+        with torch.no_grad():
+            hf(input_ids=tokens.ids, attention_mask=None if bool(tokens.mask.all()) else tokens.mask)
+    finally:
+        for h in hooks:
+            h.remove()
+    return float((torch.stack(seen, 1) - got).abs().max())
+
+
 def hf_layers(hf: torch.nn.Module, n_layers: int) -> torch.nn.ModuleList:
     """The HF model's stack of blocks: its one ModuleList of ``n_layers`` modules."""
     (stack,) = [m for m in hf.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
@@ -81,7 +116,7 @@ def make_methods(model, texts: list[str], sites: list[Site]):
     reads = [cap._read_index(b.mask, "last") for b in batches]
     deepest = max(sites, key=lambda s: s.depth)
     n_layers = model.cfg.n_layers
-    hf = copy.deepcopy(model.original_model).eval()
+    hf = unwrapped(copy.deepcopy(model.original_model)).eval()
     if hasattr(hf, "set_attn_implementation"):  # an HF model; the embedded model's NativeModel has one path
         hf.set_attn_implementation("sdpa")
     hf_sites = hf_site_modules(hf, n_layers, sites)
@@ -118,6 +153,7 @@ def make_methods(model, texts: list[str], sites: list[Site]):
         for b, m in zip(batches, masks, strict=True):
             model.run_with_cache(b.ids, attention_mask=m, names_filter=names, stop_at_layer=stop_at)
 
+    print("max |unwrapped - capture|:", agreement(model, hf, sites, texts), flush=True)
     methods = {
         "floor: bridge": floor_bridge,
         "floor: unwrapped": floor_hf,

@@ -17,12 +17,18 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from elk_lens._checks import check_number
+from elk_lens._threads import torch_threads
 from elk_lens.reporters.base import Reporter
 from elk_lens.reporters.batched_lbfgs import batched_lbfgs
 from elk_lens.reporters.pairs import BurnsNorm, check_pairs
 from elk_lens.reporters.platt import platt_reporter
 
-__all__ = ["CCSRestarts", "ccs_loss", "ccs_restarts", "ccs_value_and_grad", "fit_ccs"]
+__all__ = ["CCSRestarts", "SMALL_SEARCH", "ccs_loss", "ccs_restarts", "ccs_value_and_grad", "fit_ccs"]
+
+# Pairs x width up to which the restarts run on one torch thread unless told otherwise. Measured on 2 cores
+# (benchmarks/threads_bench.py): at 2,048 x 128 and 2,048 x 576 a second thread gained 6% and 20% on a quiet
+# machine and lost 3.6x and 2.9x beside one busy process. Above this size it is not measured: torch's setting.
+SMALL_SEARCH = 2**21
 
 
 @dataclass(frozen=True)
@@ -129,19 +135,29 @@ def fit_ccs(
     seed: int = 0,
     weight_decay: float = 0.01,
     provenance: dict | None = None,
+    threads: int | None = None,
 ) -> Reporter:
     """CCS on training pairs: Burns normalization, restarts, the lowest unregularized loss wins.
+
+    ``threads``: torch's intra-op threads for the search, set for this call only; None: one thread for
+    small searches (pairs x width <= ``SMALL_SEARCH``, where more threads lose far more under load than
+    they gain on an idle machine), else the caller's setting.
 
     The probe's pair score ``logit(x_true) - logit(x_false) = theta . (x_true - x_false) / scale`` (the
     class means cancel into the bias), which Platt scaling on ``(x_true - x_false, y)`` calibrates.
     """
     _check_search(n_restarts, seed, weight_decay)
+    if threads is not None:
+        check_number("threads", threads, kind=int, low=1)
     x_true, x_false, y = check_pairs(x_true, x_false, y, site, "CCS")
     norm = BurnsNorm.fit(x_true, x_false)
     # float32 for the search (activations are captured in float32; the restarts' losses agree with a
     # float64 search to ~1e-5) makes it 3x faster; the fold and Platt fit below stay in float64.
     z_true, z_false = (z.float() for z in norm(x_true, x_false))
-    fit = ccs_restarts(z_true, z_false, n_restarts=n_restarts, seed=seed, weight_decay=weight_decay)
+    if threads is None and z_true.numel() <= SMALL_SEARCH:
+        threads = 1
+    with torch_threads(threads):
+        fit = ccs_restarts(z_true, z_false, n_restarts=n_restarts, seed=seed, weight_decay=weight_decay)
     best = fit.best
     info = {
         "n_restarts": n_restarts,

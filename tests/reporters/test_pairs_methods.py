@@ -266,6 +266,7 @@ def test_the_sign_comes_from_the_training_labels_only(method):
         "weight_decay",
         "var_weight",
         "neg_cov_weight",
+        "threads",  # torch's thread count for the call: compute, not data
     }
 
 
