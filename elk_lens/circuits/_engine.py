@@ -166,6 +166,21 @@ def record(
     return Recording(acts, read_score(reporter, resid, batch.read, dtype))
 
 
+# Rows per forward when patch plans are stacked, by device type: the smallest forward within 5% of the
+# cheapest cost per row, measured by benchmarks/patching_rows.py (docs/results/benchmarks.md). On 2 CPU cores
+# the cost per row is flat from 256 rows on, so a batch of 256 pairs or more runs one plan per forward, as a
+# plain hook loop does, and smaller batches stack plans up to 256 rows. CUDA keeps 4096 (not re-measured).
+ROWS_PER_FORWARD = {"cpu": 256, "cuda": 4096}
+
+
+def plans_per_forward(model: TransformerBridge, batch_rows: int, max_rows: int | None) -> int:
+    """How many plans one forward carries: ``max_rows // batch_rows``, at least 1; ``max_rows=None`` takes
+    the measured size for the model's device (``ROWS_PER_FORWARD``)."""
+    if max_rows is None:
+        max_rows = ROWS_PER_FORWARD.get(torch.device(model.cfg.device or "cpu").type, ROWS_PER_FORWARD["cpu"])
+    return max(1, max_rows // batch_rows)
+
+
 @torch.no_grad()
 def patched_scores(
     model: TransformerBridge,
@@ -175,13 +190,11 @@ def patched_scores(
     plans: Sequence[Plan],
     dtype: torch.dtype,
     *,
-    max_rows: int = 4096,
+    max_rows: int | None = None,
 ) -> Float[Tensor, "n_plans batch"]:
     """The score of ``batch`` under each plan; several plans per forward, up to ``max_rows`` rows."""
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     b = len(batch)
-    per_forward = max(1, max_rows // b)
+    per_forward = plans_per_forward(model, b, max_rows)
     out = []
     for start in range(0, len(plans), per_forward):
         chunk = plans[start : start + per_forward]

@@ -46,10 +46,13 @@ def check_reporter(model: TransformerBridge, reporter: Reporter, *, allow_other_
     return site
 
 
-def check_sizes(**sizes: object) -> None:
-    """Batch sizes and row limits: ints >= 1, checked before the first forward (not halfway through)."""
+def check_sizes(*, max_rows: object = None, **sizes: object) -> None:
+    """Batch sizes (ints >= 1) and the row limit (an int >= 1, or None for the size measured for the device),
+    checked before the first forward (not halfway through)."""
     for name, value in sizes.items():
         check_number(name, value, kind=int, low=1)
+    if max_rows is not None:
+        check_number("max_rows", max_rows, kind=int, low=1)
 
 
 def check_ig_steps(ig_steps: object, plain: str) -> None:

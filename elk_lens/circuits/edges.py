@@ -31,7 +31,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens.circuits._engine import Batch, forward_to_site, read_score, record, work_dtype
+from elk_lens.circuits._engine import Batch, forward_to_site, plans_per_forward, read_score, record, work_dtype
 from elk_lens.circuits._inputs import (
     Texts,
     batches,
@@ -344,7 +344,7 @@ def exact_edge_patching(
     *,
     edges: list[str] | None = None,
     batch_size: int = 1024,
-    max_rows: int = 4096,
+    max_rows: int | None = None,
     allow_other_model: bool = False,
 ) -> dict[str, Float[Tensor, " pair"]]:
     """``M(clean with edge u -> v patched) - M(clean)`` per pair: EAP's oracle, one forward per edge.
@@ -380,11 +380,11 @@ def _edge_scores(
     plans: Sequence[Sequence[tuple[Reader, Tensor]]],
     dtype: torch.dtype,
     *,
-    max_rows: int = 4096,
+    max_rows: int | None = None,
 ) -> Float[Tensor, "n_plans batch"]:
     """The score under each plan (a list of reader-input shifts); several plans per forward."""
     b = len(batch)
-    per_forward = max(1, max_rows // b)
+    per_forward = plans_per_forward(model, b, max_rows)
     out = []
     for start in range(0, len(plans), per_forward):
         chunk = plans[start : start + per_forward]

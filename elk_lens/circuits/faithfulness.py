@@ -88,7 +88,7 @@ def _m_diffs(
     circuits: Sequence[set[str]],
     ablation: str,
     batch_size: int,
-    max_rows: int,
+    max_rows: int | None,
     allow_other_model: bool,
 ) -> tuple[Float[Tensor, " n_circuits"], float]:
     """``M_diff`` of each circuit, and of the full model."""
@@ -139,7 +139,7 @@ def faithfulness(
     *,
     ablation: Ablation = "twin",
     batch_size: int = 1024,
-    max_rows: int = 4096,
+    max_rows: int | None = None,
     allow_other_model: bool = False,
 ) -> float:
     """``F(circuit)``: the share of the full model's mean clean-vs-corrupt gap the circuit keeps.
@@ -161,7 +161,7 @@ def faithfulness_curve(
     *,
     ablation: Ablation = "twin",
     batch_size: int = 1024,
-    max_rows: int = 4096,
+    max_rows: int | None = None,
     allow_other_model: bool = False,
 ) -> Float[Tensor, " n_plus_1"]:
     """``F`` of the first k components of ``order``, for k = 0..len(order)."""
@@ -195,7 +195,7 @@ def smallest_circuit(
     target: float = 0.8,
     ablation: Ablation = "twin",
     batch_size: int = 1024,
-    max_rows: int = 4096,
+    max_rows: int | None = None,
     allow_other_model: bool = False,
 ) -> Circuit:
     """Add components in order of |score| (per-pair scores are averaged first) until ``F >= target``.

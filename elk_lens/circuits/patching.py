@@ -29,7 +29,7 @@ def exact_patching(
     *,
     components: list[str] | None = None,
     batch_size: int = 1024,
-    max_rows: int = 4096,
+    max_rows: int | None = None,
     allow_other_model: bool = False,
 ) -> dict[str, Float[Tensor, " pair"]]:
     """``M(clean with c <- c(corrupt)) - M(clean)`` per pair, for every upstream component c.
@@ -42,7 +42,8 @@ def exact_patching(
             right vs shown sloppy).
         components: A subset of ``upstream_components(model, reporter.site)``; default all.
         batch_size: Pairs per batch.
-        max_rows: Rows per forward; ``max_rows // batch_size`` components are patched per forward.
+        max_rows: Rows per forward; ``max_rows // batch_size`` components are patched per forward (at least
+            one). None: the size measured for the model's device (``circuits._engine.ROWS_PER_FORWARD``).
         allow_other_model: Score with a reporter fitted on another model.
 
     Returns:

@@ -131,6 +131,21 @@ def test_patching_a_run_with_its_own_activations_changes_nothing(model64):
     assert all(torch.equal(v, torch.zeros_like(v)) for v in delta.values()), mean_scores(delta)
 
 
+def test_the_default_rows_per_forward_is_the_size_measured_for_the_device(model64, monkeypatch):
+    """max_rows=None stacks plans up to the measured size (benchmarks/patching_rows.py), one plan per forward
+    from that many pairs on; the scores do not depend on how plans are stacked."""
+    from elk_lens.circuits import _engine
+
+    assert _engine.plans_per_forward(model64, 64, None) == _engine.ROWS_PER_FORWARD["cpu"] // 64
+    assert _engine.plans_per_forward(model64, _engine.ROWS_PER_FORWARD["cpu"], None) == 1
+    assert _engine.plans_per_forward(model64, 10, 25) == 2 and _engine.plans_per_forward(model64, 30, 25) == 1
+    reporter = _reporter(model64, "blocks.1.hook_resid_post")
+    stacked = exact_patching(model64, reporter, CLEAN, CORRUPT)
+    monkeypatch.setitem(_engine.ROWS_PER_FORWARD, "cpu", 1)
+    alone = exact_patching(model64, reporter, CLEAN, CORRUPT)
+    assert all(torch.allclose(stacked[n], alone[n], rtol=0, atol=FP64_TOL) for n in alone)
+
+
 def _runs(model, reporter, clean, corrupt):
     site = Site.parse(reporter.site)
     every = _components(model, site)
