@@ -29,8 +29,9 @@ def fit_crc(
     x_true, x_false, y = check_pairs(x_true, x_false, y, site, "CRC-TPC")
     erase = pseudo_label_erasure(x_true, x_false)
     diff = x_true - x_false
-    erased = diff @ erase
-    erased = erased - erased.mean(0)
-    _, vectors = torch.linalg.eigh(erased.T @ erased / erased.shape[0])
+    centred = diff - diff.mean(0)
+    # the erased differences' covariance, E^T Cov(diff) E: one [n, d] product fewer than erasing every row
+    # first (the same matrix; 1.8x faster at d = 576, benchmarks/closed_form_fits.py)
+    _, vectors = torch.linalg.eigh(erase.T @ (centred.T @ centred / centred.shape[0]) @ erase)
     direction = erase @ vectors[:, -1]  # the component, as a readout of the raw difference
     return platt_reporter(direction, diff, y, method="crc", site=site, provenance=provenance, reads="contrast")

@@ -43,10 +43,10 @@ def fit_vinc(
     x_true, x_false, y = check_pairs(x_true, x_false, y, site, "VINC")
     n = x_true.shape[0]
     c_true, c_false = x_true - x_true.mean(0), x_false - x_false.mean(0)
-    sigma_inter = (c_true.T @ c_true + c_false.T @ c_false) / (2 * n)
     cross = c_false.T @ c_true / n
-    neg_cov = (cross + cross.T) / 2
-    objective = var_weight * sigma_inter - neg_cov_weight * neg_cov  # Sigma_intra = 0 with one template
+    objective = -neg_cov_weight * (cross + cross.T) / 2  # Sigma_intra = 0 with one template
+    if var_weight:  # two [n, d] products skipped at elk's default var_weight = 0
+        objective = objective + var_weight * (c_true.T @ c_true + c_false.T @ c_false) / (2 * n)
     erase = pseudo_label_erasure(x_true, x_false)
     _, vectors = torch.linalg.eigh(erase.T @ objective @ erase)
     direction = erase @ vectors[:, -1]

@@ -51,6 +51,7 @@ IMBALANCED_LOST = 0.85
 BURNS_TOL = 1e-12  # torch float64 vs numpy float64 of the same means and standard deviations
 ERASE_MEAN_TOL = 1e-10  # LEACE equalizes the pseudo-label class means exactly, up to float64 rounding
 CLOSED_FORM_TOL = 1e-8  # the package's eigh-based eraser vs the closed form with a linear solve (test_erasure.py)
+FP64_COS_TOL = 1e-9  # one axis computed two ways in float64 (covariance-first vs row by row; eigh vs SVD)
 
 
 def _cos(a, b) -> float:
@@ -237,6 +238,24 @@ def test_each_method_recovers_the_planted_truth_direction(method):
     assert _cos(rep.w, _geometry()["t"]) > PLANTED_COS
     test_true, test_false, test_y, _ = _pairs(2)
     assert auroc(rep(test_true, test_false), test_y) > AUROC_MIN
+
+
+def test_crc_and_vinc_equal_their_definitions_in_numpy():
+    """CRC: the top right singular vector of the erased, centred differences; VINC: the top eigenvector of the
+    erased objective, with the variance term (var_weight > 0) — recomputed row by row in numpy float64."""
+    x_true, x_false, y, _ = _pairs(5, n=300)
+    erase = pseudo_label_erasure(*(t.double() for t in (x_true, x_false))).numpy()
+    xt, xf = x_true.double().numpy(), x_false.double().numpy()
+    erased = (xt - xf) @ erase
+    crc_axis = erase @ np.linalg.svd(erased - erased.mean(0), full_matrices=False)[2][0]
+    ct, cf = xt - xt.mean(0), xf - xf.mean(0)
+    objective = 0.3 * (ct.T @ ct + cf.T @ cf) / (2 * len(xt)) - 0.5 * (cf.T @ ct + ct.T @ cf) / (2 * len(xt))
+    vinc_axis = erase @ np.linalg.eigh(erase.T @ objective @ erase)[1][:, -1]
+    for rep, axis in (
+        (fit_crc(x_true, x_false, y, site="s"), crc_axis),
+        (fit_vinc(x_true, x_false, y, site="s", var_weight=0.3), vinc_axis),
+    ):
+        assert abs(_cos(rep.w, torch.from_numpy(axis))) > 1 - FP64_COS_TOL, rep.method
 
 
 @pytest.mark.parametrize("method", METHODS)
