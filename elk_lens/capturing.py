@@ -21,6 +21,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
+from elk_lens import distributed
 from elk_lens._checks import as_dtype, check_number
 from elk_lens._fingerprint import fingerprint, tokenizer_fingerprint
 from elk_lens._hooks import loud_hooks
@@ -232,11 +233,12 @@ def length_batches(mask: Int[Tensor, "n pos"], batch_size: int) -> Iterator[Int[
 
 
 class _Recorder:
-    """Forward hooks attached once per capture call; each forward records its batch into fresh slots.
+    """Forward hooks attached once per shard; each forward records its batch into fresh slots.
 
     Attaching hooks costs the bridge an alias walk over its components (``model.hooks``): 0.4 ms on the
     embedded model, 2.7 ms on SmolLM2-135M — 2% of a one-site capture of the embedded model when it was
-    done per batch (docs/results/benchmarks.md, issue 18).
+    done per batch (docs/results/benchmarks.md, issue 18). They are attached per shard: a rank that owns
+    no shard to compute attaches none (loud hooks would call that "never fired").
     """
 
     def __init__(self, sites: list[Site], position: Position) -> None:
@@ -332,11 +334,12 @@ def capture(
         padding_side=padding_side,
         dtype=str(dtype).removeprefix("torch."),
     )
+    ranks = distributed.ranks()  # under torchrun, shard i is computed by rank i mod N (elk_lens/distributed.py)
     store, missing = None, None
     if cache_dir is not None:
         store = ActivationStore(Path(cache_dir), meta, n_rows=len(texts), shard_rows=shard_rows)
         missing = store.missing()
-    if missing == []:
+    if ranks.all_true(missing == []):
         # Every shard is there and verified: the key holds the model, tokenizer, texts and settings, so these
         # statements were tokenized and checked when the shards were written; tokenizing them again was ~90% of
         # a cached call (issue 18).
@@ -354,15 +357,17 @@ def capture(
         """Rows ``start:stop`` (one shard) into ``out``, batched by length inside the shard: a shard stays
         the unit of resumption, and its values do not depend on which other shards are cached."""
         out = torch.empty((stop - start, *row_shape), dtype=dtype) if out is None else out
-        for index in length_batches(tokens.mask[start:stop], batch_size):
-            batch = tokens.take(start + index)
-            chunk = _forward_batch(model, batch, recorder)
-            if position == "all":  # zero the pads (their values depend on the batch), re-pad to the set's width
-                chunk = chunk.masked_fill(~batch.mask.bool()[:, None, :, None], 0)
-                extra = tokens.ids.shape[1] - chunk.shape[2]
-                chunk = torch.nn.functional.pad(chunk, (0, 0, extra, 0) if padding_side == "left" else (0, 0, 0, extra))
-            out[index] = chunk.to(dtype)  # back in the statements' order
-            bar.update(len(index))
+        with loud_hooks(model, recorder.hooks()):  # once per shard, not per batch (see _Recorder)
+            for index in length_batches(tokens.mask[start:stop], batch_size):
+                batch = tokens.take(start + index)
+                chunk = _forward_batch(model, batch, recorder)
+                if position == "all":  # zero the pads (their values depend on the batch), re-pad to the set's width
+                    chunk = chunk.masked_fill(~batch.mask.bool()[:, None, :, None], 0)
+                    extra = tokens.ids.shape[1] - chunk.shape[2]
+                    pad = (0, 0, extra, 0) if padding_side == "left" else (0, 0, 0, extra)
+                    chunk = torch.nn.functional.pad(chunk, pad)
+                out[index] = chunk.to(dtype)  # back in the statements' order
+                bar.update(len(index))
         return out
 
     finished = 0
@@ -375,14 +380,17 @@ def capture(
     recorder = _Recorder(site_list, position)
     bar = progress_bar(len(texts), "capture", progress=progress, unit="stmt")
     try:
-        with loud_hooks(model, recorder.hooks()):  # once per call, not per batch (see _Recorder)
-            if cache_dir is None:  # the same shards as with a cache: equal batches, equal values
-                values = torch.empty((len(texts), *row_shape), dtype=dtype)
-                for start, stop in _batches(len(texts), shard_rows):
+        if cache_dir is None:  # the same shards as with a cache: equal batches, equal values
+            values = torch.empty((len(texts), *row_shape), dtype=dtype)
+            shards = list(_batches(len(texts), shard_rows))
+            for i, (start, stop) in enumerate(shards):
+                if ranks.owns(i):
                     compute(start, stop, values[start:stop])
-                    on_rows(stop - start)
-                mask = tokens.mask if position == "all" else None
-                return Activations(values, site_list, position, meta, mask=mask)
-            return store.fill(compute, on_rows=on_rows, sites=site_list, missing=missing)
+                on_rows(stop - start)
+            for i, (start, stop) in enumerate(shards):  # every rank ends with every shard, byte for byte
+                ranks.broadcast_(values[start:stop], src=ranks.owner(i))
+            mask = tokens.mask if position == "all" else None
+            return Activations(values, site_list, position, meta, mask=mask)
+        return store.fill(compute, on_rows=on_rows, sites=site_list, missing=missing, ranks=ranks)
     finally:
         bar.close()

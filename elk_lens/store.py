@@ -22,6 +22,7 @@ from torch import Tensor
 from elk_lens._atomic import atomic_write_bytes, atomic_write_text
 from elk_lens._checks import check_number
 from elk_lens.activations import Activations
+from elk_lens.distributed import ALONE, Ranks
 from elk_lens.sites import Site
 
 __all__ = ["ActivationStore"]
@@ -120,20 +121,27 @@ class ActivationStore:
         on_rows: Callable[[int], object],
         sites: list[Site],
         missing: list[int] | None = None,
+        ranks: Ranks = ALONE,
     ) -> Activations:
         """Compute every missing or damaged shard (``missing``, if the caller has just asked), then return
-        activations backed by the shards."""
+        activations backed by the shards.
+
+        Under ``torchrun`` each rank computes the missing shards it owns (shard ``i``: rank ``i mod N``) and
+        waits for the others; every rank writes the same manifest (an atomic rename of equal bytes), so the
+        entry is the one a single process writes, and a rank that dies leaves finished shards for the rerun.
+        """
         todo = set(self.missing() if missing is None else missing)
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.dir / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=True))
         for i, (start, stop) in enumerate(self._ranges()):
-            if i in todo:
+            if i in todo and ranks.owns(i):
                 values = compute(start, stop).contiguous()
                 meta = {"key": self.key, "start": str(start), "stop": str(stop), "sha256": _digest(values)}
                 # one metadata key: safetensors writes several in a random order, so equal shards would differ
                 meta = {_META_KEY: json.dumps(meta, sort_keys=True)}
                 atomic_write_bytes(self._path(i), save({"values": values}, metadata=meta))
             on_rows(stop - start)
+        ranks.barrier()  # every shard is written before any rank reads them
         return Activations(None, sites, self.meta["position"], dict(self.meta), loader=self.load)
 
     def load(self, site_indices: Sequence[int] | None = None) -> Tensor:

@@ -1,0 +1,82 @@
+"""Data parallelism on ``torch.distributed``: which rank this process is, and the few collectives elk-lens uses.
+
+Under ``torchrun --nproc-per-node N`` each process runs the same script; ``capture`` gives shard ``i`` of its
+statements to rank ``i mod N`` and every rank ends with the whole result (docs/scaling_out.md). The process
+group is the caller's if one exists; otherwise, when torchrun's environment names more than one process
+(``WORLD_SIZE > 1``), it is made here on first use — gloo on a machine without CUDA, NCCL with it — so a
+script or ``elk-lens run SPEC`` needs no change to run data-parallel. Outside torchrun this is one rank of one.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+__all__ = ["ALONE", "Ranks", "ranks"]
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's ``rank`` among ``world`` processes."""
+
+    rank: int
+    world: int
+
+    def owns(self, i: int) -> bool:
+        """Whether work item ``i`` (a shard, a fit) is this rank's: items go to ranks in turn."""
+        return i % self.world == self.rank
+
+    def owner(self, i: int) -> int:
+        return i % self.world
+
+    def barrier(self) -> None:
+        """Wait for every rank (e.g. until every shard is written)."""
+        if self.world > 1:
+            dist.barrier()
+
+    def all_true(self, flag: bool) -> bool:
+        """``flag`` on every rank: ranks that decide alone which path to take could wait on each other forever."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([int(flag)], device=_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
+    def broadcast_(self, t: Tensor, src: int) -> None:
+        """Overwrite ``t`` on every rank with rank ``src``'s, byte for byte (no arithmetic)."""
+        if self.world == 1:
+            return
+        device = _device()
+        moved = t if t.device == device else t.to(device)
+        dist.broadcast(moved, src=src)
+        if moved is not t:
+            t.copy_(moved)
+
+
+ALONE = Ranks(0, 1)  # a process outside torchrun
+
+
+def _device() -> torch.device:
+    """Where collectives run: the CPU on gloo; this rank's GPU on NCCL."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def ranks() -> Ranks:
+    """This process's place in the job; makes the process group from torchrun's environment if needed."""
+    if dist.is_available() and dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return ALONE
+    if not dist.is_available():
+        raise RuntimeError(f"WORLD_SIZE={world} (torchrun?) but this torch build has no torch.distributed")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size())
