@@ -8,13 +8,16 @@ script or ``elk-lens run SPEC`` needs no change to run data-parallel. Outside to
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["ALONE", "Ranks", "ranks"]
+__all__ = ["ALONE", "Ranks", "alone", "ranks"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,18 @@ class Ranks:
 
 
 ALONE = Ranks(0, 1)  # a process outside torchrun
+_WORKING_ALONE: ContextVar[bool] = ContextVar("elk_lens_working_alone", default=False)
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """Within the block this process works as if it were the only one (``ranks()`` is one of one): for work
+    one rank does while the others do other work, where a collective would wait for them forever."""
+    token = _WORKING_ALONE.set(True)
+    try:
+        yield
+    finally:
+        _WORKING_ALONE.reset(token)
 
 
 def _device() -> torch.device:
@@ -67,6 +82,8 @@ def _device() -> torch.device:
 
 def ranks() -> Ranks:
     """This process's place in the job; makes the process group from torchrun's environment if needed."""
+    if _WORKING_ALONE.get():
+        return ALONE
     if dist.is_available() and dist.is_initialized():
         return Ranks(dist.get_rank(), dist.get_world_size())
     world = int(os.environ.get("WORLD_SIZE", "1"))

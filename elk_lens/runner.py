@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from elk_lens import distributed
 from elk_lens._progress import log as progress
 from elk_lens.analyses import ANALYSES
 from elk_lens.analyses.spec import AnalysisSpec, parse_spec
@@ -104,6 +105,8 @@ def _run_analysis(spec: Path, runs_root: Path, run_name: str | None, device: str
     started = time.time()
     progress.info("run %s (%s) in %s on %s", parsed.name, kind, path, device)
     result = ANALYSES[kind].run(parsed, run)
+    if distributed.ranks().rank != 0:  # under torchrun the run's files are written once, by rank 0
+        return run.path
     progress.info("analysis done in %.1f s; writing the report", time.time() - started)
     manifest = {
         "analysis": kind,

@@ -3,6 +3,7 @@
 python -m torch.distributed.run --standalone --nproc-per-node 2 tests/distributed_job.py MODEL CACHE OUT
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from safetensors.torch import save_file
 TEXTS = [f"{'ab' * (i % 5)} {i} is {'odd' if i % 2 else 'even'}." for i in range(41)]
 SITES = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_post"]
 SHARD_ROWS, BATCH = 8, 4
+STAGES = 5  # independent run stages, spread over the ranks
 
 
 def main(model_dir: Path, cache_dir: Path, out: Path) -> None:
@@ -33,6 +35,15 @@ def main(model_dir: Path, cache_dir: Path, out: Path) -> None:
     plain = capture_mod.capture(model, TEXTS, SITES, **kwargs).values
     result = {"cached": cached, "plain": plain, "forward_rows": torch.tensor(rows)}
     save_file(result, str(out / f"rank{rank}.safetensors"))
+
+    from elk_lens.report.rundir import RunDir
+
+    run = RunDir(out / "run", 'name = "dist"\n')
+    stages = {
+        "one": run.stage("one", lambda: {"by": rank}),
+        **run.stages({f"item-{i}": (lambda i=i: {"item": i, "by": rank}) for i in range(STAGES)}),
+    }
+    (out / f"stages{rank}.json").write_text(json.dumps({"stages": stages, "resumed": run.resumed}))
 
 
 if __name__ == "__main__":

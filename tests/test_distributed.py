@@ -1,6 +1,7 @@
 """Data-parallel capture under ``torchrun`` (issue 19): two CPU processes on gloo give, on every rank, the
 bytes one process gives, and leave the cache entry one process would write."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import boot_native
-from distributed_job import BATCH, SHARD_ROWS, SITES, TEXTS
+from distributed_job import BATCH, SHARD_ROWS, SITES, STAGES, TEXTS
 from safetensors.torch import load_file
 
 import elk_lens.capturing as capture_mod
@@ -32,11 +33,11 @@ def two_ranks(char_tok_dir, tmp_path_factory):
         [*command, str(JOB), str(model_dir), str(cache), str(out)], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return model_dir, cache, [load_file(str(out / f"rank{r}.safetensors")) for r in (0, 1)]
+    return model_dir, cache, [load_file(str(out / f"rank{r}.safetensors")) for r in (0, 1)], out
 
 
 def test_two_ranks_capture_what_one_process_captures(two_ranks):
-    model_dir, _, got = two_ranks
+    model_dir, _, got, _ = two_ranks
     with torch_threads(1):
         alone = capture(load_model(str(model_dir)), TEXTS, SITES, batch_size=BATCH, shard_rows=SHARD_ROWS).values
     for rank, values in enumerate(got):
@@ -49,9 +50,20 @@ def test_two_ranks_capture_what_one_process_captures(two_ranks):
 
 
 def test_the_ranks_shards_are_the_entry_one_process_reads_without_a_forward(two_ranks, monkeypatch):
-    model_dir, cache, got = two_ranks
+    model_dir, cache, got, _ = two_ranks
     monkeypatch.setattr(capture_mod, "_forward_batch", lambda *a, **k: pytest.fail("a shard was recomputed"))
     (entry,) = [d for d in cache.iterdir() if d.is_dir()]
     assert len(list(entry.glob("shard_*.safetensors"))) == -(-len(TEXTS) // SHARD_ROWS)
     kwargs = dict(batch_size=BATCH, shard_rows=SHARD_ROWS, cache_dir=cache)
     assert torch.equal(capture(load_model(str(model_dir)), TEXTS, SITES, **kwargs).values, got[0]["cached"])
+
+
+def test_a_runs_stages_are_computed_once_and_its_independent_stages_spread_over_the_ranks(two_ranks):
+    """``run.stage``: rank 0 computes, the other reads its file; ``run.stages``: stage i is rank i mod 2's, and
+    every rank ends with every result (elk_lens/report/rundir.py)."""
+    out = two_ranks[3]
+    seen = [json.loads((out / f"stages{r}.json").read_text()) for r in (0, 1)]
+    expected = {"one": {"by": 0}, **{f"item-{i}": {"item": i, "by": i % 2} for i in range(STAGES)}}
+    assert [s["stages"] for s in seen] == [expected, expected]
+    assert [s["resumed"] for s in seen] == [[], []]
+    assert sorted(p.name for p in (out / "run" / "stages").iterdir()) == sorted(f"{n}.json" for n in expected)

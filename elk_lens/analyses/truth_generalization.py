@@ -202,7 +202,9 @@ def _study(s: Spec, run: RunDir, loaded: _Loaded) -> tuple[Generalization, list[
             seed=s.data.seed,
         ).to_dict()
 
-    parts = [run.stage(f"study-{m}", lambda m=m: one(m)) for m in s.probe.methods]
+    # one stage per method: under torchrun the methods are spread over the ranks (RunDir.stages)
+    studies = run.stages({f"study-{m}": (lambda m=m: one(m)) for m in s.probe.methods})
+    parts = list(studies.values())
     cards = run.stage(
         "datasets",
         lambda: {"cards": [truth_set_card(n, seed=s.data.seed, statements=d) for n, d in loaded.sets().items()]},

@@ -8,6 +8,11 @@ is computed again and the file replaced, with a warning naming it. That is the h
 guess: a stage is a deterministic function of the run's config, so recomputing gives the value the run
 would have had, and the file is elk-lens's own (no user data is lost by replacing it). A stage file from
 before stages carried checksums is recomputed the same way (it cannot be verified).
+
+Under ``torchrun`` (elk_lens/distributed.py) every rank runs the analysis. A stage is computed by rank 0
+alone while the others wait, then read by them from its file: any stage (a fine-tune writing checkpoints
+too) is then written once. Independent stages (:meth:`RunDir.stages`) are spread over the ranks, each
+computed alone by one; the run directory must be on a file system every rank sees.
 """
 
 import hashlib
@@ -26,6 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 from torch import Tensor
 
+from elk_lens import distributed
 from elk_lens._atomic import atomic_write_bytes, atomic_write_text
 from elk_lens._csv import write_csv
 from elk_lens._progress import log as progress
@@ -147,12 +153,35 @@ class RunDir:
         if not path.is_file():
             return _MISSING
         try:
-            result = read(path)
+            return read(path)
         except _Damaged as e:
             log.warning("run stage file %s %s; computing stage %r again and replacing the file", path, e, name)
             return _MISSING
+
+    def _resumed(self, name: str, path: Path, result: object) -> object:
         self.resumed.append(name)
         progress.info("stage %s: resumed from %s", name, path.relative_to(self.path))
+        return result
+
+    def _staged(self, name: str, path: Path, read: Callable[[Path], object], compute_and_save: Callable[[], None]):
+        """A stage's result: resumed if every rank finds it saved, else computed and saved by rank 0 alone
+        (the only rank under one process) and read back by the others once it is there."""
+        ranks = distributed.ranks()
+        saved = self._saved(name, path, read)
+        if ranks.all_true(saved is not _MISSING):
+            return self._resumed(name, path, saved)
+        if ranks.rank != 0:  # (if rank 0 fails, torchrun stops every rank)
+            ranks.barrier()
+            return self._saved_by_another(name, path, read)
+        with distributed.alone():
+            result = compute_and_save()
+        ranks.barrier()
+        return result
+
+    def _saved_by_another(self, name: str, path: Path, read: Callable[[Path], object]) -> object:
+        result = self._saved(name, path, read)
+        if result is _MISSING:
+            raise RuntimeError(f"stage {name!r}: another rank computed it, but {path} cannot be read here")
         return result
 
     def _compute(self, name: str, compute: Callable[[], object]) -> object:
@@ -165,10 +194,33 @@ class RunDir:
 
     def stage(self, name: str, compute: Callable[[], dict]) -> dict:
         """Return the saved result of stage ``name`` (checked), or compute and save it (JSON with its SHA-256)."""
-        path = self.path / "stages" / f"{name}.json"
-        saved = self._saved(name, path, _read_json_stage)
-        if saved is not _MISSING:
-            return saved
+        path = self._json_path(name)
+        return self._staged(name, path, _read_json_stage, lambda: self._save_json(name, path, compute))
+
+    def stages(self, computes: dict[str, Callable[[], dict]]) -> dict[str, dict]:
+        """Independent JSON stages (e.g. one per method): as :meth:`stage` each, but under ``torchrun`` the
+        ones not saved yet are spread over the ranks (the ``i``-th to rank ``i mod N``), each computed alone,
+        and every rank then reads them all from their files."""
+        ranks = distributed.ranks()
+        paths = {name: self._json_path(name) for name in computes}
+        saved = {name: self._saved(name, paths[name], _read_json_stage) for name in computes}
+        todo = [name for name in computes if not ranks.all_true(saved[name] is not _MISSING)]
+        for i, name in enumerate(todo):
+            if ranks.owns(i):
+                with distributed.alone():
+                    self._save_json(name, paths[name], computes[name])
+        ranks.barrier()
+        return {
+            name: self._saved_by_another(name, paths[name], _read_json_stage)
+            if name in todo
+            else self._resumed(name, paths[name], saved[name])
+            for name in computes
+        }
+
+    def _json_path(self, name: str) -> Path:
+        return self.path / "stages" / f"{name}.json"
+
+    def _save_json(self, name: str, path: Path, compute: Callable[[], dict]) -> dict:
         result = self._compute(name, compute)
         text = _result_text(result)
         stored = {"format": _STAGE_FORMAT, "sha256": _sha256(text.encode()), "result": result}
@@ -178,14 +230,15 @@ class RunDir:
     def tensor_stage(self, name: str, compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
         """As :meth:`stage`, for a result of named tensors (safetensors, the SHA-256 in its metadata)."""
         path = self.path / "stages" / f"{name}.safetensors"
-        saved = self._saved(name, path, _read_tensor_stage)
-        if saved is not _MISSING:
-            return saved
-        result = self._compute(name, compute)
-        # clone: safetensors refuses tensors that share storage (e.g. a view of another result tensor)
-        tensors = {k: v.detach().clone().contiguous() for k, v in result.items()}
-        atomic_write_bytes(path, save(tensors, metadata={_STAGE_DIGEST: _tensors_digest(tensors)}))
-        return result
+
+        def compute_and_save() -> dict[str, Tensor]:
+            result = self._compute(name, compute)
+            # clone: safetensors refuses tensors that share storage (e.g. a view of another result tensor)
+            tensors = {k: v.detach().clone().contiguous() for k, v in result.items()}
+            atomic_write_bytes(path, save(tensors, metadata={_STAGE_DIGEST: _tensors_digest(tensors)}))
+            return result
+
+        return self._staged(name, path, _read_tensor_stage, compute_and_save)
 
     def write_json(self, name: str, obj: object) -> Path:
         path = self.path / name
