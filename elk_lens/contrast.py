@@ -15,6 +15,7 @@ from elk_lens.activations import Activations
 from elk_lens.capturing import Position, capture, check_capture_args, tokenize
 from elk_lens.data.statements import StatementSet, as_statements
 from elk_lens.sites import Site, parse_sites
+from elk_lens.store import SHARD_ROWS
 
 __all__ = ["ContrastActivations", "capture_contrast", "contrast_statements"]
 
@@ -71,8 +72,11 @@ def capture_contrast(
     batch_size: int = 64,
     cache_dir=None,
     dtype: torch.dtype | str = torch.float32,
+    progress: bool | None = None,
+    shard_rows: int = SHARD_ROWS,
 ) -> ContrastActivations:
-    """Capture both halves of every contrast pair at the appended answer token.
+    """Capture both halves of every contrast pair at the appended answer token (each half as
+    :func:`~elk_lens.capturing.capture` does, with the same ``progress`` and ``shard_rows``).
 
     ``answers`` are appended verbatim: ``("True", "False")`` fits the zoo models, whose statements
     end in ``"Bob:"``; a GPT-2-style tokenizer wants ``(" True", " False")``. ``position`` is where the
@@ -80,7 +84,9 @@ def capture_contrast(
     ``[SEP]`` (:func:`~elk_lens.capturing.content_position` gives the right one for a model).
     """
     statements = as_statements("statements", statements)
-    dtype = check_capture_args(position=position, batch_size=batch_size, dtype=dtype, cache_dir=cache_dir)
+    dtype = check_capture_args(
+        position=position, batch_size=batch_size, dtype=dtype, cache_dir=cache_dir, shard_rows=shard_rows
+    )
     sites = parse_sites(sites)
     if position not in ("last", -1, -2):
         raise ValueError(
@@ -90,8 +96,8 @@ def capture_contrast(
     with_true, with_false = contrast_statements(statements, answers)
     for appended, answer in ((with_true, answers[0]), (with_false, answers[1])):
         _check_one_token(model, statements, appended, answer)
+    settings = dict(position=position, batch_size=batch_size, cache_dir=cache_dir, dtype=dtype)
     halves = [
-        capture(model, s, sites, position=position, batch_size=batch_size, cache_dir=cache_dir, dtype=dtype)
-        for s in (with_true, with_false)
+        capture(model, s, sites, **settings, progress=progress, shard_rows=shard_rows) for s in (with_true, with_false)
     ]
     return ContrastActivations(halves[0], halves[1], (answers[0], answers[1]))

@@ -1,7 +1,7 @@
 """Data parallelism on ``torch.distributed``: which rank this process is, and the few collectives elk-lens uses.
 
 Under ``torchrun --nproc-per-node N`` each process runs the same script; ``capture`` gives shard ``i`` of its
-statements to rank ``i mod N`` and every rank ends with the whole result (docs/scaling_out.md). The process
+statements to rank ``i mod N`` and every rank ends with the whole result (docs/guide/scaling-out.md). The process
 group is the caller's if one exists; otherwise, when torchrun's environment names more than one process
 (``WORLD_SIZE > 1``), it is made here on first use — gloo on a machine without CUDA, NCCL with it — so a
 script or ``elk-lens run SPEC`` needs no change to run data-parallel. Outside torchrun this is one rank of one.

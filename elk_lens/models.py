@@ -134,7 +134,7 @@ def load_model(
         dtype: Parameter dtype, a torch dtype or its name (``"bfloat16"``).
         device_map: For a model larger than one device: ``"auto"``, ``"balanced"``, ``"balanced_low_0"``,
             ``"sequential"`` or ``{module name: device}``, placed by HF accelerate through the bridge
-            (``boot_transformers``); instead of ``device``. HF models only (docs/scaling_out.md). Capture,
+            (``boot_transformers``); instead of ``device``. HF models only (docs/guide/scaling-out.md). Capture,
             interventions and attribution move what they add to each hooked tensor's device.
     """
     if isinstance(spec, os.PathLike):

@@ -295,7 +295,7 @@ def test_hub_name_without_network_says_the_hub_cannot_be_reached(monkeypatch):
 def test_a_device_map_places_an_hf_model_and_capture_and_steering_read_the_same(llama_dir, device_map, monkeypatch):
     """load_model(device_map=...) goes through the bridge to HF accelerate (issue 19). On a machine without
     GPUs every block lands on the CPU (transformers then dispatches nothing): the values must equal a plain
-    device='cpu' load's exactly; blocks on several devices are untested here (docs/scaling_out.md)."""
+    device='cpu' load's exactly; blocks on several devices are untested here (docs/guide/scaling-out.md)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     from elk_lens.capturing import capture, tokenize
