@@ -43,7 +43,14 @@ def main(model_dir: Path, cache_dir: Path, out: Path) -> None:
         "one": run.stage("one", lambda: {"by": rank}),
         **run.stages({f"item-{i}": (lambda i=i: {"item": i, "by": rank}) for i in range(STAGES)}),
     }
-    (out / f"stages{rank}.json").write_text(json.dumps({"stages": stages, "resumed": run.resumed}))
+    rows.clear()  # a collective stage: every rank computes it, the capture inside splits its shards
+    stages["together"] = run.stage(
+        "together",
+        lambda: {"sum": float(capture_mod.capture(model, TEXTS, SITES, **kwargs).values.sum())},
+        collective=True,
+    )
+    summary = {"stages": stages, "resumed": run.resumed, "together_rows": rows}
+    (out / f"stages{rank}.json").write_text(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -60,10 +60,15 @@ def test_the_ranks_shards_are_the_entry_one_process_reads_without_a_forward(two_
 
 def test_a_runs_stages_are_computed_once_and_its_independent_stages_spread_over_the_ranks(two_ranks):
     """``run.stage``: rank 0 computes, the other reads its file; ``run.stages``: stage i is rank i mod 2's, and
-    every rank ends with every result (elk_lens/report/rundir.py)."""
+    every rank ends with every result; ``collective=True``: both compute, capture splitting its shards, and the
+    stage is written once (elk_lens/report/rundir.py)."""
     out = two_ranks[3]
     seen = [json.loads((out / f"stages{r}.json").read_text()) for r in (0, 1)]
+    together = seen[0]["stages"].pop("together")
+    assert seen[1]["stages"].pop("together") == together  # the collective stage: computed by both, equal
+    assert [s["together_rows"] for s in seen] == [[4] * 6, [4] * 4 + [1]]  # its capture split over the ranks
     expected = {"one": {"by": 0}, **{f"item-{i}": {"item": i, "by": i % 2} for i in range(STAGES)}}
     assert [s["stages"] for s in seen] == [expected, expected]
     assert [s["resumed"] for s in seen] == [[], []]
-    assert sorted(p.name for p in (out / "run" / "stages").iterdir()) == sorted(f"{n}.json" for n in expected)
+    written = sorted(f"{n}.json" for n in [*expected, "together"])
+    assert sorted(p.name for p in (out / "run" / "stages").iterdir()) == written

@@ -44,7 +44,7 @@ def _drift(scenario: Scenario, run: RunDir) -> dict:
 def run(spec: Spec, run: RunDir) -> AnalysisResult:
     scenario = Scenario(spec)
     trained = run.stage("fine_tune", lambda: fine_tune_here(scenario, run))
-    d = run.stage("drift", lambda: _drift(scenario, run))
+    d = run.stage("drift", lambda: _drift(scenario, run), collective=True)  # torchrun: captures split
     task_loss = run.stage("task_loss", lambda: scenario.task_loss(Trajectory.load(run.path / "trajectory")))
     r = DriftResult.from_dict(d)
     first, end = r.methods[0], r.end

@@ -311,7 +311,7 @@ def run(spec: Spec, run: RunDir) -> AnalysisResult:
     scenario = Scenario(spec)
     grown = run.stage("grow", lambda: _grow_stage(scenario, run).to_dict())
     trained = run.stage("fine_tune", lambda: _fine_tune(scenario, run))
-    d = run.stage("drift", lambda: _drift(scenario, run))
+    d = run.stage("drift", lambda: _drift(scenario, run), collective=True)  # torchrun: captures split
     task_loss = run.stage("task_loss", lambda: scenario.task_loss(Trajectory.load(run.path / "trajectory")))
     fitted = run.stage("fitted_map", lambda: _fitted_map(scenario, run).to_dict())
     return _report(spec, GrowthResult.from_stages(grown, d, fitted), trained, d, task_loss)

@@ -166,7 +166,7 @@ def _positive_control(card: dict) -> dict | None:
 
 def run(s: Spec, run: RunDir) -> AnalysisResult:
     model = s.model.load()  # once: a trajectory's checkpoint is checksummed on every load
-    res = run.stage("study", lambda: _study(s, run, model))
+    res = run.stage("study", lambda: _study(s, run, model), collective=True)  # torchrun: captures split
     methods = method_stages(model, s, run)
     real_lm = glance(s.real_lm, run)
     rows = res["table"]

@@ -62,7 +62,7 @@ def _scores(model, s: "Spec", data: _Data, run: RunDir) -> QuirkyScores:
         )
         return {**{f"log_odds/{k}": v for k, v in sc.log_odds.items()}, "output": sc.output}
 
-    tensors = run.tensor_stage("reporter_scores", compute)
+    tensors = run.tensor_stage("reporter_scores", compute, collective=True)  # torchrun: captures split
     test = data.test
     # safetensors returns keys sorted; rebuild the training-set x method order so a resumed run matches
     log_odds = {f"{t}/{m}": tensors[f"log_odds/{t}/{m}"] for t in TRAIN_SETS for m in METHODS}
@@ -159,11 +159,13 @@ def method_stages(model, s: "Spec", run: RunDir) -> dict:
         "pgr": pgr_table(scores, eil, seed=s.data.seed),
         "anomaly": anomaly_table(scores, seed=s.data.seed),
         "features": feature_table(scores),
-        "causal": run.stage("causal", lambda: _causal(model, s, data, run)),
-        "rigor": run.stage("rigor", lambda: _rigor(model, s, data, run, scores)),
+        "causal": run.stage("causal", lambda: _causal(model, s, data, run), collective=True),
+        "rigor": run.stage("rigor", lambda: _rigor(model, s, data, run, scores), collective=True),
         # positions line up across statements only in a fixed-width task
         "positions": run.stage("positions", lambda: _positions(model, s, data)) if data.task.fixed_length else None,
     }
     # the rigor stage holds the disagreements' floor; the control subset's is a stage of its own
-    control = run.stage("control_floor", lambda: _random_floor(model, s, data, run, scores, ("BH_control",)))
+    control = run.stage(
+        "control_floor", lambda: _random_floor(model, s, data, run, scores, ("BH_control",)), collective=True
+    )
     return stages | {"floor": {"BH_disagree": stages["rigor"]["random_floor"], **control}}

@@ -11,8 +11,10 @@ before stages carried checksums is recomputed the same way (it cannot be verifie
 
 Under ``torchrun`` (elk_lens/distributed.py) every rank runs the analysis. A stage is computed by rank 0
 alone while the others wait, then read by them from its file: any stage (a fine-tune writing checkpoints
-too) is then written once. Independent stages (:meth:`RunDir.stages`) are spread over the ranks, each
-computed alone by one; the run directory must be on a file system every rank sees.
+too) is then written once. A ``collective`` stage is computed by every rank together (the captures inside
+split their shards) and written by rank 0. Independent stages (:meth:`RunDir.stages`) are spread over the
+ranks, each computed alone by one. The run directory must be on a file system every rank sees
+(docs/guide/scaling-out.md).
 """
 
 import hashlib
@@ -163,18 +165,34 @@ class RunDir:
         progress.info("stage %s: resumed from %s", name, path.relative_to(self.path))
         return result
 
-    def _staged(self, name: str, path: Path, read: Callable[[Path], object], compute_and_save: Callable[[], None]):
-        """A stage's result: resumed if every rank finds it saved, else computed and saved by rank 0 alone
-        (the only rank under one process) and read back by the others once it is there."""
+    def _staged(
+        self,
+        name: str,
+        path: Path,
+        read: Callable[[Path], object],
+        compute: Callable[[], object],
+        save: Callable[[object], None],
+        collective: bool,
+    ) -> object:
+        """A stage's result: resumed if every rank finds it saved; else computed — by rank 0 alone, the
+        others reading its file once it is there, or, ``collective``, by every rank at once (captures inside
+        split their shards over the ranks) and saved by rank 0."""
         ranks = distributed.ranks()
         saved = self._saved(name, path, read)
         if ranks.all_true(saved is not _MISSING):
             return self._resumed(name, path, saved)
+        if collective:
+            result = self._compute(name, compute)
+            if ranks.rank == 0:
+                save(result)
+            ranks.barrier()
+            return result
         if ranks.rank != 0:  # (if rank 0 fails, torchrun stops every rank)
             ranks.barrier()
             return self._saved_by_another(name, path, read)
         with distributed.alone():
-            result = compute_and_save()
+            result = self._compute(name, compute)
+            save(result)
         ranks.barrier()
         return result
 
@@ -192,10 +210,17 @@ class RunDir:
         progress.info("stage %s: done in %.1f s", name, self.timings[name])
         return result
 
-    def stage(self, name: str, compute: Callable[[], dict]) -> dict:
-        """Return the saved result of stage ``name`` (checked), or compute and save it (JSON with its SHA-256)."""
+    def stage(self, name: str, compute: Callable[[], dict], *, collective: bool = False) -> dict:
+        """Return the saved result of stage ``name`` (checked), or compute and save it (JSON with its SHA-256).
+
+        ``collective``: under ``torchrun`` every rank computes the stage together, so the captures inside it
+        split their shards over the ranks; only for a stage that writes nothing but the activation cache and
+        runs the same code on every rank (fits are then repeated on each). Otherwise rank 0 computes alone.
+        """
         path = self._json_path(name)
-        return self._staged(name, path, _read_json_stage, lambda: self._save_json(name, path, compute))
+        return self._staged(
+            name, path, _read_json_stage, compute, lambda result: self._write_json_stage(path, result), collective
+        )
 
     def stages(self, computes: dict[str, Callable[[], dict]]) -> dict[str, dict]:
         """Independent JSON stages (e.g. one per method): as :meth:`stage` each, but under ``torchrun`` the
@@ -208,7 +233,7 @@ class RunDir:
         for i, name in enumerate(todo):
             if ranks.owns(i):
                 with distributed.alone():
-                    self._save_json(name, paths[name], computes[name])
+                    self._write_json_stage(paths[name], self._compute(name, computes[name]))
         ranks.barrier()
         return {
             name: self._saved_by_another(name, paths[name], _read_json_stage)
@@ -220,25 +245,24 @@ class RunDir:
     def _json_path(self, name: str) -> Path:
         return self.path / "stages" / f"{name}.json"
 
-    def _save_json(self, name: str, path: Path, compute: Callable[[], dict]) -> dict:
-        result = self._compute(name, compute)
+    @staticmethod
+    def _write_json_stage(path: Path, result: dict) -> None:
         text = _result_text(result)
         stored = {"format": _STAGE_FORMAT, "sha256": _sha256(text.encode()), "result": result}
         atomic_write_text(path, json.dumps(stored, indent=2))
-        return result
 
-    def tensor_stage(self, name: str, compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+    def tensor_stage(
+        self, name: str, compute: Callable[[], dict[str, Tensor]], *, collective: bool = False
+    ) -> dict[str, Tensor]:
         """As :meth:`stage`, for a result of named tensors (safetensors, the SHA-256 in its metadata)."""
         path = self.path / "stages" / f"{name}.safetensors"
 
-        def compute_and_save() -> dict[str, Tensor]:
-            result = self._compute(name, compute)
+        def save_tensors(result: dict[str, Tensor]) -> None:
             # clone: safetensors refuses tensors that share storage (e.g. a view of another result tensor)
             tensors = {k: v.detach().clone().contiguous() for k, v in result.items()}
             atomic_write_bytes(path, save(tensors, metadata={_STAGE_DIGEST: _tensors_digest(tensors)}))
-            return result
 
-        return self._staged(name, path, _read_tensor_stage, compute_and_save)
+        return self._staged(name, path, _read_tensor_stage, compute, save_tensors, collective)
 
     def write_json(self, name: str, obj: object) -> Path:
         path = self.path / name
