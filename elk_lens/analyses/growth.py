@@ -17,7 +17,7 @@ from pathlib import Path
 from elk_lens.analyses.model_checks import ModelLayout, model_layout
 from elk_lens.analyses.result import AnalysisResult
 from elk_lens.analyses.scenario import LABELS, Scenario, ScenarioSpec, drift_sites
-from elk_lens.analyses.spec import SEED, at_least, one_of, setting, spec_dict
+from elk_lens.analyses.spec import SEED, in_range, one_of, setting, spec_dict
 from elk_lens.capturing import capture
 from elk_lens.growth import (
     FittedMap,
@@ -57,12 +57,14 @@ _SIZES = ("n_layers", "d_model", "d_mlp", "n_heads", "d_head")
 class GrowSpec:
     """``[grow]``: the growth operator and the grown model's sizes (0 keeps the small model's size)."""
 
+    # bounded well above any model grown on one machine (a 70B model: 80 layers, d_model 8,192, d_mlp 28,672,
+    # 64 heads of 128): the check lists the grown model's parameter names, 2**40 layers exhausted its memory
     op: str = setting("grow", one_of(sorted(OPS)))
-    n_layers: int = setting(0, at_least(0))
-    d_model: int = setting(0, at_least(0))
-    d_mlp: int = setting(0, at_least(0))
-    n_heads: int = setting(0, at_least(0))
-    d_head: int = setting(0, at_least(0))
+    n_layers: int = setting(0, in_range(0, 1024))
+    d_model: int = setting(0, in_range(0, 65536))
+    d_mlp: int = setting(0, in_range(0, 262144))
+    n_heads: int = setting(0, in_range(0, 1024))
+    d_head: int = setting(0, in_range(0, 1024))
     seed: int = setting(0, SEED)
 
     @property

@@ -141,3 +141,37 @@ def test_every_key_given_every_type_is_accepted_or_named(analysis, tmp_path):
                 load_spec(path)
             except ValueError as e:
                 assert any(repr(k) in str(e) for k in _keys(analysis)), (dotted, value, str(e))
+
+
+_HUGE_INTS = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))  # a check that builds per-value data fails here
+sys.path[:0] = sys.argv[2:]
+from pathlib import Path
+from test_fuzz_specs import _keys, _spec_text
+from elk_lens.analyses import ANALYSES
+from elk_lens.runner import load_spec
+path = Path(sys.argv[1]) / "huge.toml"
+for analysis in sorted(ANALYSES):
+    for dotted in _keys(analysis):
+        table, key = dotted.split(".")
+        path.write_text(_spec_text("huge", analysis, {(table, key): 2**62}))
+        try:
+            load_spec(path)
+        except ValueError:
+            pass
+"""
+
+
+def test_a_huge_count_is_refused_before_the_check_builds_anything(tmp_path):
+    """2**62 under every key, in a process with 4 GiB of address space: the hypothesis test above once drew
+    2**40 drift.probe_rows, and the check built that many statements until the machine killed the test run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _HUGE_INTS, str(tmp_path), here], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
