@@ -26,10 +26,10 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from _timing import interleaved, paired
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 import elk_lens.capturing as cap
@@ -204,35 +204,20 @@ def measure(spec: str, n: int, repeats: int) -> dict:
         methods = make_methods(model, texts, sites)
         for fn in methods.values():  # warm-up
             fn()
-        times = {name: [] for name in methods}
-        for _ in range(repeats):
-            for name, fn in methods.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
+        times = interleaved(methods, repeats)
         cap_net = [c - t for c, t in zip(times["capture"], times["tokenize"], strict=True)]
-
-        def paired(name: str, xs=cap_net, times=times) -> float:
-            return statistics.median(x / t for x, t in zip(xs, times[name], strict=True))
-
         result[job] = {
             "sites": [s.hook_name for s in sites],
             "median_s": {name: statistics.median(ts) for name, ts in times.items()},
-            "capture minus tokenize / floor: bridge": paired("floor: bridge"),
-            "capture minus tokenize / floor: unwrapped": paired("floor: unwrapped"),
-            "capture / run_with_cache (tokenize included)": paired("run_with_cache", times["capture"]),
-            "run_with_cache / floor: bridge": statistics.median(
-                r / f for r, f in zip(times["run_with_cache"], times["floor: bridge"], strict=True)
-            ),
-            "floor: bridge / floor: unwrapped": statistics.median(
-                b / h for b, h in zip(times["floor: bridge"], times["floor: unwrapped"], strict=True)
-            ),
+            "capture minus tokenize / floor: bridge": paired(cap_net, times["floor: bridge"]),
+            "capture minus tokenize / floor: unwrapped": paired(cap_net, times["floor: unwrapped"]),
+            "capture / run_with_cache (tokenize included)": paired(times["capture"], times["run_with_cache"]),
+            "run_with_cache / floor: bridge": paired(times["run_with_cache"], times["floor: bridge"]),
+            "floor: bridge / floor: unwrapped": paired(times["floor: bridge"], times["floor: unwrapped"]),
         }
         if "nnsight" in times:
-            result[job]["capture minus tokenize / nnsight"] = paired("nnsight")
-            result[job]["nnsight / floor: unwrapped"] = statistics.median(
-                a / h for a, h in zip(times["nnsight"], times["floor: unwrapped"], strict=True)
-            )
+            result[job]["capture minus tokenize / nnsight"] = paired(cap_net, times["nnsight"])
+            result[job]["nnsight / floor: unwrapped"] = paired(times["nnsight"], times["floor: unwrapped"])
         print(spec, job, json.dumps(result[job], indent=1), flush=True)
     return {"statements": len(texts), "batch_size": BATCH, "jobs": result}
 

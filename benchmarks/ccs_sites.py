@@ -13,10 +13,11 @@ several numbers of pairs (random normalized halves with a planted truth axis).
 import argparse
 import json
 import statistics
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
+from _timing import interleaved, paired
 
 from elk_lens.reporters.batched_lbfgs import batched_lbfgs
 from elk_lens.reporters.ccs import ccs_loss, ccs_restarts, ccs_value_and_grad
@@ -74,18 +75,12 @@ def main() -> None:
     for pairs in args.pairs:
         z_true, z_false = halves(args.sites, pairs, args.d)
         gap = float((per_site(z_true, z_false) - all_sites(z_true, z_false)).abs().max())
-        times = {"per site": [], "all sites": []}
-        for _ in range(args.repeats):
-            for name, fn in (("per site", per_site), ("all sites", all_sites)):
-                t0 = time.perf_counter()
-                fn(z_true, z_false)
-                times[name].append(time.perf_counter() - t0)
+        calls = {"per site": per_site, "all sites": all_sites}
+        times = interleaved({name: partial(fn, z_true, z_false) for name, fn in calls.items()}, args.repeats)
         result[pairs] = {
             "per site s": statistics.median(times["per site"]),
             "all sites s": statistics.median(times["all sites"]),
-            "per site / all sites": statistics.median(
-                a / b for a, b in zip(times["per site"], times["all sites"], strict=True)
-            ),
+            "per site / all sites": paired(times["per site"], times["all sites"]),
             "max |loss gap|": gap,
         }
         print(pairs, json.dumps(result[pairs]), flush=True)

@@ -12,11 +12,11 @@ nothing. Target: at numpy speed (ratio <= 1).
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import interleaved, paired
 
 from elk_lens.reporters import fit_crc, fit_lda, fit_mean_diff, fit_vinc
 
@@ -118,19 +118,12 @@ def measure_shape(n: int, d: int, repeats: int) -> dict:
     rows = {}
     for name, (ours, ref) in pairs.items():
         w_ours, w_ref = ours().numpy(), ref()
-        times = {"elk_lens": [], "numpy": []}
-        for _ in range(repeats):
-            for key, call in (("elk_lens", ours), ("numpy", ref)):
-                t0 = time.perf_counter()
-                call()
-                times[key].append(time.perf_counter() - t0)
+        times = interleaved({"elk_lens": ours, "numpy": ref}, repeats)
         rows[name] = {
             "cos(elk_lens w, numpy w)": float(w_ours @ w_ref / np.linalg.norm(w_ours) / np.linalg.norm(w_ref)),
             "elk_lens ms": 1e3 * statistics.median(times["elk_lens"]),
             "numpy ms": 1e3 * statistics.median(times["numpy"]),
-            "elk_lens / numpy": statistics.median(
-                a / b for a, b in zip(times["elk_lens"], times["numpy"], strict=True)
-            ),
+            "elk_lens / numpy": paired(times["elk_lens"], times["numpy"]),
         }
         print(f"{n}x{d}", name, json.dumps(rows[name]), flush=True)
     return rows

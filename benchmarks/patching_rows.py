@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import interleaved, paired
 
 from elk_lens.capturing import capture
 from elk_lens.circuits import exact_patching
@@ -125,20 +126,13 @@ def main() -> None:
         }
         got = {name: fn() for name, fn in methods.items()}  # warm-up, and the agreement check
         diff = max(float((got["default (after)"][x] - got["plain loop"][x]).abs().max()) for x in names)
-        times = {name: [] for name in methods}
-        for _ in range(args.repeats):
-            for name, fn in methods.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
+        times = interleaved(methods, args.repeats)
         row = {
             "median_s": {name: statistics.median(ts) for name, ts in times.items()},
             "max |default - plain loop|": diff,
         }
         for name in ("max_rows=4096 (before)", "default (after)"):
-            row[f"{name} / plain loop"] = statistics.median(
-                a / p for a, p in zip(times[name], times["plain loop"], strict=True)
-            )
+            row[f"{name} / plain loop"] = paired(times[name], times["plain loop"])
         result["by pairs"][n] = row
         print(n, "pairs:", json.dumps(row), flush=True)
         if args.out:

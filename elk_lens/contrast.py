@@ -96,8 +96,13 @@ def capture_contrast(
     with_true, with_false = contrast_statements(statements, answers)
     for appended, answer in ((with_true, answers[0]), (with_false, answers[1])):
         _check_one_token(model, statements, appended, answer)
-    settings = dict(position=position, batch_size=batch_size, cache_dir=cache_dir, dtype=dtype)
-    halves = [
-        capture(model, s, sites, **settings, progress=progress, shard_rows=shard_rows) for s in (with_true, with_false)
-    ]
+    settings = dict(
+        position=position,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        dtype=dtype,
+        progress=progress,
+        shard_rows=shard_rows,
+    )
+    halves = [capture(model, s, sites, **settings) for s in (with_true, with_false)]
     return ContrastActivations(halves[0], halves[1], (answers[0], answers[1]))

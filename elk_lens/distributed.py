@@ -27,12 +27,12 @@ class Ranks:
     rank: int
     world: int
 
-    def owns(self, i: int) -> bool:
-        """Whether work item ``i`` (a shard, a fit) is this rank's: items go to ranks in turn."""
-        return i % self.world == self.rank
-
     def owner(self, i: int) -> int:
+        """The rank of work item ``i`` (a shard, a stage): items go to ranks in turn."""
         return i % self.world
+
+    def owns(self, i: int) -> bool:
+        return self.owner(i) == self.rank
 
     def barrier(self) -> None:
         """Wait for every rank (e.g. until every shard is written)."""
