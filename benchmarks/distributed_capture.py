@@ -5,7 +5,9 @@ The same worker runs once as a plain process and once under ``torchrun --nproc-p
 torch thread per process, on ``zoo:quirky-arith``: (1) ``capture`` of every residual site for ``--statements``
 statements into a fresh cache, shards of ``--shard-rows``; (2) a sweep — every method at every site, one
 run stage per method (``RunDir.stages``, spread over the ranks), reading those activations. Each part is
-timed on rank 0 between barriers; the launch's wall time (start-up included) is reported beside. The
+timed on rank 0 between barriers; (3) the same fits as one list of (method, site) items spread over the
+ranks (``elk_lens.distributed.spread``, as the quirky protocol and trajectory drift do), which balances
+better than one stage per method. The launch's wall time (start-up included) is reported beside. The
 results of the two launches are compared: equal bytes, or the speed-up means nothing.
 
     .venv/bin/python benchmarks/distributed_capture.py --out benchmarks/results/distributed_capture.json
@@ -30,7 +32,7 @@ def worker(n: int, shard_rows: int, work: Path) -> None:
 
     from elk_lens.capturing import capture
     from elk_lens.contrast import capture_contrast
-    from elk_lens.distributed import ranks
+    from elk_lens.distributed import ranks, spread
     from elk_lens.models import load_model
     from elk_lens.quirky.data import quirky_arithmetic
     from elk_lens.report.rundir import RunDir
@@ -51,15 +53,14 @@ def worker(n: int, shard_rows: int, work: Path) -> None:
     r.barrier()
     t_capture = time.perf_counter() - t0
 
+    def fit(job: tuple[str, int]) -> list[float]:
+        method, i = job
+        if REGISTRY[method].reads == "contrast":
+            return fit_method(method, data.truth, site=sites[i].name, pair=pairs.at(i)).w.tolist()
+        return fit_method(method, data.truth, site=sites[i].name, statement=acts.at(i)).w.tolist()
+
     def fits(method: str) -> dict:
-        out = {}
-        for i, site in enumerate(sites):
-            if REGISTRY[method].reads == "contrast":
-                rep = fit_method(method, data.truth, site=site.name, pair=pairs.at(i))
-            else:
-                rep = fit_method(method, data.truth, site=site.name, statement=acts.at(i))
-            out[site.name] = rep.w.tolist()
-        return out
+        return {site.name: fit((method, i)) for i, site in enumerate(sites)}
 
     run = RunDir(work / "run", 'name = "sweep"\n')
     r.barrier()
@@ -67,14 +68,23 @@ def worker(n: int, shard_rows: int, work: Path) -> None:
     swept = run.stages({m: (lambda m=m: fits(m)) for m in METHODS})
     r.barrier()
     t_sweep = time.perf_counter() - t0
+    jobs = [(m, i) for m in METHODS for i in range(len(sites))]
+    r.barrier()
+    t0 = time.perf_counter()
+    spread_w = iter(spread(jobs, fit))
+    r.barrier()
+    t_spread = time.perf_counter() - t0
+    spread_sweep = {m: {site.name: next(spread_w) for site in sites} for m in METHODS}
     if r.rank == 0:
         digest = hashlib.sha256(acts.values.numpy().tobytes() + pairs.true.values.numpy().tobytes())
         result = {
             "world": r.world,
             "capture_s": t_capture,
             "sweep_s": t_sweep,
+            "spread_s": t_spread,
             "activations_sha256": digest.hexdigest(),
             "sweep_sha256": hashlib.sha256(json.dumps(swept, sort_keys=True).encode()).hexdigest(),
+            "spread_sha256": hashlib.sha256(json.dumps(spread_sweep, sort_keys=True).encode()).hexdigest(),
         }
         (work / "result.json").write_text(json.dumps(result))
 
@@ -120,12 +130,13 @@ def main() -> None:
             runs[processes].append(launch(processes, args.statements, args.shard_rows))
             print(processes, json.dumps(runs[processes][-1]), flush=True)
     same = {k: {r[k] for rs in runs.values() for r in rs} for k in ("activations_sha256", "sweep_sha256")}
+    same["sweep_sha256"] |= {r["spread_sha256"] for rs in runs.values() for r in rs}  # the same fits, twice
     result = {
         "conditions": {"cpu count": os.cpu_count(), "statements": args.statements, "shard_rows": args.shard_rows},
         "runs": runs,
         "equal results across launches": all(len(v) == 1 for v in same.values()),
     }
-    for part in ("capture_s", "sweep_s", "launch_wall_s"):
+    for part in ("capture_s", "sweep_s", "spread_s", "launch_wall_s"):
         one = sorted(r[part] for r in runs[1])[len(runs[1]) // 2]
         two = sorted(r[part] for r in runs[2])[len(runs[2]) // 2]
         result[f"speed-up, {part}"] = one / two

@@ -1,23 +1,29 @@
 """Data parallelism on ``torch.distributed``: which rank this process is, and the few collectives elk-lens uses.
 
 Under ``torchrun --nproc-per-node N`` each process runs the same script; ``capture`` gives shard ``i`` of its
-statements to rank ``i mod N`` and every rank ends with the whole result (docs/guide/scaling-out.md). The process
+statements to rank ``i mod N``, :func:`spread` gives it the ``i``-th of a list of independent fits, and every
+rank ends with the whole result (docs/guide/scaling-out.md). The process
 group is the caller's if one exists; otherwise, when torchrun's environment names more than one process
 (``WORLD_SIZE > 1``), it is made here on first use — gloo on a machine without CUDA, NCCL with it — so a
 script or ``elk-lens run SPEC`` needs no change to run data-parallel. Outside torchrun this is one rank of one.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["ALONE", "Ranks", "alone", "ranks"]
+from elk_lens._wire import pack, unpack
+
+__all__ = ["ALONE", "Ranks", "alone", "ranks", "spread"]
+
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,20 @@ class Ranks:
         dist.broadcast(moved, src=src)
         if moved is not t:
             t.copy_(moved)
+
+    def broadcast_bytes(self, data: bytes | None, src: int) -> bytes:
+        """Rank ``src``'s ``data`` on every rank (the others pass None): its length, then its bytes."""
+        if self.world == 1:
+            return data
+        length = torch.tensor([len(data) if self.rank == src else 0], dtype=torch.int64)
+        self.broadcast_(length, src)
+        buffer = (
+            torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            if self.rank == src
+            else torch.empty(int(length), dtype=torch.uint8)
+        )
+        self.broadcast_(buffer, src)
+        return data if self.rank == src else buffer.numpy().tobytes()
 
 
 ALONE = Ranks(0, 1)  # a process outside torchrun
@@ -97,3 +117,25 @@ def ranks() -> Ranks:
     else:
         dist.init_process_group("gloo")
     return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def spread(items: Sequence[T], work: Callable[[T], R]) -> list[R]:
+    """``[work(x) for x in items]``, with item ``i`` computed alone by rank ``i mod N`` under ``torchrun``.
+
+    Every rank must call it with the same items; each ends with every result, sent between ranks as bytes
+    (``elk_lens._wire``: JSON values, tuples, tensors and reporters, no pickle), so they equal one process's
+    results as long as ``work`` depends on its item only (its own seed, no shared random state). Results
+    from another rank arrive on the CPU. ``work`` runs :func:`alone`: a capture inside it does not wait for
+    the others. Outside torchrun it is the plain list.
+    """
+    here = ranks()
+    if here.world == 1:
+        return [work(x) for x in items]
+    with alone():
+        mine = [work(x) for i, x in enumerate(items) if here.owns(i)]
+    results: list = [None] * len(items)
+    for src in range(here.world):
+        got = unpack(here.broadcast_bytes(pack(mine) if src == here.rank else None, src))
+        for i, r in zip(range(src, len(items), here.world), got, strict=True):
+            results[i] = r
+    return results

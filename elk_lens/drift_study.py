@@ -18,6 +18,7 @@ from torch import Tensor
 from elk_lens._checks import check_number
 from elk_lens.capturing import capture
 from elk_lens.data.statements import StatementSet
+from elk_lens.distributed import spread
 from elk_lens.drift import (
     cosine,
     cosine_series,
@@ -80,49 +81,58 @@ def trajectory_drift(
     if transfer_eval not in evals:
         raise ValueError(f"transfer_eval {transfer_eval!r} is not one of the evaluation sets {sorted(evals)}")
     keys = [(m, s) for m in methods for s in sites]
-    refit = {k: {e: [] for e in evals} for k in keys}
-    initial_auroc = {k: {e: [] for e in evals} for k in keys}
-    w_hist, v_hist, reporters = ({k: [] for k in keys} for _ in range(3))
-    eval_acts: dict[str, list[Tensor]] = {site: [] for site in sites}  # the transfer set, per site and step
-    output = {e: [] for e in evals}
-    fixed_auroc = {name: {e: [] for e in evals} for name in fixed}
-    fixed_cos = {name: {m: [] for m in methods} for name in fixed}
-    fixed_cos_v = {name: [] for name in fixed}
-    acts0 = None  # the step-0 training activations, for the noise floors
-    shape = None
-    for t in range(len(trajectory)):
+
+    def at_checkpoint(t: int, first: dict | None) -> dict:
+        """Checkpoint ``t``'s refitted reporters, AUROCs and transfer-set activations; ``first`` is
+        checkpoint 0's (None at checkpoint 0 itself), whose reporters are also scored here."""
         model = trajectory.model_at(t)
-        here = (model.cfg.n_layers, model.cfg.d_model)
-        shape = shape or here
-        if here != shape:
+        here = [model.cfg.n_layers, model.cfg.d_model]
+        if first is not None and here != first["shape"]:
             raise ValueError(
-                f"checkpoint {t} (step {trajectory.steps[t]}) has n_layers, d_model = {here}, checkpoint 0 has "
-                f"{shape}: directions of different architectures compare only through a growth map"
+                f"checkpoint {t} (step {trajectory.steps[t]}) has n_layers, d_model = {tuple(here)}, checkpoint 0 "
+                f"has {tuple(first['shape'])}: directions of different architectures compare only through a "
+                "growth map"
             )
         acts = capture(model, train, sites, batch_size=batch_size)
         evs = {e: capture(model, s, sites, batch_size=batch_size) for e, s in evals.items()}
-        for e, s in evals.items():
-            output[e].append(_auroc(output_log_odds(model, s, answers=answers, batch_size=batch_size), s.truth))
-        for i, site in enumerate(sites):
-            for method in methods:
-                k = (method, site)
-                r = fit_method(method, train.truth, site=site, statement=acts.at(i))
-                reporters[k].append(r)
-                w_hist[k].append(r.w)
-                v_hist[k].append(r.v)
-                for e, s in evals.items():
-                    refit[k][e].append(_auroc(r(evs[e].at(i)), s.truth))
-                    initial_auroc[k][e].append(_auroc(reporters[k][0](evs[e].at(i)), s.truth))
-            eval_acts[site].append(evs[transfer_eval].at(i).double())
-        for name, r in fixed.items():
+        reporters = [fit_method(m, train.truth, site=site, statement=acts.at(sites.index(site))) for m, site in keys]
+        initial = reporters if first is None else first["reporters"]
+
+        def aurocs(r: Reporter) -> dict[str, float]:
             i = sites.index(Site.parse(r.site).name)
-            for e, s in evals.items():
-                fixed_auroc[name][e].append(_auroc(r(evs[e].at(i)), s.truth))
-            for method in methods:
-                fixed_cos[name][method].append(round(cosine(r.w, reporters[(method, sites[i])][-1].w), 5))
-            fixed_cos_v[name].append(round(cosine(r.v, v_hist[(methods[0], sites[i])][-1]), 5))
-        if t == 0:
-            acts0 = acts
+            return {e: _auroc(r(evs[e].at(i)), s.truth) for e, s in evals.items()}
+
+        return {
+            "shape": here,
+            "reporters": reporters,
+            "refit": [aurocs(r) for r in reporters],
+            "initial": [aurocs(r) for r in initial],
+            "output": {
+                e: _auroc(output_log_odds(model, s, answers=answers, batch_size=batch_size), s.truth)
+                for e, s in evals.items()
+            },
+            "transfer_acts": [evs[transfer_eval].at(i).double() for i in range(len(sites))],
+            "fixed": {name: aurocs(r) for name, r in fixed.items()},
+            "train_acts": [acts.at(i).double() for i in range(len(sites))] if first is None else [],
+        }
+
+    # checkpoint 0 first (its reporters are scored at every checkpoint), then the others, spread over the
+    # ranks under torchrun (elk_lens/distributed.py): each equals what one process computes
+    first = at_checkpoint(0, None)
+    walk = [first, *spread(range(1, len(trajectory)), lambda t: at_checkpoint(t, first))]
+    reporters = {k: [c["reporters"][j] for c in walk] for j, k in enumerate(keys)}
+    w_hist = {k: [r.w for r in rs] for k, rs in reporters.items()}
+    v_hist = {k: [r.v for r in rs] for k, rs in reporters.items()}
+    refit = {k: {e: [c["refit"][j][e] for c in walk] for e in evals} for j, k in enumerate(keys)}
+    initial_auroc = {k: {e: [c["initial"][j][e] for c in walk] for e in evals} for j, k in enumerate(keys)}
+    output = {e: [c["output"][e] for c in walk] for e in evals}
+    eval_acts = {site: [c["transfer_acts"][i] for c in walk] for i, site in enumerate(sites)}
+    fixed_auroc = {name: {e: [c["fixed"][name][e] for c in walk] for e in evals} for name in fixed}
+    fixed_cos, fixed_cos_v = {}, {}
+    for name, r in fixed.items():
+        site = Site.parse(r.site).name
+        fixed_cos[name] = {m: [round(cosine(r.w, w), 5) for w in w_hist[(m, site)]] for m in methods}
+        fixed_cos_v[name] = [round(cosine(r.v, v), 5) for v in v_hist[(methods[0], site)]]
     labels = evals[transfer_eval].truth
     out = {
         "steps": trajectory.steps,
@@ -144,29 +154,38 @@ def trajectory_drift(
         "procrustes_to_first": {},
         "floors": {"cos_w": {}, "cos_v": {}, "cka_final": {}},
     }
-    for k in keys:
+    x0 = first["train_acts"]  # checkpoint 0's training activations, per site: the floors resample them
+
+    def w_floor(k: tuple[str, str]) -> dict[str, float]:
+        method, site = k
+        fit = lambda rows: fit_method(method, rows[1], site=site, statement=rows[0]).w  # noqa: E731
+        xy = (x0[sites.index(site)], train.truth)
+        return noise_floor(lambda a, b: cosine(fit(a), fit(b)), xy, n_resamples=floor_resamples)
+
+    def site_floors(i: int) -> dict[str, dict[str, float]]:
+        a0, a_last = eval_acts[sites[i]][0], eval_acts[sites[i]][-1]
+        diff = lambda a, b: cosine(_mean_diff(*a), _mean_diff(*b))  # noqa: E731
+        return {
+            "cos_v": noise_floor(diff, (x0[i], train.truth), n_resamples=floor_resamples),
+            "cka_final": noise_floor(
+                lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, a_last), n_resamples=floor_resamples
+            ),
+        }
+
+    # the floors refit on resampled halves: the costliest part after the captures, spread like the checkpoints
+    w_floors, floors_at = spread(keys, w_floor), spread(range(len(sites)), site_floors)
+    for k, floor in zip(keys, w_floors, strict=True):
         method, site = k
         ws = cosine_series(torch.stack(w_hist[k]))
         out["cos_w"].setdefault(method, {})[site] = {n: _floats(x) for n, x in ws.items()}
         m = transfer_matrix(reporters[k], eval_acts[site], labels)
         out["transfer"].setdefault(method, {})[site] = [_floats(row) for row in m]
-        x0 = acts0.at(sites.index(site)).double()
-
-        def half_cosine(a, b, method=method, site=site) -> float:
-            fit = lambda rows: fit_method(method, rows[1], site=site, statement=rows[0]).w  # noqa: E731
-            return cosine(fit(a), fit(b))
-
-        floor = noise_floor(half_cosine, (x0, train.truth), n_resamples=floor_resamples)
         out["floors"]["cos_w"].setdefault(method, {})[site] = {q: round(v, 4) for q, v in floor.items()}
-    for site in sites:
+    for site, floors in zip(sites, floors_at, strict=True):
         k = (methods[0], site)
         # v, the class-mean difference, is the same for every method: one series and floor per site
         out["cos_v"][site] = {n: _floats(x) for n, x in cosine_series(torch.stack(v_hist[k])).items()}
-        x0 = acts0.at(sites.index(site)).double()
-        floor = noise_floor(
-            lambda a, b: cosine(_mean_diff(*a), _mean_diff(*b)), (x0, train.truth), n_resamples=floor_resamples
-        )
-        out["floors"]["cos_v"][site] = {q: round(v, 4) for q, v in floor.items()}
+        out["floors"]["cos_v"][site] = {q: round(v, 4) for q, v in floors["cos_v"].items()}
         finals = [
             torch.stack([r.w for r in (reporters[(m, site)][t] for m in methods)], 1) for t in range(len(trajectory))
         ]
@@ -174,10 +193,7 @@ def trajectory_drift(
         a0 = eval_acts[site][0]
         out["cka_to_first"][site] = [round(linear_cka(a0, a), 5) for a in eval_acts[site]]
         out["procrustes_to_first"][site] = [round(procrustes_distance(a0, a), 5) for a in eval_acts[site]]
-        floor = noise_floor(
-            lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, eval_acts[site][-1]), n_resamples=floor_resamples
-        )
-        out["floors"]["cka_final"][site] = {q: round(v, 5) for q, v in floor.items()}
+        out["floors"]["cka_final"][site] = {q: round(v, 5) for q, v in floors["cka_final"].items()}
     return DriftResult.from_dict(out)
 
 

@@ -258,15 +258,9 @@ def generalization_study(
     check_number("seed", seed, kind=int)
     check_number("batch_size", batch_size, kind=int, low=1)
     check_answers(answers)
-    site_list, position, x = _capture_sets(model, sets, sites, position, batch_size, cache_dir)
-    pairs = {}
-    if any(METHODS[m].reads == "contrast" for m in methods):
-        pairs = {
-            n: capture_contrast(
-                model, d, site_list, answers=answers, position=position, batch_size=batch_size, cache_dir=cache_dir
-            )
-            for n, d in sets.items()
-        }
+    site_list, position, x, pairs = capture_inputs(
+        model, sets, methods, sites, position, answers, batch_size, cache_dir
+    )
     provenance = {
         "model": fingerprint(model),
         "data": {n: d.fingerprint for n, d in sets.items()},
@@ -323,6 +317,24 @@ def generalization_study(
                 }
             )
     return Generalization(per_site, chosen, [s.name for s in site_list], tests, provenance)
+
+
+def capture_inputs(
+    model, sets, methods, sites, position, answers, batch_size, cache_dir
+) -> tuple[list[Site], Position, dict, dict]:
+    """What :func:`generalization_study` reads (its arguments, unchecked): the sites, the read position, the
+    statements' activations and, if a method reads contrast pairs, the pairs'. Called alone with a
+    ``cache_dir`` it fills the cache the study then reads (under torchrun, its shards split over the ranks)."""
+    site_list, position, x = _capture_sets(model, sets, sites, position, batch_size, cache_dir)
+    pairs = {}
+    if any(METHODS[m].reads == "contrast" for m in methods):
+        pairs = {
+            n: capture_contrast(
+                model, d, site_list, answers=answers, position=position, batch_size=batch_size, cache_dir=cache_dir
+            )
+            for n, d in sets.items()
+        }
+    return site_list, position, x, pairs
 
 
 def _capture_sets(model, sets, sites, position, batch_size, cache_dir) -> tuple[list[Site], Position, dict]:

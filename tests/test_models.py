@@ -292,14 +292,18 @@ def test_hub_name_without_network_says_the_hub_cannot_be_reached(monkeypatch):
 
 
 @pytest.mark.parametrize("device_map", ["auto", {"": "cpu"}])
-def test_a_device_map_places_an_hf_model_and_capture_and_steering_read_the_same(llama_dir, device_map, monkeypatch):
+def test_a_device_map_places_an_hf_model_and_capture_steering_and_attribution_read_the_same(
+    llama_dir, device_map, monkeypatch
+):
     """load_model(device_map=...) goes through the bridge to HF accelerate (issue 19). On a machine without
     GPUs every block lands on the CPU (transformers then dispatches nothing): the values must equal a plain
     device='cpu' load's exactly; blocks on several devices are untested here (docs/guide/scaling-out.md)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     from elk_lens.capturing import capture, tokenize
+    from elk_lens.circuits import attribution_patching
     from elk_lens.interventions import steer
+    from elk_lens.reporters import Reporter
 
     plain = load_model(str(llama_dir))
     boots = []
@@ -316,6 +320,11 @@ def test_a_device_map_places_an_hf_model_and_capture_and_steering_read_the_same(
         with torch.no_grad(), steer(model, site, torch.ones(model.cfg.d_model), alpha=0.5, positions=last):
             logits.append(model(tokens.ids, attention_mask=tokens.mask))
     assert torch.equal(logits[0], logits[1])
+    w = torch.linspace(-1, 1, plain.cfg.d_model)
+    reporter = Reporter(w, 0.3, w, "random", "blocks.1.hook_resid_post")
+    clean, corrupt = ["the cat sat", "a dog ran"], ["the cow sat", "a cat ran"]
+    ap = [attribution_patching(m, reporter, clean, corrupt, allow_other_model=True) for m in (plain, mapped)]
+    assert ap[0].keys() == ap[1].keys() and all(torch.equal(ap[0][k], ap[1][k]) for k in ap[0])
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ top heads' patterns on one prompt at the first and the last checkpoint scored). 
 draws the report from the view (the attention with circuitsvis, offline).
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from elk_lens.analyses import drift
@@ -33,6 +33,7 @@ from elk_lens.circuits import (
     smallest_circuit,
     spearman,
 )
+from elk_lens.distributed import spread
 from elk_lens.models import fingerprint
 from elk_lens.quirky.data import CHARACTERS
 from elk_lens.quirky.tasks import TASKS, quirky_task
@@ -176,13 +177,14 @@ def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
     site = c.site
     probe_set = scenario.probe_set
     scored = _scored(c, traj.steps)
-    at = []
     last = scored[-1]
-    for t in scored:
+    clean, corrupt = _twins(scenario, traj.model_at(scored[0]))
+    half = len(clean) // 2
+
+    def score(job: tuple[int, int | None]) -> dict:
+        """The circuit at checkpoint ``t`` on every pair, or (``part`` 0 or 1) on one half of them."""
+        t, part = job
         model = traj.model_at(t)
-        if not at:
-            clean, corrupt = _twins(scenario, model)
-            half = len(clean) // 2
         growth = traj.growth_map(0, t)
         here = site if growth is None else growth.site(site)  # the same place in a grown model
         reporter = fit_logistic(
@@ -191,15 +193,19 @@ def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
             site=here,
             provenance={"model": fingerprint(model)},
         )
-        at.append(_score(c, model, reporter, clean, corrupt))
-        if t == scored[0]:  # the floor: the same measures between circuits found on two disjoint halves of the pairs
-            a, b = (_score(c, model, reporter, clean[sl], corrupt[sl]) for sl in (slice(0, half), slice(half, None)))
-            floor = NoiseFloor(
-                jaccard=jaccard(set(a.circuit), set(b.circuit)),
-                weighted_jaccard=weighted_jaccard(a.shares(circuit_only=True), b.shares(circuit_only=True)),
-                edit_distance=edit_distance(set(a.circuit), set(b.circuit)),
-                halves=[a.circuit, b.circuit],
-            )
+        rows = slice(None) if part is None else (slice(0, half), slice(half, None))[part]
+        return asdict(_score(c, model, reporter, clean[rows], corrupt[rows]))
+
+    # every checkpoint, and the floor — the same measures between circuits found on two disjoint halves of the
+    # pairs at the first one — are independent: under torchrun they spread over the ranks (elk_lens/distributed.py)
+    jobs = [(t, None) for t in scored] + [(scored[0], 0), (scored[0], 1)]
+    *at, a, b = (CheckpointCircuit(**x) for x in spread(jobs, score))
+    floor = NoiseFloor(
+        jaccard=jaccard(set(a.circuit), set(b.circuit)),
+        weighted_jaccard=weighted_jaccard(a.shares(circuit_only=True), b.shares(circuit_only=True)),
+        edit_distance=edit_distance(set(a.circuit), set(b.circuit)),
+        halves=[a.circuit, b.circuit],
+    )
     # compare circuits in the last checkpoint's names: components of a smaller model move through the maps
     maps = [traj.growth_map(t, last) for t in scored]
     circuits = [set(x.circuit) if g is None else relabel(set(x.circuit), g) for x, g in zip(at, maps, strict=True)]
@@ -236,7 +242,9 @@ def run(spec: Spec, run: RunDir) -> AnalysisResult:
     scenario = Scenario(spec)
     trained = run.stage("fine_tune", lambda: _fine_tune(scenario, run))
     # the stage keeps its JSON (old runs resume from it); the analysis reads it typed
-    scored = CircuitTrajectory.from_dict(run.stage("circuits", lambda: _circuits(scenario, run).to_dict()))
+    # collective: under torchrun every rank takes its share of the checkpoints
+    circuits = run.stage("circuits", lambda: _circuits(scenario, run).to_dict(), collective=True)
+    scored = CircuitTrajectory.from_dict(circuits)
     attention = run.stage("attention", lambda: _attention(spec, run, scored))
     return _report(spec, trained, scored, attention)
 

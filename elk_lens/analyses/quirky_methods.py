@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from elk_lens.capturing import capture
 from elk_lens.causal import erasure_effect, log_odds_shift, steering_direction, steering_effect
 from elk_lens.data.statements import StatementSet
+from elk_lens.distributed import spread
 from elk_lens.erasure import fit_leace
 from elk_lens.quirky.floor import random_floor
 from elk_lens.quirky.position_sweep import position_sweep
@@ -18,7 +19,7 @@ from elk_lens.quirky.tables import anomaly_table, auroc_table, eil_table, featur
 from elk_lens.quirky.tasks import quirky_task
 from elk_lens.report.rundir import RunDir
 from elk_lens.reporters import fit_logistic, fit_mean_diff
-from elk_lens.sites import every_nth, residual_sites
+from elk_lens.sites import Site, every_nth, residual_sites
 
 if TYPE_CHECKING:  # the spec's module runs these stages
     from elk_lens.analyses.quirky_elk import Spec
@@ -81,9 +82,10 @@ def _causal(model, s: "Spec", data: _Data, run: RunDir) -> dict:
     acts = capture(model, train, sites, batch_size=s.capture.batch_size, cache_dir=run.path / "cache")
     kw = dict(answers=data.task.answers, batch_size=s.capture.batch_size)
     past_embedding = list(enumerate(sites))[1:]  # blocks.0.hook_resid_pre at the last token is a constant
-    rows = []
-    for i, site in every_nth(past_embedding, s.causal.every):
-        x = acts.at(i)
+
+    def at_site(job: tuple[int, Site]) -> list[dict]:
+        i, site = job
+        x, rows = acts.at(i), []
         for name, fit in (("logistic", fit_logistic), ("mean_diff", fit_mean_diff)):
             direction = steering_direction(fit(x, train.truth, site=site.name), x, train.truth)
             shift = log_odds_shift(model, bob, site.name, direction, **kw)
@@ -98,7 +100,10 @@ def _causal(model, s: "Spec", data: _Data, run: RunDir) -> dict:
             )
         erased = erasure_effect(model, alice, site.name, fit_leace(x, train.truth), **kw)
         rows.append({"site": site.name, "direction": "LEACE erasure", **{k: round(v, 4) for k, v in erased.items()}})
-    return {"rows": rows}
+        return rows
+
+    # under torchrun the sites spread over the ranks (elk_lens/distributed.py)
+    return {"rows": [row for rows in spread(every_nth(past_embedding, s.causal.every), at_site) for row in rows]}
 
 
 def _rigor(model, s: "Spec", data: _Data, run: RunDir, scores: QuirkyScores) -> dict:

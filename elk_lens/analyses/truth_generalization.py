@@ -16,7 +16,13 @@ from elk_lens.analyses.spec import SEED, AnalysisSpec, at_least, setting, some_o
 from elk_lens.data.statements import StatementSet
 from elk_lens.data.truth_datasets import TRUTH_SETS, truth_set, truth_set_card
 from elk_lens.data.truth_facts import source_versions
-from elk_lens.generalization import DEFAULT_METHODS, Generalization, generalization_study, random_floor
+from elk_lens.generalization import (
+    DEFAULT_METHODS,
+    Generalization,
+    capture_inputs,
+    generalization_study,
+    random_floor,
+)
 from elk_lens.knowledge_gap import PROMPTS, gap_rows, model_answers, prompt_for
 from elk_lens.models import load_model
 from elk_lens.report.rundir import RunDir
@@ -202,7 +208,22 @@ def _study(s: Spec, run: RunDir, loaded: _Loaded) -> tuple[Generalization, list[
             seed=s.data.seed,
         ).to_dict()
 
-    # one stage per method: under torchrun the methods are spread over the ranks (RunDir.stages)
+    def capture_all() -> dict:
+        _, _, x, pairs = capture_inputs(
+            loaded.model,
+            loaded.sets(position),
+            s.probe.methods,
+            None,
+            _position(position),
+            tuple(s.contrast.answers),
+            s.capture.batch_size,
+            run.path / "cache",
+        )
+        return {"statements": sorted(x), "pairs": sorted(pairs)}
+
+    # the activations first, into the cache, with every rank's share of the shards under torchrun; then one
+    # stage per method, the methods spread over the ranks (RunDir.stages), each reading the cache
+    run.stage("activations", capture_all, collective=True)
     studies = run.stages({f"study-{m}": (lambda m=m: one(m)) for m in s.probe.methods})
     parts = list(studies.values())
     cards = run.stage(

@@ -14,6 +14,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from elk_lens.activations import Activations
+from elk_lens.distributed import spread
 from elk_lens.reporters import random_direction_baseline
 from elk_lens.sites import Site
 
@@ -35,21 +36,16 @@ def random_floor(
     The first site is left out: ``blocks.0.hook_resid_pre`` at the read position is the name token's
     embedding, the same for every statement of a character, so every direction scores 0.5 there.
     """
-    return {
-        name: [
-            {
-                "site": site.name,
-                **{
-                    k: round(v, 4)
-                    for k, v in random_direction_baseline(
-                        train.at(i), train_truth, test.at(i)[mask], test_truth[mask], seed=seed
-                    ).items()
-                },
-            }
-            for i, site in list(enumerate(sites))[1:]
-        ]
-        for name, mask in masks.items()
-    }
+
+    def floor(job: tuple[str, int]) -> dict:
+        name, i = job
+        mask = masks[name]
+        baseline = random_direction_baseline(train.at(i), train_truth, test.at(i)[mask], test_truth[mask], seed=seed)
+        return {"site": sites[i].name, **{k: round(v, 4) for k, v in baseline.items()}}
+
+    # under torchrun the (subset, site) floors spread over the ranks (elk_lens/distributed.py)
+    rows = iter(spread([(name, i) for name in masks for i in range(1, len(sites))], floor))
+    return {name: [next(rows) for _ in sites[1:]] for name in masks}
 
 
 def floor_margins(floor: dict[str, list[dict]], probe: dict[str, dict[str, float]]) -> list[dict]:

@@ -16,6 +16,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from elk_lens.capturing import capture
 from elk_lens.contrast import capture_contrast
 from elk_lens.data.statements import StatementSet
+from elk_lens.distributed import spread
 from elk_lens.lm_output import output_log_odds
 from elk_lens.models import fingerprint
 from elk_lens.quirky.subsets import TRAIN_SETS, subset_mask
@@ -91,36 +92,29 @@ def quirky_reporter_scores(
         "task": task,
         "answers": list(answers),
     }
-    log_odds, reporters = {}, {}
     own_label = torch.as_tensor(val.column("label"))
+    masks = {name: subset_mask(val, name) for name in TRAIN_SETS}
+
+    def fit(job: tuple[str, str, int]) -> tuple[Reporter, Tensor]:
+        """One (training set, method, site) reporter and its test log-odds."""
+        train_name, method, i = job
+        rows, labels, site = masks[train_name], own_label[masks[train_name]], sites[i].name
+        where = dict(site=site, provenance={**provenance, "train_set": train_name})
+        if METHODS[method].reads == "contrast":
+            (xt, xf), (et, ef) = pairs[val.name].at(i), pairs[test.name].at(i)
+            r = fit_method(method, labels, pair=(xt[rows], xf[rows]), **where)
+            return r, r(et, ef)
+        r = fit_method(method, labels, statement=statement[val.name].at(i)[rows], **where)
+        return r, r(statement[test.name].at(i))
+
+    jobs = [(t, m, i) for t in TRAIN_SETS for m in methods for i in range(len(sites))]
+    fitted = iter(spread(jobs, fit))  # torchrun: the fits spread over the ranks (elk_lens/distributed.py)
+    log_odds, reporters = {}, {}
     for train_name in TRAIN_SETS:
-        rows = subset_mask(val, train_name)
         for method in methods:
             key = f"{train_name}/{method}"
-            fitted, columns = [], []
-            for i, site in enumerate(sites):
-                if METHODS[method].reads == "contrast":
-                    (xt, xf), (et, ef) = pairs[val.name].at(i), pairs[test.name].at(i)
-                    r = fit_method(
-                        method,
-                        own_label[rows],
-                        site=site.name,
-                        pair=(xt[rows], xf[rows]),
-                        provenance={**provenance, "train_set": train_name},
-                    )
-                    columns.append(r(et, ef))
-                else:
-                    x = statement[val.name].at(i)[rows]
-                    r = fit_method(
-                        method,
-                        own_label[rows],
-                        site=site.name,
-                        statement=x,
-                        provenance={**provenance, "train_set": train_name},
-                    )
-                    columns.append(r(statement[test.name].at(i)))
-                fitted.append(r)
-            log_odds[key] = torch.stack(columns, 1).double()
-            reporters[key] = fitted
+            fits = [next(fitted) for _ in sites]
+            reporters[key] = [r for r, _ in fits]
+            log_odds[key] = torch.stack([column for _, column in fits], 1).double()
     output = output_log_odds(model, test, answers=answers, batch_size=batch_size).double()
     return QuirkyScores(test, [s.name for s in sites], log_odds, output, reporters, provenance, task)

@@ -54,7 +54,7 @@ def test_a_run_writes_the_matrix_report_and_tables_and_resumes(truth_run):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["resumed_stages"] == [] and set(manifest["fingerprints"]["data"]) == set(SETS)
     again = json.loads((run_analysis(spec, runs_root=run.parent) / "manifest.json").read_text())
-    assert again["resumed_stages"] == [f"study-{m}" for m in METHODS] + ["datasets", "floor"]
+    assert again["resumed_stages"] == ["activations", *(f"study-{m}" for m in METHODS), "datasets", "floor"]
 
 
 def test_the_page_escapes_a_hostile_model_spec_and_question(truth_run):

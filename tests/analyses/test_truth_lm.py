@@ -53,6 +53,7 @@ n_random = 10
     assert "The knowledge/output gap" in html and "Read positions" in html and "Which layers hold truth" in html
     manifest = json.loads((run / "manifest.json").read_text())
     stages = [
+        "activations",
         "study-logistic",
         "study-mean_diff",
         "datasets",
