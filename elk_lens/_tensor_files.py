@@ -14,7 +14,19 @@ from torch import Tensor
 
 from elk_lens._checks import DTYPES
 
-__all__ = ["check_tensor", "read_safetensors", "read_tensors", "tensor_record"]
+__all__ = ["aligned", "check_tensor", "read_safetensors", "read_tensors", "tensor_record"]
+
+
+def aligned(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The tensors copied into torch's own memory, 64-byte aligned like every tensor torch allocates.
+
+    safetensors hands back tensors at their byte offsets in the file or buffer (8-byte aligned, shifted by
+    the header's length), and MKL's float results depend on the alignment of its inputs (measured here:
+    a TTPD fit on a copy of its input shifted by 8 bytes differs by 3e-14; ``MKL_CBWR=AUTO,STRICT`` removes
+    it, but must be set before the process starts). Copying makes a tensor read back compute exactly as
+    the one that was written.
+    """
+    return {name: t.clone(memory_format=torch.contiguous_format) for name, t in tensors.items()}
 
 
 def read_safetensors(file: Path, *, what: str) -> dict[str, Tensor]:
@@ -47,7 +59,7 @@ def read_tensors(file: Path, record: object, *, marker: Path, what: str) -> dict
     """The tensors of ``file``, each floating and finite, and with ``record`` (the JSON's
     :func:`tensor_record`; None for a format that kept none) exactly the tensors it lists, each of the
     recorded dtype and shape. Every failure names the file."""
-    tensors = read_safetensors(file, what=what)
+    tensors = aligned(read_safetensors(file, what=what))
     if record is not None:
         if not isinstance(record, dict) or set(record) != set(tensors):
             raise ValueError(f"{file} holds tensors {sorted(tensors)}; {marker} records {record!r}")

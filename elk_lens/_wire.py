@@ -13,6 +13,8 @@ import json
 from safetensors.torch import load, save
 from torch import Tensor
 
+from elk_lens._tensor_files import aligned
+
 __all__ = ["pack", "unpack"]
 
 _TREE = "tree"  # the safetensors metadata key that holds the JSON tree
@@ -52,7 +54,7 @@ def pack(tree: object) -> bytes:
 
 def unpack(data: bytes) -> object:
     """The tree :func:`pack` made ``data`` from."""
-    tensors = load(data)
+    tensors = aligned(load(data))  # at their offsets in ``data``: MKL would compute on them differently
     text = _metadata(data)
 
     def dec(x: object) -> object:

@@ -334,7 +334,7 @@ def capture(
         padding_side=padding_side,
         dtype=str(dtype).removeprefix("torch."),
     )
-    ranks = distributed.ranks()  # under torchrun, shard i is computed by rank i mod N (elk_lens/distributed.py)
+    ranks = distributed.ranks()  # under torchrun, the shards are dealt over the ranks (elk_lens/distributed.py)
     store, missing = None, None
     if cache_dir is not None:
         store = ActivationStore(Path(cache_dir), meta, n_rows=len(texts), shard_rows=shard_rows)
@@ -383,12 +383,13 @@ def capture(
         if cache_dir is None:  # the same shards as with a cache: equal batches, equal values
             values = torch.empty((len(texts), *row_shape), dtype=dtype)
             shards = list(_batches(len(texts), shard_rows))
-            for i, (start, stop) in enumerate(shards):
-                if ranks.owns(i):
+            owners = ranks.deal(len(shards))
+            for (start, stop), owner in zip(shards, owners, strict=True):
+                if owner == ranks.rank:
                     compute(start, stop, values[start:stop])
                 on_rows(stop - start)
-            for i, (start, stop) in enumerate(shards):  # every rank ends with every shard, byte for byte
-                ranks.broadcast_(values[start:stop], src=ranks.owner(i))
+            for (start, stop), owner in zip(shards, owners, strict=True):  # every rank ends with every shard
+                ranks.broadcast_(values[start:stop], src=owner)
             mask = tokens.mask if position == "all" else None
             return Activations(values, site_list, position, meta, mask=mask)
         return store.fill(compute, on_rows=on_rows, sites=site_list, missing=missing, ranks=ranks)

@@ -1,8 +1,8 @@
 """Data parallelism on ``torch.distributed``: which rank this process is, and the few collectives elk-lens uses.
 
-Under ``torchrun --nproc-per-node N`` each process runs the same script; ``capture`` gives shard ``i`` of its
-statements to rank ``i mod N``, :func:`spread` gives it the ``i``-th of a list of independent fits, and every
-rank ends with the whole result (docs/guide/scaling-out.md). The process
+Under ``torchrun --nproc-per-node N`` each process runs the same script; ``capture`` deals the shards of its
+statements over the ranks in turn (:meth:`Ranks.deal`), :func:`spread` deals a list of independent fits the
+same way, and every rank ends with the whole result (docs/guide/scaling-out.md). The process
 group is the caller's if one exists; otherwise, when torchrun's environment names more than one process
 (``WORLD_SIZE > 1``), it is made here on first use — gloo on a machine without CUDA, NCCL with it — so a
 script or ``elk-lens run SPEC`` needs no change to run data-parallel. Outside torchrun this is one rank of one.
@@ -33,12 +33,16 @@ class Ranks:
     rank: int
     world: int
 
-    def owner(self, i: int) -> int:
-        """The rank of work item ``i`` (a shard, a stage): items go to ranks in turn."""
-        return i % self.world
-
-    def owns(self, i: int) -> bool:
-        return self.owner(i) == self.rank
+    def deal(self, n: int) -> list[int]:
+        """The ranks of the next ``n`` pieces of shared work (shards, spread items, spread stages), dealt in
+        turn from where the last deal stopped: a job of many one-shard captures still spreads. Every rank
+        must deal the same pieces in the same order, as code that runs the same collectives does."""
+        global _dealt
+        if self.world == 1:
+            return [0] * n
+        owners = [(_dealt + j) % self.world for j in range(n)]
+        _dealt += n
+        return owners
 
     def barrier(self) -> None:
         """Wait for every rank (e.g. until every shard is written)."""
@@ -79,6 +83,7 @@ class Ranks:
 
 
 ALONE = Ranks(0, 1)  # a process outside torchrun
+_dealt = 0  # pieces of shared work dealt so far in this process: the same count on every rank
 _WORKING_ALONE: ContextVar[bool] = ContextVar("elk_lens_working_alone", default=False)
 
 
@@ -120,22 +125,24 @@ def ranks() -> Ranks:
 
 
 def spread(items: Sequence[T], work: Callable[[T], R]) -> list[R]:
-    """``[work(x) for x in items]``, with item ``i`` computed alone by rank ``i mod N`` under ``torchrun``.
+    """``[work(x) for x in items]``, the items dealt over the ranks under ``torchrun`` (:meth:`Ranks.deal`),
+    each computed alone by its rank.
 
     Every rank must call it with the same items; each ends with every result, sent between ranks as bytes
     (``elk_lens._wire``: JSON values, tuples, tensors and reporters, no pickle), so they equal one process's
     results as long as ``work`` depends on its item only (its own seed, no shared random state). Results
-    from another rank arrive on the CPU. ``work`` runs :func:`alone`: a capture inside it does not wait for
-    the others. Outside torchrun it is the plain list.
+    arrive on the CPU. ``work`` runs :func:`alone`: a capture inside it does not wait for the others.
+    Outside torchrun it is the plain list.
     """
     here = ranks()
     if here.world == 1:
         return [work(x) for x in items]
+    owners = here.deal(len(items))
     with alone():
-        mine = [work(x) for i, x in enumerate(items) if here.owns(i)]
+        mine = [work(x) for x, owner in zip(items, owners, strict=True) if owner == here.rank]
     results: list = [None] * len(items)
     for src in range(here.world):
         got = unpack(here.broadcast_bytes(pack(mine) if src == here.rank else None, src))
-        for i, r in zip(range(src, len(items), here.world), got, strict=True):
+        for i, r in zip([i for i, owner in enumerate(owners) if owner == src], got, strict=True):
             results[i] = r
     return results

@@ -126,15 +126,17 @@ class ActivationStore:
         """Compute every missing or damaged shard (``missing``, if the caller has just asked), then return
         activations backed by the shards.
 
-        Under ``torchrun`` each rank computes the missing shards it owns (shard ``i``: rank ``i mod N``) and
-        waits for the others; every rank writes the same manifest (an atomic rename of equal bytes), so the
-        entry is the one a single process writes, and a rank that dies leaves finished shards for the rerun.
+        Under ``torchrun`` the missing shards are dealt over the ranks (``Ranks.deal``), each rank computes
+        its own and waits for the others; every rank writes the same manifest (an atomic rename of equal
+        bytes), so the entry is the one a single process writes, and a rank that dies leaves finished shards
+        for the rerun.
         """
-        todo = set(self.missing() if missing is None else missing)
+        todo = sorted(self.missing() if missing is None else missing)
+        mine = {i for i, owner in zip(todo, ranks.deal(len(todo)), strict=True) if owner == ranks.rank}
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.dir / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=True))
         for i, (start, stop) in enumerate(self._ranges()):
-            if i in todo and ranks.owns(i):
+            if i in mine:
                 values = compute(start, stop).contiguous()
                 meta = {"key": self.key, "start": str(start), "stop": str(stop), "sha256": _digest(values)}
                 # one metadata key: safetensors writes several in a random order, so equal shards would differ

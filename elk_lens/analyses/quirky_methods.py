@@ -167,7 +167,9 @@ def method_stages(model, s: "Spec", run: RunDir) -> dict:
         "causal": run.stage("causal", lambda: _causal(model, s, data, run), collective=True),
         "rigor": run.stage("rigor", lambda: _rigor(model, s, data, run, scores), collective=True),
         # positions line up across statements only in a fixed-width task
-        "positions": run.stage("positions", lambda: _positions(model, s, data)) if data.task.fixed_length else None,
+        "positions": run.stage("positions", lambda: _positions(model, s, data), collective=True)
+        if data.task.fixed_length
+        else None,
     }
     # the rigor stage holds the disagreements' floor; the control subset's is a stage of its own
     control = run.stage(

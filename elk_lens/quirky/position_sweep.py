@@ -9,6 +9,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens.capturing import capture, tokenize
 from elk_lens.data.statements import StatementSet
+from elk_lens.distributed import spread
 from elk_lens.metrics import auroc_columns
 from elk_lens.reporters.registry import fit_method
 
@@ -32,13 +33,18 @@ def position_sweep(
     train_acts = capture(model, train, sites, position="all", batch_size=batch_size)
     eval_acts = {k: capture(model, s, sites, position="all", batch_size=batch_size) for k, s in evals.items()}
     n_pos = lengths.pop()
-    out = {k: {} for k in evals}
-    for i, site in enumerate(train_acts.sites):
-        x = train_acts.at(i)
-        reporters = [fit_method(method, train.truth, site=site.name, statement=x[:, p]) for p in range(n_pos)]
+
+    def at_site(i: int) -> dict[str, list[float]]:
+        x, site = train_acts.at(i), train_acts.sites[i].name
+        reporters = [fit_method(method, train.truth, site=site, statement=x[:, p]) for p in range(n_pos)]
+        out = {}
         for name, acts in eval_acts.items():
             e = acts.at(i)
             scores = torch.stack([r(e[:, p]) for p, r in enumerate(reporters)], 1)
             values = auroc_columns(scores, evals[name].truth, nan_if_one_class=True)
-            out[name][site.name] = [round(float(v), 4) for v in values]
-    return {"tokens": model.to_str_tokens(train.texts[0]), "auroc": out}
+            out[name] = [round(float(v), 4) for v in values]
+        return out
+
+    by_site = spread(range(len(train_acts.sites)), at_site)  # torchrun: the sites spread (elk_lens/distributed.py)
+    auroc = {k: {site.name: at[k] for site, at in zip(train_acts.sites, by_site, strict=True)} for k in evals}
+    return {"tokens": model.to_str_tokens(train.texts[0]), "auroc": auroc}

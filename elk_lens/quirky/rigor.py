@@ -17,6 +17,7 @@ from elk_lens._checks import check_labels, check_number
 from elk_lens.capturing import capture
 from elk_lens.contrast import ContrastActivations
 from elk_lens.data.statements import StatementSet
+from elk_lens.distributed import spread
 from elk_lens.lm_output import check_answers
 from elk_lens.metrics import auroc_columns
 from elk_lens.reporters.ccs import fit_ccs
@@ -76,25 +77,25 @@ def distractor_table(
     check_labels("train_labels", train_labels, n=len(train.true))
     test_truth = check_labels("test_truth", test_truth, n=len(test.true))
     test_coin = check_labels("test_coin", test_coin, n=len(test.true))
-    rows = []
-    for name in (*methods, "logistic"):
-        for i, site in enumerate(train.sites):
-            (xt, xf), (et, ef) = train.at(i), test.at(i)
-            if name == "logistic":
-                reporter = fit_method("logistic", train_labels, site=site.name, statement=(xt - xf).double())
-                scores = reporter((et - ef).double())
-            else:
-                scores = fit_method(name, train_labels, site=site.name, pair=(xt, xf))(et, ef)
-            truth_auc, coin_auc = auroc_columns(scores[:, None].expand(-1, 2), torch.stack([test_truth, test_coin], 1))
-            rows.append(
-                {
-                    "method": name,
-                    "site": site.name,
-                    "auroc vs truth": round(float(truth_auc), 4),
-                    "auroc vs distractor": round(float(coin_auc), 4),
-                }
-            )
-    return rows
+
+    def row(job: tuple[str, int]) -> dict:
+        name, i = job
+        site = train.sites[i].name
+        (xt, xf), (et, ef) = train.at(i), test.at(i)
+        if name == "logistic":
+            scores = fit_method("logistic", train_labels, site=site, statement=(xt - xf).double())((et - ef).double())
+        else:
+            scores = fit_method(name, train_labels, site=site, pair=(xt, xf))(et, ef)
+        truth_auc, coin_auc = auroc_columns(scores[:, None].expand(-1, 2), torch.stack([test_truth, test_coin], 1))
+        return {
+            "method": name,
+            "site": site,
+            "auroc vs truth": round(float(truth_auc), 4),
+            "auroc vs distractor": round(float(coin_auc), 4),
+        }
+
+    # under torchrun the (method, site) fits spread over the ranks (elk_lens/distributed.py)
+    return spread([(name, i) for name in (*methods, "logistic") for i in range(len(train.sites))], row)
 
 
 def seed_stability(
@@ -117,12 +118,11 @@ def seed_stability(
         if t.all() or not t.any():
             raise ValueError(f"targets[{name!r}] needs both classes for an AUROC; got all {bool(t[0])}")
     (xt, xf), (et, ef) = train.at(site), test.at(site)
-    rows = []
-    for seed in seeds:
+    labels = torch.stack(list(targets.values()), 1)
+
+    def row(seed: int) -> dict:
         scores = fit_ccs(xt, xf, train_labels, site=train.sites[site].name, seed=seed)(et, ef)
-        labels = torch.stack(list(targets.values()), 1)
         values = auroc_columns(scores[:, None].expand(-1, len(targets)), labels)
-        rows.append(
-            {"seed": seed, **{f"auroc vs {k}": round(float(v), 4) for k, v in zip(targets, values, strict=True)}}
-        )
-    return rows
+        return {"seed": seed, **{f"auroc vs {k}": round(float(v), 4) for k, v in zip(targets, values, strict=True)}}
+
+    return spread(seeds, row)  # under torchrun the seeds spread over the ranks (elk_lens/distributed.py)

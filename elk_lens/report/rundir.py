@@ -12,9 +12,9 @@ before stages carried checksums is recomputed the same way (it cannot be verifie
 Under ``torchrun`` (elk_lens/distributed.py) every rank runs the analysis. A stage is computed by rank 0
 alone while the others wait, then read by them from its file: any stage (a fine-tune writing checkpoints
 too) is then written once. A ``collective`` stage is computed by every rank together (the captures inside
-split their shards) and written by rank 0. Independent stages (:meth:`RunDir.stages`) are spread over the
-ranks, each computed alone by one. The run directory must be on a file system every rank sees
-(docs/guide/scaling-out.md).
+split their shards, the fits inside spread with :func:`elk_lens.distributed.spread`) and written by rank 0.
+Independent stages (:meth:`RunDir.stages`) are spread over the ranks, each computed alone by one. The run
+directory must be on a file system every rank sees (docs/guide/scaling-out.md).
 """
 
 import hashlib
@@ -37,6 +37,7 @@ from elk_lens import distributed
 from elk_lens._atomic import atomic_write_bytes, atomic_write_text
 from elk_lens._csv import write_csv
 from elk_lens._progress import log as progress
+from elk_lens._tensor_files import aligned
 
 __all__ = ["RunDir", "environment"]
 
@@ -114,7 +115,7 @@ def _read_tensor_stage(path: Path) -> dict[str, Tensor]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = f.get_tensors()  # what load_file returns, in its order
+            tensors = aligned(f.get_tensors())  # what load_file returns, in its order, in torch's memory
     except Exception as e:  # safetensors raises several types on truncated or garbled files
         raise _Damaged(f"is not a readable safetensors file ({type(e).__name__}: {e})") from None
     if _STAGE_DIGEST not in meta:
@@ -214,8 +215,9 @@ class RunDir:
         """Return the saved result of stage ``name`` (checked), or compute and save it (JSON with its SHA-256).
 
         ``collective``: under ``torchrun`` every rank computes the stage together, so the captures inside it
-        split their shards over the ranks; only for a stage that writes nothing but the activation cache and
-        runs the same code on every rank (fits are then repeated on each). Otherwise rank 0 computes alone.
+        split their shards over the ranks and the independent fits it hands to :func:`elk_lens.distributed.spread`
+        spread; only for a stage that writes nothing but the activation cache and runs the same code on every
+        rank (work outside ``spread`` is repeated on each). Otherwise rank 0 computes alone.
         """
         path = self._json_path(name)
         return self._staged(
@@ -224,14 +226,14 @@ class RunDir:
 
     def stages(self, computes: dict[str, Callable[[], dict]]) -> dict[str, dict]:
         """Independent JSON stages (e.g. one per method): as :meth:`stage` each, but under ``torchrun`` the
-        ones not saved yet are spread over the ranks (the ``i``-th to rank ``i mod N``), each computed alone,
+        ones not saved yet are dealt over the ranks (:meth:`~elk_lens.distributed.Ranks.deal`), each computed alone,
         and every rank then reads them all from their files."""
         ranks = distributed.ranks()
         paths = {name: self._json_path(name) for name in computes}
         saved = {name: self._saved(name, paths[name], _read_json_stage) for name in computes}
         todo = [name for name in computes if not ranks.all_true(saved[name] is not _MISSING)]
-        for i, name in enumerate(todo):
-            if ranks.owns(i):
+        for name, owner in zip(todo, ranks.deal(len(todo)), strict=True):
+            if owner == ranks.rank:
                 with distributed.alone():
                     self._write_json_stage(paths[name], self._compute(name, computes[name]))
         ranks.barrier()
