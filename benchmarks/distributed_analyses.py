@@ -28,13 +28,13 @@ analysis = "quirky_elk"
 [model]
 spec = "zoo:quirky-arith"
 [data]
-train_rows = 1500
-test_rows = 400
+train_rows = 3000
+test_rows = 800
 [capture]
 batch_size = 256
 [causal]
-test_rows = 300
-n_random = 2
+test_rows = 400
+n_random = 4
 """,
     "drift": """
 name = "drift"
