@@ -113,7 +113,7 @@ def trajectory_drift(
             },
             "transfer_acts": [evs[transfer_eval].at(i).double() for i in range(len(sites))],
             "fixed": {name: aurocs(r) for name, r in fixed.items()},
-            "train_acts": [acts.at(i).double() for i in range(len(sites))] if first is None else [],
+            "train_acts": [acts.at(i) for i in range(len(sites))] if first is None else [],
         }
 
     # checkpoint 0 first (its reporters are scored at every checkpoint), then the others, spread over the
@@ -159,14 +159,14 @@ def trajectory_drift(
     def w_floor(k: tuple[str, str]) -> dict[str, float]:
         method, site = k
         fit = lambda rows: fit_method(method, rows[1], site=site, statement=rows[0]).w  # noqa: E731
-        xy = (x0[sites.index(site)], train.truth)
+        xy = (x0[sites.index(site)].double(), train.truth)
         return noise_floor(lambda a, b: cosine(fit(a), fit(b)), xy, n_resamples=floor_resamples)
 
     def site_floors(i: int) -> dict[str, dict[str, float]]:
         a0, a_last = eval_acts[sites[i]][0], eval_acts[sites[i]][-1]
         diff = lambda a, b: cosine(_mean_diff(*a), _mean_diff(*b))  # noqa: E731
         return {
-            "cos_v": noise_floor(diff, (x0[i], train.truth), n_resamples=floor_resamples),
+            "cos_v": noise_floor(diff, (x0[i].double(), train.truth), n_resamples=floor_resamples),
             "cka_final": noise_floor(
                 lambda a, b: linear_cka(*a) - linear_cka(*b), (a0, a_last), n_resamples=floor_resamples
             ),

@@ -85,7 +85,10 @@ def _directions(x64: Tensor, y: Tensor, polarity: Tensor, group_index: Tensor) -
     tau = y.to(torch.float64) * 2 - 1
     p = polarity.to(torch.float64) * 2 - 1
     design = torch.stack([tau, tau * p], dim=1)
-    solution = torch.linalg.lstsq(design, centred).solution  # [2, d_model] = (X^T X)^-1 X^T A~
+    # (X^T X)^-1 X^T A~ by the 2 x 2 normal equations, not torch.linalg.lstsq: its default CPU driver (gelsy)
+    # gives different last bits from call to call on the same input (3 results in 15 calls measured), which
+    # the unpenalized fits downstream magnify into a visible difference (docs/results/benchmarks.md)
+    solution = torch.linalg.solve(design.T @ design, design.T @ centred)  # [2, d_model]
     return solution[0], solution[1]
 
 

@@ -1,5 +1,8 @@
 """TTPD against closed forms, scikit-learn, and the generalization to negations that motivates it."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +180,23 @@ def test_non_finite_and_small_cells_are_refused():
     # a group holding one polarity only (TIU's layout: cities vs neg_cities) is fine
     rep = fit_ttpd(x, truth, pol, groups=pol.long() + 5, site="s")
     assert rep.provenance["n_groups"] == 2 and torch.isfinite(rep.w).all()
+
+
+def test_the_directions_are_the_same_bits_every_call():
+    """torch.linalg.lstsq's default CPU driver (gelsy) returned different last bits on the same input from call
+    to call (about 1 call in 10 on one thread, in a plain process; not in pytest's, so the check runs in a
+    fresh one), and TTPD's unpenalized fits magnified that into different AUROCs between runs. The 2 x 2
+    normal equations are deterministic."""
+    script = """
+import hashlib, torch
+torch.set_num_threads(1)
+from elk_lens.reporters.ttpd import ttpd_directions
+g = torch.Generator().manual_seed(0)
+x = torch.randn(240, 384, generator=g, dtype=torch.float64)
+y, polarity, groups = torch.arange(240) % 2 == 0, torch.arange(240) % 3 == 0, torch.arange(240) // 120
+seen = {hashlib.sha256(ttpd_directions(x, y, polarity, groups)[0].numpy().tobytes()).hexdigest() for _ in range(100)}
+print(len(seen))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1"], f"100 calls gave {done.stdout.strip()} different t_G"
