@@ -36,11 +36,14 @@ def trajectory(tmp_path_factory):
 
 
 def _spec(trajectory, *, base=BASE, checkpoint=-1) -> str:
-    """The default analysis's small test spec, pointed at the trajectory's checkpoint; causal checks at every
-    second site; no real-LM glance."""
+    """The default analysis's small test spec, pointed at the trajectory's checkpoint, on a third of its rows;
+    causal checks at every second site; no real-LM glance."""
     model = f'spec = "{base}"\ntrajectory = "{trajectory}"\ncheckpoint = {checkpoint}\n'
     text = QUIRKY_SPEC.replace('name = "quirky-small"', 'name = "quirky-lora"')
     text = text.replace('spec = "zoo:quirky-arith"\n', model).replace("n_random = 2\n", "n_random = 2\nevery = 2\n")
+    # fewer rows than the shared spec: this test asks which model was read, not what it knows
+    for key, rows in (("train_rows", 1500), ("test_rows", 400), ("test_rows", 300)):
+        text = text.replace(f"{key} = {rows}\n", f"{key} = {rows // 3}\n")
     return text + '[real_lm]\nspec = ""\n'
 
 
