@@ -8,6 +8,7 @@ group is the caller's if one exists; otherwise, when torchrun's environment name
 script or ``elk-lens run SPEC`` needs no change to run data-parallel. Outside torchrun this is one rank of one.
 """
 
+import atexit
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -121,7 +122,18 @@ def ranks() -> Ranks:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
+    atexit.register(_leave)  # the group is elk-lens's: it is elk-lens's to destroy
     return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def _leave() -> None:
+    """Destroy the process group this module made, while the interpreter is still whole: left to interpreter
+    exit, gloo's worker threads can abort the process ("terminate called without an active exception",
+    SIGABRT; pytorch/pytorch#190489), and torchrun then reports a finished run as failed (once in about 30
+    launches of tests/distributed_job.py, in a loaded ``make test``). No barrier: a rank exiting on an error
+    would wait for the others forever."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def spread(items: Sequence[T], work: Callable[[T], R]) -> list[R]:
