@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from elk_lens._placement import onloaded
+
 __all__ = ["FINGERPRINT_CFG_FIELDS", "fingerprint", "tokenizer_fingerprint", "weights_fingerprint"]
 
 FINGERPRINT_CFG_FIELDS = (
@@ -81,7 +83,7 @@ def fingerprint(model: TransformerBridge) -> str:
     hashed = _HASHED.get(model)
     if hashed is not None and hashed[0] == key:
         return hashed[1]
-    digest = weights_fingerprint(model.cfg, model.state_dict())
+    digest = weights_fingerprint(model.cfg, onloaded(model, model.state_dict(keep_vars=True)))
     _HASHED[model] = (key, digest)
     return digest
 
@@ -91,7 +93,8 @@ def weights_fingerprint(cfg: object, state: Mapping[str, Tensor]) -> str:
     as read from the file, before any dtype conversion, so it equals what ``save_model`` recorded."""
     h = hashlib.sha256()
     h.update(_cfg_json(cfg).encode())
-    for name, tensor in sorted(state.items()):
+    for name in sorted(state):
+        tensor = state[name]  # looked up one at a time: offloaded weights are read here (elk_lens._placement)
         h.update(name.encode())
         h.update(str(tensor.dtype).encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # a view: no copy

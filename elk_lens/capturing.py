@@ -25,6 +25,7 @@ from elk_lens import distributed
 from elk_lens._checks import as_dtype, check_number
 from elk_lens._fingerprint import fingerprint, tokenizer_fingerprint
 from elk_lens._hooks import loud_hooks
+from elk_lens._placement import input_device
 from elk_lens._progress import progress_bar
 from elk_lens.activations import Activations
 from elk_lens.data.statements import StatementSet, as_statements
@@ -270,7 +271,7 @@ def _forward_batch(
     recorder.out = {}
     recorder.rows = torch.arange(len(tokens))
     recorder.read = None if recorder.position == "all" else _read_index(tokens.mask, recorder.position)
-    device = model.cfg.device or "cpu"
+    device = input_device(model)
     # An all-ones mask means "attend to everything", as no mask does; leaving it out skips the mask
     # arithmetic in every layer and runs exactly the forward run_with_cache(tokens) runs.
     mask = None if bool(tokens.mask.all()) else tokens.mask.to(device)

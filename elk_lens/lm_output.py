@@ -11,6 +11,7 @@ from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from elk_lens._checks import check_number, check_texts
 from elk_lens._hooks import loud_hooks
+from elk_lens._placement import input_device, onload
 from elk_lens.capturing import tokenize
 from elk_lens.data.statements import StatementSet
 
@@ -95,7 +96,7 @@ def output_log_odds(
     tokens = tokenize(model, texts)
     offsets = torch.tensor(positions_from_end)
     out = []
-    device = next(model.parameters()).device
+    device = input_device(model)
     for start in range(0, len(texts), batch_size):
         batch = tokens.rows(start, start + batch_size)
         last = batch.mask.sum(1) - 1  # right padding: last real token
@@ -130,16 +131,17 @@ def answer_logits(
     resid: list[Tensor] = []
 
     def read(x: Tensor, *, hook) -> None:
-        resid.append(x[rows])
+        resid.append(x[tuple(r.to(x.device) for r in rows)])  # blocks on several devices: x is on the last's
         raise StopAtLayerException(x)
 
     with loud_hooks(model, [(UNEMBED_IN, read)]):
         model(ids, attention_mask=mask, **forward)
     cols = list(answer_ids)
-    logits = resid[0] @ model.W_U[:, cols]
-    b_U = getattr(model, "b_U", None)
-    if b_U is not None:
-        logits = logits + b_U[cols]
+    with onload(model.unembed):  # a device map may have offloaded the unembedding (elk_lens._placement)
+        logits = resid[0] @ model.W_U[:, cols].to(resid[0])
+        b_U = getattr(model, "b_U", None)
+        if b_U is not None:
+            logits = logits + b_U[cols].to(logits)
     cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
     return cap * torch.tanh(logits / cap) if cap > 0 else logits
 

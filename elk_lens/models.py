@@ -13,7 +13,10 @@ Three kinds of spec, decided before anything is loaded:
 import copy
 import json
 import os
+import shutil
 import socket
+import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,6 +35,7 @@ from elk_lens._checks import as_dtype
 from elk_lens._fingerprint import FINGERPRINT_CFG_FIELDS, weights_fingerprint
 from elk_lens._fingerprint import fingerprint as fingerprint
 from elk_lens._fingerprint import tokenizer_fingerprint as tokenizer_fingerprint
+from elk_lens._placement import onloaded
 from elk_lens._tensor_files import read_safetensors
 from elk_lens.zoo import PACKAGED, packaged_path, zoo_path
 from elk_lens.zoo.gguf import GGUF_MODELS, check_reference, convert_gguf, gguf_file
@@ -118,6 +122,8 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | str = torch.float32,
     device_map: str | dict[str, str | int] | None = None,
+    max_memory: dict[str | int, str | int] | None = None,
+    offload_folder: str | os.PathLike | None = None,
 ) -> TransformerBridge:
     """Boot a model in eval mode.
 
@@ -136,6 +142,12 @@ def load_model(
             ``"sequential"`` or ``{module name: device}``, placed by HF accelerate through the bridge
             (``boot_transformers``); instead of ``device``. HF models only (docs/guide/scaling-out.md). Capture,
             interventions and attribution move what they add to each hooked tensor's device.
+        max_memory: With ``device_map``: the most each device may hold, ``{0: "20GiB", "cpu": "60GiB"}``;
+            what does not fit is offloaded (accelerate's ``max_memory``).
+        offload_folder: With ``device_map``: where weights offloaded to ``"disk"`` go. elk-lens makes a new
+            folder inside it for this model (nothing there is overwritten) and removes that folder when the
+            model is freed. Offloaded weights are read back wherever weights are read outside a forward
+            (``elk_lens._placement``): the fingerprint and ``save_model`` see the model loaded whole.
     """
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
@@ -144,9 +156,9 @@ def load_model(
             f"spec must be a str ('zoo:NAME', a directory or a hub name); got {type(spec).__name__} {spec!r}"
         )
     dtype = as_dtype("dtype", dtype)
-    _check_device_map(device_map, device)
+    _check_device_map(device_map, device, max_memory, offload_folder)
     device = _check_device(_DEVICE.get() if device is None else device)
-    place = _Placement(device, device_map)
+    place = _Placement(device, device_map, max_memory, None if offload_folder is None else Path(offload_folder))
     if spec.startswith("zoo:"):
         name = spec.removeprefix("zoo:")
         if name in PACKAGED:  # a pretrained HF directory inside an optional PyPI package
@@ -186,9 +198,23 @@ def load_model(
 _DEVICE_MAP_NAMES = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
-def _check_device_map(device_map: object, device: object) -> None:
+def _check_device_map(device_map: object, device: object, max_memory: object, offload_folder: object) -> None:
     if device_map is None:
+        for name, given in (("max_memory", max_memory), ("offload_folder", offload_folder)):
+            if given is not None:
+                raise ValueError(f"{name}={given!r} applies with device_map (HF accelerate placement) only")
         return
+    if max_memory is not None and (
+        not isinstance(max_memory, dict)
+        or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in max_memory.values())
+    ):
+        raise ValueError(
+            f"max_memory must be a dict of device -> size (e.g. {{0: '20GiB', 'cpu': '60GiB'}}); got {max_memory!r}"
+        )
+    if offload_folder is not None and not isinstance(offload_folder, (str, os.PathLike)):
+        raise TypeError(f"offload_folder must be a path; got {type(offload_folder).__name__} {offload_folder!r}")
+    if isinstance(device_map, dict) and "disk" in device_map.values() and offload_folder is None:
+        raise ValueError(f"device_map sends weights to 'disk': give offload_folder= (a directory); got {device_map!r}")
     if device is not None:
         raise ValueError(f"give device or device_map, not both (device={device!r}, device_map={device_map!r})")
     if isinstance(device_map, str):
@@ -210,9 +236,33 @@ class _Placement:
 
     device: str
     device_map: str | dict | None = None
+    max_memory: dict | None = None
+    offload_folder: Path | None = None
 
-    def hf_kwargs(self) -> dict:
-        return {"device": self.device} if self.device_map is None else {"device_map": self.device_map}
+    def hf_kwargs(self, offload_to: Path | None) -> dict:
+        if self.device_map is None:
+            return {"device": self.device}
+        kwargs: dict = {"device_map": self.device_map}
+        if self.max_memory is not None:
+            kwargs["max_memory"] = dict(self.max_memory)  # accelerate rewrites the sizes in the dict it is given
+        if offload_to is not None:
+            kwargs["offload_folder"] = str(offload_to)
+        return kwargs
+
+    @contextmanager
+    def offloading(self) -> Iterator[Path | None]:
+        """A new folder for this model's disk-offloaded weights inside ``offload_folder`` (None without one),
+        removed if the load fails; :func:`_load_hf` hands a loaded model's folder to its finalizer."""
+        if self.offload_folder is None:
+            yield None
+            return
+        self.offload_folder.mkdir(parents=True, exist_ok=True)
+        made = Path(tempfile.mkdtemp(prefix="elk-lens-offload-", dir=self.offload_folder))
+        try:
+            yield made
+        except BaseException:
+            shutil.rmtree(made, ignore_errors=True)
+            raise
 
     def native(self, spec: str) -> str:
         if self.device_map is not None:
@@ -258,16 +308,21 @@ def _check_hub_reachable(name: str, revision: str | None) -> None:
 
 
 def _load_hf(name: str, revision, tokenizer, place: _Placement, dtype: torch.dtype) -> TransformerBridge:
-    kwargs = {**place.hf_kwargs(), "dtype": dtype}
-    if revision is not None:
-        kwargs["revision"] = revision
-    if tokenizer is not None:
-        kwargs["tokenizer"] = tokenizer
-    # a head the checkpoint lacks (an encoder's MLM head: sentence-transformers ship none) is initialized at
-    # random; a fixed seed makes it, and so the model's fingerprint and its activation caches, the same each load
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return TransformerBridge.boot_transformers(name, **kwargs).eval()
+    with place.offloading() as offload_to:
+        kwargs = {**place.hf_kwargs(offload_to), "dtype": dtype}
+        if revision is not None:
+            kwargs["revision"] = revision
+        if tokenizer is not None:
+            kwargs["tokenizer"] = tokenizer
+        # a head the checkpoint lacks (an encoder's MLM head: sentence-transformers ship none) is initialized at
+        # random; a fixed seed makes it, and so the model's fingerprint and its activation caches, the same each
+        # load
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = TransformerBridge.boot_transformers(name, **kwargs).eval()
+    if offload_to is not None:  # the offloaded weights are read from there for as long as the model lives
+        weakref.finalize(model, shutil.rmtree, offload_to, ignore_errors=True)
+    return model
 
 
 def _load_gguf(gguf: Path, sha256: str | None, place: _Placement, dtype: torch.dtype) -> TransformerBridge:
@@ -349,7 +404,8 @@ def hf_state_dict(model: TransformerBridge) -> dict[str, Tensor]:
         raise ValueError("hf_state_dict needs an HF-booted bridge (boot_transformers); this one is native")
     with torch.device("meta"):
         names = type(hf)._from_config(copy.deepcopy(hf.config)).state_dict().keys()
-    wrapped = {k.replace("._original_component", ""): v.detach() for k, v in hf.state_dict().items()}
+    state = onloaded(hf, hf.state_dict(keep_vars=True))  # offloaded weights read back (elk_lens._placement)
+    wrapped = {k.replace("._original_component", ""): state[k] for k in state}
     missing = sorted(set(names) - set(wrapped))
     if missing:
         raise ValueError(f"the bridge's {type(hf).__name__} lacks the weights {missing[:4]}; boot it afresh")

@@ -24,6 +24,7 @@ from transformers import DynamicCache
 
 from elk_lens._checks import check_number, check_texts
 from elk_lens._hooks import loud_hooks
+from elk_lens._placement import input_device
 from elk_lens.data.statements import StatementSet
 from elk_lens.lm_output import UNEMBED_IN, answer_logits, answer_token_ids, check_answers, output_log_odds
 
@@ -134,7 +135,7 @@ def prompted_log_odds(
             f"prompt {prompt.name!r}: {longest} tokens (prefix {len(prefix)}) exceed the model's "
             f"context (n_ctx={model.cfg.n_ctx})"
         )
-    device = next(model.parameters()).device
+    device = input_device(model)
     cache = _prefix_cache(model, torch.tensor([prefix], device=device))
     order = sorted(range(len(body)), key=lambda i: len(body[i]))  # like lengths together: less padding
     out = torch.empty(len(body))

@@ -19,6 +19,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from elk_lens._checks import check_number, check_texts
+from elk_lens._placement import input_device
 
 __all__ = ["TokenStream", "stream_loss", "window_loss"]
 
@@ -133,7 +134,7 @@ class TokenStream:
 
 def window_loss(model: TransformerBridge, windows: Int[Tensor, "batch pos"]) -> Tensor:
     """Mean next-token cross-entropy over every position of the windows (BOS is never a target)."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     windows = windows.to(device)
     logits = model(windows[:, :-1])
     return F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten())

@@ -297,7 +297,8 @@ def test_a_device_map_places_an_hf_model_and_capture_steering_and_attribution_re
 ):
     """load_model(device_map=...) goes through the bridge to HF accelerate (issue 19). On a machine without
     GPUs every block lands on the CPU (transformers then dispatches nothing): the values must equal a plain
-    device='cpu' load's exactly; blocks on several devices are untested here (docs/guide/scaling-out.md)."""
+    device='cpu' load's exactly. Blocks offloaded beside others: the next test; blocks on several GPUs are
+    untested here (docs/guide/scaling-out.md)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     from elk_lens.capturing import capture, tokenize
@@ -327,10 +328,69 @@ def test_a_device_map_places_an_hf_model_and_capture_steering_and_attribution_re
     assert ap[0].keys() == ap[1].keys() and all(torch.equal(ap[0][k], ap[1][k]) for k in ap[0])
 
 
+# block 1 on disk beside everything else on the CPU; then all of it on disk, as "auto" places a model larger
+# than the memory it is given
+SPLIT = {f"model.{m}": "cpu" for m in ("embed_tokens", "layers.0", "norm", "rotary_emb")} | {
+    "model.layers.1": "disk",
+    "lm_head": "cpu",
+}
+
+
+@pytest.mark.parametrize("placement", [dict(device_map=SPLIT), dict(device_map="auto", max_memory={"cpu": "1KB"})])
+def test_weights_offloaded_to_disk_give_the_same_model_and_the_same_numbers(llama_dir, tmp_path, placement):
+    """The CPU's own multi-place dispatch (issue 19): accelerate keeps offloaded weights on the meta device and
+    brings them in for each forward. Forwards (capture, steering, attribution) need nothing; what reads
+    weights outside one — the fingerprint, save_model, W_O for circuit scores, W_U for answer logits — reads
+    them back (elk_lens._placement). Every number equals a plain load's, exactly; the offload folder elk-lens
+    made is removed when the model is freed, and nothing else in offload_folder is touched."""
+    import gc
+
+    from elk_lens.capturing import capture, tokenize
+    from elk_lens.circuits import attribution_patching, direct_attribution
+    from elk_lens.interventions import steer
+    from elk_lens.lm_output import output_log_odds
+    from elk_lens.reporters import Reporter
+
+    (tmp_path / "offload").mkdir()
+    (tmp_path / "offload" / "index.json").write_text("mine")  # a user's file, where accelerate writes its index
+    plain = load_model(str(llama_dir))
+    mapped = load_model(str(llama_dir), **placement, offload_folder=tmp_path / "offload")
+    assert any(p.is_meta for p in mapped.parameters()), "nothing was offloaded: the test would test nothing"
+    (made,) = [p for p in (tmp_path / "offload").iterdir() if p.is_dir()]
+    assert fingerprint(mapped) == fingerprint(plain)
+    sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert torch.equal(capture(plain, TEXTS, sites).values, capture(mapped, TEXTS, sites).values)
+    tokens = tokenize(plain, TEXTS)
+    last = tokens.mask.sum(1) - 1
+    logits = []
+    for model in (plain, mapped):
+        with torch.no_grad(), steer(model, sites[1], torch.ones(D_MODEL), alpha=0.5, positions=last):
+            logits.append(model(tokens.ids, attention_mask=tokens.mask))
+    assert torch.equal(logits[0], logits[1])
+    w = torch.linspace(-1, 1, D_MODEL)
+    reporter = Reporter(w, 0.3, w, "random", sites[1])
+    clean, corrupt = ["the cat sat", "a dog ran"], ["the cow sat", "a cat ran"]
+    for scores in (
+        [attribution_patching(m, reporter, clean, corrupt, allow_other_model=True) for m in (plain, mapped)],
+        [direct_attribution(m, reporter, clean, allow_other_model=True) for m in (plain, mapped)],
+        [{"log_odds": output_log_odds(m, clean, answers=("a", "b"))} for m in (plain, mapped)],
+    ):
+        assert scores[0].keys() == scores[1].keys() and all(torch.equal(scores[0][k], scores[1][k]) for k in scores[0])
+    saved = save_model(mapped, tmp_path / "saved")
+    assert fingerprint(load_model(str(saved))) == fingerprint(plain)
+    del mapped, model
+    gc.collect()
+    assert not made.exists() and (tmp_path / "offload" / "index.json").read_text() == "mine"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         (dict(device_map="everywhere"), r"device_map 'everywhere' is not one of \['auto'"),
+        (dict(offload_folder="off"), r"offload_folder='off' applies with device_map"),
+        (dict(max_memory={0: "1GiB"}), r"max_memory=\{0: '1GiB'\} applies with device_map"),
+        (dict(device_map="auto", max_memory={0: 1.5}), "max_memory must be a dict of device -> size"),
+        (dict(device_map={"model.layers.0": "disk"}), "device_map sends weights to 'disk': give offload_folder="),
         (dict(device_map={"model.layers.0": 1.5}), "device_map must be one of"),
         (dict(device_map="auto", device="cpu"), "give device or device_map, not both"),
     ],

@@ -19,6 +19,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from elk_lens._hooks import loud_hooks
+from elk_lens._placement import input_device, onload
 from elk_lens.capturing import Tokens, _read_index
 from elk_lens.circuits.components import EMBED_HOOK, Component
 from elk_lens.reporters.base import Reporter
@@ -102,7 +103,7 @@ def forward_to_site(
         return fn
 
     names = list(dict.fromkeys([*edits, site.hook_name]))
-    device = model.cfg.device or "cpu"
+    device = input_device(model)
     ids, mask = batch.ids.repeat(reps, 1).to(device), batch.mask.repeat(reps, 1).to(device)
     attention_mask = None if bool(mask.all()) else mask  # as capture: all-ones = no mask, same numbers
     with loud_hooks(model, [(name, hook_for(name)) for name in names]):
@@ -128,7 +129,7 @@ def _check_additive(
     for c in components:
         value = c.take(acts[c.hook])[rows, read]
         if c.head is not None:
-            value = value @ model.blocks[c.layer].attn.W_O[c.head]
+            value = value @ W_O(model, c.layer)[c.head].to(value)
         total = total + value
     for layer in sorted({c.layer for c in components if c.head is not None}):
         total = total + _b_O(model, layer).to(total)
@@ -143,9 +144,19 @@ def _check_additive(
         )
 
 
+def W_O(model: TransformerBridge, layer: int) -> Float[Tensor, "head_index d_head d_model"]:
+    """Layer ``layer``'s per-head output weights, on the block's device; read with the block's offloaded
+    weights brought back (elk_lens._placement) when a device map offloaded them."""
+    attn = model.blocks[layer].attn
+    with onload(attn):
+        return attn.W_O.detach()
+
+
 def _b_O(model: TransformerBridge, layer: int) -> Tensor:
-    b_O = getattr(model.blocks[layer].attn, "b_O", None)
-    return torch.zeros(model.cfg.d_model) if b_O is None else b_O.detach()
+    attn = model.blocks[layer].attn
+    with onload(attn):
+        b_O = getattr(attn, "b_O", None)
+        return torch.zeros(model.cfg.d_model) if b_O is None else b_O.detach()
 
 
 @torch.no_grad()
@@ -177,7 +188,7 @@ def plans_per_forward(model: TransformerBridge, batch_rows: int, max_rows: int |
     """How many plans one forward carries: ``max_rows // batch_rows``, at least 1; ``max_rows=None`` takes
     the measured size for the model's device (``ROWS_PER_FORWARD``)."""
     if max_rows is None:
-        max_rows = ROWS_PER_FORWARD.get(torch.device(model.cfg.device or "cpu").type, ROWS_PER_FORWARD["cpu"])
+        max_rows = ROWS_PER_FORWARD.get(input_device(model).type, ROWS_PER_FORWARD["cpu"])
     return max(1, max_rows // batch_rows)
 
 

@@ -16,7 +16,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens.circuits._engine import Batch, _b_O, record, work_dtype
+from elk_lens.circuits._engine import W_O, Batch, _b_O, record, work_dtype
 from elk_lens.circuits._inputs import Texts, batches, check_reporter, check_sizes, statement_tokens
 from elk_lens.circuits.components import BIASES, _components, resolve_components
 from elk_lens.reporters.base import Reporter
@@ -59,7 +59,7 @@ def direct_attribution(
     with torch.no_grad():
         # w pulled back through each head's W_O: DA_h = z_h . (W_O[h] w), no [batch, d_model] per head
         w_heads = {
-            layer: torch.einsum("hed,d->he", model.blocks[layer].attn.W_O.detach().cpu().to(dtype), w)
+            layer: torch.einsum("hed,d->he", W_O(model, layer).cpu().to(dtype), w)
             for layer in {c.layer for c in every if c.head is not None}
         }
         biases = sum((_b_O(model, layer).cpu().to(dtype) @ w for layer in w_heads), torch.zeros((), dtype=dtype))

@@ -31,7 +31,8 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from elk_lens.circuits._engine import Batch, forward_to_site, plans_per_forward, read_score, record, work_dtype
+from elk_lens._placement import onload
+from elk_lens.circuits._engine import W_O, Batch, forward_to_site, plans_per_forward, read_score, record, work_dtype
 from elk_lens.circuits._inputs import (
     Texts,
     batches,
@@ -139,32 +140,42 @@ def _resolve_edges(model: TransformerBridge, site: Site, names: Sequence[str] | 
     return [by_name[n] for n in dict.fromkeys(names)]
 
 
-def _norm(model: TransformerBridge, ln, x: Tensor) -> Tensor:
-    kind, eps, d = model.cfg.normalization_type, model.cfg.eps, x.shape[-1]
+def _norm_fn(model: TransformerBridge, ln) -> Callable[[Tensor], Tensor]:
+    """The block's normalization ``ln`` as a function, with its weights read now."""
+    kind, eps = model.cfg.normalization_type, model.cfg.eps
     if kind == "LN":
-        return F.layer_norm(x, (d,), ln.weight, ln.bias, eps)
+        weight, bias = ln.weight.detach(), ln.bias.detach()
+        return lambda x: F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
     if kind == "LNPre":
-        return F.layer_norm(x, (d,), None, None, eps)
+        return lambda x: F.layer_norm(x, (x.shape[-1],), None, None, eps)
     if kind in ("RMS", "RMSPre"):
-        y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-        return y * ln.weight if kind == "RMS" else y
+        weight = ln.weight.detach() if kind == "RMS" else None
+
+        def rms(x: Tensor) -> Tensor:
+            y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+            return y if weight is None else y * weight
+
+        return rms
     if kind is None:
-        return x
+        return lambda x: x
     raise ValueError(
         f"edge scores cannot rebuild inputs for normalization_type={kind!r}; valid: LN, LNPre, RMS, RMSPre, None"
     )
 
 
 def _reader_fn(model: TransformerBridge, reader: Reader) -> Callable[[Tensor], Tensor]:
-    """``f``: the reader's value at its hook as a function of the residual it reads."""
+    """``f``: the reader's value at its hook as a function of the residual it reads; the weights are read
+    once, here, with a block a device map offloaded brought back (elk_lens._placement)."""
     block = model.blocks[reader.layer]
     if reader.kind == "site":
         return lambda x: x
-    if reader.kind == "mlp":
-        return lambda x: _norm(model, block.ln2, x)
-    W = getattr(block.attn, f"W_{reader.kind.upper()}")[reader.head]
-    b = getattr(block.attn, f"b_{reader.kind.upper()}")[reader.head]
-    return lambda x: _norm(model, block.ln1, x) @ W + b
+    with onload(block):
+        if reader.kind == "mlp":
+            return _norm_fn(model, block.ln2)
+        norm = _norm_fn(model, block.ln1)
+        W = getattr(block.attn, f"W_{reader.kind.upper()}")[reader.head].detach()
+        b = getattr(block.attn, f"b_{reader.kind.upper()}")[reader.head].detach()
+    return lambda x: norm(x) @ W + b
 
 
 def _slice(reader: Reader, t: Tensor) -> Tensor:
@@ -267,7 +278,7 @@ def _writer_deltas(
     out = {}
     for w in writers:
         delta = w.take(twin[w.hook]) - w.take(base[w.hook])
-        out[w.name] = delta if w.head is None else delta @ model.blocks[w.layer].attn.W_O[w.head].detach()
+        out[w.name] = delta if w.head is None else delta @ W_O(model, w.layer)[w.head].to(delta)
     return out
 
 

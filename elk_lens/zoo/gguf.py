@@ -38,6 +38,7 @@ import torch
 from safetensors.torch import save_file
 
 from elk_lens._atomic import read_dir, save_dir, sha256_file
+from elk_lens._placement import input_device
 from elk_lens._tensor_files import read_safetensors
 from elk_lens.zoo.gguf_header import read_metadata
 
@@ -316,7 +317,7 @@ def reference_gap(model: "TransformerBridge", converted: Path) -> float:
     :func:`convert_gguf` returned), on the reference's own token ids."""
     reference = read_safetensors(Path(converted) / REFERENCE, what="GGUF reference logits")
     with torch.no_grad():
-        logits = model(reference["input_ids"][None].to(model.cfg.device))[0]
+        logits = model(reference["input_ids"][None].to(input_device(model)))[0]
     return (logits.float().cpu() - reference["logits"]).abs().max().item()
 
 

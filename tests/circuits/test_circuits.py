@@ -451,3 +451,19 @@ def test_unknown_edges_are_named(model64):
     reporter = _reporter(model64, "blocks.1.hook_resid_pre")
     with pytest.raises(ValueError, match=r"unknown edge\(s\) \['L0H1->L0H2.q'\] .* 'WRITER->READER'"):
         exact_edge_patching(model64, reporter, CLEAN, CORRUPT, edges=["L0H1->L0H2.q"])
+
+
+def test_edge_scores_of_a_model_with_an_offloaded_block_equal_the_whole_models(gpt2_dir, tmp_path):
+    """Edge scores rebuild each reader's input from its weights (LayerNorm, W_Q/W_K/W_V), read outside a
+    forward: with block 0 offloaded to disk by a device map (elk_lens._placement) they must read the
+    same weights and give the same scores, exactly."""
+    whole = load_model(str(gpt2_dir))
+    placed = {f"transformer.{m}": "cpu" for m in ("wte", "wpe", "h.1", "ln_f")} | {"transformer.h.0": "disk"}
+    offloaded = load_model(str(gpt2_dir), device_map=placed | {"lm_head": "cpu"}, offload_folder=tmp_path)
+    assert any(p.is_meta for p in offloaded.parameters())
+    w = torch.linspace(-1, 1, whole.cfg.d_model)
+    reporter = Reporter(w, 0.3, w, "random", "blocks.1.hook_resid_post")
+    clean, corrupt = ["the cat sat", "a dog ran"], ["the cow sat", "a cat ran"]
+    for method in (edge_attribution_patching, exact_edge_patching):
+        scores = [method(m, reporter, clean, corrupt, allow_other_model=True) for m in (whole, offloaded)]
+        assert scores[0].keys() == scores[1].keys() and all(torch.equal(scores[0][k], scores[1][k]) for k in scores[0])
