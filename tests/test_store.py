@@ -232,6 +232,21 @@ def test_killed_capture_resumes_from_finished_shards(model, stmts, reference, tm
     assert torch.equal(acts.values, reference.values)
 
 
+def test_a_capture_finds_the_shards_a_dead_rank_left_wherever_they_lie(
+    model, stmts, reference, tmp_path, forward_calls
+):
+    """Under torchrun shards are dealt in turn (rank 0: 0, 2; rank 1: 1): a rank that dies leaves gaps, not a
+    prefix. A rerun, in any number of processes, computes the missing shards only (issue 19)."""
+    cached(model, stmts, tmp_path)
+    entry = entry_dir(tmp_path)
+    for i in (0, 2):  # rank 0 died before writing its shards; rank 1 finished shard 1
+        (entry / f"shard_{i:05d}.safetensors").unlink()
+    forward_calls["calls"] = 0
+    acts = cached(model, stmts, tmp_path)
+    assert forward_calls["calls"] == N_BATCHES - SHARD // BATCH  # shard 1 (2 batches) was not recomputed
+    assert torch.equal(acts.values, reference.values)
+
+
 def test_no_temp_files_after_success(model, stmts, tmp_path):
     cached(model, stmts, tmp_path)
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
