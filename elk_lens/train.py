@@ -345,6 +345,11 @@ def fine_tune(
             f"FineTuneConfig.frozen={config.frozen!r} with LoRA: only the adapters train, every model weight "
             f"is frozen already; leave frozen empty (choose the adapted projections with LoraConfig.targets)"
         )
+    if offloaded := [name for name, p in model.named_parameters() if p.is_meta][:3]:
+        raise ValueError(
+            f"fine_tune trains weights in memory; this model's {offloaded} are offloaded (a device_map with 'cpu' "
+            f"or 'disk' entries, elk_lens._placement): load it onto devices that hold it whole"
+        )
     saves = sorted(set(config.checkpoints or checkpoint_steps(config.steps)))
     batch_loss = _batch_loss(model, data, labels, config, anchor)
     state_path = out / STATE_FILE

@@ -116,6 +116,16 @@ def test_bad_input_is_a_clear_error(base, tmp_path):
         Trajectory([Checkpoint(2, spec="x"), Checkpoint(1, spec="y")])
 
 
+def test_an_offloaded_model_is_refused_before_any_work(llama_dir, tmp_path):
+    from elk_lens.models import load_model
+
+    model = load_model(str(llama_dir), device_map="auto", max_memory={"cpu": "1KB"}, offload_folder=tmp_path)
+    data, labels = _data()
+    with pytest.raises(ValueError, match=r"fine_tune trains weights in memory; this model's \['model.embed"):
+        fine_tune(model, data, labels, tmp_path / "run", base_spec=str(llama_dir), config=CONFIG)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_checkpoint_of_another_architecture_is_refused(base, tmp_path, char_tok_dir):
     wide = tmp_path / "wide"
     save_model(boot_native(char_tok_dir, d_model=48), wide)
