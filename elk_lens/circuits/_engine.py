@@ -130,7 +130,7 @@ def _check_additive(
         value = c.take(acts[c.hook])[rows, read]
         if c.head is not None:
             value = value @ W_O(model, c.layer)[c.head].to(value)
-        total = total + value
+        total = total + value.to(total.device)  # blocks on several devices: the writes come from each
     for layer in sorted({c.layer for c in components if c.head is not None}):
         total = total + _b_O(model, layer).to(total)
     target = resid[rows, read]
