@@ -181,9 +181,8 @@ def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
     clean, corrupt = _twins(scenario, traj.model_at(scored[0]))
     half = len(clean) // 2
 
-    def score(job: tuple[int, int | None]) -> dict:
-        """The circuit at checkpoint ``t`` on every pair, or (``part`` 0 or 1) on one half of them."""
-        t, part = job
+    def score(t: int) -> list[dict]:
+        """The circuit at checkpoint ``t`` on every pair; at the first, also on each half of them (the floor)."""
         model = traj.model_at(t)
         growth = traj.growth_map(0, t)
         here = site if growth is None else growth.site(site)  # the same place in a grown model
@@ -193,13 +192,13 @@ def _circuits(scenario: Scenario, run: RunDir) -> CircuitTrajectory:
             site=here,
             provenance={"model": fingerprint(model)},
         )
-        rows = slice(None) if part is None else (slice(0, half), slice(half, None))[part]
-        return asdict(_score(c, model, reporter, clean[rows], corrupt[rows]))
+        parts = [slice(None)] + ([slice(0, half), slice(half, None)] if t == scored[0] else [])
+        return [asdict(_score(c, model, reporter, clean[rows], corrupt[rows])) for rows in parts]
 
-    # every checkpoint, and the floor — the same measures between circuits found on two disjoint halves of the
-    # pairs at the first one — are independent: under torchrun they spread over the ranks (elk_lens/distributed.py)
-    jobs = [(t, None) for t in scored] + [(scored[0], 0), (scored[0], 1)]
-    *at, a, b = (CheckpointCircuit(**x) for x in spread(jobs, score))
+    # the checkpoints are independent: under torchrun they spread over the ranks (elk_lens/distributed.py)
+    (first, a, b), *rest = [[CheckpointCircuit(**x) for x in xs] for xs in spread(scored, score)]
+    at = [first] + [x for (x,) in rest]
+    # the floor: the same measures between circuits found on two disjoint halves of the pairs at the first one
     floor = NoiseFloor(
         jaccard=jaccard(set(a.circuit), set(b.circuit)),
         weighted_jaccard=weighted_jaccard(a.shares(circuit_only=True), b.shares(circuit_only=True)),
