@@ -45,6 +45,10 @@ class Ranks:
         _dealt += n
         return owners
 
+    def mine(self, items: Sequence[T]) -> list[T]:
+        """This rank's share of ``items``, dealt as :meth:`deal` deals them."""
+        return [x for x, owner in zip(items, self.deal(len(items)), strict=True) if owner == self.rank]
+
     def barrier(self) -> None:
         """Wait for every rank (e.g. until every shard is written)."""
         if self.world > 1:

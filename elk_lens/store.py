@@ -131,8 +131,7 @@ class ActivationStore:
         bytes), so the entry is the one a single process writes, and a rank that dies leaves finished shards
         for the rerun.
         """
-        todo = sorted(self.missing() if missing is None else missing)
-        mine = {i for i, owner in zip(todo, ranks.deal(len(todo)), strict=True) if owner == ranks.rank}
+        mine = set(ranks.mine(sorted(self.missing() if missing is None else missing)))
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.dir / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=True))
         for i, (start, stop) in enumerate(self._ranges()):

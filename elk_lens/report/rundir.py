@@ -232,10 +232,9 @@ class RunDir:
         paths = {name: self._json_path(name) for name in computes}
         saved = {name: self._saved(name, paths[name], _read_json_stage) for name in computes}
         todo = [name for name in computes if not ranks.all_true(saved[name] is not _MISSING)]
-        for name, owner in zip(todo, ranks.deal(len(todo)), strict=True):
-            if owner == ranks.rank:
-                with distributed.alone():
-                    self._write_json_stage(paths[name], self._compute(name, computes[name]))
+        for name in ranks.mine(todo):
+            with distributed.alone():
+                self._write_json_stage(paths[name], self._compute(name, computes[name]))
         ranks.barrier()
         return {
             name: self._saved_by_another(name, paths[name], _read_json_stage)
