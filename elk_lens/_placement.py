@@ -49,21 +49,15 @@ def onloaded(module: nn.Module, state: Mapping[str, Tensor]) -> Mapping[str, Ten
     """
     if not any(t.is_meta for t in state.values()):
         return {name: t.detach() for name, t in state.items()}
-    from accelerate.utils.modeling import has_offloaded_params
-
     loaders = {}
-    for sub in module.modules():
-        if has_offloaded_params(sub):
-            weights = sub._hf_hook.weights_map
-            for name, tensor in [*sub.named_parameters(recurse=False), *sub.named_buffers(recurse=False)]:
-                if tensor.is_meta:
-                    loaders[id(tensor)] = lambda weights=weights, name=name: weights[name].to("cpu")
+    for sub in _offloaded(module):
+        weights = sub._hf_hook.weights_map
+        for name, tensor in [*sub.named_parameters(recurse=False), *sub.named_buffers(recurse=False)]:
+            if tensor.is_meta:
+                loaders[id(tensor)] = lambda weights=weights, name=name: weights[name].to("cpu")
     lost = [name for name, t in state.items() if t.is_meta and id(t) not in loaders]
     if lost:
-        raise ValueError(
-            f"the weights {lost[:4]} are on the meta device and no accelerate offload hook holds their values "
-            f"(a model built on the meta device and never loaded?); load it with elk_lens.load_model"
-        )
+        raise ValueError(f"the weights {lost[:4]} are {_NEVER_LOADED}")
     return _Onloaded(state, loaders)
 
 
@@ -75,11 +69,10 @@ def onload(module: nn.Module) -> Iterator[None]:
     (``.detach()`` keeps the values; the module's parameters go back to the meta device on exit)."""
     with ExitStack() as stack:
         if any(p.is_meta for p in module.parameters()):
-            from accelerate.utils.modeling import align_module_device, has_offloaded_params
+            from accelerate.utils.modeling import align_module_device
 
-            for sub in module.modules():
-                if has_offloaded_params(sub):
-                    stack.enter_context(align_module_device(sub))
+            for sub in _offloaded(module):
+                stack.enter_context(align_module_device(sub))
         yield
 
 
@@ -89,12 +82,21 @@ def input_device(model: nn.Module) -> torch.device:
     first = next(model.parameters())
     if not first.is_meta:
         return first.device
+    for sub in _offloaded(model):
+        if any(p is first for p in sub.parameters(recurse=False)):
+            return torch.device(sub._hf_hook.execution_device)
+    raise ValueError(f"the model's embedding is {_NEVER_LOADED}")
+
+
+_NEVER_LOADED = (
+    "on the meta device and no accelerate offload hook holds the values (a model built on the meta "
+    "device and never loaded?); load it with elk_lens.load_model"
+)
+
+
+def _offloaded(module: nn.Module) -> list[nn.Module]:
+    """The modules inside ``module`` whose own weights accelerate offloaded (each holds an ``AlignDevicesHook``
+    with the values); imported here only: a model that offloads nothing needs no accelerate."""
     from accelerate.utils.modeling import has_offloaded_params
 
-    for sub in model.modules():
-        if has_offloaded_params(sub) and any(p is first for p in sub.parameters(recurse=False)):
-            return torch.device(sub._hf_hook.execution_device)
-    raise ValueError(
-        "the model's embedding is on the meta device and no accelerate offload hook holds it (a model built on "
-        "the meta device and never loaded?); load it with elk_lens.load_model"
-    )
+    return [sub for sub in module.modules() if has_offloaded_params(sub)]
