@@ -126,12 +126,13 @@ def _check_additive(
     """
     rows = torch.arange(resid.shape[0])
     total = torch.zeros_like(resid[rows, read])
+    heads = {layer: W_O(model, layer) for layer in sorted({c.layer for c in components if c.head is not None})}
     for c in components:
         value = c.take(acts[c.hook])[rows, read]
         if c.head is not None:
-            value = value @ W_O(model, c.layer)[c.head].to(value)
+            value = value @ heads[c.layer][c.head].to(value)
         total = total + value.to(total.device)  # blocks on several devices: the writes come from each
-    for layer in sorted({c.layer for c in components if c.head is not None}):
+    for layer in heads:
         total = total + _b_O(model, layer).to(total)
     target = resid[rows, read]
     err = float((total - target).norm(dim=-1).max())

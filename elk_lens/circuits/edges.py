@@ -276,9 +276,10 @@ def _writer_deltas(
 ) -> dict[str, Tensor]:
     """``a'_u - a_u`` in the residual basis ``[batch, pos, d_model]`` (heads through their ``W_O``)."""
     out = {}
+    heads = {layer: W_O(model, layer) for layer in {w.layer for w in writers if w.head is not None}}
     for w in writers:
         delta = w.take(twin[w.hook]) - w.take(base[w.hook])
-        out[w.name] = delta if w.head is None else delta @ W_O(model, w.layer)[w.head].to(delta)
+        out[w.name] = delta if w.head is None else delta @ heads[w.layer][w.head].to(delta)
     return out
 
 
