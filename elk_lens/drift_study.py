@@ -96,17 +96,17 @@ def trajectory_drift(
         acts = capture(model, train, sites, batch_size=batch_size)
         evs = {e: capture(model, s, sites, batch_size=batch_size) for e, s in evals.items()}
         reporters = [fit_method(m, train.truth, site=site, statement=acts.at(sites.index(site))) for m, site in keys]
-        initial = reporters if first is None else first["reporters"]
 
         def aurocs(r: Reporter) -> dict[str, float]:
             i = sites.index(Site.parse(r.site).name)
             return {e: _auroc(r(evs[e].at(i)), s.truth) for e, s in evals.items()}
 
+        refit = [aurocs(r) for r in reporters]
         return {
             "shape": here,
             "reporters": reporters,
-            "refit": [aurocs(r) for r in reporters],
-            "initial": [aurocs(r) for r in initial],
+            "refit": refit,
+            "initial": refit if first is None else [aurocs(r) for r in first["reporters"]],
             "output": {
                 e: _auroc(output_log_odds(model, s, answers=answers, batch_size=batch_size), s.truth)
                 for e, s in evals.items()
